@@ -1,0 +1,450 @@
+"""Feature sets: ragged frame-level features of labelled utterances, on disk and in memory.
+
+A feature set is one ``.npz`` file holding no padding:
+
+=================  ==============  ===============================================
+key                shape           meaning
+=================  ==============  ===============================================
+``features``       (sum(L), D)     float32 frames of all utterances, concatenated
+``lengths``        (N,)            int64 frames per utterance, all > 0
+``ids``            (N,)            str, unique utterance ids
+``labels``         (N,)            str class labels
+``speakers``       (N,)            str speaker ids
+``split``          (N,)            str, optional (e.g. ``train``/``test``)
+``feature_names``  (D,)            str
+``meta``           ()              str, optional JSON (feature set, frame rate...)
+=================  ==============  ===============================================
+
+The published scripts stored padded arrays instead; :func:`load_feature_set`
+also reads those (``X`` of shape (N, T_max, D), zero-padded at the front or the
+back) so old feature files keep working.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from serattn.define import FEATURE_FILE_VERSION
+from serattn.errors import InputError
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Variable-length feature sequences with their labels, speakers and ids."""
+
+    features: np.ndarray  # (sum of lengths, D) float32
+    lengths: np.ndarray  # (N,) int64
+    ids: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) str
+    speakers: np.ndarray  # (N,) str
+    feature_names: np.ndarray  # (D,) str
+    split: np.ndarray | None = None  # (N,) str
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    @property
+    def dim(self):
+        return self.features.shape[1]
+
+    @property
+    def offsets(self):
+        """Start row of each utterance in ``features``, shape (N + 1,)."""
+        return np.concatenate([[0], np.cumsum(self.lengths)])
+
+    def sequence(self, i):
+        start, stop = self.offsets[i], self.offsets[i + 1]
+        return self.features[start:stop]
+
+    def sequences(self):
+        return np.split(self.features, np.cumsum(self.lengths)[:-1])
+
+    def subset(self, selection):
+        """The utterances picked by a boolean mask or an index array, in that order."""
+        index = np.arange(len(self))[selection]
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]) \
+            if len(index) else np.zeros(0, dtype=np.int64)
+        return dataclasses.replace(
+            self,
+            features=self.features[rows],
+            lengths=self.lengths[index],
+            ids=self.ids[index],
+            labels=self.labels[index],
+            speakers=self.speakers[index],
+            split=None if self.split is None else self.split[index],
+        )
+
+    def with_features(self, features):
+        """The same utterances with new frame values (e.g. normalized)."""
+        return dataclasses.replace(self, features=np.asarray(features, dtype=np.float32))
+
+    @classmethod
+    def from_sequences(cls, sequences, ids, labels, speakers, feature_names, split=None, meta=None):
+        sequences = [np.asarray(s, dtype=np.float32) for s in sequences]
+        dim = len(feature_names)
+        features = np.concatenate(sequences) if sequences else np.zeros((0, dim), np.float32)
+        return cls(
+            features=features.reshape(-1, dim),
+            lengths=np.array([len(s) for s in sequences], dtype=np.int64),
+            ids=np.asarray(ids, dtype=str),
+            labels=np.asarray(labels, dtype=str),
+            speakers=np.asarray(speakers, dtype=str),
+            feature_names=np.asarray(feature_names, dtype=str),
+            split=None if split is None else np.asarray(split, dtype=str),
+            meta=dict(meta or {}),
+        )
+
+
+def concatenate(feature_sets):
+    """One feature set holding all utterances of several (same features)."""
+    first = feature_sets[0]
+    has_split = all(fs.split is not None for fs in feature_sets)
+    return dataclasses.replace(
+        first,
+        features=np.concatenate([fs.features for fs in feature_sets]),
+        lengths=np.concatenate([fs.lengths for fs in feature_sets]),
+        ids=np.concatenate([fs.ids for fs in feature_sets]),
+        labels=np.concatenate([fs.labels for fs in feature_sets]),
+        speakers=np.concatenate([fs.speakers for fs in feature_sets]),
+        split=np.concatenate([fs.split for fs in feature_sets]) if has_split else None,
+    )
+
+
+# --- saving ------------------------------------------------------------------
+
+
+def atomic_path(path):
+    """A temporary sibling of ``path``; rename it onto ``path`` when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def save_feature_set(feature_set, path):
+    """Write ``feature_set`` to ``path`` (.npz) atomically: temp file, then rename."""
+    check_feature_set(feature_set, path)
+    arrays = dict(
+        features=feature_set.features.astype(np.float32),
+        lengths=feature_set.lengths.astype(np.int64),
+        ids=feature_set.ids.astype(str),
+        labels=feature_set.labels.astype(str),
+        speakers=feature_set.speakers.astype(str),
+        feature_names=feature_set.feature_names.astype(str),
+        meta=np.array(json.dumps({"format_version": FEATURE_FILE_VERSION, **feature_set.meta})),
+    )
+    if feature_set.split is not None:
+        arrays["split"] = feature_set.split.astype(str)
+    temporary = atomic_path(path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# --- loading -----------------------------------------------------------------
+
+
+def load_feature_set(path, padding="auto"):
+    """Read a feature set from ``.npz`` (ragged or padded) or a padded ``.npy``.
+
+    Args:
+        path: a ragged ``.npz`` as written by :func:`save_feature_set`, or the
+            published layout: ``.npz`` with ``X`` (N, T_max, D) and ``y`` (labels
+            as strings or one-hot; ``labels`` is accepted too), optionally
+            ``lengths``, ``ids``, ``speakers``, ``split``; or ``X*.npy`` with its
+            labels in the sibling file named with ``X`` replaced by ``y``.
+        padding: where padded arrays carry their zeros when ``lengths`` is not
+            stored: ``"pre"``, ``"post"`` or ``"auto"`` (the side where more
+            utterances start or end with an all-zero frame).
+
+    Raises:
+        InputError: the file is missing, unreadable or not a valid feature set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"feature file '{path}' does not exist")
+    try:
+        if path.suffix == ".npy":
+            arrays = {"X": np.load(path, allow_pickle=False), "y": _load_sibling_labels(path)}
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+    except InputError:
+        raise
+    except Exception as error:  # numpy raises many types for a bad file
+        raise InputError(f"cannot read feature file '{path}': {error}") from None
+
+    if "features" in arrays:
+        feature_set = _from_ragged_arrays(arrays, path)
+    elif "X" in arrays:
+        feature_set = _from_padded_arrays(arrays, path, padding)
+    else:
+        raise InputError(
+            f"'{path}' is not a feature set: expected arrays 'features' and 'lengths' "
+            f"(ragged) or 'X' (padded), found {sorted(arrays) or 'none'}"
+        )
+    check_feature_set(feature_set, path)
+    return feature_set
+
+
+def _require(arrays, keys, path):
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise InputError(f"feature file '{path}' lacks the array(s) {', '.join(missing)}")
+
+
+def _strings(array, name, path):
+    array = np.asarray(array)
+    if array.dtype.kind not in "USO" and array.dtype.kind not in "iu":
+        raise InputError(f"'{name}' in '{path}' must hold strings, got dtype {array.dtype}")
+    return array.astype(str)
+
+
+def _from_ragged_arrays(arrays, path):
+    _require(arrays, ["features", "lengths", "labels"], path)
+    features = np.asarray(arrays["features"])
+    lengths = np.asarray(arrays["lengths"])
+    if features.ndim != 2:
+        raise InputError(f"'features' in '{path}' must be 2-d (frames, D), got shape {features.shape}")
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise InputError(f"'lengths' in '{path}' must be a 1-d integer array, got {lengths.dtype} {lengths.shape}")
+    n = len(lengths)
+    ids = arrays.get("ids", np.array([f"utt{i:06d}" for i in range(n)]))
+    meta = {}
+    if "meta" in arrays:
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError:
+            raise InputError(f"'meta' in '{path}' is not valid JSON") from None
+    return FeatureSet(
+        features=features.astype(np.float32) if features.dtype.kind == "f" else _float_frames(features, path),
+        lengths=lengths.astype(np.int64),
+        ids=_strings(ids, "ids", path),
+        labels=_labels(arrays["labels"], n, path),
+        speakers=_strings(arrays.get("speakers", ids), "speakers", path),
+        feature_names=_strings(
+            arrays.get("feature_names", np.array([f"f{j}" for j in range(features.shape[1])])),
+            "feature_names", path),
+        split=_strings(arrays["split"], "split", path) if "split" in arrays else None,
+        meta=meta,
+    )
+
+
+def _float_frames(features, path):
+    if features.dtype.kind not in "iu":
+        raise InputError(f"'features' in '{path}' must be numbers, got dtype {features.dtype}")
+    return features.astype(np.float32)
+
+
+def _labels(labels, n, path):
+    """Class labels as strings; one-hot rows become their column index."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        if labels.shape[0] != n or not np.all(np.isin(labels, (0, 1))) or not np.all(labels.sum(1) == 1):
+            raise InputError(f"one-hot labels in '{path}' must be (N, classes) with a single 1 per row, "
+                             f"got shape {labels.shape}")
+        labels = labels.argmax(axis=1)
+    if labels.ndim != 1:
+        raise InputError(f"labels in '{path}' must be 1-d strings or 2-d one-hot, got shape {labels.shape}")
+    return _strings(labels, "labels", path)
+
+
+def _load_sibling_labels(path):
+    if "X" not in path.name:
+        raise InputError(f"cannot find labels for '{path}': name the file X*.npy and store labels in y*.npy")
+    label_path = path.with_name(path.name.replace("X", "y", 1))
+    if not label_path.is_file():
+        raise InputError(f"labels for '{path}' not found: expected '{label_path}'")
+    return np.load(label_path, allow_pickle=False)
+
+
+def _from_padded_arrays(arrays, path, padding):
+    padded = np.asarray(arrays["X"])
+    if padded.ndim != 3:
+        raise InputError(f"'X' in '{path}' must be 3-d (N, T_max, D), got shape {padded.shape}")
+    if padded.dtype.kind not in "fiu":
+        raise InputError(f"'X' in '{path}' must be numbers, got dtype {padded.dtype}")
+    n, t_max, dim = padded.shape
+    label_key = "y" if "y" in arrays else "labels"
+    _require(arrays, [label_key], path)
+    if padding not in ("pre", "post", "auto"):
+        raise InputError(f"unknown padding '{padding}'; expected one of: auto, post, pre")
+
+    nonzero = np.any(padded != 0, axis=2)  # (N, T_max)
+    if "lengths" in arrays:
+        lengths = np.asarray(arrays["lengths"]).astype(np.int64)
+        if lengths.shape != (n,) or np.any(lengths < 1) or np.any(lengths > t_max):
+            raise InputError(f"'lengths' in '{path}' must be N={n} values in 1..{t_max}")
+    else:
+        first = nonzero.argmax(axis=1)
+        last = t_max - nonzero[:, ::-1].argmax(axis=1)
+        lengths = np.where(nonzero.any(axis=1), np.where(_padding_side(nonzero, padding) == "pre",
+                                                         t_max - first, last), 0)
+    side = _padding_side(nonzero, padding)
+    rows = [padded[i, t_max - length:] if side == "pre" else padded[i, :length]
+            for i, length in enumerate(lengths)]
+    ids = arrays.get("ids", np.array([f"utt{i:06d}" for i in range(n)]))
+    return FeatureSet.from_sequences(
+        rows,
+        ids=_strings(ids, "ids", path),
+        labels=_labels(arrays[label_key], n, path),
+        speakers=_strings(arrays.get("speakers", ids), "speakers", path),
+        feature_names=_strings(arrays.get("feature_names", np.array([f"f{j}" for j in range(dim)])),
+                               "feature_names", path),
+        split=_strings(arrays["split"], "split", path) if "split" in arrays else None,
+        meta={"converted_from": "padded", "padding": side},
+    )
+
+
+def _padding_side(nonzero, padding):
+    if padding != "auto":
+        return padding
+    starts_with_zero = np.sum(~nonzero[:, 0])
+    ends_with_zero = np.sum(~nonzero[:, -1])
+    return "pre" if starts_with_zero > ends_with_zero else "post"
+
+
+# --- validation ----------------------------------------------------------------
+
+
+def check_feature_set(fs, source):
+    """Raise InputError unless ``fs`` is internally consistent and finite."""
+    n = len(fs.lengths)
+    if n == 0:
+        raise InputError(f"'{source}' holds no utterances")
+    if fs.features.ndim != 2:
+        raise InputError(f"features in '{source}' must be 2-d (frames, D), got shape {fs.features.shape}")
+    if np.any(fs.lengths <= 0):
+        bad = fs.ids[np.flatnonzero(fs.lengths <= 0)[0]]
+        raise InputError(f"'{source}' has utterances with no frames (first: '{bad}'); remove them")
+    if int(fs.lengths.sum()) != len(fs.features):
+        raise InputError(f"lengths in '{source}' add up to {int(fs.lengths.sum())} frames "
+                         f"but 'features' has {len(fs.features)} rows")
+    for name in ("ids", "labels", "speakers") + (("split",) if fs.split is not None else ()):
+        values = getattr(fs, name)
+        if values.shape != (n,):
+            raise InputError(f"'{name}' in '{source}' has shape {values.shape}, expected ({n},) "
+                             f"like 'lengths'")
+    if fs.feature_names.shape != (fs.dim,):
+        raise InputError(f"'feature_names' in '{source}' has {fs.feature_names.size} names "
+                         f"for {fs.dim} features")
+    if not np.all(np.isfinite(fs.features)):
+        row = int(np.flatnonzero(~np.all(np.isfinite(fs.features), axis=1))[0])
+        utterance = fs.ids[np.searchsorted(fs.offsets, row, side="right") - 1]
+        raise InputError(f"'{source}' has NaN or infinite feature values (first in utterance "
+                         f"'{utterance}'); re-extract or drop it")
+    if len(np.unique(fs.ids)) != n:
+        raise InputError(f"utterance ids in '{source}' are not unique")
+    if np.any(fs.labels == ""):
+        raise InputError(f"'{source}' has utterances with an empty label")
+
+
+def check_same_features(train, test, train_source, test_source):
+    """Raise InputError unless two feature sets have the same features per frame."""
+    if train.dim != test.dim:
+        raise InputError(f"expected {train.dim} features per frame as in '{train_source}', "
+                         f"got {test.dim} in '{test_source}'")
+    if not np.array_equal(train.feature_names, test.feature_names):
+        raise InputError(f"feature names of '{test_source}' differ from those of '{train_source}'")
+
+
+# --- normalization -------------------------------------------------------------
+
+NORMALIZATIONS = ("global", "speaker", "none")
+
+
+@dataclasses.dataclass
+class Normalization:
+    """Z-normalization of frames: one mean/std for all (global) or per speaker.
+
+    ``global`` statistics come from the training speakers only. ``speaker``
+    normalizes each speaker with its own statistics (CMVN per speaker, as the
+    published system did); for test speakers that uses their unlabelled audio.
+    """
+
+    method: str
+    mean: np.ndarray | None = None  # (D,)
+    std: np.ndarray | None = None  # (D,)
+
+    @classmethod
+    def fit(cls, feature_set, method="global"):
+        if method not in NORMALIZATIONS:
+            raise InputError(f"unknown normalization '{method}'; expected one of: {', '.join(NORMALIZATIONS)}")
+        if method == "none":
+            return cls(method)
+        mean, std = _mean_std(feature_set.features)
+        return cls(method, mean, std)
+
+    def apply(self, feature_set):
+        if self.method == "none":
+            return feature_set
+        if self.method == "global":
+            return feature_set.with_features((feature_set.features - self.mean) / self.std)
+        features = np.empty_like(feature_set.features)
+        frame_speakers = np.repeat(feature_set.speakers, feature_set.lengths)
+        for speaker in np.unique(frame_speakers):
+            rows = frame_speakers == speaker
+            mean, std = _mean_std(feature_set.features[rows])
+            features[rows] = (feature_set.features[rows] - mean) / std
+        return feature_set.with_features(features)
+
+    def to_dict(self):
+        if self.mean is None:
+            return {"method": self.method}
+        return {"method": self.method, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, values):
+        mean = values.get("mean")
+        return cls(values["method"],
+                   None if mean is None else np.asarray(mean, np.float32),
+                   None if mean is None else np.asarray(values["std"], np.float32))
+
+
+def _mean_std(frames):
+    frames = frames.astype(np.float64)
+    std = frames.std(axis=0)
+    std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by zero
+    return frames.mean(axis=0).astype(np.float32), std.astype(np.float32)
+
+
+# --- padding ---------------------------------------------------------------------
+
+
+def pad_batch(sequences, length=None, padding="post"):
+    """Zero-pad sequences into one array and their validity mask.
+
+    Args:
+        sequences: list of (T_i, D) arrays.
+        length: pad to this many frames (default: the longest); longer sequences
+            keep their last ``length`` frames with ``padding="pre"`` and their
+            first ones with ``"post"``.
+        padding: ``"post"`` (zeros after the frames) or ``"pre"`` (before, as the
+            published scripts did).
+
+    Returns:
+        ``(batch, mask)``: float32 (B, length, D) and bool (B, length).
+    """
+    length = length or max(len(s) for s in sequences)
+    dim = sequences[0].shape[1]
+    batch = np.zeros((len(sequences), length, dim), dtype=np.float32)
+    mask = np.zeros((len(sequences), length), dtype=bool)
+    for i, sequence in enumerate(sequences):
+        if padding == "pre":
+            sequence = sequence[-length:]
+            batch[i, length - len(sequence):] = sequence
+            mask[i, length - len(sequence):] = True
+        else:
+            sequence = sequence[:length]
+            batch[i, :len(sequence)] = sequence
+            mask[i, :len(sequence)] = True
+    return batch, mask

@@ -1,0 +1,41 @@
+"""Names shared across the package: class sets, colors, feature sets, corpora.
+
+Kept in one place (as opensmile's ``define`` module does) so that a class order
+or a color is never re-typed in a script.
+"""
+
+# The FAU Aibo 5-class problem of the Interspeech 2009 Emotion Challenge, in the
+# order of the published confusion matrix.
+FAU_CLASSES = ("A", "E", "N", "P", "R")
+FAU_CLASS_NAMES = {
+    "A": "angry",
+    "E": "emphatic",
+    "N": "neutral",
+    "P": "positive",
+    "R": "rest",
+}
+
+# Published figure colors (red angry, green emphatic, blue neutral, yellow
+# positive, cyan rest). Classes of other corpora get colors from PALETTE.
+CLASS_COLORS = {
+    "A": "red",
+    "E": "green",
+    "N": "blue",
+    "P": "yellow",
+    "R": "cyan",
+}
+PALETTE = (
+    "tab:red", "tab:green", "tab:blue", "gold", "tab:cyan",
+    "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:gray",
+)
+
+SAMPLE_RATE = 16_000  # Hz; every wav is resampled to this before extraction
+FRAME_RATE = 100  # frames per second of the IS09 low-level descriptors
+
+FEATURE_SETS = ("is09",)
+DEFAULT_FEATURE_SET = "is09"
+
+ACTIVATIONS = ("tanh", "relu")
+
+# Keys of an .npz feature set (see serattn.data).
+FEATURE_FILE_VERSION = 1
