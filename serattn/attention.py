@@ -1,0 +1,442 @@
+"""Attention weights over relative time: slot profiles, class averages, cue mass.
+
+Utterances differ in length, so the published Figure 2(a)(b) maps each one's
+frame-level attention onto a fixed number of time slots (100) and averages the
+profiles per class. Everything here works on the ragged layout of a run folder's
+``attention.npz``: ``weights`` of shape (sum(L),) holding each utterance's weights
+over its own frames, concatenated, and ``lengths`` (N,). Per-frame vectors work
+too, e.g. weighted LSTM outputs of shape (sum(L), D).
+
+Two ways to make the profiles:
+
+* :func:`slot_profiles` (default): fractional overlap. Frame ``i`` of an
+  utterance of ``L`` frames covers ``[i/L, (i+1)/L)`` of its duration, slot ``s``
+  of ``S`` covers ``[s/S, (s+1)/S)``; a slot's value is the overlap-weighted mean
+  of the frames it covers, times ``L``. Every slot gets a value even when
+  ``L < S``, and uniform attention (``1/L`` per frame) is 1.0 everywhere, so
+  utterances of any length are comparable.
+* :func:`published_slot_sums`: the published ``avg_distribution``, kept exact for
+  reproduction (integer-floored intervals, sums, empty slots for short
+  utterances). :func:`published_avg_distribution_loop` is its literal
+  transcription; the tests pin the vectorized form to it.
+
+numpy only: no per-utterance Python loop on the main path.
+"""
+
+import math
+import time
+
+import numpy as np
+
+DEFAULT_SLOTS = 100
+
+
+# --- ragged <-> padded -----------------------------------------------------------
+
+
+def offsets_of(lengths):
+    """Start of each utterance in the concatenated frames, shape (N + 1,)."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def ragged_from_padded(padded, lengths, padding="post"):
+    """Drop the padding of a padded batch and concatenate the valid frames.
+
+    Args:
+        padded: (N, T_max) or (N, T_max, D) array, e.g. attention weights as
+            the published scripts saved them (padded to 2,453 frames).
+        lengths: (N,) valid frames per utterance, each in 1..T_max.
+        padding: ``"post"`` (valid frames first, zeros after) or ``"pre"``
+            (zeros first, as the published scripts padded).
+
+    Returns:
+        (sum(lengths), ...) array of the valid frames, utterance after utterance.
+    """
+    padded = np.asarray(padded)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if padding not in ("pre", "post"):
+        raise ValueError(f"unknown padding '{padding}'; expected one of: post, pre")
+    if padded.ndim < 2 or lengths.shape != (padded.shape[0],):
+        raise ValueError(f"expected padded (N, T_max, ...) and lengths (N,), "
+                         f"got {padded.shape} and {lengths.shape}")
+    t_max = padded.shape[1]
+    if np.any(lengths < 0) or np.any(lengths > t_max):
+        raise ValueError(f"lengths must lie in 0..{t_max} (the padded length)")
+    frame = np.arange(t_max)
+    if padding == "post":
+        valid = frame[None, :] < lengths[:, None]  # (N, T_max)
+    else:
+        valid = frame[None, :] >= t_max - lengths[:, None]
+    return padded[valid]  # row-major: utterance 0's frames, then utterance 1's...
+
+
+def padded_from_ragged(values, lengths, padding="post", t_max=None):
+    """The inverse of :func:`ragged_from_padded`: zero-pad to (N, T_max, ...)."""
+    values = np.asarray(values)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    t_max = int(lengths.max()) if t_max is None else t_max
+    frame = np.arange(t_max)
+    if padding == "post":
+        valid = frame[None, :] < lengths[:, None]
+    else:
+        valid = frame[None, :] >= t_max - lengths[:, None]
+    padded = np.zeros((len(lengths), t_max) + values.shape[1:], dtype=values.dtype)
+    padded[valid] = values
+    return padded
+
+
+# --- slot profiles (default) ------------------------------------------------------
+
+
+def _cumulative(values):
+    """Running sum with a leading zero, and the values with a trailing zero."""
+    values = np.asarray(values, dtype=np.float64)
+    zero = np.zeros((1,) + values.shape[1:])
+    return np.concatenate([zero, np.cumsum(values, axis=0)]), np.concatenate([values, zero])
+
+
+def slot_profiles(values, lengths, slots=DEFAULT_SLOTS, scale="length"):
+    """Each utterance's attention on ``slots`` equal fractions of its duration.
+
+    Frame ``i`` of an utterance with ``L`` frames covers ``[i/L, (i+1)/L)`` of
+    its duration and slot ``s`` covers ``[s/S, (s+1)/S)``. A slot's value is the
+    mean of the frame weights it covers, each weighted by its overlap with the
+    slot, so a slot inside one frame takes that frame's value (``L < S``) and a
+    slot over many frames their average (``L > S``).
+
+    With ``scale="length"`` that mean is multiplied by ``L``: uniform attention
+    (``1/L`` per frame) gives 1.0 in every slot whatever the length, a profile
+    averages to the utterance's total attention mass over its frames (1.0 for
+    masked runs, less when an unmasked model put mass on padding), and a value
+    of 3 means "three times the uniform share". ``scale="none"`` keeps the raw
+    mean frame weight.
+
+    Computed from the running sum of the weights: the mass up to relative time
+    ``x`` is exact at the slot edges ``s/S`` (integer arithmetic for the frame
+    index), and a slot's mass is the difference of two of them.
+
+    Args:
+        values: (sum(L),) attention weights, or (sum(L), D) per-frame vectors.
+        lengths: (N,) frames per utterance, all > 0.
+        slots: number of slots S.
+        scale: ``"length"`` or ``"none"``, see above.
+
+    Returns:
+        float64 (N, S) profiles, or (N, S, D) for per-frame vectors.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if scale not in ("length", "none"):
+        raise ValueError(f"unknown scale '{scale}'; expected one of: length, none")
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, got {slots}")
+    cumulative, padded_values = _cumulative(values)
+    # Slot edge s/S of utterance n lies in frame (s * L) // S, a fraction
+    # (s * L % S) / S into it.
+    edge = np.arange(slots + 1, dtype=np.int64)[None, :] * lengths[:, None]  # (N, S + 1)
+    frame = offsets_of(lengths)[:-1, None] + edge // slots
+    fraction = (edge % slots) / slots
+    fraction = fraction.reshape(fraction.shape + (1,) * (cumulative.ndim - 1))
+    mass_before_edge = cumulative[frame] + fraction * padded_values[frame]  # (N, S + 1, ...)
+    slot_mass = np.diff(mass_before_edge, axis=1)  # (N, S, ...)
+    # Mean frame weight in a slot = slot mass / (L / S) frames.
+    profiles = slot_mass * slots
+    if scale == "none":
+        profiles = profiles / lengths.reshape((-1,) + (1,) * (profiles.ndim - 1))
+    return profiles
+
+
+def uniform_level(slots=DEFAULT_SLOTS, published=False):
+    """Where uniform attention lies on the profile scale (the reference line).
+
+    1.0 for :func:`slot_profiles`; ``1/S`` for the published slot sums of an
+    utterance with at least ``S`` frames (shorter ones have empty slots).
+    """
+    return 1.0 / slots if published else 1.0
+
+
+def class_statistics(profiles, labels, classes):
+    """Mean and spread of the profiles of each class.
+
+    Args:
+        profiles: (N, S) profiles.
+        labels: (N,) class labels.
+        classes: class labels in output order.
+
+    Returns:
+        ``(mean, std, counts)``: float64 (C, S), float64 (C, S) (population
+        std, NaN for a class without utterances) and int64 (C,).
+    """
+    labels = np.asarray(labels).astype(str)
+    profiles = np.asarray(profiles, dtype=np.float64)
+    mean = np.full((len(classes),) + profiles.shape[1:], np.nan)
+    std = np.full_like(mean, np.nan)
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for c, label in enumerate(classes):  # a handful of classes; vectorized over utterances
+        members = profiles[labels == str(label)]
+        counts[c] = len(members)
+        if len(members):
+            mean[c], std[c] = members.mean(axis=0), members.std(axis=0)
+    return mean, std, counts
+
+
+# --- the published algorithm ---------------------------------------------------------
+
+
+def published_avg_distribution_loop(data, max_slot=100):
+    """The published ``avg_distribution``, transcribed line by line (reference only).
+
+    Kept as published, per-frame Python loops and all, so that
+    :func:`published_slot_sums` can be tested against it. The one change:
+    ``np.zeros(60)`` (the published LSTM size) became zeros of one frame's shape,
+    so it also runs on scalar weights and other sizes.
+
+    Args:
+        data: list of N arrays, each (L_i, D) or (L_i,): one utterance's frames.
+        max_slot: number of slots.
+
+    Returns:
+        (max_slot, D) or (max_slot,): the per-slot sums averaged over utterances.
+    """
+    seq_slot_value = []
+    for i in range(len(data)):  # each sequence
+        frame_shape = np.shape(data[i][0])
+        interval = len(data[i]) / max_slot
+        temp = []
+        slot_count = 0
+        j = 0.0
+        while slot_count < max_slot:  # each slot
+            slot_sum = np.zeros(frame_shape)
+            count = 0
+            if math.floor(j) != math.floor(j + interval):
+                for k in range(math.floor(j), math.floor(j + interval)):
+                    if k >= len(data[i]):
+                        break
+                    count += 1
+                    slot_sum += data[i][k]
+            else:
+                slot_sum = np.zeros(frame_shape)
+            temp.append(slot_sum)
+            slot_count += 1
+            j += interval
+        seq_slot_value.append(temp)
+    seq_slot_value = np.asarray(seq_slot_value)
+    # calculate the average by each column
+    seq_slot_avg = []
+    for i in range(seq_slot_value.shape[1]):
+        col_sum = np.sum(seq_slot_value[:, i], axis=0)
+        col_sum_avg = col_sum / (seq_slot_value.shape[0])
+        seq_slot_avg.append(col_sum_avg)
+    seq_slot_avg = np.asarray(seq_slot_avg)
+    return seq_slot_avg
+
+
+def published_slot_sums(values, lengths, slots=DEFAULT_SLOTS):
+    """Per-utterance slot values exactly as the published ``avg_distribution``.
+
+    The published code walks a float ``j`` in steps of ``L / S`` and sums the
+    frames ``floor(j) .. floor(j + L/S) - 1`` into each slot; in exact arithmetic
+    interval ``k`` is frames ``[floor(k L / S), floor((k+1) L / S))``. It differs
+    from :func:`slot_profiles` in two ways:
+
+    * Integer flooring: an utterance shorter than ``S`` frames has intervals
+      with no frame, so some of its slots are 0 and the class average dips
+      wherever short utterances have their gaps.
+    * Sums, not means: an interval of 3 frames weighs three times one of 1, and
+      a long utterance's slots hold more frames than a short one's, so profiles
+      of different lengths are not on one scale (uniform attention gives
+      ``1/S`` only for ``L >= S``, up to the flooring).
+
+    To match the published slot edges bit for bit, ``j`` is accumulated the
+    same way (``np.cumsum`` adds sequentially, like ``j += interval``), which
+    occasionally puts an edge one frame off the exact ``k L / S``.
+
+    Args:
+        values: (sum(L),) attention weights, or (sum(L), D) per-frame vectors
+            (the published code used attention-weighted LSTM outputs, D=60).
+        lengths: (N,) frames per utterance, all > 0.
+        slots: number of slots S.
+
+    Returns:
+        float64 (N, S) or (N, S, D) slot sums; their mean over utterances is
+        the published ``avg_distribution``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    interval = lengths / slots  # (N,) float64, the published `len(data[i]) / max_slot`
+    steps = np.repeat(interval[:, None], slots + 1, axis=1)
+    steps[:, 0] = 0.0
+    j = np.cumsum(steps, axis=1)  # (N, S + 1): j before slot k, j after the last
+    edge = np.minimum(np.floor(j).astype(np.int64), lengths[:, None])  # `if k >= len: break`
+    start, stop = edge[:, :-1], edge[:, 1:]  # (N, S)
+    # reduceat sums values[start:stop] per slot; an empty slot (start == stop)
+    # returns values[start] instead, so it is zeroed below. The trailing zero
+    # row keeps the last utterance's end index in range.
+    frames = np.concatenate([values, np.zeros((1,) + values.shape[1:])])
+    first = offsets_of(lengths)[:-1, None] + start  # (N, S)
+    sums = np.add.reduceat(frames, first.ravel(), axis=0)
+    # reduceat runs to the next index, so an interval ends where the next slot
+    # starts; fix the last slot of each utterance (its stop may be < L when the
+    # float walk falls short) by subtracting the frames past it.
+    sums = sums.reshape(start.shape + values.shape[1:])
+    tail_start = offsets_of(lengths)[:-1] + stop[:, -1]
+    tail_stop = offsets_of(lengths)[1:]
+    cumulative, _ = _cumulative(values)
+    sums[:, -1] -= cumulative[tail_stop] - cumulative[tail_start]
+    empty = (stop <= start).reshape(start.shape + (1,) * (values.ndim - 1))
+    return np.where(empty, 0.0, sums)
+
+
+def published_avg_distribution(values, lengths, slots=DEFAULT_SLOTS):
+    """The published ``avg_distribution`` of one group of utterances, vectorized."""
+    return published_slot_sums(values, lengths, slots).mean(axis=0)
+
+
+# --- where attention goes: the class cue ------------------------------------------------
+
+
+def mass_between(values, lengths, start, stop):
+    """Attention mass of each utterance between two relative times.
+
+    Frames count with their overlap, as in :func:`slot_profiles`.
+
+    Args:
+        values: (sum(L),) attention weights.
+        lengths: (N,) frames per utterance.
+        start, stop: (N,) relative times in 0..1 (fractions of the duration).
+
+    Returns:
+        float64 (N,) mass in ``[start, stop)``.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    cumulative, padded_values = _cumulative(values)
+    offsets = offsets_of(lengths)[:-1]
+
+    def mass_before(position):
+        frames = np.clip(np.asarray(position, dtype=np.float64), 0.0, 1.0) * lengths
+        whole = np.minimum(np.floor(frames).astype(np.int64), lengths)
+        return cumulative[offsets + whole] + (frames - whole) * padded_values[offsets + whole]
+
+    return mass_before(stop) - mass_before(start)
+
+
+def cue_attention(values, lengths, cue_start, cue_stop):
+    """Share of each utterance's attention that falls on its class cue.
+
+    Args:
+        values: (sum(L),) attention weights.
+        lengths: (N,) frames per utterance.
+        cue_start, cue_stop: (N,) the cue stretch as fractions of the duration.
+
+    Returns:
+        ``(mass, share)``, float64 (N,) each: the fraction of the attention on
+        the utterance's own frames that lies inside the cue (normalized by that
+        attention, so mass put on padding by an unmasked model does not count),
+        and the cue's fraction of the duration. ``mass > share`` means the
+        model looks at the cue more than uniform attention would.
+    """
+    total = mass_between(values, lengths, np.zeros(len(lengths)), np.ones(len(lengths)))
+    inside = mass_between(values, lengths, cue_start, cue_stop)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mass = inside / total
+    share = np.clip(cue_stop, 0, 1) - np.clip(cue_start, 0, 1)
+    return mass, share
+
+
+def summarize_cue_attention(mass, share, labels, split, classes):
+    """Mean cue mass vs mean cue share, per split and per class within each split.
+
+    Returns:
+        A JSON-ready dict ``{split: {"all": {...}, "per_class": {label: {...}}}}``
+        where each ``{...}`` holds ``n``, ``mean_mass_in_cue``,
+        ``mean_cue_share``, ``ratio`` (mass / share) and
+        ``fraction_above_share`` (utterances with mass > share).
+    """
+    labels = np.asarray(labels).astype(str)
+    split = np.asarray(split).astype(str)
+
+    def summary(selection):
+        m, s = mass[selection], share[selection]
+        if len(m) == 0:
+            return {"n": 0}
+        mean_mass, mean_share = float(np.mean(m)), float(np.mean(s))
+        return {
+            "n": int(len(m)),
+            "mean_mass_in_cue": round(mean_mass, 4),
+            "mean_cue_share": round(mean_share, 4),
+            "ratio": round(mean_mass / mean_share, 3) if mean_share > 0 else None,
+            "fraction_above_share": round(float(np.mean(m > s)), 4),
+        }
+
+    report = {}
+    for name in np.unique(split):
+        in_split = split == name
+        report[str(name)] = {
+            "all": summary(in_split),
+            "per_class": {str(c): summary(in_split & (labels == c)) for c in classes
+                          if np.any(in_split & (labels == c))},
+        }
+    return report
+
+
+# --- benchmark ------------------------------------------------------------------------------
+
+
+def random_attention(n_utterances, mean_frames=180, seed=0, dim=None):
+    """Random ragged attention of FAU-Aibo-like lengths (lognormal, 10..2,453 frames).
+
+    Returns:
+        ``(values, lengths)``: float64 (sum(L),) weights summing to 1 per
+        utterance (or (sum(L), dim) vectors), int64 (N,).
+    """
+    rng = np.random.default_rng(seed)
+    lengths = rng.lognormal(np.log(mean_frames) - 0.18, 0.6, n_utterances)
+    lengths = np.clip(lengths.round(), 10, 2453).astype(np.int64)
+    values = rng.random(int(lengths.sum()) if dim is None else (int(lengths.sum()), dim))
+    if dim is None:
+        totals = np.add.reduceat(values, offsets_of(lengths)[:-1])
+        values = values / np.repeat(totals, lengths)
+    return values, lengths
+
+
+def benchmark_slot_averaging(n_utterances=18_000, slots=DEFAULT_SLOTS, seed=0, loop_subset=None):
+    """Time the published per-frame loop against the vectorized functions.
+
+    Args:
+        n_utterances: utterances of FAU-Aibo-like lengths (the corpus has ~18k).
+        slots: slots per utterance.
+        seed: for the random weights.
+        loop_subset: time the (slow) loop on this many utterances only and
+            scale up linearly; None times it on all of them.
+
+    Returns:
+        dict of seconds (``loop_s``, ``published_vectorized_s``,
+        ``slot_profiles_s``) and speedups over the loop.
+    """
+    values, lengths = random_attention(n_utterances, seed=seed)
+    n_loop = n_utterances if loop_subset is None else min(loop_subset, n_utterances)
+    sequences = np.split(values[: offsets_of(lengths)[n_loop]], np.cumsum(lengths[:n_loop])[:-1])
+
+    start = time.perf_counter()
+    published_avg_distribution_loop(sequences, slots)
+    loop_s = (time.perf_counter() - start) * n_utterances / n_loop
+
+    def best_of(function, repeats=3):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function(values, lengths, slots)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    published_s = best_of(published_avg_distribution)
+    profiles_s = best_of(slot_profiles)
+    return {
+        "n_utterances": n_utterances,
+        "frames": int(lengths.sum()),
+        "loop_utterances_timed": n_loop,
+        "loop_s": loop_s,
+        "published_vectorized_s": published_s,
+        "slot_profiles_s": profiles_s,
+        "speedup_published": loop_s / published_s,
+        "speedup_slot_profiles": loop_s / profiles_s,
+    }

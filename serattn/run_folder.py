@@ -1,0 +1,302 @@
+"""Read a saved run folder: config, metrics, predictions, attention arrays.
+
+The analysis scripts need nothing but the folder ``train_attention_lstm.py``
+wrote, so this module only reads (figures go to a ``figures/`` folder the
+scripts make) and never imports TensorFlow. Every file is checked on load; a
+missing, unfinished or malformed run raises :class:`InputError` naming the file
+and what to do.
+
+===================  ===========================================================
+file                 content
+===================  ===========================================================
+``config.json``      every resolved training flag, plus ``classes``,
+                     ``data_files``, ``versions``, ``git_commit``,
+                     ``feature_meta``, ``run_format``
+``metrics.json``     ``ua``, ``wa``, ``classes``, ``per_class_recall``,
+                     ``confusion`` (rows true), ``n_test``, ``best_epoch``...
+``predictions.csv``  ``id,speaker,split,true,predicted,p_<class>...``
+``attention.npz``    ragged ``weights`` (sum(L),), ``lengths`` (N,), ``z``
+                     (N, 60), ``ids``, ``labels``, ``speakers``, ``split``,
+                     ``padding_mass`` (N,)
+``INCOMPLETE``       present while the run is still being written
+===================  ===========================================================
+"""
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from serattn.attention import offsets_of
+from serattn.define import FRAME_RATE
+from serattn.errors import InputError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+ATTENTION_FILE = "attention.npz"
+INCOMPLETE_MARKER = "INCOMPLETE"
+SPLITS = ("train", "val", "test")
+ATTENTION_KEYS = ("weights", "lengths", "z", "ids", "labels", "speakers", "split")
+
+
+@dataclasses.dataclass
+class AttentionSet:
+    """The attention arrays of a run, ragged like :mod:`serattn.data` feature sets."""
+
+    weights: np.ndarray  # (sum(L),) float32, each utterance's weights over its frames
+    lengths: np.ndarray  # (N,) int64
+    z: np.ndarray  # (N, units) float32 attention representations
+    ids: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) str
+    speakers: np.ndarray  # (N,) str
+    split: np.ndarray  # (N,) str in SPLITS
+    padding_mass: np.ndarray  # (N,) float32, attention on padding (0 when masked)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    @property
+    def offsets(self):
+        """Start of each utterance in ``weights``, shape (N + 1,)."""
+        return offsets_of(self.lengths)
+
+    def utterance(self, i):
+        """The attention weights of utterance ``i``, shape (L_i,)."""
+        return self.weights[self.offsets[i]:self.offsets[i + 1]]
+
+    def select(self, selection):
+        """The utterances picked by a boolean mask (N,), in their order."""
+        selection = np.asarray(selection, dtype=bool)
+        return AttentionSet(
+            weights=self.weights[np.repeat(selection, self.lengths)],
+            lengths=self.lengths[selection],
+            z=self.z[selection],
+            ids=self.ids[selection],
+            labels=self.labels[selection],
+            speakers=self.speakers[selection],
+            split=self.split[selection],
+            padding_mass=self.padding_mass[selection],
+        )
+
+    def index_of(self, utterance_id, source="attention.npz"):
+        """Position of an utterance id; InputError naming a few valid ids if absent."""
+        hits = np.flatnonzero(self.ids == utterance_id)
+        if len(hits) == 0:
+            examples = ", ".join(f"'{i}'" for i in self.ids[:3])
+            raise InputError(f"utterance '{utterance_id}' is not in '{source}'; "
+                             f"ids look like {examples}")
+        return int(hits[0])
+
+
+@dataclasses.dataclass
+class Run:
+    """One finished run folder; files are read and checked when asked for."""
+
+    path: Path
+    config: dict
+
+    @property
+    def name(self):
+        return self.path.name
+
+    @property
+    def classes(self):
+        """Class labels in model order (the order of ``p_<class>`` and the confusion)."""
+        return tuple(str(c) for c in self.config["classes"])
+
+    @property
+    def feature_meta(self):
+        return self.config.get("feature_meta") or {}
+
+    @property
+    def frame_rate(self):
+        """Frames per second of the features (100 for 10 ms frames)."""
+        return float(self.feature_meta.get("frame_rate") or FRAME_RATE)
+
+    @property
+    def manifest_path(self):
+        """The corpus manifest named in ``feature_meta``, or None."""
+        manifest = self.feature_meta.get("manifest")
+        return Path(manifest) if manifest else None
+
+    def file(self, name):
+        """Path of a file of the run; InputError if it is missing."""
+        path = self.path / name
+        if not path.is_file():
+            raise InputError(f"run folder '{self.path}' lacks '{name}'; "
+                             f"re-run training or point to a complete run")
+        return path
+
+    def metrics(self):
+        """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order."""
+        path = self.file(METRICS_FILE)
+        metrics = _read_json(path)
+        _require_keys(metrics, ("ua", "wa", "classes", "per_class_recall", "confusion"), path)
+        classes = [str(c) for c in metrics["classes"]]
+        confusion = np.asarray(metrics["confusion"])
+        if confusion.shape != (len(classes), len(classes)) or confusion.dtype.kind not in "iu" \
+                or np.any(confusion < 0):
+            raise InputError(f"'confusion' in '{path}' must be a {len(classes)}x{len(classes)} "
+                             f"matrix of counts (one row per class), got shape {confusion.shape}")
+        for key in ("ua", "wa"):
+            if not isinstance(metrics[key], (int, float)) or not 0 <= metrics[key] <= 1:
+                raise InputError(f"'{key}' in '{path}' must be a number in 0..1, got {metrics[key]!r}")
+        missing = [c for c in classes if c not in metrics["per_class_recall"]]
+        if missing:
+            raise InputError(f"'per_class_recall' in '{path}' lacks class(es) {', '.join(missing)}")
+        return {**metrics, "classes": classes, "confusion": confusion}
+
+    def predictions(self):
+        """``predictions.csv`` as a dict of columns (str arrays; ``p_*`` as float64)."""
+        path = self.file(PREDICTIONS_FILE)
+        columns = read_csv_columns(path)
+        _require_keys(columns, ("id", "split", "true", "predicted"), path)
+        for name in columns:
+            if name.startswith("p_"):
+                try:
+                    columns[name] = columns[name].astype(np.float64)
+                except ValueError:
+                    raise InputError(f"column '{name}' of '{path}' must hold probabilities") from None
+        return columns
+
+    def attention(self):
+        """``attention.npz`` as an :class:`AttentionSet`, checked for consistency."""
+        path = self.file(ATTENTION_FILE)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except Exception as error:  # numpy raises many types for a bad file
+            raise InputError(f"cannot read '{path}': {error}") from None
+        missing = [key for key in ATTENTION_KEYS if key not in arrays]
+        if missing:
+            raise InputError(f"'{path}' lacks the array(s) {', '.join(missing)}; "
+                             f"it was not written by train_attention_lstm.py")
+        lengths = np.asarray(arrays["lengths"])
+        n = len(lengths)
+        attention = AttentionSet(
+            weights=np.asarray(arrays["weights"], dtype=np.float32),
+            lengths=lengths.astype(np.int64),
+            z=np.asarray(arrays["z"], dtype=np.float32),
+            ids=arrays["ids"].astype(str),
+            labels=arrays["labels"].astype(str),
+            speakers=arrays["speakers"].astype(str),
+            split=arrays["split"].astype(str),
+            padding_mass=np.asarray(arrays.get("padding_mass", np.zeros(n)), dtype=np.float32),
+        )
+        check_attention(attention, path)
+        return attention
+
+
+def open_run(path):
+    """Open a finished run folder and read its ``config.json``.
+
+    Raises:
+        InputError: the folder is missing, still being written (``INCOMPLETE``)
+            or lacks a valid ``config.json``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"run folder '{path}' does not exist; pass a folder under results/ "
+                         f"written by train_attention_lstm.py")
+    if (path / INCOMPLETE_MARKER).exists():
+        raise InputError(f"run folder '{path}' is incomplete (it has an '{INCOMPLETE_MARKER}' "
+                         f"file): wait for training to finish or re-run it")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise InputError(f"run folder '{path}' lacks '{CONFIG_FILE}'; is it a run folder?")
+    config = _read_json(config_path)
+    _require_keys(config, ("classes",), config_path)
+    if not isinstance(config["classes"], list) or len(config["classes"]) < 2:
+        raise InputError(f"'classes' in '{config_path}' must list at least 2 class labels")
+    return Run(path=path, config=config)
+
+
+def check_attention(attention, source):
+    """Raise InputError unless the attention arrays fit together."""
+    n = len(attention.lengths)
+    if attention.lengths.ndim != 1 or n == 0 or np.any(attention.lengths < 1):
+        raise InputError(f"'lengths' in '{source}' must be N > 0 frame counts, all >= 1")
+    if attention.weights.ndim != 1 or len(attention.weights) != int(attention.lengths.sum()):
+        raise InputError(f"'weights' in '{source}' must be ragged, shape (sum of lengths,) = "
+                         f"({int(attention.lengths.sum())},), got {attention.weights.shape}")
+    if not np.all(np.isfinite(attention.weights)) or np.any(attention.weights < 0):
+        raise InputError(f"'weights' in '{source}' must be finite and non-negative")
+    if attention.z.ndim != 2 or len(attention.z) != n:
+        raise InputError(f"'z' in '{source}' must be (N, units) with N={n}, got {attention.z.shape}")
+    for name in ("ids", "labels", "speakers", "split", "padding_mass"):
+        if getattr(attention, name).shape != (n,):
+            raise InputError(f"'{name}' in '{source}' has shape {getattr(attention, name).shape}, "
+                             f"expected ({n},) like 'lengths'")
+    unknown = sorted(set(np.unique(attention.split)) - set(SPLITS))
+    if unknown:
+        raise InputError(f"'split' in '{source}' has unknown value(s) {', '.join(unknown)}; "
+                         f"expected: {', '.join(SPLITS)}")
+
+
+def check_splits(requested, available, source):
+    """Raise InputError unless every requested split is known and present.
+
+    Args:
+        requested: split names given on the command line.
+        available: (N,) split of each utterance.
+        source: file named in the message.
+    """
+    present = sorted(set(np.unique(available)))
+    for name in requested:
+        if name not in SPLITS:
+            raise InputError(f"unknown split '{name}'; expected one of: {', '.join(sorted(SPLITS))}")
+        if name not in present:
+            raise InputError(f"'{source}' has no '{name}' utterances; "
+                             f"choose from: {', '.join(present)}")
+
+
+def load_manifest(path):
+    """A corpus manifest CSV (``path,speaker,label,split,...``) as columns of str.
+
+    Raises:
+        InputError: the file is missing or has no ``path`` column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest '{path}' does not exist")
+    columns = read_csv_columns(path)
+    _require_keys(columns, ("path",), path)
+    return columns
+
+
+def read_csv_columns(path):
+    """A CSV file with a header as {column: str array}."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read '{path}': {error}") from None
+    if not rows:
+        raise InputError(f"'{path}' is empty; expected a CSV file with a header line")
+    header, body = rows[0], rows[1:]
+    if any(len(row) != len(header) for row in body):
+        line = next(i for i, row in enumerate(body, start=2) if len(row) != len(header))
+        raise InputError(f"line {line} of '{path}' does not have the {len(header)} fields of its header")
+    table = np.array(body, dtype=str).reshape(len(body), len(header))
+    return {name: table[:, j] for j, name in enumerate(header)}
+
+
+def _read_json(path):
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read '{path}': {error}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"'{path}' must hold a JSON object")
+    return values
+
+
+def _require_keys(values, keys, source):
+    missing = [key for key in keys if key not in values]
+    if missing:
+        raise InputError(f"'{source}' lacks {', '.join(repr(k) for k in missing)}; "
+                         f"re-run training to rewrite it")
