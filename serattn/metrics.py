@@ -1,0 +1,64 @@
+"""UA, WA, per-class recall and the confusion matrix in the published layout.
+
+UA (unweighted average recall) is the mean of the per-class recalls, i.e.
+scikit-learn's ``balanced_accuracy_score``; WA (weighted accuracy) is plain
+accuracy. With FAU Aibo's 56% neutral chunks a model that always says N has a WA
+of 56% and a UA of 20%, which is why SER papers rank by UA.
+"""
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
+
+
+def evaluate_predictions(true_labels, predicted_labels, classes):
+    """Scores of predicted against true class labels.
+
+    Args:
+        true_labels, predicted_labels: (N,) class labels (strings).
+        classes: the class order of the confusion matrix.
+
+    Returns:
+        dict with ``ua``, ``wa`` (fractions), ``classes``, ``per_class_recall``
+        (class -> recall, None for a class absent from ``true_labels``),
+        ``confusion`` (rows true, columns predicted, in ``classes`` order) and ``n``.
+    """
+    true_labels = np.asarray(true_labels, dtype=str)
+    predicted_labels = np.asarray(predicted_labels, dtype=str)
+    classes = [str(c) for c in classes]
+    present = [c for c in classes if np.any(true_labels == c)]
+    # Recall of each class in ``classes``; the mean over classes present in the
+    # truth is balanced_accuracy_score (a class never true has no recall).
+    recalls = recall_score(true_labels, predicted_labels, labels=classes, average=None, zero_division=0.0)
+    return {
+        "ua": float(np.mean([r for c, r in zip(classes, recalls) if c in present])) if present else None,
+        "wa": float(accuracy_score(true_labels, predicted_labels)),
+        "classes": classes,
+        "per_class_recall": {c: (float(r) if c in present else None) for c, r in zip(classes, recalls)},
+        "confusion": confusion_matrix(true_labels, predicted_labels, labels=classes).tolist(),
+        "n": int(len(true_labels)),
+    }
+
+
+def format_confusion(metrics, title=None):
+    """The confusion matrix as the published table: counts, a recall column, a UA row."""
+    classes = metrics["classes"]
+    confusion = np.asarray(metrics["confusion"])
+    width = max(7, *(len(c) + 2 for c in classes))
+    lines = [title] if title else []
+    lines.append("true\\pred".ljust(10) + "".join(c.rjust(width) for c in classes) + "recall %".rjust(10))
+    for label, row in zip(classes, confusion):
+        recall = metrics["per_class_recall"][label]
+        recall_text = "-" if recall is None else f"{100 * recall:.1f}"
+        lines.append(label.ljust(10) + "".join(str(v).rjust(width) for v in row) + recall_text.rjust(10))
+    ua = metrics["ua"]
+    lines.append("average recall (UA)".ljust(10 + width * len(classes))
+                 + ("-" if ua is None else f"{100 * ua:.1f}").rjust(10))
+    return "\n".join(lines)
+
+
+def format_summary(metrics):
+    """One line: UA, WA and the per-class recalls in percent."""
+    recalls = " ".join(
+        f"{c}={'-' if r is None else f'{100 * r:.1f}'}" for c, r in metrics["per_class_recall"].items())
+    ua = "-" if metrics["ua"] is None else f"{100 * metrics['ua']:.1f}%"
+    return f"UA {ua}  WA {100 * metrics['wa']:.1f}%  recall per class: {recalls}  (n={int(np.sum(metrics['confusion']))})"

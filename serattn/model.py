@@ -1,0 +1,138 @@
+"""The published attention LSTM for speech emotion recognition.
+
+frames (T, D) -> LSTM(60, all time steps) -> Dense(50, tanh, no bias) -> Dense(1, no
+bias) -> softmax over time = attention weights (T,) -> weighted sum of the LSTM
+outputs = attention representation (60,) -> Dense(classes, softmax).
+
+The model takes two inputs: ``features`` (batch, frames, D) and ``mask`` (batch,
+frames), True on real frames. With ``masked=True`` (default) padded frames are
+skipped by the LSTM and get exactly zero attention, so an utterance gives the same
+output whatever it is padded to. ``masked=False`` ignores the mask as the published
+scripts did (they pre-padded every utterance to the longest one and let the softmax
+spread weight over the padding); use it to compare with the published numbers.
+"""
+
+import keras
+from keras import layers, ops
+
+from serattn.define import ACTIVATIONS
+from serattn.errors import InputError
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedTimeSoftmax(layers.Layer):
+    """Softmax over the time axis of (batch, frames, 1) scores; zero where masked."""
+
+    def __init__(self, masked=True, **kwargs):
+        super().__init__(**kwargs)
+        self.masked = masked
+        self.supports_masking = True  # the mask is an explicit input; none goes out
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, scores, mask):
+        scores = ops.squeeze(scores, axis=-1)  # (batch, frames)
+        if not self.masked:
+            return ops.softmax(scores, axis=-1)
+        mask = ops.cast(mask, "bool")
+        # Subtract the max over valid frames only, then zero the padding exactly
+        # (adding a large negative number leaves tiny non-zero weights behind).
+        lowest = ops.full_like(scores, float("-inf"))
+        peak = ops.max(ops.where(mask, scores, lowest), axis=-1, keepdims=True)
+        exp = ops.where(mask, ops.exp(scores - peak), ops.zeros_like(scores))
+        return exp / ops.sum(exp, axis=-1, keepdims=True)  # (batch, frames)
+
+    def get_config(self):
+        return {**super().get_config(), "masked": self.masked}
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class AttentionPooling(layers.Layer):
+    """Sum over time of attention weights times the LSTM outputs."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # weights are already zero on padding
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, values, weights):
+        # values (batch, frames, units), weights (batch, frames) -> (batch, units)
+        return ops.sum(values * ops.expand_dims(weights, -1), axis=1)
+
+
+def build_attention_lstm(
+    num_features,
+    num_classes,
+    units=60,
+    activation="tanh",
+    recurrent_dropout=0.5,
+    attention_units=50,
+    attention_activation="tanh",
+    masked=True,
+    max_length=None,
+):
+    """Build the published attention LSTM (functional API, every layer named).
+
+    Args:
+        num_features: D, features per frame (32 for IS09 LLD + deltas).
+        num_classes: size of the softmax output.
+        units: LSTM units (published: 60).
+        activation: LSTM activation, ``"tanh"`` or ``"relu"`` (published: both).
+        recurrent_dropout: dropout on the recurrent state (published: 0.5).
+        attention_units: units of the first attention layer (published: 50).
+        attention_activation: its activation (published: tanh).
+        masked: skip padded frames (see module docstring).
+        max_length: fixed number of frames, or None for any length.
+
+    Returns:
+        A ``keras.Model`` with inputs ``{"features", "mask"}`` and output
+        ``(batch, num_classes)`` probabilities.
+    """
+    check_model_args(num_features, num_classes, units, activation, recurrent_dropout,
+                     attention_units, attention_activation)
+    features = keras.Input(shape=(max_length, num_features), name="features")
+    mask = keras.Input(shape=(max_length,), dtype="bool", name="mask")
+
+    lstm_mask = mask if masked else None
+    outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
+                          return_sequences=True, name="lstm1")(features, mask=lstm_mask)
+    # (batch, frames, units)
+    scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
+                          name="attention_dense1")(outputs)  # (batch, frames, attention_units)
+    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
+    weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
+    representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
+    probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
+    return keras.Model({"features": features, "mask": mask}, probabilities, name="attention_lstm")
+
+
+def build_analysis_model(model):
+    """A model sharing ``model``'s weights that outputs probabilities, weights and z.
+
+    Returns:
+        ``keras.Model`` mapping the same inputs to ``(probabilities (batch,
+        classes), attention weights (batch, frames), representation (batch, units))``.
+    """
+    return keras.Model(model.inputs, [
+        model.output,
+        model.get_layer("attention_weights").output,
+        model.get_layer("attention_representation").output,
+    ])
+
+
+def check_model_args(num_features, num_classes, units, activation, recurrent_dropout,
+                     attention_units, attention_activation):
+    for name, value in [("number of features", num_features), ("units", units),
+                        ("attention units", attention_units)]:
+        if int(value) != value or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if num_classes < 2:
+        raise InputError(f"need at least 2 classes to train a classifier, got {num_classes}")
+    for name, value in [("activation", activation), ("attention activation", attention_activation)]:
+        if value not in ACTIVATIONS:
+            raise InputError(f"unknown {name} '{value}'; expected one of: {', '.join(ACTIVATIONS)}")
+    if not 0 <= recurrent_dropout < 1:
+        raise InputError(f"recurrent dropout must be in [0, 1), got {recurrent_dropout!r}")

@@ -1,0 +1,141 @@
+"""The run folder: one self-contained directory per training run.
+
+``results/NAME/`` holds ``config.json`` (every resolved flag, data hashes, package
+versions, git commit), ``model.keras``, ``normalization.json``, ``history.csv``,
+``metrics.json``, ``predictions.csv`` and ``attention.npz``. While a run is being
+written the folder holds a file ``INCOMPLETE``; it is removed last.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from serattn.data import atomic_path
+from serattn.errors import InputError
+
+RUN_FORMAT = 1
+INCOMPLETE = "INCOMPLETE"
+PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
+
+
+def create_run_dir(path, overwrite=False):
+    """Make an empty run folder marked incomplete; refuse to replace one silently."""
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise InputError(f"output folder '{path}' already exists; choose another --out, "
+                             f"or pass --overwrite to replace it")
+        if not path.is_dir():
+            raise InputError(f"--out '{path}' is a file, not a folder")
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True)
+        (path / INCOMPLETE).write_text("this run is being written or was interrupted\n")
+    except OSError as error:
+        raise InputError(f"cannot create output folder '{path}': {error.strerror}") from None
+    return path
+
+
+def mark_complete(path):
+    (Path(path) / INCOMPLETE).unlink(missing_ok=True)
+
+
+def write_json(path, values):
+    """Write JSON atomically (temp file, then rename)."""
+    temporary = atomic_path(path)
+    try:
+        temporary.write_text(json.dumps(values, indent=2, default=_to_builtin) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _to_builtin(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_predictions(path, ids, speakers, split, true_labels, predicted_labels, probabilities, classes):
+    """predictions.csv: id, speaker, split, true, predicted, p_<class>..."""
+    temporary = atomic_path(path)
+    try:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "speaker", "split", "true", "predicted", *(f"p_{c}" for c in classes)])
+            for row in zip(ids, speakers, split, true_labels, predicted_labels, probabilities):
+                *fields, probs = row
+                writer.writerow([*fields, *(f"{p:.6f}" for p in probs)])
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass):
+    """attention.npz: ragged weights (sum of lengths,) with lengths, z (N, units), ids..."""
+    temporary = atomic_path(path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(
+                handle,
+                weights=np.concatenate(weights).astype(np.float32),
+                lengths=np.array([len(w) for w in weights], dtype=np.int64),
+                z=np.asarray(z, np.float32),
+                ids=np.asarray(ids, str),
+                labels=np.asarray(labels, str),
+                speakers=np.asarray(speakers, str),
+                split=np.asarray(split, str),
+                padding_mass=np.asarray(padding_mass, np.float32),
+            )
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def environment_info():
+    """Python, package versions and the git commit of the code that ran."""
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"versions": versions, "git_commit": git_commit()}
+
+
+def git_commit():
+    """HEAD of the repository holding this package, '+dirty' if it has changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def remove_run_dir(path):
+    """Delete a run folder that a failed run created, so nothing half-written stays."""
+    shutil.rmtree(path, ignore_errors=True)

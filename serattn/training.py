@@ -1,0 +1,315 @@
+"""Batching, class weights, validation split, training loop and inference.
+
+Batches are grouped by length (bucketing): utterances are sorted by a slightly
+randomized length each epoch, cut into batches, and each batch is padded only to
+its own longest utterance. On FAU-Aibo-like lengths this computes ~13x fewer frames
+than padding everything to the longest chunk (see ../shared/PERF_NOTES.md), and with
+masking the result does not depend on the padding.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.utils.class_weight import compute_class_weight
+
+from serattn.data import pad_batch
+from serattn.errors import InputError
+from serattn.model import build_analysis_model
+
+LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
+
+
+# --- monitoring ---------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class UnweightedAverageRecall(keras.metrics.Metric):
+    """UA as a streaming Keras metric, for monitoring and early stopping.
+
+    Sample weights (e.g. from class weighting) are ignored on purpose: UA already
+    weighs every class equally, and weighting the counts would change its meaning.
+    Classes with no true examples seen so far are left out of the mean, as
+    scikit-learn's ``balanced_accuracy_score`` does.
+    """
+
+    def __init__(self, num_classes, name="ua", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.confusion = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
+                                           name="confusion")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        true = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.num_classes)
+        predicted = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes)
+        self.confusion.assign_add(ops.matmul(ops.transpose(true), predicted))
+
+    def result(self):
+        support = ops.sum(self.confusion, axis=1)
+        recall = ops.diagonal(self.confusion) / ops.maximum(support, 1.0)
+        present = ops.cast(support > 0, recall.dtype)
+        return ops.sum(recall * present) / ops.maximum(ops.sum(present), 1.0)
+
+    def reset_state(self):
+        self.confusion.assign(ops.zeros_like(self.confusion))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+# --- batches -------------------------------------------------------------------
+
+
+def bucketed_batch_indices(lengths, batch_size, rng):
+    """Batches of utterance indices with similar lengths, in random order.
+
+    Sorting by ``length * exp(u)``, ``u ~ U(-0.1, 0.1)``, keeps padding small
+    while letting utterances of close length meet different neighbours each epoch.
+    """
+    keys = np.log(lengths) + rng.uniform(-LENGTH_JITTER, LENGTH_JITTER, size=len(lengths))
+    order = np.argsort(keys, kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def shuffled_batch_indices(n, batch_size, rng):
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+class EpochBatches:
+    """Padded training batches, reshuffled per epoch from ``(seed, epoch)``.
+
+    Drawing each epoch's order from its own seed (not from a running RNG) means
+    a run resumed at epoch k sees the same batches as one that never stopped.
+
+    Args:
+        sequences: list of (T_i, D) float32 arrays.
+        targets: (N,) int class indices.
+        sample_weights: (N,) float loss weights (class weighting).
+        batch_size: utterances per batch.
+        seed: base seed of the per-epoch shuffles.
+        bucketing: group by length (True) or shuffle freely (False).
+        pad_to: pad every batch to this many frames (published fixed padding).
+        padding: ``"post"`` or ``"pre"`` (published).
+    """
+
+    def __init__(self, sequences, targets, sample_weights, batch_size, seed,
+                 bucketing=True, pad_to=None, padding="post"):
+        self.sequences = sequences
+        self.targets = np.asarray(targets, dtype=np.int32)
+        self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
+        self.lengths = np.array([len(s) for s in sequences])
+        self.batch_size = batch_size
+        self.seed = seed
+        self.bucketing = bucketing
+        self.pad_to = pad_to
+        self.padding = padding
+        self.epoch = 0
+
+    def __len__(self):
+        return math.ceil(len(self.sequences) / self.batch_size)
+
+    def batch_indices(self, epoch):
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.bucketing:
+            return bucketed_batch_indices(self.lengths, self.batch_size, rng)
+        return shuffled_batch_indices(len(self.sequences), self.batch_size, rng)
+
+    def __call__(self):
+        for index in self.batch_indices(self.epoch):
+            batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding)
+            yield {"features": batch, "mask": mask}, self.targets[index], self.sample_weights[index]
+
+    def dataset(self):
+        dim = self.sequences[0].shape[1]
+        signature = (
+            {"features": tf.TensorSpec((None, None, dim), tf.float32),
+             "mask": tf.TensorSpec((None, None), tf.bool)},
+            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None,), tf.float32),
+        )
+        dataset = tf.data.Dataset.from_generator(self, output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """Tells the batch generator which epoch is starting."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
+def inference_batches(sequences, batch_size, pad_to=None, padding="post"):
+    """Length-sorted padded batches for prediction, with the indices they hold."""
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding)
+        yield index, {"features": batch, "mask": mask}
+
+
+def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post"):
+    """A fixed tf.data pipeline of (inputs, targets) for validation."""
+    targets = np.asarray(targets, dtype=np.int32)
+    batches = list(inference_batches(sequences, batch_size, pad_to, padding))
+    dim = sequences[0].shape[1]
+
+    def generate():
+        for index, inputs in batches:
+            yield inputs, targets[index]
+
+    signature = (
+        {"features": tf.TensorSpec((None, None, dim), tf.float32),
+         "mask": tf.TensorSpec((None, None), tf.bool)},
+        tf.TensorSpec((None,), tf.int32),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
+
+
+# --- class weights and validation speakers -----------------------------------------
+
+
+def parse_class_weight(text, classes, labels):
+    """``balanced``, ``none`` or ``A=1.1,E=0.5,...`` -> weight per class index."""
+    if text == "none":
+        return np.ones(len(classes))
+    if text == "balanced":
+        return compute_class_weight("balanced", classes=np.asarray(classes), y=np.asarray(labels))
+    weights = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            weights[name] = -1.0
+        if not sep or weights[name] < 0:
+            raise InputError(f"--class-weight: expected balanced, none or CLASS=WEIGHT,... with "
+                             f"non-negative weights, got '{item}'")
+        if name not in classes:
+            raise InputError(f"--class-weight names class '{name}', which the training set does not "
+                             f"have; classes: {', '.join(classes)}")
+    return np.array([weights.get(c, 1.0) for c in classes])
+
+
+def split_validation_speakers(speakers, spec, seed):
+    """Pick validation speakers among the training speakers.
+
+    Args:
+        speakers: (N,) speaker of each training utterance.
+        spec: a fraction of the speakers (``"0.2"``), a count (``"2"``), a comma
+            list of speaker ids, or ``"0"``/``"none"`` for no validation set.
+        seed: seed of the random choice.
+
+    Returns:
+        (N,) bool, True for validation utterances.
+    """
+    speakers = np.asarray(speakers)
+    unique = np.unique(speakers)
+    if spec in ("0", "none", ""):
+        return np.zeros(len(speakers), dtype=bool)
+    try:
+        size = float(spec)
+    except ValueError:
+        chosen = [s.strip() for s in spec.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in unique]
+        if unknown:
+            raise InputError(f"--val-speakers: speaker(s) {', '.join(unknown)} are not among the "
+                             f"training speakers ({', '.join(unique[:20])}{'...' if len(unique) > 20 else ''})")
+        is_val = np.isin(speakers, chosen)
+    else:
+        if size <= 0 or (size >= 1 and size != int(size)):
+            raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
+                             f"speaker ids, got '{spec}'")
+        if len(unique) < 2:
+            raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
+                             f"speaker-disjoint validation set is possible; use --val-speakers 0")
+        count = int(size) if size >= 1 else max(1, round(size * len(unique)))
+        splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
+        _, val_index = next(splitter.split(speakers, groups=speakers))
+        is_val = np.zeros(len(speakers), dtype=bool)
+        is_val[val_index] = True
+    if is_val.all():
+        raise InputError("--val-speakers leaves no training speakers; choose fewer validation speakers")
+    return is_val
+
+
+# --- training --------------------------------------------------------------------
+
+
+def compile_model(model, num_classes, learning_rate, clipnorm=None):
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[UnweightedAverageRecall(num_classes), keras.metrics.SparseCategoricalAccuracy(name="wa")],
+    )
+
+
+def fit(model, train_batches, validation, epochs, patience, callbacks=(), verbose=1):
+    """Train with early stopping on validation UA; the best epoch's weights are kept.
+
+    Args:
+        model: a compiled model.
+        train_batches: an :class:`EpochBatches`.
+        validation: a tf.data validation dataset, or None to train all ``epochs``
+            and keep the last weights.
+        epochs, patience: the most epochs to run; epochs without a better
+            validation UA before stopping.
+        callbacks: further Keras callbacks (history logger, TensorBoard...).
+
+    Returns:
+        ``(history, best_epoch)``, best_epoch counted from 1.
+    """
+    callbacks = [SetEpoch(train_batches), *callbacks]
+    stopper = None
+    if validation is not None:
+        stopper = keras.callbacks.EarlyStopping(monitor="val_ua", mode="max", patience=patience,
+                                                restore_best_weights=True)
+        callbacks.append(stopper)
+    history = model.fit(train_batches.dataset(), validation_data=validation, epochs=epochs,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)  # EpochBatches shuffles
+    best_epoch = len(history.epoch) if stopper is None else stopper.best_epoch + 1
+    return history, best_epoch
+
+
+# --- inference ---------------------------------------------------------------------
+
+
+def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding="post"):
+    """Class probabilities, attention weights and representations per utterance.
+
+    Returns:
+        dict with ``probabilities`` (N, classes), ``weights`` (list of (T_i,)
+        arrays over each utterance's own frames), ``z`` (N, units) and
+        ``padding_mass`` (N,), the attention that fell on padding (0 when masked).
+    """
+    analysis = build_analysis_model(model)
+    # One trace for every batch shape; Keras' predict_on_batch would retrace per length.
+    signature = [{"features": tf.TensorSpec((None, None, sequences[0].shape[1]), tf.float32),
+                  "mask": tf.TensorSpec((None, None), tf.bool)}]
+    step = tf.function(lambda inputs: analysis(inputs, training=False), input_signature=signature)
+    n = len(sequences)
+    probabilities = np.zeros((n, model.output.shape[-1]), np.float32)
+    z = np.zeros((n, analysis.outputs[2].shape[-1]), np.float32)
+    weights = [None] * n
+    padding_mass = np.zeros(n, np.float32)
+    for index, inputs in inference_batches(sequences, batch_size, pad_to, padding):
+        batch_probabilities, batch_weights, batch_z = (np.asarray(t) for t in step(inputs))
+        probabilities[index] = batch_probabilities
+        z[index] = batch_z
+        for row, i in enumerate(index):
+            valid = inputs["mask"][row]
+            weights[i] = batch_weights[row][valid]
+            padding_mass[i] = batch_weights[row][~valid].sum()
+    return {"probabilities": probabilities, "weights": weights, "z": z, "padding_mass": padding_mass}

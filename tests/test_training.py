@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from serattn.errors import InputError
+from serattn.training import (EpochBatches, UnweightedAverageRecall, bucketed_batch_indices,
+                              parse_class_weight, split_validation_speakers)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes")
+def test_keras_ua_metric_matches_scikit_learn():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 5, size=200)
+    probabilities = rng.dirichlet(np.ones(5), size=200)
+    metric = UnweightedAverageRecall(5)
+    metric.update_state(true[:120], probabilities[:120])
+    metric.update_state(true[120:], probabilities[120:], sample_weight=np.full(80, 3.0))
+    assert float(metric.result()) == pytest.approx(
+        balanced_accuracy_score(true, probabilities.argmax(1)), abs=1e-6)
+
+
+def test_buckets_cover_every_utterance_once_with_little_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.lognormal(np.log(180), 0.6, size=1000).astype(int) + 1
+    batches = bucketed_batch_indices(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert lengths.sum() / padded > 0.85  # vs ~0.3 when batches are random
+
+
+def test_epoch_batches_reshuffle_per_epoch_and_repeat_per_seed():
+    sequences = [np.zeros((n, 2), np.float32) for n in range(1, 41)]
+    batches = EpochBatches(sequences, np.zeros(40), np.ones(40), batch_size=8, seed=3)
+    first = [b.tolist() for b in batches.batch_indices(0)]
+    assert first == [b.tolist() for b in EpochBatches(sequences, np.zeros(40), np.ones(40), 8, 3).batch_indices(0)]
+    assert first != [b.tolist() for b in batches.batch_indices(1)]
+    inputs, targets, weights = next(iter(batches()))
+    assert inputs["features"].shape[1] == inputs["mask"].sum(1).max()  # padded to its own longest
+
+
+def test_pad_to_max_pads_every_batch():
+    sequences = [np.ones((n, 2), np.float32) for n in (3, 5, 9)]
+    batches = EpochBatches(sequences, [0, 1, 0], [1, 1, 1], batch_size=2, seed=0, bucketing=False,
+                           pad_to=12, padding="pre")
+    for inputs, _, _ in batches():
+        assert inputs["features"].shape[1] == 12
+        assert inputs["mask"][:, -1].all()  # pre-padding: real frames at the end
+
+
+def test_class_weights():
+    labels = np.array(["N"] * 6 + ["A"] * 2)
+    np.testing.assert_allclose(parse_class_weight("balanced", ["A", "N"], labels), [2.0, 8 / 12])
+    np.testing.assert_allclose(parse_class_weight("none", ["A", "N"], labels), [1.0, 1.0])
+    np.testing.assert_allclose(parse_class_weight("A=1.5", ["A", "N"], labels), [1.5, 1.0])
+    with pytest.raises(InputError, match="class 'X'"):
+        parse_class_weight("X=2", ["A", "N"], labels)
+    with pytest.raises(InputError, match="CLASS=WEIGHT"):
+        parse_class_weight("A=heavy", ["A", "N"], labels)
+
+
+def test_validation_speakers_are_disjoint_from_training():
+    speakers = np.repeat([f"s{i}" for i in range(10)], 5)
+    is_val = split_validation_speakers(speakers, "0.2", seed=0)
+    assert len(set(speakers[is_val])) == 2
+    assert not set(speakers[is_val]) & set(speakers[~is_val])
+    assert set(speakers[split_validation_speakers(speakers, "s3,s4", 0)]) == {"s3", "s4"}
+    assert split_validation_speakers(speakers, "3", 0).sum() == 15
+    assert not split_validation_speakers(speakers, "0", 0).any()
+    with pytest.raises(InputError, match="s99"):
+        split_validation_speakers(speakers, "s99", 0)
+    with pytest.raises(InputError, match="no speaker-disjoint"):
+        split_validation_speakers(np.array(["a", "a"]), "0.5", 0)
