@@ -170,7 +170,7 @@ def plot_tsne(panels, classes, title=""):
     """t-SNE maps of the attention representations, one panel per split (Figure 2(c)(d)).
 
     Args:
-        panels: list of ``(split, points, labels)``, points (n, 2), labels (n,).
+        panels: list of ``(panel_title, points, labels)``, points (n, 2), labels (n,).
         classes: class labels (legend order).
         title: figure title.
 
@@ -179,8 +179,8 @@ def plot_tsne(panels, classes, title=""):
     """
     colors, names = class_colors(classes), class_names(classes)
     figure, axes = _new_figure(len(panels), panel_size=(5.4, 5.0), sharey=False)
-    for ax, (split, points, labels) in zip(axes, panels):
-        size = float(np.clip(3000 / max(len(points), 1), 4, 40))
+    for ax, (panel_title, points, labels) in zip(axes, panels):
+        size = float(np.clip(6000 / max(len(points), 1), 3, 40))
         order = np.random.default_rng(0).permutation(len(points))  # no class drawn on top of all
         point_colors = np.array([colors.get(str(label), "0.5") for label in labels], dtype=object)
         ax.scatter(points[order, 0], points[order, 1], c=list(point_colors[order]), s=size,
@@ -190,12 +190,13 @@ def plot_tsne(panels, classes, title=""):
             if n:
                 ax.scatter([], [], c=colors[label], s=40, edgecolors="0.2", linewidths=0.3,
                            label=f"{names[label]}, n={n}")
-        ax.set_title(f"{split} (n={len(points)})", fontsize=FONT_SIZE + 1)
+        ax.set_title(panel_title, fontsize=FONT_SIZE + 1)
         ax.set_xlabel("t-SNE 1", fontsize=FONT_SIZE)
         ax.set_ylabel("t-SNE 2", fontsize=FONT_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.legend(fontsize=FONT_SIZE - 2, loc="best", framealpha=0.9, markerscale=1.0)
+        ax.legend(fontsize=FONT_SIZE - 2, loc="upper center", bbox_to_anchor=(0.5, -0.06),
+                  ncol=3, frameon=False)
     if title:
         figure.suptitle(title, fontsize=FONT_SIZE + 1)
     return figure

@@ -68,7 +68,7 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
     weights *= (1 - padding_mass)[frame_utterance]
 
     # Representations: one centre per class plus noise.
-    centres = rng.normal(0, 1.5, (len(classes), units))
+    centres = rng.normal(0, 0.35, (len(classes), units))
     z = centres[label_index] + rng.normal(0, 1.0, (n, units))
 
     np.savez(run / "attention.npz", weights=weights.astype(np.float32), lengths=lengths,

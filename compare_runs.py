@@ -1,0 +1,247 @@
+"""Compare saved runs: UA/WA per configuration (Table 1) and a confusion matrix (Table 2).
+
+Runs are grouped by config keys (--by), or by every key that differs between them
+(seeds, paths, data hashes, versions and commits excepted, so repeated seeds are
+what gets averaged). Numbers are percentages with one decimal, as in the paper.
+
+    python compare_runs.py results/tanh_seed* results/relu_seed* --by activation
+    python compare_runs.py results/*_seed* --markdown --confusion-group --out results/paper/tables.md
+    python compare_runs.py results/tanh_seed1 --confusion results/tanh_seed1 --csv
+"""
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from serattn.data import atomic_path
+from serattn.errors import InputError, run_main
+from serattn.run_folder import open_run
+
+# Keys that tell runs apart without making them a different configuration.
+IGNORED_KEYS = ("seed", "out", "out_dir", "output", "run_dir", "name", "run_name", "git_commit",
+                "run_format", "classes", "debug", "verbose", "quiet", "feature_meta.manifest")
+IGNORED_PREFIXES = ("versions.", "data_files.")
+FORMATS = ("text", "markdown", "csv")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folders written by train_attention_lstm.py")
+    grouping = parser.add_argument_group("grouping")
+    grouping.add_argument("--by", action="append", metavar="KEY",
+                          help="group by this config key (repeatable or comma list; nested keys "
+                               "as feature_meta.level; default: every key that differs)")
+    confusion = grouping.add_mutually_exclusive_group()
+    confusion.add_argument("--confusion", metavar="RUN_DIR",
+                           help="also print this run's confusion matrix (Table 2)")
+    confusion.add_argument("--confusion-group", action="store_true",
+                           help="also print each group's confusion matrix, summed over its runs")
+    output = parser.add_argument_group("output")
+    style = output.add_mutually_exclusive_group()
+    style.add_argument("--markdown", dest="format", action="store_const", const="markdown",
+                       help="markdown tables (default for --out)")
+    style.add_argument("--csv", dest="format", action="store_const", const="csv",
+                       help="comma-separated tables")
+    output.add_argument("--out", metavar="FILE",
+                        help="also write the tables to FILE (markdown unless --csv)")
+    output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = load_runs(args.run_dirs)
+
+    # Table 1: groups of runs, mean ± std over each group's runs (seeds).
+    configs = [flatten_config(run.config) for run, _ in runs]
+    keys = grouping_keys(args.by, configs)
+    groups = group_runs(runs, configs, keys)
+    tables = [summary_table(groups, keys)]
+
+    # Table 2: confusion matrices, of one run or summed per group.
+    if args.confusion:
+        run = open_run(args.confusion)
+        metrics = run.metrics()
+        tables.append(confusion_table(metrics["confusion"], metrics["classes"],
+                                      f"Confusion matrix of {run.name} (test)"))
+    elif args.confusion_group or len(runs) == 1:
+        for values, members in groups:
+            confusion, classes = summed_confusion(members)
+            name = members[0][0].name if len(members) == 1 else \
+                f"{describe(keys, values)}, summed over {len(members)} runs"
+            tables.append(confusion_table(confusion, classes, f"Confusion matrix of {name} (test)"))
+
+    print(render(tables, args.format or "text"))
+    if args.out:
+        out = Path(args.out)
+        temporary = atomic_path(out)
+        try:
+            temporary.write_text(render(tables, args.format or "markdown") + "\n")
+            temporary.replace(out)
+        finally:
+            temporary.unlink(missing_ok=True)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+# --- runs and groups --------------------------------------------------------------------
+
+
+def load_runs(run_dirs):
+    """(Run, metrics) of each folder, each checked; InputError on the first bad one."""
+    seen, runs = set(), []
+    for run_dir in run_dirs:
+        run = open_run(run_dir)
+        if run.path.resolve() in seen:
+            raise InputError(f"run folder '{run_dir}' is given twice")
+        seen.add(run.path.resolve())
+        runs.append((run, run.metrics()))
+    return runs
+
+
+def flatten_config(config, prefix=""):
+    """Nested config dicts as one level with dotted keys; lists become JSON text."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def _ignored(key):
+    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
+
+
+def grouping_keys(by, configs):
+    """The keys named by --by (checked), or every non-ignored key whose value differs."""
+    if by:
+        keys = [key.strip() for item in by for key in item.split(",") if key.strip()]
+        known = set().union(*configs)
+        unknown = [key for key in keys if key not in known]
+        if unknown:
+            listed = ", ".join(sorted(k for k in known if not _ignored(k)))
+            raise InputError(f"unknown config key '{unknown[0]}' for --by; expected one of: {listed}")
+        return keys
+    keys = sorted(set().union(*configs))
+    return [key for key in keys if not _ignored(key)
+            and len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1]
+
+
+def group_runs(runs, configs, keys):
+    """[(values, [(run, metrics), ...]), ...] in order of first appearance."""
+    groups = {}
+    for member, config in zip(runs, configs):
+        values = tuple(config.get(key) for key in keys)
+        groups.setdefault(json.dumps(values), (values, []))[1].append(member)
+    return list(groups.values())
+
+
+def describe(keys, values):
+    return ", ".join(f"{key}={show_value(value)}" for key, value in zip(keys, values)) or "all runs"
+
+
+def show_value(value):
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def percent(values):
+    """'47.2 ± 1.3' (sample std over runs), or '47.2' for a single run."""
+    values = 100 * np.asarray(values, dtype=np.float64)
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+
+
+def summary_table(groups, keys):
+    """Table 1: per group n runs, seeds, UA and WA mean ± std, per-class recall means."""
+    classes = list(dict.fromkeys(c for _, members in groups for _, m in members for c in m["classes"]))
+    header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + [f"recall {c} (%)" for c in classes]
+    rows = []
+    for values, members in groups:
+        metrics = [m for _, m in members]
+        seeds = ",".join(show_value(run.config.get("seed")) for run, _ in members)
+        recalls = []
+        for c in classes:
+            values_c = [m["per_class_recall"][c] for m in metrics if c in m["per_class_recall"]]
+            recalls.append(f"{100 * np.mean(values_c):.1f}" if values_c else "-")
+        rows.append([show_value(v) for v in values] + [
+            str(len(members)), seeds, percent([m["ua"] for m in metrics]),
+            percent([m["wa"] for m in metrics])] + recalls)
+    if not keys:
+        header, rows = ["runs"] + header, [["all"] + row for row in rows]
+    return "Unweighted (UA) and weighted (WA) average recall on the test set", header, rows
+
+
+def summed_confusion(members):
+    """Sum of the confusion matrices of runs with the same classes."""
+    classes = members[0][1]["classes"]
+    for run, metrics in members[1:]:
+        if metrics["classes"] != classes:
+            raise InputError(f"cannot sum confusion matrices: '{run.path}' has classes "
+                             f"{','.join(metrics['classes'])}, expected {','.join(classes)}")
+    return sum(metrics["confusion"] for _, metrics in members), classes
+
+
+def confusion_table(confusion, classes, title):
+    """Table 2: counts with rows true and columns predicted, recall per row, then UA.
+
+    The last row is the average of the row recalls over classes that occur,
+    i.e. the UA of these counts.
+    """
+    confusion = np.asarray(confusion)
+    support = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = 100 * confusion.diagonal() / support
+    header = ["true \\ predicted"] + list(classes) + ["recall (%)"]
+    rows = [[c] + [str(int(n)) for n in confusion[i]] + [f"{recall[i]:.1f}" if support[i] else "-"]
+            for i, c in enumerate(classes)]
+    rows.append(["average recall (UA)"] + [""] * len(classes) + [f"{np.mean(recall[support > 0]):.1f}"])
+    return f"{title}, rows true class, columns predicted", header, rows
+
+
+def render(tables, fmt):
+    """Tables of (title, header, rows) as aligned text, markdown or CSV."""
+    if fmt == "csv":
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        for i, (title, header, rows) in enumerate(tables):
+            if i:
+                writer.writerow([])
+            writer.writerow([title])
+            writer.writerow(header)
+            writer.writerows(rows)
+        return text.getvalue().rstrip("\n")
+    blocks = []
+    for title, header, rows in tables:
+        if fmt == "markdown":
+            lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
+                     "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+        else:
+            widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+
+            def line(cells):
+                return "  ".join([str(cells[0]).ljust(widths[0])]
+                                 + [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]).rstrip()
+
+            lines = [title, line(header)] + [line(row) for row in rows]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+if __name__ == "__main__":
+    run_main(main, sys.argv[1:])
