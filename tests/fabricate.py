@@ -21,7 +21,7 @@ def write_wav(path, duration_s=1.0, rate=16_000, channels=1, subtype="PCM_16", s
     phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 1.5 * t))) / rate
     voice = sum(np.sin(k * phase) / k for k in range(1, 12))
     envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
-    signal = 0.1 * envelope * voice + 0.005 * rng.normal(size=n)
+    signal = 0.1 * envelope * voice + 1e-4 * rng.normal(size=n)
     signal = np.repeat(signal[:, None], channels, axis=1) * np.linspace(1, 0.8, channels)
     sf.write(path, signal, rate, subtype=subtype)
     return path

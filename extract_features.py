@@ -1,0 +1,81 @@
+"""Extract openSMILE features (IS09 frames by default) of a corpus into one feature-set file.
+
+    python extract_features.py --manifest data/demo/manifest.csv --out data/demo.npz
+    python extract_features.py --corpus emodb /path/to/emodb --out data/emodb.npz --jobs 2
+    python extract_features.py --corpus ravdess /path/to/ravdess --out data/ravdess_func.npz \\
+        --level functionals --labels "angry=angry,happy=happy,sad=sad,neutral=neutral,calm=neutral"
+"""
+
+import argparse
+from pathlib import Path
+
+from serattn import corpora
+from serattn.define import DEFAULT_FEATURE_SET
+from serattn.errors import InputError, run_main
+from serattn.features import FEATURE_LEVELS, OPENSMILE_SETS, extract_manifest
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", type=Path,
+                        help="CSV with columns path,label,speaker[,split]; paths relative to it")
+    source.add_argument("--corpus", nargs=2, metavar=("NAME", "ROOT"),
+                        help=f"a corpus as distributed: NAME is one of {', '.join(corpora.CORPORA)}, "
+                             f"ROOT its folder (for csv: the manifest file)")
+    data.add_argument("--labels", default=None,
+                      help='keep and rename classes: "OLD=NEW,OLD2=NEW,..." (several OLD may share a '
+                           'NEW to merge them); classes not listed are dropped (default: keep all)')
+    data.add_argument("--limit", type=int, default=None,
+                      help="extract only this many files, a deterministic spread over the corpus "
+                           "(default: all)")
+
+    features = parser.add_argument_group("features")
+    features.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=list(OPENSMILE_SETS),
+                          help=f"openSMILE feature set (default: {DEFAULT_FEATURE_SET}: 16 LLDs + 16 deltas)")
+    features.add_argument("--level", default="lld", choices=FEATURE_LEVELS,
+                          help="lld: one row per 10 ms frame; functionals: one row per utterance "
+                               "(default: lld)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--cache", type=Path, default=None,
+                     help="folder of cached per-file features (default: .feature_cache beside --out)")
+    run.add_argument("--no-cache", action="store_true", help="extract every file again, cache nothing")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, required=True,
+                        help="feature-set file to write (.npz); skipped files go to OUT.skipped.csv")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out.suffix != ".npz":
+        raise InputError(f"--out must name a .npz file, got '{args.out}'")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+
+    # Data: a manifest, read from a CSV or prepared from a corpus as distributed.
+    if args.manifest is not None:
+        manifest = corpora.read_manifest(args.manifest)
+    else:
+        manifest = corpora.prepare_corpus(*args.corpus)
+    if args.labels is not None:
+        manifest = corpora.relabel(manifest, corpora.parse_label_map(args.labels))
+    if args.limit is not None:
+        manifest = corpora.limit(manifest, args.limit)
+
+    # Features: extract, skip what cannot be used, save atomically.
+    cache = None if args.no_cache else (args.cache or args.out.parent / ".feature_cache")
+    extract_manifest(manifest, args.out, feature_set=args.feature_set, level=args.level,
+                     jobs=args.jobs, cache_dir=cache, progress=not args.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
