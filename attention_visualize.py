@@ -180,16 +180,17 @@ def plot_utterance(run, attention, utterance_id, manifest, manifest_path, out_di
     """Figure of one utterance's attention (over its waveform if the wav is found)."""
     i = attention.index_of(utterance_id, run.path / ATTENTION_FILE)
     weights = attention.utterance(i)
-    waveform, sample_rate, cue = None, None, None
-    if manifest is not None:
+    cue = None
+    audio_root = manifest_path.parent if manifest_path is not None else run.audio_root
+    waveform, sample_rate = _read_wav(audio_root, utterance_id) if audio_root else (None, None)
+    if manifest is not None and all(c in manifest for c in CUE_COLUMNS):
         row = _manifest_rows(manifest, np.array([utterance_id]))[0]
         if row >= 0:
-            waveform, sample_rate = _read_wav(manifest_path.parent, utterance_id)
-            if all(c in manifest for c in CUE_COLUMNS):
-                cue = _seconds(manifest["cue_start_s"][[row]])[0], _seconds(manifest["cue_end_s"][[row]])[0]
-                cue = cue if np.all(np.isfinite(cue)) else None
+            cue = _seconds(manifest["cue_start_s"][[row]])[0], _seconds(manifest["cue_end_s"][[row]])[0]
+            cue = cue if np.all(np.isfinite(cue)) else None
     if waveform is None:
-        print(f"audio of '{utterance_id}' not found through the manifest; plotting attention only")
+        print(f"audio of '{utterance_id}' not found (looked under '{audio_root}'); "
+              f"plotting attention only")
     title = f"{utterance_id}: class {attention.labels[i]} ({attention.split[i]}), {len(weights)} frames"
     if attention.padding_mass[i] > 0:
         title += f", {attention.padding_mass[i]:.0%} of attention on padding"

@@ -23,9 +23,13 @@ from serattn.errors import InputError, run_main
 from serattn.run_folder import open_run
 
 # Keys that tell runs apart without making them a different configuration.
+# Derived from the seed or the data (validation speakers, class weights) or about
+# output only; data identity is in data_files, which is ignored too.
 IGNORED_KEYS = ("seed", "out", "out_dir", "output", "run_dir", "name", "run_name", "git_commit",
-                "run_format", "classes", "debug", "verbose", "quiet", "feature_meta.manifest")
-IGNORED_PREFIXES = ("versions.", "data_files.")
+                "run_format", "classes", "debug", "verbose", "quiet", "overwrite", "tensorboard",
+                "config", "resume", "val_speakers_used", "feature_names", "feature_meta.manifest",
+                "feature_meta.corpus_root")
+IGNORED_PREFIXES = ("versions.", "data_files.", "class_weights.")
 FORMATS = ("text", "markdown", "csv")
 
 

@@ -122,6 +122,14 @@ class Run:
         manifest = self.feature_meta.get("manifest")
         return Path(manifest) if manifest else None
 
+    @property
+    def audio_root(self):
+        """Folder the manifest's relative ``path`` values start from, or None."""
+        if self.manifest_path is not None:
+            return self.manifest_path.parent
+        root = self.feature_meta.get("corpus_root")
+        return Path(root) if root else None
+
     def file(self, name):
         """Path of a file of the run; InputError if it is missing."""
         path = self.path / name
