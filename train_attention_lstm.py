@@ -3,11 +3,15 @@
     python train_attention_lstm.py --data data/demo/features.npz --out results/demo
     python train_attention_lstm.py --train train.npz --test test.npz --activation relu --out results/relu
     python train_attention_lstm.py --data fau.npz --no-mask --max-length 2453 --out results/published
+    python train_attention_lstm.py --resume results/demo          # continue an interrupted run
+    python train_attention_lstm.py --config results/demo/config.json --seed 2 --out results/demo-seed2
 """
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
@@ -20,7 +24,7 @@ from serattn.metrics import evaluate_predictions, format_confusion, format_summa
 from serattn import runs
 
 
-def parse_args(argv):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test")
@@ -66,7 +70,24 @@ def parse_args(argv):
     output.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to the run folder")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
     output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
+    output.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
+    return parser
+
+
+def parse_args(argv):
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.resume or args.config:
+        config_path = Path(args.resume or "", "config.json") if args.resume else Path(args.config)
+        saved = runs.read_config(config_path)
+        flags = {action.dest for action in parser._actions}
+        ignored = {"config", "resume", "out", "overwrite", "quiet", "debug", "tensorboard"}
+        parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in ignored})
+        args = parser.parse_args(argv)
+        args.saved_config = saved
+        if args.resume:
+            args.out = args.resume
 
     if args.data and (args.train or args.test):
         parser.error("give either --data or --train and --test, not both")
@@ -148,23 +169,28 @@ def main(argv=None):
     training.compile_model(model, len(classes), args.learning_rate, args.clipnorm)
 
     # The run folder exists only from here on, once every input has been checked.
-    out = runs.create_run_dir(args.out, args.overwrite)
+    data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
+                  for name, path in {"train": train_source, "test": test_source}.items()}
+    if args.resume:
+        out = runs.reopen_run_dir(args.out, data_files)
+    else:
+        runs.warn_if_data_changed(getattr(args, "saved_config", None), data_files)
+        out = runs.create_run_dir(args.out, args.overwrite)
     try:
-        config = {
-            **{key: value for key, value in vars(args).items() if key not in ("debug", "quiet", "overwrite")},
+        hidden = ("debug", "quiet", "overwrite", "config", "resume", "saved_config")
+        runs.write_json(out / "config.json", {
+            **{key: value for key, value in vars(args).items() if key not in hidden},
             "classes": classes,
             "max_length_used": pad_to,
             "padding": padding,
             "class_weights": dict(zip(classes, class_weights.round(6).tolist())),
             "val_speakers_used": sorted(set(val_set.speakers)),
-            "data_files": {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
-                           for name, path in {"train": train_source, "test": test_source}.items()},
+            "data_files": data_files,
             "feature_meta": train.meta,
             "feature_names": train.feature_names.tolist(),
             "run_format": runs.RUN_FORMAT,
             **runs.environment_info(),
-        }
-        runs.write_json(out / "config.json", config)
+        })
         runs.write_json(out / "normalization.json", normalization.to_dict())
 
         # Train: early stopping and model selection on validation UA.
@@ -179,11 +205,12 @@ def main(argv=None):
             validation = training.evaluation_dataset(
                 val_set.sequences(), [class_index[c] for c in val_set.labels], args.batch_size,
                 pad_to, padding)
-        callbacks = [keras.callbacks.CSVLogger(str(out / "history.csv"))]
-        if args.tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
-        _, best_epoch = training.fit(model, batches, validation, args.epochs, args.patience,
-                                     callbacks, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+        callbacks = [keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"))] if args.tensorboard else []
+        best_epoch, resumed_at = training.fit(
+            model, batches, validation, args.epochs, args.patience, out / "checkpoint",
+            out / "history.csv", callbacks, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+        if resumed_at:
+            print(f"resumed after epoch {resumed_at}", file=sys.stderr)
         model.save(out / "model.keras")
 
         # Evaluate: predictions, attention and representations for every split.
@@ -213,7 +240,8 @@ def main(argv=None):
                              joined("ids"), joined("labels"), joined("speakers"), split,
                              np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]))
     except InputError:
-        runs.remove_run_dir(out)
+        if not args.resume:
+            runs.remove_run_dir(out)
         raise
     runs.mark_complete(out)
 

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def create_run_dir(path, overwrite=False):
 
 
 def mark_complete(path):
+    """Drop the training checkpoint and the INCOMPLETE marker: the run is done."""
+    shutil.rmtree(Path(path) / "checkpoint", ignore_errors=True)
     (Path(path) / INCOMPLETE).unlink(missing_ok=True)
 
 
@@ -139,3 +142,44 @@ def git_commit():
 def remove_run_dir(path):
     """Delete a run folder that a failed run created, so nothing half-written stays."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def read_config(path):
+    """The config.json of a run, for --config and --resume."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"'{path}' not found; expected the config.json of a run folder")
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as error:
+        raise InputError(f"'{path}' is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or "run_format" not in config:
+        raise InputError(f"'{path}' is not a serattn run config (no 'run_format')")
+    if config["run_format"] > RUN_FORMAT:
+        raise InputError(f"'{path}' was written by a newer serattn (run format {config['run_format']}); "
+                         f"update serattn")
+    return config
+
+
+def reopen_run_dir(path, data_files):
+    """An interrupted run folder to resume, checked to match its data."""
+    path = Path(path)
+    if not (path / INCOMPLETE).exists():
+        raise InputError(f"run '{path}' finished; nothing to resume (start a new run with "
+                         f"--config {path / 'config.json'} --out NEW)")
+    saved = read_config(path / "config.json")
+    for name, current in data_files.items():
+        if saved["data_files"][name]["sha256"] != current["sha256"]:
+            raise InputError(f"the {name} data '{current['path']}' changed since run '{path}' started; "
+                             f"cannot resume on different data")
+    return path
+
+
+def warn_if_data_changed(saved_config, data_files):
+    if not saved_config:
+        return
+    for name, current in data_files.items():
+        before = saved_config.get("data_files", {}).get(name, {}).get("sha256")
+        if before and before != current["sha256"]:
+            print(f"warning: the {name} data '{current['path']}' differs from the one the saved config "
+                  f"was trained on", file=sys.stderr)

@@ -7,7 +7,11 @@ than padding everything to the longest chunk (see ../shared/PERF_NOTES.md), and 
 masking the result does not depend on the padding.
 """
 
+import json
 import math
+import os
+import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -137,15 +141,24 @@ class EpochBatches:
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
 
-class SetEpoch(keras.callbacks.Callback):
-    """Tells the batch generator which epoch is starting."""
+class EpochSeeds(keras.callbacks.Callback):
+    """Sets each epoch's batch order and dropout randomness from ``(seed, epoch)``.
 
-    def __init__(self, batches):
+    Keras keeps recurrent dropout's random state in a variable that checkpoints do
+    not save; deriving it from the epoch makes a resumed run draw the same masks as
+    one that never stopped.
+    """
+
+    def __init__(self, batches, seed):
         super().__init__()
         self.batches = batches
+        self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
         self.batches.epoch = epoch
+        states = [v for v in self.model.variables if v.name == "seed_generator_state"]
+        for i, state in enumerate(states):
+            state.assign(ops.cast([self.seed * 1000 + i, epoch * 2**20], state.dtype))
 
 
 def inference_batches(sequences, batch_size, pad_to=None, padding="post"):
@@ -256,8 +269,83 @@ def compile_model(model, num_classes, learning_rate, clipnorm=None):
     )
 
 
-def fit(model, train_batches, validation, epochs, patience, callbacks=(), verbose=1):
+class ResumableEarlyStopping(keras.callbacks.Callback):
+    """Early stopping on validation UA that can resume after the process dies.
+
+    After every epoch it writes ``checkpoint/epoch-K/`` (weights with the optimizer
+    state, the best weights so far, and the stopping state), then points
+    ``checkpoint/latest`` at it with an atomic rename, so a kill at any moment leaves
+    a complete checkpoint behind. At the end the best epoch's weights are restored
+    (the last epoch's when there is no validation set); the run folder removes the
+    checkpoint once everything else is written.
+
+    Args:
+        directory: the checkpoint folder, inside the run folder.
+        patience: epochs without a better ``val_ua`` before stopping; None never stops.
+    """
+
+    def __init__(self, directory, patience=None):
+        super().__init__()
+        self.directory = Path(directory)
+        self.patience = patience
+        self.state = {"epochs_done": 0, "best_ua": None, "best_epoch": None, "wait": 0}
+        self.best_weights = None
+
+    def restore(self):
+        """Load the latest checkpoint into the model; returns the epochs already done."""
+        latest = self.directory / "latest"
+        if not latest.is_file():
+            return 0
+        folder = self.directory / latest.read_text().strip()
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(folder / "state.weights.h5")
+        self.state = json.loads((folder / "state.json").read_text())
+        if (folder / "best.npz").is_file():
+            with np.load(folder / "best.npz") as best:
+                self.best_weights = [best[f"arr_{i}"] for i in range(len(best.files))]
+        return self.state["epochs_done"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        ua = (logs or {}).get("val_ua")
+        state = self.state
+        if ua is not None and (state["best_ua"] is None or ua > state["best_ua"]):
+            state.update(best_ua=float(ua), best_epoch=epoch + 1, wait=0)
+            self.best_weights = self.model.get_weights()
+        elif ua is not None:
+            state["wait"] += 1
+        state["epochs_done"] = epoch + 1
+        self._save(epoch + 1)
+        if self.patience is not None and state["wait"] >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        else:
+            self.state["best_epoch"] = self.state["epochs_done"]
+
+    def _save(self, epochs_done):
+        folder = self.directory / f"epoch-{epochs_done:04d}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        self.model.save_weights(folder / "state.weights.h5")
+        if self.best_weights is not None:
+            np.savez(folder / "best.npz", *self.best_weights)
+        (folder / "state.json").write_text(json.dumps(self.state))
+        pointer = self.directory / "latest.tmp"
+        pointer.write_text(folder.name)
+        os.replace(pointer, self.directory / "latest")  # the checkpoint counts from here
+        for old in self.directory.glob("epoch-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, history_path,
+        callbacks=(), verbose=1):
     """Train with early stopping on validation UA; the best epoch's weights are kept.
+
+    Resumes from ``checkpoint_dir`` if an interrupted run left a checkpoint there.
 
     Args:
         model: a compiled model.
@@ -266,21 +354,36 @@ def fit(model, train_batches, validation, epochs, patience, callbacks=(), verbos
             and keep the last weights.
         epochs, patience: the most epochs to run; epochs without a better
             validation UA before stopping.
+        checkpoint_dir: where per-epoch checkpoints are kept until training ends.
+        history_path: CSV of the per-epoch losses and metrics (appended on resume).
         callbacks: further Keras callbacks (history logger, TensorBoard...).
 
     Returns:
-        ``(history, best_epoch)``, best_epoch counted from 1.
+        ``(best_epoch, initial_epoch)``: the epoch whose weights are kept (from 1)
+        and the epochs restored from a checkpoint (0 for a fresh run).
     """
-    callbacks = [SetEpoch(train_batches), *callbacks]
-    stopper = None
-    if validation is not None:
-        stopper = keras.callbacks.EarlyStopping(monitor="val_ua", mode="max", patience=patience,
-                                                restore_best_weights=True)
-        callbacks.append(stopper)
-    history = model.fit(train_batches.dataset(), validation_data=validation, epochs=epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)  # EpochBatches shuffles
-    best_epoch = len(history.epoch) if stopper is None else stopper.best_epoch + 1
-    return history, best_epoch
+    stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None)
+    stopper.set_model(model)
+    initial_epoch = stopper.restore()
+    keep_history_rows(history_path, initial_epoch)  # drop epochs logged after the checkpoint
+    history = keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0)
+    callbacks = [EpochSeeds(train_batches, train_batches.seed), history, *callbacks, stopper]
+    if initial_epoch < epochs and not (stopper.state["wait"] >= patience and validation is not None):
+        model.fit(train_batches.dataset(), validation_data=validation, epochs=epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # EpochBatches shuffles
+    else:
+        stopper.on_train_end()  # the run had finished training before it was interrupted
+    return stopper.state["best_epoch"], initial_epoch
+
+
+def keep_history_rows(path, epochs):
+    """Keep the header and the first ``epochs`` rows of a CSVLogger file."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:1 + epochs]) if epochs else "")
 
 
 # --- inference ---------------------------------------------------------------------
