@@ -117,6 +117,11 @@ def check_rows(rows, source, first_line=1):
             raise InputError(f"{source}, line {line}: path '{row['path']}' repeats line "
                              f"{seen[row['path']]}; each file may be listed once")
         seen[row["path"]] = line
+    with_split = sum(bool(row["split"]) for row in rows)
+    if 0 < with_split < len(rows):
+        line = next(i for i, row in enumerate(rows, start=first_line) if not row["split"])
+        raise InputError(f"{source}, line {line}: empty 'split' while {with_split} other rows have one; "
+                         f"give every row a split or none")
 
 
 # --- corpus recipes -----------------------------------------------------------------

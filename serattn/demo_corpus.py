@@ -46,7 +46,7 @@ MANIFEST_COLUMNS = ("path", "speaker", "label", "split", "duration_s", "cue_star
 CUE_LENGTH_S = (0.3, 0.8)  # the cue lasts this long...
 CUE_MAX_FRACTION = 0.6  # ...but never more than this share of the utterance
 CUE_RAMP_S = 0.04  # raised-cosine fade in and out of the cue, so it has no click
-CUE_STRENGTH = (0.3, 1.1)  # per-utterance scale of the cue: weak cues overlap
+CUE_STRENGTH = (0.45, 1.25)  # per-utterance scale of the cue: weak cues overlap
 
 # Cue of each class at strength 1. Units: f0 and tempo as log factors, loudness in
 # dB, brightness/breath/creak as mixing weights, jitter as a relative f0 deviation.

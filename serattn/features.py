@@ -153,7 +153,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
                 "opensmile": opensmile.__version__, "version": CACHE_VERSION}
     tasks = [(str(manifest.audio_path(row)), settings, None if cache_dir is None else str(cache_dir))
              for row in manifest.rows]
-    jobs = min(jobs or os.cpu_count() or 1, len(tasks))
+    jobs = min(jobs or len(os.sched_getaffinity(0)), len(tasks))
     results = _run(tasks, jobs, progress)
 
     kept, skipped, rates, cached = [], [], {}, 0
@@ -175,7 +175,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
 
     rows = [row for row, _ in kept]
     has_split = any(row["split"] for row in rows)
-    feature_set_ = FeatureSet.from_sequences(
+    result = FeatureSet.from_sequences(
         [frames for _, frames in kept],
         ids=[row["path"] for row in rows],
         labels=[row["label"] for row in rows],
@@ -189,14 +189,14 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
               "opensmile": opensmile.__version__},
     )
     if out is not None:
-        save_feature_set(feature_set_, out)
+        save_feature_set(result, out)
     if progress:
         print(f"extracted {len(kept)} of {len(tasks)} files ({cached} from cache, {len(skipped)} "
               f"skipped{'' if not skipped or out is None else ': see ' + str(skipped_path(out))}): "
-              f"{len(np.unique(feature_set_.speakers))} speakers, "
-              f"{len(np.unique(feature_set_.labels))} classes, {feature_set_.dim} features, "
-              f"{len(feature_set_.features)} frames" + (f" -> {out}" if out is not None else ""))
-    return feature_set_
+              f"{len(np.unique(result.speakers))} speakers, {len(np.unique(result.labels))} classes, "
+              f"{result.dim} features, {len(result.features)} frames"
+              + (f" -> {out}" if out is not None else ""))
+    return result
 
 
 def skipped_path(out):
@@ -247,7 +247,10 @@ def _extract_task(task):
     if len(signal) < MIN_SAMPLES:
         return None, (f"too short: {len(signal) / SAMPLE_RATE * 1000:.1f} ms, "
                       f"need at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms for one frame"), rate, False
-    frames = extract_signal(signal, settings["feature_set"], settings["level"])
+    try:
+        frames = extract_signal(signal, settings["feature_set"], settings["level"])
+    except Exception as error:  # one odd file must not end a long run; its reason is listed
+        return None, f"openSMILE failed: {error}", rate, False
     if len(frames) == 0 or not np.all(np.isfinite(frames)):
         return None, "too short or silent: openSMILE returned no finite frames", rate, False
     if cache_file is not None:

@@ -141,3 +141,9 @@ def test_limit_is_a_deterministic_spread(tmp_path):
     assert corpora.limit(manifest, 100) is manifest
     with pytest.raises(InputError, match="--limit must be at least 1, got 0"):
         corpora.limit(manifest, 0)
+
+
+def test_a_split_on_some_rows_only_is_an_input_error(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,speaker,split\na.wav,x,s,train\nb.wav,y,s,\n")
+    with pytest.raises(InputError, match="line 3: empty 'split' while 1 other rows have one"):
+        corpora.read_manifest(tmp_path / "m.csv")

@@ -78,7 +78,8 @@ def test_unusable_files_are_skipped_with_a_reason_and_the_rest_extracted(tmp_pat
     sf.write(wav / "no_samples.wav", np.zeros(0, np.float32), 16_000)
     write_wav(wav / "short.wav", 0.01)
     bad = ["corrupt", "empty", "no_samples", "short", "missing"]
-    rows = good_wavs + [dict(path=f"wav/{name}.wav", label="N", speaker="s3") for name in bad]
+    rows = good_wavs + [dict(path=f"wav/{name}.wav", label="N", speaker="s3", split="test")
+                        for name in bad]
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
     out = tmp_path / "out" / "feats.npz"
 
@@ -128,7 +129,7 @@ def test_cache_extracts_only_new_files_on_a_second_run(tmp_path, good_wavs, monk
     assert len(calls) == 2 and len(list(cache.glob("*.npy"))) == 2
 
     write_wav(tmp_path / "wav" / "new.wav", 0.7, seed=5)
-    write_manifest(manifest, good_wavs + [dict(path="wav/new.wav", label="E", speaker="s3")])
+    write_manifest(manifest, good_wavs + [dict(path="wav/new.wav", label="E", speaker="s3", split="test")])
     second = extract_manifest(manifest, jobs=1, cache_dir=cache, progress=False)
     assert len(calls) == 3
     np.testing.assert_array_equal(second.subset(np.arange(2)).features, first.features)
