@@ -26,6 +26,9 @@ from serattn.run_folder import ATTENTION_FILE, check_splits, open_run
 
 MIN_POINTS = 4  # t-SNE and the separation scores need a few points per split
 NEIGHBOURS = 5
+# Below this many points exact t-SNE is faster than Barnes-Hut (whose per-step
+# thread overhead dominates on small maps) and more accurate.
+EXACT_TSNE_MAX_POINTS = 200
 
 
 def parse_args(argv):
@@ -80,8 +83,9 @@ def main(argv=None):
         separation[split] = class_separation(z, labels, args.seed)
         perplexity = clip_perplexity(args.perplexity, len(index), split)
         separation[split]["perplexity"] = perplexity
+        method = "exact" if len(index) <= EXACT_TSNE_MAX_POINTS else "barnes_hut"
         points = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                      random_state=args.seed).fit_transform(z)
+                      method=method, random_state=args.seed).fit_transform(z)
         ua = separation[split]["knn5_ua"]
         panels.append((f"{split} (n={len(index)}, perplexity {perplexity:g})"
                        + ("" if ua is None else f"\n5-NN UA in {attention.z.shape[1]}-d: {100 * ua:.1f}%"), points, labels))
