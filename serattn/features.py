@@ -191,11 +191,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     if out is not None:
         save_feature_set(result, out)
     if progress:
-        print(f"extracted {len(kept)} of {len(tasks)} files ({cached} from cache, {len(skipped)} "
-              f"skipped{'' if not skipped or out is None else ': see ' + str(skipped_path(out))}): "
-              f"{len(np.unique(result.speakers))} speakers, {len(np.unique(result.labels))} classes, "
-              f"{result.dim} features, {len(result.features)} frames"
-              + (f" -> {out}" if out is not None else ""))
+        print(_summary(result, len(tasks), cached, len(skipped), out))
     return result
 
 
@@ -203,6 +199,18 @@ def skipped_path(out):
     """Where the files skipped while extracting ``out`` are listed: ``OUT.skipped.csv``."""
     out = Path(out)
     return out.with_name(out.stem + ".skipped.csv")
+
+
+def _summary(result, n_files, cached, n_skipped, out):
+    """One line: what was extracted, from where, and where it went."""
+    line = (f"extracted {len(result)} of {n_files} files ({cached} from cache, {n_skipped} skipped): "
+            f"{len(np.unique(result.speakers))} speakers, {len(np.unique(result.labels))} classes, "
+            f"{result.dim} features, {len(result.features)} frames")
+    if out is not None:
+        line += f" -> {out}"
+        if n_skipped:
+            line += f" (skipped files: {skipped_path(out)})"
+    return line
 
 
 def _run(tasks, jobs, progress):
