@@ -20,7 +20,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
     parser.add_argument("--max-duration", type=float, default=4.0,
                         help="longest utterance in seconds (default: 4.0; shortest 0.5)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the demo corpus (wav/, manifest.csv) in --out; other files stay")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     return parser.parse_args(argv)
 

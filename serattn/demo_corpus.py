@@ -103,7 +103,8 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
         n_speakers: number of speakers (at least 3); a third of them, alternating
             male-like and female-like voices, form the speaker-disjoint test split.
         seed: every sample and every manifest value is a function of it.
-        overwrite: replace the contents of an existing non-empty ``out_dir``.
+        overwrite: replace the ``wav/`` folder and ``manifest.csv`` of a demo corpus
+            already in ``out_dir``; other files there (features, cache) are kept.
         min_duration_s, max_duration_s: range of utterance durations; the default
             0.5-4 s gives a mean of about 1.8 s.
 
@@ -111,8 +112,9 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
         The path of ``manifest.csv``, whose ``path`` column is relative to it.
 
     Raises:
-        InputError: ``out_dir`` is not empty, or the sizes cannot hold every class
-            in both splits.
+        InputError: ``out_dir`` is not empty (or, with ``overwrite``, holds a
+            ``wav/`` folder that is not a demo corpus's), or the sizes cannot hold
+            every class in both splits.
     """
     out_dir = Path(out_dir)
     _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_duration_s, overwrite)
@@ -120,8 +122,8 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
     speakers = draw_speakers(rng, n_speakers)
     rows = _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s)
 
-    if out_dir.exists() and overwrite:
-        shutil.rmtree(out_dir)
+    if overwrite:
+        _remove_corpus(out_dir)
     (out_dir / "wav").mkdir(parents=True, exist_ok=True)
     by_id = {speaker.id: speaker for speaker in speakers}
     for index, row in enumerate(rows):
@@ -147,7 +149,7 @@ def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_dura
         raise InputError(f"output folder '{out_dir}' is a file; name a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(f"output folder '{out_dir}' is not empty; choose another one or pass "
-                         f"--overwrite to replace its contents")
+                         f"--overwrite to replace the demo corpus in it")
     if n_speakers < 3:
         raise InputError(f"expected at least 3 speakers (2 train, 1 test), got {n_speakers}")
     n_test_speakers = len([i for i in range(n_speakers) if i % 3 == 2])
@@ -158,6 +160,17 @@ def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_dura
     if not 0.2 <= min_duration_s < max_duration_s:
         raise InputError(f"expected durations with 0.2 <= minimum < maximum, "
                          f"got {min_duration_s} and {max_duration_s} s")
+
+
+def _remove_corpus(out_dir):
+    """Delete a demo corpus's wav/ and manifest.csv, refusing a wav/ folder of anything else."""
+    manifest = out_dir / "manifest.csv"
+    is_demo = manifest.is_file() and manifest.read_text().startswith(",".join(MANIFEST_COLUMNS))
+    if (out_dir / "wav").exists() and not is_demo:
+        raise InputError(f"'{out_dir}' has a wav/ folder but no demo-corpus manifest.csv; "
+                         f"not replacing it: choose another output folder")
+    shutil.rmtree(out_dir / "wav", ignore_errors=True)
+    manifest.unlink(missing_ok=True)
 
 
 def draw_speakers(rng, n_speakers):

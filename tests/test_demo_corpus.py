@@ -83,12 +83,22 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
 
 
 def test_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
-    (tmp_path / "keep.txt").write_text("mine")
+    (tmp_path / "features.npz").write_text("kept")
     with pytest.raises(InputError, match="is not empty.*--overwrite"):
         demo_corpus.make_demo_corpus(tmp_path, 15, 3)
+    demo_corpus.make_demo_corpus(tmp_path, 30, 3, overwrite=True, max_duration_s=0.6)
     demo_corpus.make_demo_corpus(tmp_path, 15, 3, overwrite=True, max_duration_s=0.6)
-    assert not (tmp_path / "keep.txt").exists()
+    assert (tmp_path / "features.npz").read_text() == "kept"
     assert len(read_csv(tmp_path / "manifest.csv")) == 15
+    assert len(list((tmp_path / "wav").iterdir())) == 15  # no stale wavs of the first corpus
+
+
+def test_overwrite_never_deletes_a_wav_folder_of_another_corpus(tmp_path):
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "wav" / "03a01Fa.wav").write_bytes(b"precious")
+    with pytest.raises(InputError, match="has a wav/ folder but no demo-corpus manifest.csv"):
+        demo_corpus.make_demo_corpus(tmp_path, 15, 3, overwrite=True)
+    assert (tmp_path / "wav" / "03a01Fa.wav").read_bytes() == b"precious"
 
 
 @pytest.mark.parametrize("utterances, speakers, message", [
