@@ -21,7 +21,8 @@ import numpy as np
 from serattn import attention as attn
 from serattn import plots
 from serattn.errors import InputError, run_main
-from serattn.run_folder import ATTENTION_FILE, check_splits, load_manifest, open_run
+from serattn.run_folder import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits, load_manifest,
+                                open_run)
 
 CUE_COLUMNS = ("cue_start_s", "cue_end_s")
 
@@ -189,9 +190,13 @@ def plot_utterance(run, attention, utterance_id, manifest, manifest_path, out_di
             cue = _seconds(manifest["cue_start_s"][[row]])[0], _seconds(manifest["cue_end_s"][[row]])[0]
             cue = cue if np.all(np.isfinite(cue)) else None
     if waveform is None:
-        print(f"audio of '{utterance_id}' not found (looked under '{audio_root}'); "
-              f"plotting attention only")
-    title = f"{utterance_id}: class {attention.labels[i]} ({attention.split[i]}), {len(weights)} frames"
+        where = f"under '{audio_root}'" if audio_root else "(no manifest or corpus root in config.json)"
+        print(f"audio of '{utterance_id}' not found {where}; plotting attention only")
+    title = f"{utterance_id} ({attention.split[i]}): class {attention.labels[i]}"
+    predicted = _prediction(run, utterance_id)
+    if predicted:
+        title += f", predicted {predicted}"
+    title += f", {len(weights)} frames"
     if attention.padding_mass[i] > 0:
         title += f", {attention.padding_mass[i]:.0%} of attention on padding"
     figure = plots.plot_utterance_attention(weights, run.frame_rate, waveform, sample_rate, cue, title)
@@ -199,6 +204,19 @@ def plot_utterance(run, attention, utterance_id, manifest, manifest_path, out_di
     path = out_dir / f"utterance_{safe_name(utterance_id)}.png"
     plots.save_figure(figure, path)
     return path
+
+
+def _prediction(run, utterance_id):
+    """'N (p=0.81)' from predictions.csv, or None when the run has no such row."""
+    if not (run.path / PREDICTIONS_FILE).is_file():
+        return None
+    predictions = run.predictions()
+    rows = np.flatnonzero(predictions["id"] == utterance_id)
+    if len(rows) == 0:
+        return None
+    label = predictions["predicted"][rows[0]]
+    probability = predictions.get(f"p_{label}")
+    return label if probability is None else f"{label} (p={probability[rows[0]]:.2f})"
 
 
 def safe_name(text):

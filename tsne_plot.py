@@ -86,9 +86,10 @@ def main(argv=None):
         method = "exact" if len(index) <= EXACT_TSNE_MAX_POINTS else "barnes_hut"
         points = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
                       method=method, random_state=args.seed).fit_transform(z)
-        ua = separation[split]["knn5_ua"]
-        panels.append((f"{split} (n={len(index)}, perplexity {perplexity:g})"
-                       + ("" if ua is None else f"\n5-NN UA in {attention.z.shape[1]}-d: {100 * ua:.1f}%"), points, labels))
+        title = f"{split} (n={len(index)}, perplexity {perplexity:g})"
+        if separation[split]["knn5_ua"] is not None:
+            title += f"\n5-NN UA in {z.shape[1]}-d: {100 * separation[split]['knn5_ua']:.1f}%"
+        panels.append((title, points, labels))
         rows += [(attention.ids[i], split, attention.labels[i], f"{x:.4f}", f"{y:.4f}")
                  for i, (x, y) in zip(index, points)]
         _print_separation(split, separation[split])

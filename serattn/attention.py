@@ -89,10 +89,22 @@ def padded_from_ragged(values, lengths, padding="post", t_max=None):
 
 
 def _cumulative(values):
-    """Running sum with a leading zero, and the values with a trailing zero."""
-    values = np.asarray(values, dtype=np.float64)
-    zero = np.zeros((1,) + values.shape[1:])
-    return np.concatenate([zero, np.cumsum(values, axis=0)]), np.concatenate([values, zero])
+    """Running sum of frames with a leading zero: (sum(L) + 1, ...) float64."""
+    values = np.asarray(values)
+    cumulative = np.zeros((len(values) + 1,) + values.shape[1:])
+    np.cumsum(values, axis=0, out=cumulative[1:])
+    return cumulative
+
+
+def _mass_before(values, cumulative, frame, fraction):
+    """Mass up to ``fraction`` into global frame index ``frame`` (same shapes).
+
+    ``frame`` may be sum(L) (the end of the last utterance) only with
+    ``fraction == 0``; clipping keeps that index valid.
+    """
+    inside = np.take(values, frame, axis=0, mode="clip")
+    fraction = fraction.reshape(fraction.shape + (1,) * (inside.ndim - fraction.ndim))
+    return cumulative[frame] + fraction * inside
 
 
 def slot_profiles(values, lengths, slots=DEFAULT_SLOTS, scale="length"):
@@ -129,14 +141,12 @@ def slot_profiles(values, lengths, slots=DEFAULT_SLOTS, scale="length"):
         raise ValueError(f"unknown scale '{scale}'; expected one of: length, none")
     if slots < 1:
         raise ValueError(f"slots must be at least 1, got {slots}")
-    cumulative, padded_values = _cumulative(values)
+    cumulative = _cumulative(values)
     # Slot edge s/S of utterance n lies in frame (s * L) // S, a fraction
     # (s * L % S) / S into it.
     edge = np.arange(slots + 1, dtype=np.int64)[None, :] * lengths[:, None]  # (N, S + 1)
     frame = offsets_of(lengths)[:-1, None] + edge // slots
-    fraction = (edge % slots) / slots
-    fraction = fraction.reshape(fraction.shape + (1,) * (cumulative.ndim - 1))
-    mass_before_edge = cumulative[frame] + fraction * padded_values[frame]  # (N, S + 1, ...)
+    mass_before_edge = _mass_before(values, cumulative, frame, (edge % slots) / slots)  # (N, S + 1, ...)
     slot_mass = np.diff(mass_before_edge, axis=1)  # (N, S, ...)
     # Mean frame weight in a slot = slot mass / (L / S) frames.
     profiles = slot_mass * slots
@@ -260,30 +270,28 @@ def published_slot_sums(values, lengths, slots=DEFAULT_SLOTS):
         float64 (N, S) or (N, S, D) slot sums; their mean over utterances is
         the published ``avg_distribution``.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     lengths = np.asarray(lengths, dtype=np.int64)
     interval = lengths / slots  # (N,) float64, the published `len(data[i]) / max_slot`
     steps = np.repeat(interval[:, None], slots + 1, axis=1)
     steps[:, 0] = 0.0
-    j = np.cumsum(steps, axis=1)  # (N, S + 1): j before slot k, j after the last
+    j = np.cumsum(steps, axis=1)  # (N, S + 1): j before slot k, and after the last
     edge = np.minimum(np.floor(j).astype(np.int64), lengths[:, None])  # `if k >= len: break`
-    start, stop = edge[:, :-1], edge[:, 1:]  # (N, S)
-    # reduceat sums values[start:stop] per slot; an empty slot (start == stop)
-    # returns values[start] instead, so it is zeroed below. The trailing zero
-    # row keeps the last utterance's end index in range.
-    frames = np.concatenate([values, np.zeros((1,) + values.shape[1:])])
-    first = offsets_of(lengths)[:-1, None] + start  # (N, S)
-    sums = np.add.reduceat(frames, first.ravel(), axis=0)
-    # reduceat runs to the next index, so an interval ends where the next slot
-    # starts; fix the last slot of each utterance (its stop may be < L when the
-    # float walk falls short) by subtracting the frames past it.
-    sums = sums.reshape(start.shape + values.shape[1:])
-    tail_start = offsets_of(lengths)[:-1] + stop[:, -1]
-    tail_stop = offsets_of(lengths)[1:]
-    cumulative, _ = _cumulative(values)
-    sums[:, -1] -= cumulative[tail_stop] - cumulative[tail_start]
-    empty = (stop <= start).reshape(start.shape + (1,) * (values.ndim - 1))
-    return np.where(empty, 0.0, sums)
+    empty = edge[:, 1:] <= edge[:, :-1]  # (N, S): no frame in the interval
+    # np.add.reduceat sums frames from each index to the next one, so with the
+    # S + 1 edges of every utterance as indices, column k < S is slot k and the
+    # extra column (the frames a short float walk leaves past the last slot) is
+    # dropped. An empty interval returns one frame instead of 0: zeroed below.
+    # Indices must stay below sum(L); those equal to it (the end of the last
+    # utterance) start empty intervals, which stay 0.
+    index = (offsets_of(lengths)[:-1, None] + edge).ravel()
+    n_valid = np.searchsorted(index, len(values))
+    sums = np.zeros((len(index),) + values.shape[1:])
+    if n_valid:
+        sums[:n_valid] = np.add.reduceat(values, index[:n_valid], axis=0, dtype=np.float64)
+    sums = sums.reshape(edge.shape + values.shape[1:])[:, :-1]
+    sums[empty] = 0.0
+    return sums
 
 
 def published_avg_distribution(values, lengths, slots=DEFAULT_SLOTS):
@@ -308,13 +316,14 @@ def mass_between(values, lengths, start, stop):
         float64 (N,) mass in ``[start, stop)``.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    cumulative, padded_values = _cumulative(values)
+    values = np.asarray(values)
+    cumulative = _cumulative(values)
     offsets = offsets_of(lengths)[:-1]
 
     def mass_before(position):
         frames = np.clip(np.asarray(position, dtype=np.float64), 0.0, 1.0) * lengths
         whole = np.minimum(np.floor(frames).astype(np.int64), lengths)
-        return cumulative[offsets + whole] + (frames - whole) * padded_values[offsets + whole]
+        return _mass_before(values, cumulative, offsets + whole, frames - whole)
 
     return mass_before(stop) - mass_before(start)
 
@@ -398,7 +407,8 @@ def random_attention(n_utterances, mean_frames=180, seed=0, dim=None):
     return values, lengths
 
 
-def benchmark_slot_averaging(n_utterances=18_000, slots=DEFAULT_SLOTS, seed=0, loop_subset=None):
+def benchmark_slot_averaging(n_utterances=18_000, slots=DEFAULT_SLOTS, seed=0, loop_subset=None,
+                             dim=None):
     """Time the published per-frame loop against the vectorized functions.
 
     Args:
@@ -407,12 +417,14 @@ def benchmark_slot_averaging(n_utterances=18_000, slots=DEFAULT_SLOTS, seed=0, l
         seed: for the random weights.
         loop_subset: time the (slow) loop on this many utterances only and
             scale up linearly; None times it on all of them.
+        dim: None for scalar weights, 60 for per-frame vectors as the published
+            code averaged (weighted LSTM outputs).
 
     Returns:
         dict of seconds (``loop_s``, ``published_vectorized_s``,
         ``slot_profiles_s``) and speedups over the loop.
     """
-    values, lengths = random_attention(n_utterances, seed=seed)
+    values, lengths = random_attention(n_utterances, seed=seed, dim=dim)
     n_loop = n_utterances if loop_subset is None else min(loop_subset, n_utterances)
     sequences = np.split(values[: offsets_of(lengths)[n_loop]], np.cumsum(lengths[:n_loop])[:-1])
 
