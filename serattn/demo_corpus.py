@@ -28,6 +28,7 @@ and manifest.
 
 import csv
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -48,10 +49,14 @@ CUE_MAX_FRACTION = 0.6  # ...but never more than this share of the utterance
 CUE_RAMP_S = 0.04  # raised-cosine fade in and out of the cue, so it has no click
 CUE_STRENGTH = (0.45, 1.25)  # per-utterance scale of the cue: weak cues overlap
 
-# Cue of each class at strength 1. Units: f0 and tempo as log factors, loudness in
-# dB, brightness/breath/creak as mixing weights, jitter as a relative f0 deviation.
+# Cue of each class at strength 1, applied only inside the cue stretch:
+#   f0      pitch shift (log factor)       slope   pitch rise (+) or fall (-) across the cue
+#   accent  pitch bump on every syllable   flat    how much of the usual pitch movement is removed
+#   wobble  4 Hz pitch oscillation         db      loudness change (dB)
+#   tempo   syllable-rate change (log)     bright  flatter spectral tilt (mixing weight)
+#   breath  aspiration noise level         jitter  period-to-period pitch deviation
+#   creak   period doubling (alternate strong/weak pulses)
 CUES = {
-    #      f0 shift, f0 slope, accent, flatten, wobble, loud dB, tempo, bright, breath, jitter, creak
     "A": dict(f0=0.22, slope=0.00, accent=0.00, flat=0.0, wobble=0.00, db=8.0, tempo=0.35,
               bright=0.7, breath=0.00, jitter=0.00, creak=0.0),
     "E": dict(f0=0.05, slope=0.00, accent=0.30, flat=0.0, wobble=0.00, db=6.0, tempo=-0.50,
@@ -152,9 +157,8 @@ def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_dura
                          f"--overwrite to replace the demo corpus in it")
     if n_speakers < 3:
         raise InputError(f"expected at least 3 speakers (2 train, 1 test), got {n_speakers}")
-    n_test_speakers = len([i for i in range(n_speakers) if i % 3 == 2])
-    n_test = n_utterances * n_test_speakers // n_speakers
-    if n_test < len(FAU_CLASSES) or n_utterances - n_test < len(FAU_CLASSES):
+    test = np.isin(_speaker_of(n_utterances, n_speakers), _test_speakers(n_speakers))
+    if test.sum() < len(FAU_CLASSES) or (~test).sum() < len(FAU_CLASSES):
         raise InputError(f"expected enough utterances for every class in both splits "
                          f"(at least {3 * len(FAU_CLASSES)}), got {n_utterances}")
     if not 0.2 <= min_duration_s < max_duration_s:
@@ -166,6 +170,9 @@ def _remove_corpus(out_dir):
     """Delete a demo corpus's wav/ and manifest.csv, refusing a wav/ folder of anything else."""
     manifest = out_dir / "manifest.csv"
     is_demo = manifest.is_file() and manifest.read_text().startswith(",".join(MANIFEST_COLUMNS))
+    # A run stopped before writing its manifest leaves only our own wav names.
+    is_demo = is_demo or all(re.fullmatch(r"spk\d\d_\d{4,}\.wav", path.name)
+                             for path in (out_dir / "wav").glob("*"))
     if (out_dir / "wav").exists() and not is_demo:
         raise InputError(f"'{out_dir}' has a wav/ folder but no demo-corpus manifest.csv; "
                          f"not replacing it: choose another output folder")
@@ -195,8 +202,8 @@ def draw_speakers(rng, n_speakers):
 
 def _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s):
     """Manifest rows: speaker, split, label, duration and cue position of each utterance."""
-    speaker_of = np.sort(np.arange(n_utterances) % len(speakers))  # equal shares, in blocks
-    test = np.array([i % 3 == 2 for i in range(len(speakers))])[speaker_of]
+    speaker_of = _speaker_of(n_utterances, len(speakers))
+    test = np.isin(speaker_of, _test_speakers(len(speakers)))
     labels = np.empty(n_utterances, dtype="<U1")
     for in_split in (~test, test):
         labels[in_split] = rng.permutation(_class_counts(int(in_split.sum())))
@@ -221,6 +228,16 @@ def _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s
             strength=float(strengths[i]),
         ))
     return rows
+
+
+def _speaker_of(n_utterances, n_speakers):
+    """Speaker index of each utterance: equal shares, in blocks."""
+    return np.sort(np.arange(n_utterances) % n_speakers)
+
+
+def _test_speakers(n_speakers):
+    """Every third speaker is a test speaker (spk03, spk06...: male and female alike)."""
+    return np.arange(2, n_speakers, 3)
 
 
 def _class_counts(n):

@@ -68,7 +68,8 @@ def test_a_root_without_the_layout_is_an_input_error_naming_it(tmp_path, name, e
 
 
 def test_unknown_corpus_and_missing_root(tmp_path):
-    with pytest.raises(InputError, match="unknown corpus 'x'; expected one of: csv, emodb, fau-aibo, ravdess"):
+    with pytest.raises(InputError,
+                       match="unknown corpus 'x'; expected one of: csv, emodb, fau-aibo, ravdess"):
         corpora.prepare_corpus("x", tmp_path)
     with pytest.raises(InputError, match="emodb root '.*nowhere' does not exist"):
         corpora.prepare_corpus("emodb", tmp_path / "nowhere")

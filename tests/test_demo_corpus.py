@@ -101,9 +101,17 @@ def test_overwrite_never_deletes_a_wav_folder_of_another_corpus(tmp_path):
     assert (tmp_path / "wav" / "03a01Fa.wav").read_bytes() == b"precious"
 
 
+def test_overwrite_replaces_the_wavs_of_an_interrupted_run(tmp_path):
+    demo_corpus.make_demo_corpus(tmp_path, 15, 3, max_duration_s=0.6)
+    (tmp_path / "manifest.csv").unlink()  # as if stopped before the manifest was written
+    demo_corpus.make_demo_corpus(tmp_path, 15, 3, overwrite=True, max_duration_s=0.6)
+    assert len(read_csv(tmp_path / "manifest.csv")) == 15
+
+
 @pytest.mark.parametrize("utterances, speakers, message", [
     (30, 2, "at least 3 speakers"),
     (12, 3, "every class in both splits"),
+    (16, 4, "every class in both splits"),  # spk03 gets only 4 utterances
 ])
 def test_rejects_sizes_that_cannot_hold_every_class(tmp_path, utterances, speakers, message):
     with pytest.raises(InputError, match=message):

@@ -65,7 +65,8 @@ def test_other_feature_sets_and_levels(tmp_path, feature_set, level, dim):
 
 
 def test_unknown_feature_set_or_level_is_an_input_error():
-    with pytest.raises(InputError, match="unknown feature set 'is10'; expected one of: is09, egemaps, compare"):
+    with pytest.raises(InputError,
+                       match="unknown feature set 'is10'; expected one of: is09, egemaps, compare"):
         feature_names("is10")
     with pytest.raises(InputError, match="unknown feature level 'frames'"):
         feature_names("is09", "frames")
