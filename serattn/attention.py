@@ -92,7 +92,7 @@ def _cumulative(values):
     """Running sum of frames with a leading zero: (sum(L) + 1, ...) float64."""
     values = np.asarray(values)
     cumulative = np.zeros((len(values) + 1,) + values.shape[1:])
-    np.cumsum(values, axis=0, out=cumulative[1:])
+    np.cumsum(values, axis=0, dtype=np.float64, out=cumulative[1:])  # float32 sums drift
     return cumulative
 
 

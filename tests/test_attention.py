@@ -213,3 +213,11 @@ def test_benchmark_reports_speedups():
     result = attn.benchmark_slot_averaging(n_utterances=20, loop_subset=5)
     assert result["loop_utterances_timed"] == 5
     assert result["speedup_published"] > 0 and result["speedup_slot_profiles"] > 0
+
+
+def test_float32_weights_of_many_utterances_keep_float64_precision():
+    # A float32 running sum over a million frames would drift by ~1e-4 of a slot's mass.
+    values, lengths = attn.random_attention(5000, seed=3)
+    single = values.astype(np.float32)
+    np.testing.assert_allclose(attn.slot_profiles(single, lengths),
+                               attn.slot_profiles(single.astype(np.float64), lengths), atol=1e-9)
