@@ -2,13 +2,11 @@
 
     python train_attention_lstm.py --data data/demo/features.npz --out results/demo
     python train_attention_lstm.py --train train.npz --test test.npz --activation relu --out results/relu
-    python train_attention_lstm.py --data fau.npz --no-mask --max-length 2453 --out results/published
+    python train_attention_lstm.py --data data/emodb_2s.npz --cv loso --seeds 1,2,3 --out results/emodb
     python train_attention_lstm.py --resume results/demo          # continue an interrupted run
-    python train_attention_lstm.py --config results/demo/config.json --seed 2 --out results/demo-seed2
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,17 +15,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import numpy as np
 
-from serattn.data import Normalization, NORMALIZATIONS, check_same_features, load_feature_set
+from serattn import protocols, runs
+from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
 from serattn.define import ACTIVATIONS
 from serattn.errors import InputError, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
-from serattn import runs
+
+MODELS = ("attention-lstm", "basic-lstm")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     data = parser.add_argument_group("data")
-    data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test")
+    data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test (any split with --cv)")
     data.add_argument("--train", help="training feature set (.npz, or padded X*.npy)")
     data.add_argument("--test", help="test feature set (.npz, or padded X*.npy)")
     data.add_argument("--input-padding", default="auto", choices=["auto", "pre", "post"],
@@ -38,14 +38,20 @@ def build_parser():
     data.add_argument("--val-speakers", default="0.2",
                       help="validation speakers held out of training for model selection: a fraction, "
                            "a count, comma-separated ids, or 0 for none (train all epochs, keep the last)")
+    data.add_argument("--cv", nargs="+", metavar="PROTOCOL",
+                      help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K'")
 
     model = parser.add_argument_group("model")
+    model.add_argument("--model", default="attention-lstm", choices=MODELS,
+                       help="the published attention LSTM, or the same LSTM without attention")
     model.add_argument("--units", type=int, default=60, help="LSTM units")
     model.add_argument("--activation", default="tanh", choices=ACTIVATIONS, help="LSTM activation")
     model.add_argument("--recurrent-dropout", type=float, default=0.5, help="LSTM recurrent dropout")
     model.add_argument("--attention-units", type=int, default=50, help="units of the first attention layer")
     model.add_argument("--attention-activation", default="tanh", choices=ACTIVATIONS,
                        help="activation of the first attention layer")
+    model.add_argument("--pooling", default="mean", choices=["mean", "last"],
+                       help="basic-lstm only: mean over valid frames, or the last valid frame")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
     model.add_argument("--max-length", type=int, default=None,
@@ -63,9 +69,10 @@ def build_parser():
     training.add_argument("--pad-to-max", action="store_true",
                           help="pad every batch to --max-length instead of grouping by length")
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--out", help="run folder to create (default: results/<activation>-seed<seed>)")
+    output.add_argument("--out", help="run folder to create (default: results/<model>-<activation>-seed<seed>)")
     output.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     output.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to the run folder")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,15 +82,18 @@ def build_parser():
     return parser
 
 
+# Flags that describe how a command was run rather than the experiment.
+NOT_CONFIG = ("debug", "quiet", "overwrite", "config", "resume", "saved_config", "seeds")
+
+
 def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume or args.config:
-        config_path = Path(args.resume or "", "config.json") if args.resume else Path(args.config)
-        saved = runs.read_config(config_path)
+        saved = runs.read_config(Path(args.resume, "config.json") if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
-        ignored = {"config", "resume", "out", "overwrite", "quiet", "debug", "tensorboard"}
-        parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in ignored})
+        parser.set_defaults(**{k: v for k, v in saved.items()
+                               if k in flags and k not in NOT_CONFIG + ("out", "tensorboard")})
         args = parser.parse_args(argv)
         args.saved_config = saved
         if args.resume:
@@ -93,6 +103,8 @@ def parse_args(argv):
         parser.error("give either --data or --train and --test, not both")
     if not args.data and not (args.train and args.test):
         parser.error("give --data FILE, or --train FILE and --test FILE")
+    if args.cv and not args.data:
+        parser.error("--cv splits one --data file by speaker; --train/--test have a fixed split")
     for flag in ("epochs", "batch_size", "patience"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
@@ -100,91 +112,74 @@ def parse_args(argv):
         parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.max_length is not None and args.max_length < 1:
         parser.error(f"--max-length must be at least 1, got {args.max_length}")
+    try:
+        args.seed_list = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        parser.error(f"--seeds: expected comma-separated integers, got '{args.seeds}'")
+    if args.resume and len(args.seed_list) > 1:
+        parser.error("--resume continues one run folder; resume each seed's folder on its own")
+    args.cv = protocols.parse_cv(args.cv)
     args.pad_to_max = args.pad_to_max or not args.mask  # the published model padded everything
-    args.out = args.out or f"results/{args.activation}-seed{args.seed}"
+    args.out = args.out or f"results/{args.model}-{args.activation}-seed{args.seed}"
     return args
 
 
 def load_data(args):
-    """Train and test feature sets, checked against each other."""
+    """Train and test feature sets, checked against each other (test is None with --cv)."""
     if args.data:
         feature_set = load_feature_set(args.data, args.input_padding)
+        if args.cv:
+            return feature_set, None, {"data": args.data}
         if feature_set.split is None:
-            raise InputError(f"'{args.data}' has no 'split' array; give --train and --test instead")
+            raise InputError(f"'{args.data}' has no 'split' array; give --train and --test, or use --cv")
         unknown = sorted(str(s) for s in set(feature_set.split) - {"train", "test"})
         if unknown:
             raise InputError(f"'{args.data}' has split values {', '.join(unknown)}; expected only train and test")
         train, test = (feature_set.subset(feature_set.split == s) for s in ("train", "test"))
         if len(train) == 0 or len(test) == 0:
             raise InputError(f"'{args.data}' needs utterances of both splits, train and test")
-        return train, test, args.data, args.data
+        return train, test, {"data": args.data}
     train = load_feature_set(args.train, args.input_padding)
     test = load_feature_set(args.test, args.input_padding)
     check_same_features(train, test, args.train, args.test)
-    return train, test, args.train, args.test
+    return train, test, {"train": args.train, "test": args.test}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-
-    # Data: train/test, validation speakers, normalization from training speakers.
-    train, test, train_source, test_source = load_data(args)
-    classes = sorted(str(c) for c in set(train.labels))
-    unseen = sorted(str(c) for c in set(test.labels) - set(classes))
-    if unseen:
-        raise InputError(f"test labels {', '.join(unseen)} in '{test_source}' never occur in the training set "
-                         f"'{train_source}' (classes: {', '.join(classes)})")
-
+def train_one_run(args, train, test, classes, out, data_files):
+    """Train on ``train``, evaluate on ``test``, and write the run folder ``out``."""
     from serattn import training  # TensorFlow loads only once the input is known to be good
 
+    # Data: validation speakers held out, normalization from the training speakers.
     is_val = training.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
     fit_set, val_set = train.subset(~is_val), train.subset(is_val)
-    missing = sorted(set(classes) - set(str(c) for c in fit_set.labels))
+    missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
     if missing:
-        raise InputError(f"class(es) {', '.join(missing)} have no training utterances once validation speakers "
-                         f"are held out; choose other --val-speakers")
-    if len(classes) < 2:
-        raise InputError(f"'{train_source}' has a single class ({classes[0]}); need at least 2")
+        raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
+                         f"validation speakers are held out; choose other --val-speakers or merge classes")
     normalization = Normalization.fit(fit_set, args.norm)
     fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
-
     class_index = {c: i for i, c in enumerate(classes)}
     targets = np.array([class_index[c] for c in fit_set.labels])
     class_weights = training.parse_class_weight(args.class_weight, classes, fit_set.labels)
-    max_length = args.max_length or int(max(train.lengths.max(), test.lengths.max()))
-    pad_to = max_length if args.pad_to_max else None
+    pad_to = (args.max_length or int(max(train.lengths.max(), test.lengths.max()))) if args.pad_to_max else None
     padding = "post" if args.mask else "pre"
 
     # Model, seeded and deterministic.
-    import keras
-    import tensorflow as tf
-    from serattn.model import build_attention_lstm
-
-    keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()
-    model = build_attention_lstm(
-        train.dim, len(classes), units=args.units, activation=args.activation,
-        recurrent_dropout=args.recurrent_dropout, attention_units=args.attention_units,
-        attention_activation=args.attention_activation, masked=args.mask)
-    training.compile_model(model, len(classes), args.learning_rate, args.clipnorm)
+    model = training.build_model(args, train.dim, len(classes))
 
     # The run folder exists only from here on, once every input has been checked.
-    data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
-                  for name, path in {"train": train_source, "test": test_source}.items()}
-    if args.resume:
-        out = runs.reopen_run_dir(args.out, data_files)
-    else:
-        runs.warn_if_data_changed(getattr(args, "saved_config", None), data_files)
-        out = runs.create_run_dir(args.out, args.overwrite)
+    resuming = args.resume and (Path(out) / runs.INCOMPLETE).exists()
+    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
     try:
-        hidden = ("debug", "quiet", "overwrite", "config", "resume", "saved_config")
         runs.write_json(out / "config.json", {
-            **{key: value for key, value in vars(args).items() if key not in hidden},
+            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)},
+            "out": str(out),
             "classes": classes,
             "max_length_used": pad_to,
             "padding": padding,
             "class_weights": dict(zip(classes, class_weights.round(6).tolist())),
             "val_speakers_used": sorted(set(val_set.speakers)),
+            "test_speakers": sorted(set(test.speakers)),
             "data_files": data_files,
             "feature_meta": train.meta,
             "feature_names": train.feature_names.tolist(),
@@ -194,60 +189,96 @@ def main(argv=None):
         runs.write_json(out / "normalization.json", normalization.to_dict())
 
         # Train: early stopping and model selection on validation UA.
-        print(f"training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
+        print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
               f"validating on {len(val_set)} ({len(set(val_set.speakers))} speakers), "
-              f"testing on {len(test)}; classes {', '.join(classes)}", file=sys.stderr)
+              f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
         batches = training.EpochBatches(fit_set.sequences(), targets, class_weights[targets],
                                         args.batch_size, args.seed, bucketing=not args.pad_to_max,
                                         pad_to=pad_to, padding=padding)
         validation = None
         if len(val_set):
             validation = training.evaluation_dataset(
-                val_set.sequences(), [class_index[c] for c in val_set.labels], args.batch_size,
-                pad_to, padding)
-        callbacks = [keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"))] if args.tensorboard else []
+                val_set.sequences(), [class_index[c] for c in val_set.labels], args.batch_size, pad_to, padding)
+        callbacks = training.tensorboard_callbacks(out) if args.tensorboard else []
         best_epoch, resumed_at = training.fit(
-            model, batches, validation, args.epochs, args.patience, out / "checkpoint",
-            out / "history.csv", callbacks, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+            model, batches, validation, args.epochs, args.patience, out / "checkpoint", out / "history.csv",
+            callbacks, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
         if resumed_at:
-            print(f"resumed after epoch {resumed_at}", file=sys.stderr)
+            print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
         model.save(out / "model.keras")
 
         # Evaluate: predictions, attention and representations for every split.
-        parts = [("train", fit_set), ("val", val_set), ("test", test)]
-        parts = [(name, fs) for name, fs in parts if len(fs)]
+        parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
         outputs = {name: training.predict_with_attention(model, fs.sequences(), args.batch_size, pad_to, padding)
                    for name, fs in parts}
-        predicted = {name: np.asarray(classes)[outputs[name]["probabilities"].argmax(1)] for name, _ in parts}
+        predicted = runs.write_evaluation(out, parts, outputs, classes)
         metrics = evaluate_predictions(test.labels, predicted["test"], classes)
         metrics["n_test"] = metrics.pop("n")
         metrics["best_epoch"] = best_epoch
-        metrics["val_ua"] = (evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"]
-                             if len(val_set) else None)
+        metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
+            if len(val_set) else None
         runs.write_json(out / "metrics.json", metrics)
-
-        def joined(key):
-            return np.concatenate([getattr(fs, key) for _, fs in parts])
-
-        split = np.concatenate([[name] * len(fs) for name, fs in parts])
-        runs.write_predictions(out / "predictions.csv", joined("ids"), joined("speakers"), split,
-                               joined("labels"), np.concatenate(list(predicted.values())),
-                               np.concatenate([outputs[name]["probabilities"] for name, _ in parts]),
-                               classes)
-        runs.write_attention(out / "attention.npz",
-                             [w for name, _ in parts for w in outputs[name]["weights"]],
-                             np.concatenate([outputs[name]["z"] for name, _ in parts]),
-                             joined("ids"), joined("labels"), joined("speakers"), split,
-                             np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]))
     except InputError:
-        if not args.resume:
+        if not resuming:
             runs.remove_run_dir(out)
         raise
     runs.mark_complete(out)
+    return metrics
 
-    print(format_confusion(metrics, title=f"test set, best epoch {best_epoch}"))
-    print(format_summary(metrics))
-    print(f"run folder: {out}")
+
+def cross_validate(args, data, classes, out, data_files):
+    """One run per speaker fold in ``out/fold-KK``, then the pooled scores in ``out``."""
+    protocol, folds = args.cv
+    splits = protocols.speaker_folds(data.speakers, protocol, folds)
+    resuming = args.resume and (Path(out) / runs.INCOMPLETE).exists()
+    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
+    fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
+    runs.write_json(out / "config.json", {
+        **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)},
+        "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
+        "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
+        "run_format": runs.RUN_FORMAT, **runs.environment_info()})
+    for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
+        if runs.is_complete(fold_dir):
+            continue  # finished before an interruption
+        train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
+    metrics = protocols.write_pooled_run(out, fold_dirs, classes)
+    runs.mark_complete(out)
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # Data: every input is checked before anything is written.
+    train, test, sources = load_data(args)
+    classes = sorted(str(c) for c in set(train.labels))
+    unseen = [] if test is None else sorted(str(c) for c in set(test.labels) - set(classes))
+    if unseen:
+        raise InputError(f"test labels {', '.join(unseen)} in '{sources.get('test', args.data)}' never occur "
+                         f"in the training set (classes: {', '.join(classes)})")
+    if len(classes) < 2:
+        raise InputError(f"'{sources.get('data') or sources['train']}' has a single class "
+                         f"({classes[0]}); need at least 2")
+    data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
+                  for name, path in sources.items()}
+    if not args.resume:
+        runs.warn_if_data_changed(getattr(args, "saved_config", None), data_files)
+
+    # One run per seed (sibling folders when there are several), each a fold set with --cv.
+    for seed in args.seed_list:
+        args.seed = seed
+        out = f"{args.out}-seed{seed}" if len(args.seed_list) > 1 else args.out
+        if args.cv:
+            metrics = cross_validate(args, train, classes, out, data_files)
+            title = f"{out}: pooled test predictions of {len(metrics['folds'])} {args.cv[0]} folds"
+        else:
+            metrics = train_one_run(args, train, test, classes, out, data_files)
+            title = f"{out}: test set, best epoch {metrics['best_epoch']}"
+        print(format_confusion(metrics, title=title))
+        print(format_summary(metrics))
+        if args.cv:
+            print(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
     return 0
 
 

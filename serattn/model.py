@@ -109,18 +109,82 @@ def build_attention_lstm(
     return keras.Model({"features": features, "mask": mask}, probabilities, name="attention_lstm")
 
 
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedPooling(layers.Layer):
+    """Mean over valid frames, or the last valid frame, of (batch, frames, units)."""
+
+    def __init__(self, mode="mean", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, values, mask):
+        mask = ops.cast(mask, values.dtype)  # (batch, frames)
+        if self.mode == "mean":
+            total = ops.sum(values * ops.expand_dims(mask, -1), axis=1)
+            return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+        # The last valid frame: the highest index where the mask is on.
+        frames = ops.cast(ops.arange(ops.shape(mask)[1]), values.dtype)
+        last = ops.argmax(mask * (frames + 1.0), axis=1)  # (batch,)
+        return ops.take_along_axis(values, ops.reshape(last, (-1, 1, 1)), axis=1)[:, 0]
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+POOLINGS = ("mean", "last")
+
+
+def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,
+                     pooling="mean", masked=True):
+    """The series' basic dynamic model: the same LSTM without attention.
+
+    The utterance vector is the mean of the LSTM outputs over valid frames
+    (``pooling="mean"``) or the output at the last valid frame (``"last"``). It is
+    named ``attention_representation`` too, so analysis code treats both models
+    alike; there is no ``attention_weights`` layer.
+    """
+    check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh")
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(POOLINGS)}")
+    features = keras.Input(shape=(None, num_features), name="features")
+    mask = keras.Input(shape=(None,), dtype="bool", name="mask")
+    outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
+                          return_sequences=True, name="lstm1")(features, mask=mask if masked else None)
+    representation = MaskedPooling(pooling, name="attention_representation")(outputs, mask)  # (batch, units)
+    probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
+    return keras.Model({"features": features, "mask": mask}, probabilities, name="basic_lstm")
+
+
 def build_analysis_model(model):
     """A model sharing ``model``'s weights that outputs probabilities, weights and z.
 
     Returns:
         ``keras.Model`` mapping the same inputs to ``(probabilities (batch,
         classes), attention weights (batch, frames), representation (batch, units))``.
+        A model without attention (basic LSTM) reports uniform weights over the
+        valid frames, i.e. what its mean pooling does.
     """
-    return keras.Model(model.inputs, [
-        model.output,
-        model.get_layer("attention_weights").output,
-        model.get_layer("attention_representation").output,
-    ])
+    names = [layer.name for layer in model.layers]
+    if "attention_weights" in names:
+        weights = model.get_layer("attention_weights").output
+    else:
+        mask = next(tensor for tensor in model.inputs if tensor.name == "mask")
+        weights = UniformWeights(name="uniform_weights")(mask)
+    return keras.Model(model.inputs, [model.output, weights,
+                                      model.get_layer("attention_representation").output])
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class UniformWeights(layers.Layer):
+    """1 / length on valid frames, 0 on padding: the weights of mean pooling."""
+
+    def call(self, mask):
+        mask = ops.cast(mask, "float32")
+        return mask / ops.maximum(ops.sum(mask, axis=-1, keepdims=True), 1.0)
 
 
 def check_model_args(num_features, num_classes, units, activation, recurrent_dropout,

@@ -183,3 +183,36 @@ def warn_if_data_changed(saved_config, data_files):
         if before and before != current["sha256"]:
             print(f"warning: the {name} data '{current['path']}' differs from the one the saved config "
                   f"was trained on", file=sys.stderr)
+
+
+def write_evaluation(out, parts, outputs, classes):
+    """predictions.csv and attention.npz for every split of a run.
+
+    Args:
+        out: the run folder.
+        parts: ``[(split name, FeatureSet), ...]`` in the order to write.
+        outputs: split name -> :func:`serattn.training.predict_with_attention` result.
+        classes: class labels in model output order.
+
+    Returns:
+        split name -> predicted labels (N,).
+    """
+    predicted = {name: np.asarray(classes)[outputs[name]["probabilities"].argmax(1)] for name, _ in parts}
+
+    def joined(key):
+        return np.concatenate([getattr(fs, key) for _, fs in parts])
+
+    split = np.concatenate([[name] * len(fs) for name, fs in parts])
+    write_predictions(out / "predictions.csv", joined("ids"), joined("speakers"), split, joined("labels"),
+                      np.concatenate([predicted[name] for name, _ in parts]),
+                      np.concatenate([outputs[name]["probabilities"] for name, _ in parts]), classes)
+    write_attention(out / "attention.npz", [w for name, _ in parts for w in outputs[name]["weights"]],
+                    np.concatenate([outputs[name]["z"] for name, _ in parts]),
+                    joined("ids"), joined("labels"), joined("speakers"), split,
+                    np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]))
+    return predicted
+
+
+def is_complete(path):
+    path = Path(path)
+    return (path / "metrics.json").is_file() and not (path / INCOMPLETE).exists()

@@ -260,6 +260,29 @@ def split_validation_speakers(speakers, spec, seed):
 # --- training --------------------------------------------------------------------
 
 
+def build_model(args, num_features, num_classes):
+    """The model named by the training flags, seeded, deterministic and compiled."""
+    from serattn.model import build_attention_lstm, build_basic_lstm
+
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    if args.model == "basic-lstm":
+        model = build_basic_lstm(num_features, num_classes, units=args.units, activation=args.activation,
+                                 recurrent_dropout=args.recurrent_dropout, pooling=args.pooling,
+                                 masked=args.mask)
+    else:
+        model = build_attention_lstm(
+            num_features, num_classes, units=args.units, activation=args.activation,
+            recurrent_dropout=args.recurrent_dropout, attention_units=args.attention_units,
+            attention_activation=args.attention_activation, masked=args.mask)
+    compile_model(model, num_classes, args.learning_rate, args.clipnorm)
+    return model
+
+
+def tensorboard_callbacks(out):
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard"))]
+
+
 def compile_model(model, num_classes, learning_rate, clipnorm=None):
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
     model.compile(

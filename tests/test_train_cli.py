@@ -32,7 +32,7 @@ def test_run_folder_holds_every_output(run_dir):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["activation"] == "tanh" and config["units"] == 16 and config["seed"] == 1
     assert config["classes"] == ["A", "E", "N", "P", "R"]
-    assert len(config["data_files"]["train"]["sha256"]) == 64
+    assert len(config["data_files"]["data"]["sha256"]) == 64
     assert config["versions"]["tensorflow"] and "git_commit" in config
     history = list(csv.DictReader(open(run_dir / "history.csv")))
     assert len(history) == 12 and "val_ua" in history[0]

@@ -1,0 +1,105 @@
+"""Speaker-independent evaluation protocols: cross-validation folds and their pooling.
+
+Each fold tests on speakers that training never heard; the folds' test
+predictions are pooled for one confusion matrix, and UA/WA are reported both over
+the pooled predictions and as mean +- std over folds (the two differ, and papers
+mix them up, so both are named).
+"""
+
+import csv
+
+import numpy as np
+
+from serattn import runs
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+from serattn.errors import InputError
+from serattn.metrics import evaluate_predictions
+
+CV_PROTOCOLS = ("loso", "kfold-speakers")
+
+
+def parse_cv(values):
+    """``["loso"]`` or ``["kfold-speakers", "K"]`` -> (protocol, K or None)."""
+    if not values:
+        return None
+    name, *rest = [str(v) for v in values if v is not None]  # a saved config holds [name, K or null]
+    if name == "loso" and not rest:
+        return "loso", None
+    if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
+        return name, int(rest[0])
+    raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, got '{' '.join(values)}'")
+
+
+def speaker_folds(speakers, protocol, folds=None):
+    """(train index, test index) pairs whose test speakers never occur in training."""
+    speakers = np.asarray(speakers)
+    count = len(np.unique(speakers))
+    if count < 2 or (folds and folds > count):
+        raise InputError(f"--cv {protocol}{' ' + str(folds) if folds else ''} needs at least "
+                         f"{folds or 2} speakers; the data has {count}")
+    splitter = LeaveOneGroupOut() if protocol == "loso" else GroupKFold(n_splits=folds)
+    return list(splitter.split(speakers, groups=speakers))
+
+
+def pool_folds(fold_dirs, classes):
+    """Pooled and per-fold scores of finished fold run folders.
+
+    Returns:
+        ``(metrics, rows)``: the parent's metrics dict, and the pooled test rows of
+        the folds' predictions.csv with a ``fold`` column added.
+    """
+    rows, per_fold = [], []
+    for fold, folder in enumerate(fold_dirs):
+        with open(folder / "predictions.csv", newline="") as handle:
+            test_rows = [dict(row, fold=fold) for row in csv.DictReader(handle) if row["split"] == "test"]
+        scores = evaluate_predictions([r["true"] for r in test_rows], [r["predicted"] for r in test_rows],
+                                      classes)
+        per_fold.append({"fold": fold, "test_speakers": sorted({r["speaker"] for r in test_rows}),
+                         "ua": scores["ua"], "wa": scores["wa"], "n": scores["n"]})
+        rows += test_rows
+    metrics = evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes)
+    metrics["n_test"] = metrics.pop("n")
+    fold_ua = [f["ua"] for f in per_fold if f["ua"] is not None]
+    fold_wa = [f["wa"] for f in per_fold]
+    metrics.update(
+        pooled="ua and wa are over the pooled test predictions of all folds",
+        ua_fold_mean=float(np.mean(fold_ua)), ua_fold_std=float(np.std(fold_ua)),
+        wa_fold_mean=float(np.mean(fold_wa)), wa_fold_std=float(np.std(fold_wa)),
+        folds=per_fold,
+    )
+    return metrics, rows
+
+
+def write_pooled_run(out, fold_dirs, classes):
+    """Pool finished folds into the parent run folder ``out``.
+
+    Writes ``metrics.json`` (pooled and per-fold scores), ``predictions.csv`` (the
+    folds' test rows, with a ``fold`` column) and ``attention.npz`` (the folds' test
+    utterances), so that figure and comparison scripts read a cross-validation
+    like any other run.
+
+    Returns:
+        The pooled metrics.
+    """
+    metrics, rows = pool_folds(fold_dirs, classes)
+    runs.write_json(out / "metrics.json", metrics)
+    temporary = runs.atomic_path(out / "predictions.csv")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    temporary.replace(out / "predictions.csv")
+
+    pooled = {key: [] for key in ("weights", "z", "ids", "labels", "speakers", "split", "padding_mass")}
+    for folder in fold_dirs:
+        with np.load(folder / "attention.npz") as fold:
+            test = fold["split"] == "test"
+            weights = np.split(fold["weights"], np.cumsum(fold["lengths"])[:-1])
+            pooled["weights"] += [w for w, keep in zip(weights, test) if keep]
+            for key in ("z", "ids", "labels", "speakers", "split", "padding_mass"):
+                pooled[key].append(fold[key][test])
+    runs.write_attention(out / "attention.npz", pooled["weights"],
+                         *(np.concatenate(pooled[key]) for key in ("z", "ids", "labels", "speakers", "split",
+                                                                    "padding_mass")))
+    return metrics
