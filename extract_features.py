@@ -26,15 +26,17 @@ def parse_args(argv):
                         help=f"a corpus as distributed: NAME is one of {', '.join(corpora.CORPORA)}, "
                              f"ROOT its folder (for csv: the manifest file)")
     data.add_argument("--labels", default=None,
-                      help='keep and rename classes: "OLD=NEW,OLD2=NEW,..." (several OLD may share a '
-                           'NEW to merge them); classes not listed are dropped (default: keep all)')
+                      help='keep and rename classes: "OLD=NEW,OLD2=NEW,KEEP" (several OLD may share a '
+                           'NEW to merge them, a lone name keeps its class as is); classes not listed '
+                           'are dropped (default: keep all)')
     data.add_argument("--limit", type=int, default=None,
                       help="extract only this many files, a deterministic spread over the corpus "
                            "(default: all)")
 
     features = parser.add_argument_group("features")
     features.add_argument("--feature-set", default=DEFAULT_FEATURE_SET, choices=list(OPENSMILE_SETS),
-                          help=f"openSMILE feature set (default: {DEFAULT_FEATURE_SET}: 16 LLDs + 16 deltas)")
+                          help=f"openSMILE feature set: is09 (16 LLDs + 16 deltas), egemaps (25 LLDs), "
+                               f"compare (65 LLDs + 65 deltas) (default: {DEFAULT_FEATURE_SET})")
     features.add_argument("--level", default="lld", choices=FEATURE_LEVELS,
                           help="lld: one row per 10 ms frame; functionals: one row per utterance "
                                "(default: lld)")
