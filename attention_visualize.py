@@ -90,7 +90,7 @@ def main(argv=None):
     reference = attn.uniform_level(args.slots, published=args.published_algorithm)
     figure = plots.plot_attention_slots(
         panels, run.classes, reference, ylabel,
-        title=f"{run.name}: attention over {args.slots} time slots, class means ± std ({method})")
+        title=f"{run.name}: attention over {args.slots} time slots, class means ± standard error ({method})")
     out_dir.mkdir(parents=True, exist_ok=True)
     plots.save_figure(figure, out_dir / f"{stem}.png")
     plots.save_csv(out_dir / f"{stem}.csv", ("split", "label", "slot", "mean", "std"), rows)

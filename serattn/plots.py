@@ -74,6 +74,10 @@ def _new_figure(n_panels, panel_size=(5.8, 4.2), sharey=True, nrows=1):
 def plot_attention_slots(panels, classes, reference, ylabel, title=""):
     """Class-average attention profiles, one panel per split (Figure 2(a)(b)).
 
+    The band is the standard error of each class mean (std / sqrt(n)): single
+    utterances' attention is peaked, so a +-std band covers the whole axis and
+    hides whether the class means differ.
+
     Args:
         panels: list of ``(split, mean, std, counts)`` with mean and std of
             shape (C, S) and counts (C,) in ``classes`` order.
@@ -94,8 +98,8 @@ def plot_attention_slots(panels, classes, reference, ylabel, title=""):
             if counts[c] == 0:
                 continue
             color = colors[label]
-            ax.fill_between(position, mean[c] - std[c], mean[c] + std[c], color=color,
-                            alpha=0.10, linewidth=0)
+            sem = std[c] / np.sqrt(counts[c])
+            ax.fill_between(position, mean[c] - sem, mean[c] + sem, color=color, alpha=0.18, linewidth=0)
             ax.plot(position, mean[c], color=color, linewidth=1.8,
                     label=f"{names[label]}, n={counts[c]}", path_effects=_outline(color))
         ax.axhline(reference, color="0.35", linestyle="--", linewidth=1.2, label="uniform attention")
@@ -107,10 +111,9 @@ def plot_attention_slots(panels, classes, reference, ylabel, title=""):
         ax.legend(fontsize=FONT_SIZE - 2, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                   ncol=3, frameon=False)
     axes[0].set_ylabel(ylabel, fontsize=FONT_SIZE)
-    # The spread of single utterances dwarfs the class means; keep the means readable.
-    top = max(np.nanmax(mean + 0.5 * std) for _, mean, std, _ in panels)
-    bottom = min(np.nanmin(mean - 0.5 * std) for _, mean, std, _ in panels)
-    axes[0].set_ylim(min(0.0, bottom), max(top, reference) * 1.1)
+    top = max(np.nanmax(mean + std / np.sqrt(np.maximum(counts, 1))[:, None])
+              for _, mean, std, counts in panels)
+    axes[0].set_ylim(0.0, max(top, reference) * 1.1)  # attention is never negative
     if title:
         figure.suptitle(title, fontsize=FONT_SIZE + 1)
     return figure
