@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from serattn.define import CORPORA
 from serattn.errors import InputError
 
 MANIFEST_REQUIRED = ("path", "label", "speaker")
-CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
 
 # EmoDB keeps its German initials as labels; their English names:
 EMODB_EMOTIONS = {

@@ -32,8 +32,18 @@ PALETTE = (
 SAMPLE_RATE = 16_000  # Hz; every wav is resampled to this before extraction
 FRAME_RATE = 100  # frames per second of the IS09 low-level descriptors
 
-FEATURE_SETS = ("is09",)
+# Our feature-set names -> (openSMILE feature set, whether it has delta LLDs).
+# eGeMAPS has no delta level (opensmile 2.6 crashes when asked for one).
+OPENSMILE_SETS = {
+    "is09": ("IS09", True),
+    "egemaps": ("eGeMAPSv02", False),
+    "compare": ("ComParE_2016", True),
+}
+FEATURE_SETS = tuple(OPENSMILE_SETS)
 DEFAULT_FEATURE_SET = "is09"
+FEATURE_LEVELS = ("lld", "functionals")
+
+CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
 
 ACTIVATIONS = ("tanh", "relu")
 

@@ -30,17 +30,9 @@ from tqdm import tqdm
 
 from serattn.corpora import read_manifest
 from serattn.data import FeatureSet, atomic_path, save_feature_set
-from serattn.define import FRAME_RATE, SAMPLE_RATE
+from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RATE
 from serattn.errors import InputError
 
-# Our feature-set names -> (openSMILE feature set, whether it has delta LLDs).
-# eGeMAPS has no delta level (openSMILE refuses, or crashes, when asked for one).
-OPENSMILE_SETS = {
-    "is09": ("IS09", True),
-    "egemaps": ("eGeMAPSv02", False),
-    "compare": ("ComParE_2016", True),
-}
-FEATURE_LEVELS = ("lld", "functionals")
 MIN_SAMPLES = int(0.025 * SAMPLE_RATE)  # one 25 ms analysis window
 CACHE_VERSION = 1  # bump when what a cached array means changes
 
