@@ -5,7 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := data/demo
 
-.PHONY: demo test clean-demo
+PAPER := results/paper
+SEEDS := 1,2,3
+
+.PHONY: demo test paper clean-demo
 
 $(VENV)/installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,10 +16,26 @@ $(VENV)/installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# Demo corpus (generated, deterministic) -> IS09 features -> training -> figures.
 demo: $(VENV)/installed
 	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
 	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz
 	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --out results/demo --overwrite
+	$(PY) attention_visualize.py results/demo
+	$(PY) tsne_plot.py results/demo
+
+# Table 1 (tanh vs ReLU, 3 seeds), Table 2 (confusion) and Figure 2 on the demo corpus.
+paper: $(VENV)/installed
+	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
+	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz
+	rm -rf $(PAPER)
+	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --activation tanh --seeds $(SEEDS) --out $(PAPER)/tanh --quiet
+	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --activation relu --seeds $(SEEDS) --out $(PAPER)/relu --quiet
+	$(PY) compare_runs.py $(PAPER)/tanh-seed* $(PAPER)/relu-seed* --by activation --confusion-group --out $(PAPER)/tables.md
+	for run in $(PAPER)/tanh-seed1 $(PAPER)/relu-seed1; do \
+	  $(PY) attention_visualize.py $$run --out-dir $(PAPER)/figure2-$$(basename $$run) && \
+	  $(PY) tsne_plot.py $$run --out-dir $(PAPER)/figure2-$$(basename $$run) || exit 1; \
+	done
 
 test: $(VENV)/installed
 	$(PY) -m pytest
