@@ -1,0 +1,164 @@
+"""Combine the class probabilities of runs on the same test utterances into a run folder of its own.
+
+    python ensemble.py results/emodb/att-tanh-seed1 results/emodb/linear-svm --method weighted --out results/emodb/ens
+    python ensemble.py results/tanh_seed1 results/mlp-seed1 --method mean --out results/ens-mean
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from serattn import ensemble, runs, static
+from serattn.errors import InputError, run_main
+from serattn.metrics import evaluate_predictions, format_confusion, format_summary
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="finished run folders (train_attention_lstm.py, train_static.py), all single-split "
+                             "runs on the same test set or all cross-validation parents of the same --cv")
+    combination = parser.add_argument_group("combination")
+    combination.add_argument("--method", default="weighted", choices=ensemble.METHODS,
+                             help="mean: average the probabilities; weighted: weights on a simplex grid that "
+                                  "maximize UA on the validation rows every run held out (default: %(default)s)")
+    combination.add_argument("--step", type=float, default=0.1,
+                             help="weighted only: grid step of the weights, dividing 1 (default: %(default)s)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", required=True, help="run folder to create")
+    output.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    output.add_argument("--quiet", action="store_true", help="no per-fold weight lines")
+    output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    args = parser.parse_args(argv)
+    if len(args.run_dirs) < 2:
+        parser.error(f"give at least 2 run folders to combine, got {len(args.run_dirs)}")
+    resolved = [Path(d).resolve() for d in args.run_dirs]
+    if len(set(resolved)) != len(resolved):
+        parser.error("a run folder is given twice")
+    if Path(args.out).resolve() in resolved:
+        parser.error(f"--out '{args.out}' is one of the runs to combine")
+    return args
+
+
+def config_of(args, members, classes):
+    """config.json of the ensemble: the member runs, their models and seeds, the method."""
+    seeds = [m.config.get("seed") for m in members]
+    return {
+        "model": "ensemble",
+        "method": args.method,
+        "step": args.step if args.method == "weighted" else None,
+        "member_runs": [str(m.path.resolve()) for m in members],
+        "member_models": [ensemble.member_description(m.config) for m in members],
+        "member_seeds": seeds,
+        "seed": seeds[0] if len(set(map(str, seeds))) == 1 else None,
+        "cv": members[0].config.get("cv"),
+        "classes": list(classes),
+        "data_files": {f"member{i}_{name}": value for i, m in enumerate(members)
+                       for name, value in (m.config.get("data_files") or {}).items()},
+        "feature_meta": ensemble.common_items([m.config.get("feature_meta") or {} for m in members]),
+        "run_format": runs.RUN_FORMAT,
+        **runs.environment_info(),
+    }
+
+
+def write_combination(out, result, members, config):
+    """Write config.json, predictions.csv (val then test rows) and metrics.json of one combination."""
+    classes = result["classes"]
+    runs.write_json(out / "config.json", {**config, "out": str(out), "weights": result["weights"].round(6)})
+    parts = [(name, result[name]) for name in ("val", "test") if result[name] is not None]
+    predicted = {name: np.asarray(classes)[part.probabilities.argmax(axis=1)] for name, part in parts}
+    runs.write_predictions(
+        out / "predictions.csv", np.concatenate([p.ids for _, p in parts]),
+        np.concatenate([p.speakers for _, p in parts]), np.concatenate([[name] * len(p.ids) for name, p in parts]),
+        np.concatenate([p.true for _, p in parts]), np.concatenate([predicted[name] for name, _ in parts]),
+        np.concatenate([p.probabilities for _, p in parts]), classes)
+    test = result["test"]
+    metrics = evaluate_predictions(test.true, predicted["test"], classes)
+    metrics["n_test"] = metrics.pop("n")
+    metrics["best_epoch"] = None
+    metrics["val_ua"] = result["val_ua"]
+    metrics["n_val"] = 0 if result["val"] is None else len(result["val"].ids)
+    metrics["weights"] = result["weights"].round(6).tolist()
+    metrics["member_test_ua"] = [
+        evaluate_predictions(test.true, np.asarray(classes)[p.argmax(axis=1)], classes)["ua"]
+        for p in test.member_probabilities]
+    runs.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def combine_folds(args, parents, folds):
+    """Combine CV parents fold by fold; each fold's weights come from its own validation rows.
+
+    Returns:
+        [(fold name, members, result), ...], all checked before anything is written.
+    """
+    combined = []
+    for fold in folds:
+        members = [ensemble.read_member(parent.path / fold) for parent in parents]
+        combined.append((fold, members, ensemble.combine_members(members, args.method, args.step)))
+    return combined
+
+
+def write_folds(args, parents, combined, out):
+    """Fold folders out/fold-KK, then the pooled test rows and scores in ``out``."""
+    fold_dirs, fold_weights = [], []
+    for fold, members, result in combined:
+        fold_dir = out / fold
+        fold_dir.mkdir()
+        write_combination(fold_dir, result, members, config_of(args, members, result["classes"]))
+        fold_dirs.append(fold_dir)
+        fold_weights.append(result["weights"].round(6).tolist())
+        if not args.quiet:
+            val_rows = 0 if result["val"] is None else len(result["val"].ids)
+            val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"
+            print(f"{fold_dir}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
+                  f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
+    classes = ensemble.check_classes(parents)
+    metrics = static.write_pooled_run(out, fold_dirs, classes)
+    metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
+    runs.write_json(out / "metrics.json", metrics)
+    runs.write_json(out / "config.json", {**config_of(args, parents, classes), "out": str(out),
+                                          "folds": [fold for fold, _, _ in combined]})
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # Members: every run checked before anything is written.
+    parents = [ensemble.read_member(path) for path in args.run_dirs]
+    ensemble.check_classes(parents)
+    folds = ensemble.cv_folds(parents)
+
+    # Combine: weights from validation rows only, fold by fold for cross-validation parents.
+    if folds:
+        combined = combine_folds(args, parents, folds)
+    else:
+        result = ensemble.combine_members(parents, args.method, args.step)
+
+    # Save: a run folder like a training run's (fold-KK sub-folders for cross-validation).
+    out = runs.create_run_dir(args.out, args.overwrite)
+    try:
+        if folds:
+            metrics = write_folds(args, parents, combined, out)
+            title = f"{out}: pooled test predictions of {len(folds)} folds, {args.method} of {len(parents)} runs"
+        else:
+            metrics = write_combination(out, result, parents, config_of(args, parents, result["classes"]))
+            title = f"{out}: test set, {args.method} of {len(parents)} runs, weights " + \
+                ", ".join(f"{w:.2f}" for w in result["weights"])
+    except BaseException:
+        runs.remove_run_dir(out)
+        raise
+    runs.mark_complete(out)
+    print(format_confusion(metrics, title=title))
+    print(format_summary(metrics))
+    if folds:
+        print(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

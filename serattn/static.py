@@ -1,0 +1,379 @@
+"""Static classifiers on utterance functionals: scikit-learn models with calibrated probabilities.
+
+The Interspeech 2009 challenge baseline is a linear SVM on 384 IS09 functionals
+per utterance. Here each static model is a scikit-learn :class:`~sklearn.pipeline.Pipeline`
+``normalize -> classify``; its hyper-parameters (C, alpha...) are chosen by
+balanced accuracy (UA) on speaker-disjoint validation speakers
+(:class:`~sklearn.model_selection.PredefinedSplit`) or, without validation
+speakers, by an inner :class:`~sklearn.model_selection.GroupKFold` over the
+training speakers. SVMs give no probabilities of their own, so they are wrapped
+in :class:`~sklearn.calibration.CalibratedClassifierCV` (Platt sigmoid fitted on
+decision values of speakers held out of the SVM's training folds); logistic
+regression and the MLP use their own ``predict_proba``. Every model thus writes
+``p_<class>`` columns that an ensemble can average.
+"""
+
+import csv
+import time
+import warnings
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, PredefinedSplit, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import SVC, LinearSVC
+from sklearn.utils.class_weight import compute_class_weight
+
+from serattn import protocols, runs
+from serattn.data import FeatureSet
+from serattn.errors import InputError
+
+STATIC_MODELS = ("linear-svm", "rbf-svm", "logreg", "mlp")
+POOLINGS = ("none", "mean")
+CALIBRATIONS = ("auto", "sigmoid", "isotonic")
+
+# Hyper-parameter grids searched by default, per model (values for z-normalized inputs).
+DEFAULT_GRIDS = {
+    "linear-svm": {"C": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
+    "rbf-svm": {"C": [0.1, 1.0, 10.0, 100.0], "gamma": ["scale"]},
+    "logreg": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
+    "mlp": {"alpha": [1e-3, 1e-2, 1e-1, 1.0]},
+}
+TUNABLE = {
+    "linear-svm": ("C",),
+    "rbf-svm": ("C", "gamma"),
+    "logreg": ("C",),
+    "mlp": ("alpha", "learning_rate_init"),
+}
+CALIBRATION_FOLDS = 3
+
+
+# --- features --------------------------------------------------------------------------
+
+
+def utterance_features(feature_set, pool="none", source="data"):
+    """One feature row per utterance, as static models need.
+
+    Args:
+        feature_set: a :class:`~serattn.data.FeatureSet`; functionals have all lengths 1.
+        pool: ``"none"`` (refuse frame-level features) or ``"mean"`` (mean and
+            standard deviation over each utterance's frames, 2 D features).
+        source: file named in messages.
+
+    Returns:
+        A FeatureSet whose lengths are all 1, shape (N, D) or (N, 2 D) of features.
+
+    Raises:
+        InputError: frame-level features without ``pool="mean"``, or ``pool="mean"``
+            asked of features that already have one row per utterance.
+    """
+    if pool not in POOLINGS:
+        raise InputError(f"unknown pooling '{pool}'; expected one of: {', '.join(POOLINGS)}")
+    if np.all(feature_set.lengths == 1):
+        if pool == "mean":
+            raise InputError(f"'{source}' already has one row per utterance (functionals); "
+                             f"drop --pool mean")
+        return feature_set
+    if pool == "none":
+        level = feature_set.meta.get("level", "frame-level")
+        raise InputError(f"'{source}' holds frame-level features (level '{level}', up to "
+                         f"{int(feature_set.lengths.max())} frames per utterance); static models need one "
+                         f"row per utterance: extract with 'extract_features.py --level functionals', or "
+                         f"pass --pool mean for the mean and std over frames")
+    starts = feature_set.offsets[:-1]
+    frames = feature_set.features.astype(np.float64)
+    counts = feature_set.lengths[:, None]
+    mean = np.add.reduceat(frames, starts, axis=0) / counts  # (N, D)
+    variance = np.add.reduceat(frames ** 2, starts, axis=0) / counts - mean ** 2
+    std = np.sqrt(np.maximum(variance, 0.0))  # (N, D)
+    names = [f"{name}_mean" for name in feature_set.feature_names] + \
+            [f"{name}_std" for name in feature_set.feature_names]
+    return FeatureSet.from_sequences(
+        np.concatenate([mean, std], axis=1)[:, None, :], ids=feature_set.ids, labels=feature_set.labels,
+        speakers=feature_set.speakers, feature_names=names, split=feature_set.split,
+        meta={**feature_set.meta, "level": "functionals", "pooled_from": feature_set.meta.get("level", "lld"),
+              "pool": "mean+std over frames"})
+
+
+# --- flags -----------------------------------------------------------------------------
+
+
+def parse_grid(text, model):
+    """``"C=0.01,0.1;gamma=scale"`` -> {"C": [0.01, 0.1], "gamma": ["scale"]}; None -> default.
+
+    Values are numbers, or words (such as ``scale``) kept as text.
+    """
+    if not text:
+        return {name: list(values) for name, values in DEFAULT_GRIDS[model].items()}
+    grid = {}
+    for item in text.split(";"):
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not values.strip():
+            raise InputError(f"--grid: expected NAME=V1,V2[;NAME=...], got '{item}'")
+        if name not in TUNABLE[model]:
+            raise InputError(f"--grid: '{name}' is not tunable for {model}; expected one of: "
+                             f"{', '.join(TUNABLE[model])}")
+        grid[name] = [_number_or_word(value.strip()) for value in values.split(",") if value.strip()]
+    return grid
+
+
+def _number_or_word(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def class_weights(spec, classes, labels):
+    """``balanced`` or ``none`` -> {class: weight}; balanced is n / (classes * count)."""
+    if spec == "none":
+        return {c: 1.0 for c in classes}
+    if spec != "balanced":
+        raise InputError(f"--class-weight: expected balanced or none, got '{spec}'")
+    weights = compute_class_weight("balanced", classes=np.asarray(classes), y=np.asarray(labels))
+    return {c: float(w) for c, w in zip(classes, weights)}
+
+
+def split_validation_speakers(speakers, spec, seed):
+    """Pick validation speakers among the training speakers.
+
+    The same choice as ``serattn.training.split_validation_speakers`` (same seed,
+    same speakers -> same validation speakers), so that a static run and an
+    attention-LSTM run hold out the same utterances and can be ensembled; kept
+    here so that static models do not load TensorFlow.
+
+    Args:
+        speakers: (N,) speaker of each training utterance.
+        spec: a fraction of the speakers (``"0.2"``), a count (``"2"``), a comma
+            list of speaker ids, or ``"0"``/``"none"`` for no validation set.
+        seed: seed of the random choice.
+
+    Returns:
+        (N,) bool, True for validation utterances.
+    """
+    speakers = np.asarray(speakers)
+    unique = np.unique(speakers)
+    if spec in ("0", "none", ""):
+        return np.zeros(len(speakers), dtype=bool)
+    try:
+        size = float(spec)
+    except ValueError:
+        chosen = [s.strip() for s in spec.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in unique]
+        if unknown:
+            raise InputError(f"--val-speakers: speaker(s) {', '.join(unknown)} are not among the "
+                             f"training speakers ({', '.join(unique[:20])}{'...' if len(unique) > 20 else ''})")
+        is_val = np.isin(speakers, chosen)
+    else:
+        if size <= 0 or (size >= 1 and size != int(size)):
+            raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
+                             f"speaker ids, got '{spec}'")
+        if len(unique) < 2:
+            raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
+                             f"speaker-disjoint validation set is possible; use --val-speakers 0")
+        count = int(size) if size >= 1 else max(1, round(size * len(unique)))
+        splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
+        _, val_index = next(splitter.split(speakers, groups=speakers))
+        is_val = np.zeros(len(speakers), dtype=bool)
+        is_val[val_index] = True
+    if is_val.all():
+        raise InputError("--val-speakers leaves no training speakers; choose fewer validation speakers")
+    return is_val
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def build_classifier(model, seed, max_iter=10_000, hidden=(128,), **params):
+    """An unfitted scikit-learn classifier; class weights come as sample weights (:func:`fit_parameters`).
+
+    Args:
+        model: one of :data:`STATIC_MODELS`.
+        seed: random state (LinearSVC's coordinate order, the MLP's initialization).
+        max_iter: most solver iterations (MLP: epochs).
+        hidden: MLP hidden layer sizes.
+        params: hyper-parameters (``C``, ``gamma``, ``alpha``...).
+    """
+    if model == "linear-svm":
+        return LinearSVC(dual="auto", max_iter=max_iter, random_state=seed, **params)
+    if model == "rbf-svm":
+        return SVC(kernel="rbf", max_iter=-1, random_state=seed, **params)
+    if model == "logreg":
+        return LogisticRegression(max_iter=max_iter, random_state=seed, **params)
+    if model == "mlp":
+        return MLPClassifier(hidden_layer_sizes=tuple(hidden), max_iter=max_iter, random_state=seed, **params)
+    raise InputError(f"unknown model '{model}'; expected one of: {', '.join(STATIC_MODELS)}")
+
+
+def z_normalize(features, mean, std):
+    """(N, D) features minus ``mean``, over ``std`` (from :class:`serattn.data.Normalization`)."""
+    return (features - mean) / std
+
+
+def make_pipeline(classifier, normalization):
+    """``normalize -> classify``; with global z-norm the pipeline takes raw features.
+
+    Speaker normalization needs each utterance's speaker, which a feature row does
+    not carry: it is applied before the pipeline, whose first step then passes through.
+    """
+    if normalization.method == "global":
+        normalize = FunctionTransformer(z_normalize, kw_args={"mean": normalization.mean,
+                                                              "std": normalization.std})
+    else:
+        normalize = "passthrough"
+    return Pipeline([("normalize", normalize), ("classify", classifier)])
+
+
+def fit_parameters(weights, labels):
+    """Keyword arguments of ``Pipeline.fit``: class weights as one weight per row.
+
+    Sample weights rather than ``class_weight``, because the MLP has no
+    ``class_weight`` and because :class:`~sklearn.calibration.CalibratedClassifierCV`
+    passes sample weights on to the sigmoid it fits: the calibrated probabilities
+    then assume balanced classes, as the class-weighted classifier does, instead of
+    pulling argmax decisions back towards the frequent classes (and UA down).
+    """
+    return {"classify__sample_weight": np.array([weights[c] for c in labels])}
+
+
+def select_hyperparameters(pipeline, grid, features, labels, speakers, is_val, fit_params,
+                           inner_folds=5, jobs=1):
+    """The grid point with the best UA on validation speakers or inner speaker folds.
+
+    Args:
+        pipeline: unfitted ``normalize -> classify`` pipeline.
+        grid: {parameter: values} of the classifier.
+        features: (N, D) training and validation rows; labels, speakers: (N,).
+        is_val: (N,) bool, validation rows; none -> inner GroupKFold on ``speakers``.
+        fit_params: extra ``Pipeline.fit`` arguments, (N,) arrays.
+
+    Returns:
+        ``(best parameters, scores, how)``: scores lists ``{"params", "ua"}`` per grid
+        point (empty when the grid has a single point, which needs no search).
+    """
+    points = int(np.prod([len(v) for v in grid.values()]))
+    if points == 1:
+        return {name: values[0] for name, values in grid.items()}, [], "single grid point"
+    if is_val.any():
+        cv = PredefinedSplit(np.where(is_val, 0, -1))
+        how = f"UA on {len(np.unique(speakers[is_val]))} validation speaker(s)"
+    else:
+        count = len(np.unique(speakers))
+        if count < 2:
+            raise InputError(f"choosing among {points} grid points needs validation speakers or at least "
+                             f"2 training speakers for inner folds; the training set has {count}; give "
+                             f"--grid with one value per parameter")
+        cv = GroupKFold(n_splits=min(inner_folds, count))
+        how = f"mean UA over {min(inner_folds, count)} inner speaker folds"
+    search = GridSearchCV(pipeline, {f"classify__{k}": v for k, v in grid.items()}, scoring="balanced_accuracy",
+                          cv=cv, refit=False, n_jobs=jobs, error_score="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(features, labels, groups=None if is_val.any() else speakers, **fit_params)
+    best = {name.removeprefix("classify__"): value for name, value in search.best_params_.items()}
+    scores = [{"params": {k.removeprefix("classify__"): v for k, v in params.items()}, "ua": float(ua)}
+              for params, ua in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])]
+    return best, scores, how
+
+
+def calibration_splits(labels, speakers, seed, folds=CALIBRATION_FOLDS):
+    """Folds for fitting the probability calibration: by speaker where possible.
+
+    Returns:
+        ``(splits, how)``: a list of (train index, held-out index) partitioning the
+        rows, grouped by speaker when every training part still holds every
+        class, else stratified by class.
+    """
+    labels, speakers = np.asarray(labels), np.asarray(speakers)
+    classes = np.unique(labels)
+    count = len(np.unique(speakers))
+    if count >= 2:
+        splits = list(GroupKFold(n_splits=min(folds, count)).split(labels, labels, speakers))
+        if all(len(np.unique(labels[train])) == len(classes) for train, _ in splits):
+            return splits, f"{len(splits)} speaker-grouped folds"
+    smallest = int(np.min(np.unique(labels, return_counts=True)[1]))
+    if smallest < 2:
+        raise InputError(f"calibrating probabilities needs at least 2 training utterances per class; "
+                         f"class '{classes[np.argmin(np.unique(labels, return_counts=True)[1])]}' has "
+                         f"{smallest}; use --model logreg or mlp with --calibration auto")
+    splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
+    splits = list(splitter.split(labels, labels))
+    return splits, f"{len(splits)} class-stratified folds (speaker folds would lose a class)"
+
+
+def fit_static_model(model, params, features, labels, speakers, normalization, class_weight, seed,
+                     calibration="auto", max_iter=10_000, hidden=(128,)):
+    """Fit the final pipeline on the training rows, with calibrated probabilities.
+
+    Args:
+        model, params: the classifier and its chosen hyper-parameters.
+        features: (N, D) rows (raw with global norm; already normalized otherwise).
+        labels, speakers: (N,) str.
+        normalization: the fitted :class:`serattn.data.Normalization`.
+        class_weight: ``balanced`` or ``none``.
+        calibration: ``auto`` (sigmoid for SVMs, native probabilities otherwise),
+            ``sigmoid`` or ``isotonic`` (calibrate any model).
+
+    Returns:
+        ``(pipeline, info)``; info says how probabilities were calibrated, whether
+        the solver converged, and the fit time in seconds.
+    """
+    classifier = build_classifier(model, seed, max_iter, hidden, **params)
+    weights = class_weights(class_weight, sorted(set(labels)), labels)
+    method = ("sigmoid" if model.endswith("svm") else None) if calibration == "auto" else calibration
+    how = "the model's own predict_proba"
+    if method:
+        splits, folds = calibration_splits(labels, speakers, seed)
+        classifier = CalibratedClassifierCV(classifier, method=method, cv=splits, ensemble=False)
+        how = f"{method} calibration on decision values of {folds}"
+    pipeline = make_pipeline(classifier, normalization)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        pipeline.fit(features, labels, **fit_parameters(weights, labels))
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    for warning in caught:  # reported in ``info`` instead; anything else is passed on
+        if not issubclass(warning.category, ConvergenceWarning):
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return pipeline, {"calibration": how, "converged": converged,
+                      "fit_seconds": round(time.perf_counter() - start, 3)}
+
+
+def predict_probabilities(pipeline, features, classes):
+    """(N, C) class probabilities in ``classes`` order (0 for a class the model never saw)."""
+    probabilities = pipeline.predict_proba(features)
+    order = {str(c): j for j, c in enumerate(pipeline.classes_)}
+    columns = [probabilities[:, order[c]] if c in order else np.zeros(len(features)) for c in classes]
+    return np.stack(columns, axis=1)
+
+
+# --- cross-validation parents ------------------------------------------------------------
+
+
+def write_pooled_run(out, fold_dirs, classes):
+    """Pool finished folds into ``out`` like :func:`serattn.protocols.write_pooled_run`,
+    for runs without attention arrays (static models, ensembles).
+
+    Writes ``metrics.json`` (pooled and per-fold scores) and ``predictions.csv``
+    (the folds' test rows with a ``fold`` column).
+
+    Returns:
+        The pooled metrics.
+    """
+    metrics, rows = protocols.pool_folds(fold_dirs, classes)
+    runs.write_json(out / "metrics.json", metrics)
+    temporary = runs.atomic_path(out / "predictions.csv")
+    try:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        temporary.replace(out / "predictions.csv")
+    finally:
+        temporary.unlink(missing_ok=True)
+    return metrics

@@ -1,0 +1,277 @@
+"""Train a static scikit-learn model (linear SVM, RBF SVM, logistic regression, MLP) on utterance functionals.
+
+    python train_static.py --data data/emodb_2s_func.npz --cv loso --model linear-svm --out results/emodb/linear-svm
+    python train_static.py --data data/emodb_2s_func.npz --cv loso --model mlp --seeds 1,2,3 --out results/emodb/mlp
+    python train_static.py --train train_func.npz --test test_func.npz --model logreg --val-speakers 0
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import joblib
+import numpy as np
+
+from serattn import protocols, runs, static
+from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
+from serattn.errors import InputError, run_main
+from serattn.metrics import evaluate_predictions, format_confusion, format_summary
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test (any split with --cv)")
+    data.add_argument("--train", help="training feature set (.npz)")
+    data.add_argument("--test", help="test feature set (.npz)")
+    data.add_argument("--cv", nargs="+", metavar="PROTOCOL",
+                      help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K'")
+    data.add_argument("--val-speakers", default="0.2",
+                      help="validation speakers held out of training to choose hyper-parameters (and give "
+                           "the val predictions ensemble.py tunes on): a fraction, a count, comma-separated "
+                           "ids, or 0 for none (then an inner speaker-group CV chooses, and the final model "
+                           "trains on every training speaker) (default: %(default)s, as train_attention_lstm.py)")
+
+    features = parser.add_argument_group("features")
+    features.add_argument("--pool", default="none", choices=static.POOLINGS,
+                          help="frame-level (LLD) input: refuse it (none), or use mean and std over each "
+                               "utterance's frames (mean) (default: %(default)s)")
+    features.add_argument("--norm", default="global", choices=NORMALIZATIONS,
+                          help="z-normalization: statistics of the training speakers (global), of each "
+                               "speaker itself (speaker; uses unlabelled test audio), or none (default: %(default)s)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="linear-svm", choices=static.STATIC_MODELS,
+                       help="linear-svm (the IS09 challenge baseline kind), rbf-svm, logreg or mlp "
+                            "(default: %(default)s)")
+    model.add_argument("--grid", default=None,
+                       help="hyper-parameter values to choose from, 'NAME=V1,V2;NAME2=...' (default per model: "
+                            + "; ".join(f"{m}: " + " ".join(f"{k}={','.join(f'{v:g}' if isinstance(v, float) else v for v in vs)}"
+                                                          for k, vs in g.items())
+                                        for m, g in static.DEFAULT_GRIDS.items()) + ")")
+    model.add_argument("--hidden", default="128",
+                       help="mlp only: hidden layer sizes, comma-separated units (default: %(default)s)")
+    model.add_argument("--max-iter", type=int, default=None,
+                       help="most solver iterations; mlp: epochs (default: 10000; mlp 300)")
+    model.add_argument("--calibration", default="auto", choices=static.CALIBRATIONS,
+                       help="class probabilities: auto = sigmoid (Platt) calibration for SVMs on speaker-held-out "
+                            "decision values, the model's own predict_proba otherwise; sigmoid or isotonic "
+                            "calibrate any model (default: %(default)s)")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--class-weight", default="balanced", choices=["balanced", "none"],
+                          help="loss weight per class, from the training utterances (default: %(default)s)")
+    training.add_argument("--inner-folds", type=int, default=5,
+                          help="speaker folds of the inner CV that chooses hyper-parameters with "
+                               "--val-speakers 0 (default: %(default)s)")
+    training.add_argument("--seed", type=int, default=1, help="seed of every random choice (default: %(default)s)")
+    training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
+    training.add_argument("--jobs", type=int, default=1, help="parallel grid-search fits (default: %(default)s)")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", help="run folder to create (default: results/<model>-seed<seed>)")
+    output.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    output.add_argument("--quiet", action="store_true", help="no per-fold progress lines")
+    output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser
+
+
+# Flags that describe how a command was run rather than the experiment.
+NOT_CONFIG = ("debug", "quiet", "overwrite", "seeds", "seed_list", "jobs")
+
+
+def parse_args(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.data and (args.train or args.test):
+        parser.error("give either --data or --train and --test, not both")
+    if not args.data and not (args.train and args.test):
+        parser.error("give --data FILE, or --train FILE and --test FILE")
+    if args.cv and not args.data:
+        parser.error("--cv splits one --data file by speaker; --train/--test have a fixed split")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.inner_folds < 2:
+        parser.error(f"--inner-folds must be at least 2, got {args.inner_folds}")
+    try:
+        args.seed_list = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+        args.hidden = [int(units) for units in args.hidden.split(",")]
+    except ValueError:
+        parser.error(f"--seeds and --hidden take comma-separated integers, got '{args.seeds}' and '{args.hidden}'")
+    if min(args.hidden) < 1:
+        parser.error(f"--hidden: every layer needs at least 1 unit, got {args.hidden}")
+    if args.model != "mlp":
+        args.hidden = None  # not part of this model's configuration
+    args.max_iter = args.max_iter or (300 if args.model == "mlp" else 10_000)
+    if args.max_iter < 1:
+        parser.error(f"--max-iter must be at least 1, got {args.max_iter}")
+    args.grid = static.parse_grid(args.grid, args.model)
+    args.cv = protocols.parse_cv(args.cv)
+    args.out = args.out or f"results/{args.model}-seed{args.seed}"
+    return args
+
+
+def load_data(args):
+    """Train and test sets with one row per utterance (test is None with --cv)."""
+    if args.data:
+        feature_set = static.utterance_features(load_feature_set(args.data), args.pool, args.data)
+        if args.cv:
+            return feature_set, None, {"data": args.data}
+        if feature_set.split is None:
+            raise InputError(f"'{args.data}' has no 'split' array; give --train and --test, or use --cv")
+        unknown = sorted(str(s) for s in set(feature_set.split) - {"train", "test"})
+        if unknown:
+            raise InputError(f"'{args.data}' has split values {', '.join(unknown)}; expected only train and test")
+        train, test = (feature_set.subset(feature_set.split == s) for s in ("train", "test"))
+        if len(train) == 0 or len(test) == 0:
+            raise InputError(f"'{args.data}' needs utterances of both splits, train and test")
+        return train, test, {"data": args.data}
+    train = static.utterance_features(load_feature_set(args.train), args.pool, args.train)
+    test = static.utterance_features(load_feature_set(args.test), args.pool, args.test)
+    check_same_features(train, test, args.train, args.test)
+    return train, test, {"train": args.train, "test": args.test}
+
+
+def train_one_run(args, train, test, classes, out, data_files):
+    """Choose hyper-parameters, fit on ``train``, evaluate on ``test``, write the run folder ``out``."""
+    # Data: validation speakers held out, normalization from the remaining training speakers.
+    is_val = static.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
+    fit_set, val_set = train.subset(~is_val), train.subset(is_val)
+    missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
+    if missing:
+        raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
+                         f"validation speakers are held out; choose other --val-speakers or merge classes")
+    normalization = Normalization.fit(fit_set, args.norm)
+    if args.norm == "speaker":  # per-speaker statistics need the speaker of each row: before the pipeline
+        fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
+    weights = static.class_weights(args.class_weight, classes, fit_set.labels)
+
+    # The run folder exists only from here on, once every input has been checked.
+    out = runs.create_run_dir(out, args.overwrite)
+    try:
+        runs.write_json(out / "config.json", {
+            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG},
+            "out": str(out),
+            "classes": classes,
+            "class_weights": {c: round(w, 6) for c, w in weights.items()},
+            "val_speakers_used": sorted(set(val_set.speakers)),
+            "test_speakers": sorted(set(test.speakers)),
+            "data_files": data_files,
+            "feature_meta": train.meta,
+            "feature_names": train.feature_names.tolist(),
+            "run_format": runs.RUN_FORMAT,
+            **runs.environment_info(),
+        })
+        runs.write_json(out / "normalization.json", normalization.to_dict())
+
+        # Hyper-parameters: UA on the validation speakers (or inner speaker folds without them).
+        start = time.perf_counter()
+        features = np.concatenate([fit_set.features, val_set.features])
+        labels = np.concatenate([fit_set.labels, val_set.labels])
+        speakers = np.concatenate([fit_set.speakers, val_set.speakers])
+        in_val = np.arange(len(labels)) >= len(fit_set)
+        classifier = static.build_classifier(args.model, args.seed, args.max_iter, args.hidden)
+        best, scores, how = static.select_hyperparameters(
+            static.make_pipeline(classifier, normalization), args.grid, features, labels, speakers, in_val,
+            static.fit_parameters(weights, labels), args.inner_folds, args.jobs)
+
+        # Model: refit on the training speakers only, so the val predictions stay out-of-sample.
+        model, info = static.fit_static_model(
+            args.model, best, fit_set.features, fit_set.labels, fit_set.speakers, normalization,
+            args.class_weight, args.seed, args.calibration, args.max_iter, args.hidden)
+        joblib.dump(model, out / "model.joblib")
+
+        # Evaluate: probabilities for every split, metrics on test.
+        parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
+        probabilities = {name: static.predict_probabilities(model, fs.features, classes) for name, fs in parts}
+        predicted = {name: np.asarray(classes)[p.argmax(axis=1)] for name, p in probabilities.items()}
+
+        def joined(values):
+            return np.concatenate([values(name, fs) for name, fs in parts])
+
+        runs.write_predictions(out / "predictions.csv", joined(lambda _, fs: fs.ids),
+                               joined(lambda _, fs: fs.speakers), joined(lambda name, fs: [name] * len(fs)),
+                               joined(lambda _, fs: fs.labels), joined(lambda name, _: predicted[name]),
+                               joined(lambda name, _: probabilities[name]), classes)
+        metrics = evaluate_predictions(test.labels, predicted["test"], classes)
+        metrics["n_test"] = metrics.pop("n")
+        metrics["best_epoch"] = None  # no epochs to choose among
+        metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
+            if len(val_set) else None
+        metrics.update(best_params=best, selection=how, grid_scores=scores, **info,
+                       seconds=round(time.perf_counter() - start, 3))
+        runs.write_json(out / "metrics.json", metrics)
+    except BaseException:
+        runs.remove_run_dir(out)
+        raise
+    runs.mark_complete(out)
+    if not info["converged"]:
+        print(f"warning: {out}: the {args.model} solver stopped at --max-iter {args.max_iter} before converging",
+              file=sys.stderr)
+    if not args.quiet:
+        print(f"{out}: {', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.items())} "
+              f"({how}); test UA {100 * metrics['ua']:.1f}%, {metrics['seconds']:.1f} s", file=sys.stderr)
+    return metrics
+
+
+def cross_validate(args, data, classes, out, data_files):
+    """One run per speaker fold in ``out/fold-KK``, then the pooled scores in ``out``."""
+    protocol, folds = args.cv
+    splits = protocols.speaker_folds(data.speakers, protocol, folds)
+    out = runs.create_run_dir(out, args.overwrite)
+    fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
+    start = time.perf_counter()
+    try:
+        runs.write_json(out / "config.json", {
+            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG},
+            "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
+            "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
+            "run_format": runs.RUN_FORMAT, **runs.environment_info()})
+        for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
+            train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
+        metrics = static.write_pooled_run(out, fold_dirs, classes)
+        metrics["seconds"] = round(time.perf_counter() - start, 3)
+        runs.write_json(out / "metrics.json", metrics)
+    except BaseException:
+        runs.remove_run_dir(out)
+        raise
+    runs.mark_complete(out)
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # Data: every input is checked before anything is written.
+    train, test, sources = load_data(args)
+    classes = sorted(str(c) for c in set(train.labels))
+    unseen = [] if test is None else sorted(str(c) for c in set(test.labels) - set(classes))
+    if unseen:
+        raise InputError(f"test labels {', '.join(unseen)} in '{sources.get('test', args.data)}' never occur "
+                         f"in the training set (classes: {', '.join(classes)})")
+    if len(classes) < 2:
+        raise InputError(f"'{sources.get('data') or sources['train']}' has a single class "
+                         f"({classes[0]}); need at least 2")
+    data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
+                  for name, path in sources.items()}
+
+    # One run per seed (sibling folders when there are several), each a fold set with --cv.
+    for seed in args.seed_list:
+        args.seed = seed
+        out = f"{args.out}-seed{seed}" if len(args.seed_list) > 1 else args.out
+        if args.cv:
+            metrics = cross_validate(args, train, classes, out, data_files)
+            title = f"{out}: pooled test predictions of {len(metrics['folds'])} {args.cv[0]} folds"
+        else:
+            metrics = train_one_run(args, train, test, classes, out, data_files)
+            title = f"{out}: test set"
+        print(format_confusion(metrics, title=title))
+        print(format_summary(metrics))
+        if args.cv:
+            print(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
