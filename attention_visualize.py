@@ -20,7 +20,7 @@ import numpy as np
 
 from serattn import attention as attn
 from serattn import plots
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.run_folder import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits, load_manifest,
                                 open_run)
 
@@ -28,7 +28,7 @@ CUE_COLUMNS = ("cue_start_s", "cue_end_s")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="run folder written by train_attention_lstm.py")
     analysis = parser.add_argument_group("analysis")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from serattn.data import atomic_path
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.run_folder import open_run
 
 # Keys that tell runs apart without making them a different configuration.
@@ -34,7 +34,7 @@ FORMATS = ("text", "markdown", "csv")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run folders written by train_attention_lstm.py")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from serattn import corpora
 from serattn.define import DEFAULT_FEATURE_SET
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.features import FEATURE_LEVELS, OPENSMILE_SETS, extract_manifest
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group(required=True)

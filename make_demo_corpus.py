@@ -4,15 +4,14 @@
     python make_demo_corpus.py --out data/demo_small --utterances 100 --speakers 6 --seed 1 --overwrite
 """
 
-import argparse
 import time
 
 from serattn.demo_corpus import make_demo_corpus
-from serattn.errors import run_main
+from serattn.errors import ArgumentParser, run_main
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder to create (wav/ and manifest.csv)")
     parser.add_argument("--utterances", type=int, default=800, help="number of wav files (default: 800)")
     parser.add_argument("--speakers", type=int, default=12,

@@ -4,7 +4,6 @@
     python predict.py results/emodb my_recordings/ --csv predictions.csv --attention-plot plots/
 """
 
-import argparse
 import json
 import os
 import sys
@@ -16,14 +15,14 @@ import numpy as np
 
 from serattn import features
 from serattn.data import FeatureSet, Normalization
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.run_folder import open_run
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="a finished run folder (results/NAME)")
     parser.add_argument("inputs", nargs="+", help="audio files, or folders searched for audio files")
     parser.add_argument("--csv", help="also write the predictions to this CSV file")

@@ -6,7 +6,6 @@
     python train_attention_lstm.py --resume results/demo          # continue an interrupted run
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -18,14 +17,14 @@ import numpy as np
 from serattn import protocols, runs
 from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
 from serattn.define import ACTIVATIONS
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
 
 MODELS = ("attention-lstm", "basic-lstm")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test (any split with --cv)")
     data.add_argument("--train", help="training feature set (.npz, or padded X*.npy)")
@@ -105,9 +104,11 @@ def parse_args(argv):
         parser.error("give --data FILE, or --train FILE and --test FILE")
     if args.cv and not args.data:
         parser.error("--cv splits one --data file by speaker; --train/--test have a fixed split")
-    for flag in ("epochs", "batch_size", "patience"):
+    for flag in ("epochs", "batch_size", "patience", "units", "attention_units"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if not 0 <= args.recurrent_dropout < 1:
+        parser.error(f"--recurrent-dropout must be in [0, 1), got {args.recurrent_dropout}")
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.max_length is not None and args.max_length < 1:
@@ -168,7 +169,7 @@ def train_one_run(args, train, test, classes, out, data_files):
     model = training.build_model(args, train.dim, len(classes))
 
     # The run folder exists only from here on, once every input has been checked.
-    resuming = args.resume and (Path(out) / runs.INCOMPLETE).exists()
+    resuming = bool(args.resume) and Path(out).exists()  # a finished folder is refused there
     out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
     try:
         runs.write_json(out / "config.json", {
@@ -218,9 +219,9 @@ def train_one_run(args, train, test, classes, out, data_files):
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
         runs.write_json(out / "metrics.json", metrics)
-    except InputError:
+    except (InputError, OSError):
         if not resuming:
-            runs.remove_run_dir(out)
+            runs.remove_run_dir(out)  # nothing half-written stays behind
         raise
     runs.mark_complete(out)
     return metrics
@@ -230,19 +231,24 @@ def cross_validate(args, data, classes, out, data_files):
     """One run per speaker fold in ``out/fold-KK``, then the pooled scores in ``out``."""
     protocol, folds = args.cv
     splits = protocols.speaker_folds(data.speakers, protocol, folds)
-    resuming = args.resume and (Path(out) / runs.INCOMPLETE).exists()
+    resuming = bool(args.resume) and Path(out).exists()  # a finished folder is refused there
     out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
     fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
-    runs.write_json(out / "config.json", {
-        **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)},
-        "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
-        "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
-        "run_format": runs.RUN_FORMAT, **runs.environment_info()})
-    for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
-        if runs.is_complete(fold_dir):
-            continue  # finished before an interruption
-        train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
-    metrics = protocols.write_pooled_run(out, fold_dirs, classes)
+    try:
+        runs.write_json(out / "config.json", {
+            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)},
+            "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
+            "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
+            "run_format": runs.RUN_FORMAT, **runs.environment_info()})
+        for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
+            if runs.is_complete(fold_dir):
+                continue  # finished before an interruption
+            train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
+        metrics = protocols.write_pooled_run(out, fold_dirs, classes)
+    except InputError:
+        if not resuming:
+            runs.remove_run_dir(out)  # a fold's input error would hit every rerun alike
+        raise
     runs.mark_complete(out)
     return metrics
 

@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from serattn.errors import InputError
+
 DEFAULT_SLOTS = 100
 
 
@@ -88,6 +90,22 @@ def padded_from_ragged(values, lengths, padding="post", t_max=None):
 # --- slot profiles (default) ------------------------------------------------------
 
 
+def check_ragged(values, lengths, slots=None):
+    """Raise InputError unless ``values`` are ``lengths`` utterances of finite frames."""
+    values, lengths = np.asarray(values), np.asarray(lengths)
+    if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "iu"):
+        raise InputError(f"lengths must be a 1-d integer array, got {lengths.dtype} of shape {lengths.shape}")
+    if np.any(lengths < 1):
+        raise InputError(f"every utterance needs at least one frame; got lengths down to {lengths.min()}")
+    if values.ndim not in (1, 2) or len(values) != lengths.sum():
+        raise InputError(f"attention weights hold {len(values)} frames but the lengths add up to "
+                         f"{int(lengths.sum())}")
+    if not np.all(np.isfinite(values)):
+        raise InputError("attention weights contain NaN or infinite values")
+    if slots is not None and (int(slots) != slots or slots < 1):
+        raise InputError(f"--slots must be a positive integer, got {slots}")
+
+
 def _cumulative(values):
     """Running sum of frames with a leading zero: (sum(L) + 1, ...) float64."""
     values = np.asarray(values)
@@ -136,11 +154,10 @@ def slot_profiles(values, lengths, slots=DEFAULT_SLOTS, scale="length"):
     Returns:
         float64 (N, S) profiles, or (N, S, D) for per-frame vectors.
     """
-    lengths = np.asarray(lengths, dtype=np.int64)
     if scale not in ("length", "none"):
-        raise ValueError(f"unknown scale '{scale}'; expected one of: length, none")
-    if slots < 1:
-        raise ValueError(f"slots must be at least 1, got {slots}")
+        raise InputError(f"unknown scale '{scale}'; expected one of: length, none")
+    check_ragged(values, lengths, slots)
+    lengths = np.asarray(lengths, dtype=np.int64)
     cumulative = _cumulative(values)
     # Slot edge s/S of utterance n lies in frame (s * L) // S, a fraction
     # (s * L % S) / S into it.
@@ -270,6 +287,7 @@ def published_slot_sums(values, lengths, slots=DEFAULT_SLOTS):
         float64 (N, S) or (N, S, D) slot sums; their mean over utterances is
         the published ``avg_distribution``.
     """
+    check_ragged(values, lengths, slots)
     values = np.asarray(values)
     lengths = np.asarray(lengths, dtype=np.int64)
     interval = lengths / slots  # (N,) float64, the published `len(data[i]) / max_slot`

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +29,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+import serattn
 from serattn.corpora import read_manifest
 from serattn.data import FeatureSet, atomic_path, save_feature_set
 from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RATE
@@ -49,6 +51,9 @@ def check_settings(feature_set, level):
 @functools.lru_cache(maxsize=None)
 def _smiles(feature_set, level):
     """The openSMILE extractors for a setting; built once per process (they parse configs)."""
+    if serattn.TENSORFLOW_LOADED_FIRST:
+        raise RuntimeError("openSMILE crashes when it is loaded after TensorFlow; import serattn "
+                           "(or opensmile) before tensorflow, or extract in a fresh process")
     name, has_deltas = OPENSMILE_SETS[feature_set]
     opensmile_set = opensmile.FeatureSet[name]
     if level == "functionals":
@@ -211,7 +216,9 @@ def _run(tasks, jobs, progress):
     if jobs <= 1:
         return [_extract_task(task) for task in tqdm(tasks, **bar)]
     chunksize = max(1, min(16, len(tasks) // (8 * jobs)))
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # Spawned, not forked, workers: forking a process that has loaded TensorFlow
+    # (tests, notebooks) copies its thread pools' locks and can hang or crash.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(tqdm(pool.map(_extract_task, tasks, chunksize=chunksize), **bar))
 
 
@@ -247,6 +254,8 @@ def _extract_task(task):
     if len(signal) < MIN_SAMPLES:
         return None, (f"too short: {len(signal) / SAMPLE_RATE * 1000:.1f} ms, "
                       f"need at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms for one frame"), rate, False
+    if not np.any(signal):
+        return None, "all silence: every sample is 0", rate, False
     try:
         frames = extract_signal(signal, settings["feature_set"], settings["level"])
     except Exception as error:  # one odd file must not end a long run; its reason is listed

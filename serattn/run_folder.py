@@ -32,12 +32,13 @@ import numpy as np
 from serattn.attention import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
+from serattn.runs import INCOMPLETE, RUN_FORMAT
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ATTENTION_FILE = "attention.npz"
-INCOMPLETE_MARKER = "INCOMPLETE"
+INCOMPLETE_MARKER = INCOMPLETE
 SPLITS = ("train", "val", "test")
 ATTENTION_KEYS = ("weights", "lengths", "z", "ids", "labels", "speakers", "split")
 
@@ -217,6 +218,10 @@ def open_run(path):
         raise InputError(f"run folder '{path}' lacks '{CONFIG_FILE}'; is it a run folder?")
     config = _read_json(config_path)
     _require_keys(config, ("classes",), config_path)
+    run_format = config.get("run_format", RUN_FORMAT)
+    if not isinstance(run_format, int) or run_format > RUN_FORMAT:
+        raise InputError(f"run folder '{path}' has run format {run_format!r}, newer than this serattn "
+                         f"reads ({RUN_FORMAT}); update serattn")
     if not isinstance(config["classes"], list) or len(config["classes"]) < 2:
         raise InputError(f"'classes' in '{config_path}' must list at least 2 class labels")
     return Run(path=path, config=config)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,19 @@ def test_a_process_pool_gives_the_same_features(tmp_path, good_wavs):
     pooled = extract_manifest(manifest, jobs=2, progress=False)
     np.testing.assert_array_equal(serial.features, pooled.features)
     np.testing.assert_array_equal(serial.ids, pooled.ids)
+
+
+def test_tensorflow_loaded_first_is_refused_not_a_crash():
+    """openSMILE's library corrupts the heap when TensorFlow was loaded before it."""
+    import subprocess
+    import sys
+    code = ("import tensorflow, numpy as np\n"
+            "from serattn.features import extract_signal\n"
+            "try:\n"
+            "    extract_signal(np.zeros(16000, np.float32))\n"
+            "except RuntimeError as error:\n"
+            "    print('refused:', error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert "refused: openSMILE crashes when it is loaded after TensorFlow" in result.stdout
