@@ -16,6 +16,7 @@ def test_round_trip_keeps_every_array(tmp_path, feature_set):
     assert loaded.features.dtype == np.float32 and loaded.lengths.dtype == np.int64
     assert loaded.meta["feature_set"] == "synthetic"
     assert [p.name for p in tmp_path.iterdir()] == ["fs.npz"]  # no temp file left
+    assert path.stat().st_mode & 0o044  # readable by others, as a plain new file (not mkstemp's 0600)
 
 
 def test_sequences_and_subset_follow_lengths(feature_set):
