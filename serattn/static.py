@@ -41,7 +41,7 @@ DEFAULT_GRIDS = {
     "linear-svm": {"C": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
     "rbf-svm": {"C": [0.1, 1.0, 10.0, 100.0], "gamma": ["scale"]},
     "logreg": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
-    "mlp": {"alpha": [1e-3, 1e-2, 1e-1, 1.0]},
+    "mlp": {"alpha": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
 }
 TUNABLE = {
     "linear-svm": ("C",),

@@ -196,7 +196,7 @@ def test_validation_speakers_are_those_the_attention_lstm_holds_out():
 
 
 def test_grid_flag():
-    assert static.parse_grid(None, "mlp") == {"alpha": [1e-3, 1e-2, 1e-1, 1.0]}
+    assert static.parse_grid(None, "mlp") == {"alpha": [1e-3, 1e-2, 1e-1, 1.0, 10.0]}
     assert static.parse_grid("C=1,10;gamma=scale,0.01", "rbf-svm") == {"C": [1.0, 10.0], "gamma": ["scale", 0.01]}
     with pytest.raises(InputError, match="'gamma' is not tunable for linear-svm; expected one of: C"):
         static.parse_grid("gamma=1", "linear-svm")
