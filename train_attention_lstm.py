@@ -17,6 +17,7 @@ import numpy as np
 from serattn import protocols, runs
 from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
 from serattn.define import ACTIVATIONS
+from serattn.distribute import STRATEGIES
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
 
@@ -69,6 +70,11 @@ def build_parser():
                           help="pad every batch to --max-length instead of grouping by length")
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
+    training.add_argument("--strategy", default="default", choices=STRATEGIES,
+                          help="default: one device; mirrored: all GPUs of this machine; "
+                               "multiworker: the machines in TF_CONFIG (see README)")
+    training.add_argument("--mixed-precision", action="store_true",
+                          help="float16 compute on a GPU (refused on CPU, where it is slower)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", help="run folder to create (default: results/<model>-<activation>-seed<seed>)")
@@ -255,6 +261,10 @@ def cross_validate(args, data, classes, out, data_files):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.strategy == "multiworker":
+        from serattn.distribute import worker_out
+
+        args.out = worker_out(args.out)  # only the chief writes OUT; other workers OUT-workerK
 
     # Data: every input is checked before anything is written.
     train, test, sources = load_data(args)

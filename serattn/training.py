@@ -21,6 +21,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.data import pad_batch
+from serattn.distribute import distributable, get_strategy
 from serattn.errors import InputError
 from serattn.model import build_analysis_model
 
@@ -266,17 +267,28 @@ def build_model(args, num_features, num_classes):
 
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
-    if args.model == "basic-lstm":
-        model = build_basic_lstm(num_features, num_classes, units=args.units, activation=args.activation,
-                                 recurrent_dropout=args.recurrent_dropout, pooling=args.pooling,
-                                 masked=args.mask)
-    else:
-        model = build_attention_lstm(
-            num_features, num_classes, units=args.units, activation=args.activation,
-            recurrent_dropout=args.recurrent_dropout, attention_units=args.attention_units,
-            attention_activation=args.attention_activation, masked=args.mask)
-    compile_model(model, num_classes, args.learning_rate, args.clipnorm)
+    if getattr(args, "mixed_precision", False):
+        use_mixed_precision()
+    with get_strategy(getattr(args, "strategy", "default")).scope():  # variables on every replica
+        if args.model == "basic-lstm":
+            model = build_basic_lstm(num_features, num_classes, units=args.units, activation=args.activation,
+                                     recurrent_dropout=args.recurrent_dropout, pooling=args.pooling,
+                                     masked=args.mask)
+        else:
+            model = build_attention_lstm(
+                num_features, num_classes, units=args.units, activation=args.activation,
+                recurrent_dropout=args.recurrent_dropout, attention_units=args.attention_units,
+                attention_activation=args.attention_activation, masked=args.mask)
+        compile_model(model, num_classes, args.learning_rate, args.clipnorm)
     return model
+
+
+def use_mixed_precision():
+    """float16 compute with float32 weights (GPU only: on CPU float16 is slower, not faster)."""
+    if not tf.config.list_physical_devices("GPU"):
+        raise InputError("--mixed-precision needs a GPU (float16 matmuls are emulated and slower on CPU), "
+                         "and TensorFlow sees none; drop the flag to train in float32")
+    keras.mixed_precision.set_global_policy("mixed_float16")  # Adam gets loss scaling in compile()
 
 
 def tensorboard_callbacks(out):
@@ -421,7 +433,8 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
         ``(best_epoch, initial_epoch)``: the epoch whose weights are kept (from 1)
         and the epochs restored from a checkpoint (0 for a fresh run).
     """
-    model = trainer_for(model, train_batches.padding)  # shares the weights of the model passed in
+    with model.distribute_strategy.scope():
+        model = trainer_for(model, train_batches.padding)  # shares the weights of the model passed in
     stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None)
     stopper.set_model(model)
     initial_epoch = stopper.restore()
@@ -429,7 +442,9 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
     history = keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0)
     callbacks = [EpochSeeds(train_batches, train_batches.seed), history, *callbacks, stopper]
     if initial_epoch < epochs and not (stopper.state["wait"] >= patience and validation is not None):
-        model.fit(train_batches.dataset(), validation_data=validation, epochs=epochs,
+        strategy = model.distribute_strategy
+        model.fit(distributable(train_batches.dataset(), strategy),
+                  validation_data=distributable(validation, strategy), epochs=epochs,
                   initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # EpochBatches shuffles
     else:
