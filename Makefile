@@ -42,3 +42,16 @@ test: $(VENV)/installed
 
 clean-demo:
 	rm -rf $(DEMO) results/demo
+
+# Speed benchmarks (not part of `make test`): ratios measured in one run on this machine.
+# `make bench` (~20 min on 2 cores) rewrites benchmarks/RESULTS.md; `make bench-quick` (~2 min)
+# runs smaller workloads and writes a scratch file.
+.PHONY: bench bench-quick
+
+bench: $(VENV)/installed
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) benchmarks/bench.py
+
+bench-quick: $(VENV)/installed
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) benchmarks/bench.py --quick

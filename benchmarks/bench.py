@@ -1,0 +1,300 @@
+"""Speed benchmarks of serattn: ratios measured in one run on this machine, and RESULTS.md.
+
+    python benchmarks/bench.py                 # full suite (~20 min on 2 cores), writes benchmarks/RESULTS.md
+    python benchmarks/bench.py --quick         # ~2 min, smaller workloads, writes a scratch file
+    python benchmarks/bench.py --only epoch,step
+
+Prints one ``name=value`` line per figure. Timings on shared machines vary by tens of
+percent between runs, so every figure that compares two ways of doing something
+measures both in the same run, interleaved, and reports medians or totals over the
+interleaved rounds. Training work runs in fresh processes (benchmarks/bench_workers.py)
+so that TensorFlow and PyTorch never share a process and every variant starts alike.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_results  # noqa: E402
+
+SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "tsne")  # slowest last
+EMODB_2S = ROOT.parent / "shared" / "data" / "emodb_2s"
+
+# Workload sizes: (full, quick).
+SIZES = {
+    "epoch_sequences": (9_959, 1_000), "epoch_rounds": (4, 2), "padded_steps_per_round": (2, 1),
+    "step_rounds": (3, 2), "step_steps": (6, 3), "memory_sequences": (9_959, 1_000),
+    "slot_loop_subset": (None, 1_000), "tsne_points": (18_000, 1_000), "extraction_limit": (None, 20),
+}
+
+
+def run_worker(name, **options):
+    """Run one bench_workers.py worker in a fresh process; its JSON result."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_workers.py"), name, json.dumps(options)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"worker {name} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+class Figures:
+    """Figures in order, printed as ``name=value`` as they come."""
+
+    def __init__(self):
+        self.values, self.notes = {}, {}
+
+    def add(self, name, value, note=""):
+        self.values[name] = value
+        self.notes[name] = note
+        print(f"{name}={_format(value)}", flush=True)
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+# --- sections --------------------------------------------------------------------
+
+
+def bench_machine(figures, quick):
+    """numpy float32 matmul speed with 1 and 2 threads: how loaded this machine is now."""
+    for threads in (1, 2):
+        code = ("import time, numpy as np\n"
+                "a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)\n"
+                "times = []\n"
+                "for _ in range(5):\n"
+                "    start = time.perf_counter(); a @ a; times.append(time.perf_counter() - start)\n"
+                "print(2 * 2048 ** 3 / sorted(times)[2] / 1e9)\n")
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout
+        figures.add(f"matmul_gflops_{threads}thread{'s' if threads > 1 else ''}", float(output.split()[-1]),
+                    "numpy float32 2048x2048 matmul, median of 5; PERF_NOTES measured ~205 with 2 threads")
+
+
+def bench_epoch(figures, quick):
+    """Figure 1: bucketed + masked training vs the published fixed padding to 2,453 frames."""
+    pick = 1 if quick else 0
+    result = run_worker("epoch", sequences=SIZES["epoch_sequences"][pick], rounds=SIZES["epoch_rounds"][pick],
+                        padded_steps_per_round=SIZES["padded_steps_per_round"][pick])
+    bucketed = result["bucketed_sequences"] / result["bucketed_s"]
+    padded = result["padded_sequences"] / result["padded_s"]
+    figures.add("bucketed_seq_per_s", bucketed,
+                f"full epoch of {result['bucketed_sequences']} sequences, batch {result['batch_size']}, "
+                f"in {result['rounds']} slices")
+    figures.add("padded_seq_per_s", padded,
+                f"{result['padded_sequences'] // result['batch_size']} batches of {result['batch_size']} "
+                f"padded to 2,453 frames, interleaved with the bucketed slices")
+    figures.add("speedup_bucketed_vs_padded", bucketed / padded, "goal >= 10")
+    figures.add("computed_frames_ratio_padded_vs_bucketed",
+                (result["padded_frames"] / result["padded_sequences"])
+                / (result["bucketed_frames"] / result["bucketed_sequences"]),
+                "frames computed per sequence, padded / bucketed")
+    figures.add("bucketed_real_frame_share", result["real_frames"] / result["bucketed_frames"] *
+                result["bucketed_sequences"] / result["sequences"], "real frames / computed frames, bucketed")
+    figures.add("bucketed_frames_per_s", result["bucketed_frames"] / result["bucketed_s"],
+                "computed (padded) frames per second, bucketed epoch")
+    figures.add("padded_frames_per_s", result["padded_frames"] / result["padded_s"],
+                "computed frames per second at 2,453 frames")
+    epoch_s = result["bucketed_s"] * result["sequences"] / result["bucketed_sequences"]
+    figures.add("bucketed_epoch_s", epoch_s, f"{result['sequences']} sequences")
+    figures.add("padded_epoch_s_projected", result["sequences"] / padded, "from the padded throughput")
+    figures.add("input_pipeline_share", result["input_pipeline_epoch_s"] / epoch_s,
+                "seconds to produce one epoch of padded batches (generator alone) / training epoch seconds")
+    figures.add("first_fit_s", result["first_fit_s"], "tracing the training step + 2 batches (once per run)")
+    figures.add("padding_invariance_max_abs_diff", result["padding_invariance_max_abs_diff"],
+                "masked model, same weights: probabilities padded to own length vs 2,453 post vs 2,453 pre")
+
+
+def bench_step(figures, quick):
+    """Figure 2: frames/s of the training step, Keras vs the same model in PyTorch."""
+    pick = 1 if quick else 0
+    rounds, steps = SIZES["step_rounds"][pick], SIZES["step_steps"][pick]
+    variants = ["published", "rd0"] if quick else ["published", "lstm_mask", "rd0", "unmasked"]
+    keras_runs, torch_runs = [], []
+    for _ in range(1 if quick else 2):  # alternate the two libraries' processes
+        keras_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=variants))
+        torch_runs.append(run_worker("torch_step", steps=steps, rounds=rounds,
+                                     threads=[1] if quick else [1, 2]))
+    batch, frames = keras_runs[0]["batch_size"], keras_runs[0]["frames"]
+
+    def keras_fps(variant):
+        return batch * frames / float(np.median([r["step_s"][variant] for r in keras_runs]))
+
+    def torch_fps(rate):
+        keys = [k for k in torch_runs[0]["step_s"] if k.startswith(f"rd{rate:g}_")]
+        best = min(keys, key=lambda k: np.median([r["step_s"][k] for r in torch_runs]))
+        return batch * frames / float(np.median([r["step_s"][best] for r in torch_runs])), best
+
+    shape = f"batch {batch}, {frames} frames, 32 features"
+    figures.add("frames_per_s", keras_fps("published"),
+                f"Keras training step, published model (recurrent dropout 0.5) as trained by the CLI, {shape}")
+    torch_published, setting = torch_fps(0.5)
+    figures.add("torch_frames_per_s", torch_published,
+                f"PyTorch, same model (per-step loop with recurrent dropout 0.5), {setting}")
+    figures.add("ratio_vs_pytorch", keras_fps("published") / torch_published, "goal >= 1.0")
+    figures.add("frames_per_s_rd0", keras_fps("rd0"), "Keras, --recurrent-dropout 0")
+    torch_rd0, setting = torch_fps(0.0)
+    figures.add("torch_frames_per_s_rd0", torch_rd0, f"PyTorch nn.LSTM (fused), {setting}")
+    figures.add("ratio_vs_pytorch_rd0", keras_fps("rd0") / torch_rd0, "both without recurrent dropout")
+    figures.add("speedup_rd0_vs_published", keras_fps("rd0") / keras_fps("published"),
+                "what --recurrent-dropout 0 buys (per-gate cell with 8 small matmuls vs the fused 2)")
+    figures.add("lstm_step_us", 1e6 * batch / keras_fps("published"),
+                "microseconds per LSTM time step (forward + backward), published model")
+    if "lstm_mask" in variants:
+        figures.add("speedup_unmasked_lstm_view", keras_fps("published") / keras_fps("lstm_mask"),
+                    "training.trainer_for: the LSTM skips its mask on post-padded batches")
+        figures.add("speedup_no_mask_model", keras_fps("unmasked") / keras_fps("lstm_mask"),
+                    "--no-mask model (no mask anywhere) vs the masked LSTM")
+    if not quick:
+        wide = [run_worker("keras_step", steps=steps, rounds=rounds, batch_size=64, variants=["published"])
+                for _ in range(2)]
+        fps64 = 64 * frames / float(np.median([r["step_s"]["published"] for r in wide]))
+        figures.add("frames_per_s_batch64", fps64, "published model, batch 64 (CLI default is 32)")
+        threads = {}
+        for _ in range(2):
+            for intra, inter in ((0, 0), (1, 1), (2, 1), (1, 2)):
+                r = run_worker("keras_step", steps=steps, rounds=rounds, variants=["published"],
+                               intra_op_threads=intra, inter_op_threads=inter)
+                threads.setdefault((intra, inter), []).append(r["step_s"]["published"])
+        default = np.median(threads[(0, 0)])
+        for (intra, inter), times in threads.items():
+            if (intra, inter) != (0, 0):
+                figures.add(f"speedup_threads_intra{intra}_inter{inter}", default / float(np.median(times)),
+                            "vs TensorFlow's default thread pools (2 + 2 on 2 cores)")
+
+
+def bench_memory(figures, quick):
+    """Figure 3: padded vs ragged bytes of the training set, peak RSS of training."""
+    pick = 1 if quick else 0
+    full = run_worker("memory", sequences=SIZES["memory_sequences"][pick])
+    baseline = run_worker("memory", sequences=100)
+    figures.add("memory_ratio_padded_vs_ragged", full["padded_bytes"] / full["ragged_bytes"],
+                f"{full['sequences']} x 2,453 x 32 float32 = {full['padded_bytes'] / 2**30:.2f} GiB padded vs "
+                f"{full['ragged_bytes'] / 2**20:.0f} MiB ragged")
+    figures.add("ragged_mib", full["ragged_bytes"] / 2**20, f"{full['sequences']} sequences")
+    figures.add("peak_rss_mib", full["peak_rss"] / 2**20, "VmHWM of the training process (epoch + analysis pass)")
+    figures.add("baseline_peak_rss_mib", baseline["peak_rss"] / 2**20,
+                "the same process on 100 sequences: TensorFlow, model, traced functions")
+    figures.add("peak_rss_over_baseline_vs_ragged", (full["peak_rss"] - baseline["peak_rss"]) / full["ragged_bytes"],
+                "goal <= 2: (peak - baseline) / ragged data size")
+
+
+def bench_slots(figures, quick):
+    """Figure 4a: vectorized slot averaging vs the published per-frame loop, 18,000 utterances."""
+    from serattn.attention import benchmark_slot_averaging
+
+    result = benchmark_slot_averaging(18_000, loop_subset=SIZES["slot_loop_subset"][1 if quick else 0])
+    scaled = result["loop_utterances_timed"] != result["n_utterances"]
+    note = f"loop timed on {result['loop_utterances_timed']} utterances and scaled" if scaled else "all 18,000"
+    figures.add("speedup_slots_vs_published_loop", result["speedup_slot_profiles"], f"goal >= 100; {note}")
+    figures.add("speedup_published_vectorized_vs_loop", result["speedup_published"], note)
+    figures.add("slot_profiles_s", result["slot_profiles_s"], f"{result['frames']} frames")
+
+
+def bench_tsne(figures, quick):
+    """Figure 4b: seconds of scikit-learn's t-SNE on 60-d representations (perplexity 40)."""
+    from sklearn.manifold import TSNE
+
+    points = SIZES["tsne_points"][1 if quick else 0]
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(5, 60))
+    z = centers[rng.integers(0, 5, points)] + rng.normal(scale=1.5, size=(points, 60))
+    start = time.perf_counter()
+    TSNE(n_components=2, perplexity=40, init="pca", learning_rate="auto", random_state=0).fit_transform(z)
+    name = "tsne_seconds_18k" if points == 18_000 else f"tsne_seconds_{points}"
+    figures.add(name, time.perf_counter() - start,
+                f"{points} x 60, Barnes-Hut, as tsne_plot.py" + ("" if points == 18_000 else " (subset: --quick)"))
+
+
+def bench_extraction(figures, quick):
+    """Figure 4c: openSMILE IS09 extraction speed with 1 and all cores, as times real time."""
+    if not (EMODB_2S / "wav").is_dir():
+        figures.add("extraction_realtime_factor", "skipped", f"{EMODB_2S} not found")
+        return
+    limit = SIZES["extraction_limit"][1 if quick else 0]
+    files = len(list((EMODB_2S / "wav").glob("*.wav"))) if limit is None else limit
+    audio_s = 2.0 * files  # every emodb_2s file is exactly 2.0 s
+    with tempfile.TemporaryDirectory() as folder:
+        for jobs in (1, os.cpu_count()):
+            command = [sys.executable, "extract_features.py", "--corpus", "emodb", str(EMODB_2S),
+                       "--out", str(Path(folder) / f"jobs{jobs}.npz"), "--jobs", str(jobs), "--no-cache", "--quiet"]
+            command += [] if limit is None else ["--limit", str(limit)]
+            start = time.perf_counter()
+            subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+            seconds = time.perf_counter() - start
+            figures.add(f"extraction_realtime_factor_jobs{jobs}", audio_s / seconds,
+                        f"{audio_s:.0f} s of audio ({files} emodb_2s files) / wall seconds of "
+                        f"extract_features.py --jobs {jobs} --no-cache, start-up included")
+
+
+BENCHES = {"machine": bench_machine, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
+           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction}
+
+
+def environment():
+    """Machine, load and package versions for RESULTS.md."""
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "keras", "numpy", "scikit-learn", "torch", "opensmile"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), 0)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory / 2**30, "platform": platform.platform(),
+            "versions": versions, "commit": commit, "load_before": os.getloadavg()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small workloads, ~2 minutes in all")
+    parser.add_argument("--only", help=f"comma-separated sections of: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default: benchmarks/RESULTS.md, or a scratch file with --quick)")
+    args = parser.parse_args(argv)
+    sections = SECTIONS if not args.only else [s.strip() for s in args.only.split(",")]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; expected some of: {', '.join(SECTIONS)}")
+    out = args.out or (Path(tempfile.gettempdir()) / "serattn-bench-quick.md" if args.quick
+                       else ROOT / "benchmarks" / "RESULTS.md")
+
+    info = environment()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    start = time.perf_counter()
+    info["started"] = started.strftime("%Y-%m-%d %H:%M UTC")
+    command = "python benchmarks/bench.py" + ("".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:])))
+    figures = Figures()
+    for done, section in enumerate(sections, 1):
+        BENCHES[section](figures, args.quick)
+        info["load_after"] = os.getloadavg()
+        info["seconds"] = time.perf_counter() - start
+        partial = "" if done == len(sections) else f" (partial: {done} of {len(sections)} sections so far)"
+        write_results(out, figures, info, command + partial, args.quick)  # so an interrupted run leaves figures
+    print(f"wrote {out} ({info['seconds']:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Timed work for benchmarks/bench.py, each run in a fresh process (one JSON line out).
+
+    python benchmarks/bench_workers.py epoch '{"sequences": 1500, "batch_size": 32}'
+
+Each worker builds what it measures the way train_attention_lstm.py does
+(``training.build_model``, ``training.EpochBatches``, ``training.fit``'s trainer) and
+prints one line ``RESULT {json}``; bench.py starts them so that every variant
+starts from the same state and no two libraries share a process.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.workload import FAU_MAX_FRAMES, make_fau_like_set  # noqa: E402
+
+CLASSES = ("A", "E", "N", "P", "R")
+
+
+def model_args(**overrides):
+    """The training flags of train_attention_lstm.py at their defaults."""
+    values = dict(model="attention-lstm", units=60, activation="tanh", recurrent_dropout=0.5,
+                  attention_units=50, attention_activation="tanh", pooling="mean", mask=True,
+                  learning_rate=1e-3, clipnorm=None, seed=1, batch_size=32)
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def training_data(sequences, seed=0):
+    """A FAU-like set of ``sequences`` chunks (one of 2,453 frames): feature set, targets, weights."""
+    feature_set = make_fau_like_set(n=sequences, seed=seed)
+    targets = np.searchsorted(CLASSES, feature_set.labels)
+    return feature_set, targets, np.ones(len(targets), np.float32)
+
+
+class StepTimes:
+    """A Keras callback keeping the wall-clock time of every training step."""
+
+    def __new__(cls):
+        import keras
+
+        class _StepTimes(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.times = []
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.times.append(time.perf_counter() - self.start)
+
+        return _StepTimes()
+
+
+def segment_batches(batches, segment, segments, limit=None):
+    """Make ``batches`` yield only one of ``segments`` slices of its epoch (up to ``limit``)."""
+    all_batches = batches.batch_indices(0)
+    size = -(-len(all_batches) // segments) if limit is None else limit
+    chosen = all_batches[segment * size:(segment + 1) * size]
+
+    class Segment(type(batches)):
+        def __len__(self):
+            return len(chosen)
+
+        def batch_indices(self, epoch):
+            return chosen
+
+    batches.__class__ = Segment
+    return sum(len(index) for index in chosen), batches
+
+
+# --- workers -----------------------------------------------------------------------
+
+
+def epoch_worker(sequences=9_959, batch_size=32, rounds=4, padded_steps_per_round=2, seed=0):
+    """Figure 1: bucketed (full epoch) vs fixed padding to 2,453 frames, interleaved.
+
+    The bucketed epoch is cut into ``rounds`` slices; before each slice the padded
+    pipeline trains ``padded_steps_per_round`` batches. Throughput = sequences / s.
+    """
+    import keras
+
+    from serattn import training
+
+    feature_set, targets, weights = training_data(sequences, seed)
+    sequences_list = feature_set.sequences()
+    args = model_args(batch_size=batch_size)
+    model = training.build_model(args, feature_set.dim, len(CLASSES))
+    trainer = training.trainer_for(model, "post")
+
+    def pipeline(bucketed, segment, segments, limit=None):
+        batches = training.EpochBatches(sequences_list, targets, weights, batch_size, seed,
+                                        bucketing=bucketed, pad_to=None if bucketed else FAU_MAX_FRAMES)
+        return segment_batches(batches, segment, segments, limit)
+
+    # Warm-up: trace the training step once (both pipelines share its (None, None, D) signature).
+    start = time.perf_counter()
+    _, warm = pipeline(True, 0, 1, limit=2)
+    trainer.fit(warm.dataset(), epochs=1, verbose=0, shuffle=False)
+    first_fit_s = time.perf_counter() - start
+
+    seconds = {"bucketed": 0.0, "padded": 0.0}
+    counts = {"bucketed": 0, "padded": 0}
+    frames = {"bucketed": 0, "padded": 0}
+    for segment in range(rounds):
+        for name, bucketed, limit in (("padded", False, padded_steps_per_round), ("bucketed", True, None)):
+            count, batches = pipeline(bucketed, segment, rounds, limit)
+            start = time.perf_counter()
+            trainer.fit(batches.dataset(), epochs=1, verbose=0, shuffle=False)
+            seconds[name] += time.perf_counter() - start
+            counts[name] += count
+            frames[name] += sum(len(i) * (batches.lengths[i].max() if bucketed else FAU_MAX_FRAMES)
+                                for i in batches.batch_indices(0))
+
+    # The input pipeline alone: one bucketed epoch of padded batches, no training.
+    batches = training.EpochBatches(sequences_list, targets, weights, batch_size, seed)
+    start = time.perf_counter()
+    for _ in batches.dataset():
+        pass
+    pipeline_s = time.perf_counter() - start
+
+    # Same weights, any padding: the masked model must not care.
+    sample = [sequences_list[i] for i in np.argsort(feature_set.lengths)[::max(1, len(feature_set) // 48)]]
+    outputs = [training.predict_with_attention(model, sample, batch_size, pad_to, padding)["probabilities"]
+               for pad_to, padding in ((None, "post"), (FAU_MAX_FRAMES, "post"), (FAU_MAX_FRAMES, "pre"))]
+    invariance = max(float(np.abs(outputs[0] - other).max()) for other in outputs[1:])
+    return {
+        "sequences": len(feature_set), "batch_size": batch_size, "rounds": rounds,
+        "bucketed_sequences": counts["bucketed"], "bucketed_s": seconds["bucketed"],
+        "bucketed_frames": frames["bucketed"], "padded_sequences": counts["padded"],
+        "padded_s": seconds["padded"], "padded_frames": frames["padded"],
+        "real_frames": int(feature_set.lengths.sum()), "first_fit_s": first_fit_s,
+        "input_pipeline_epoch_s": pipeline_s, "padding_invariance_max_abs_diff": invariance,
+        "keras": keras.__version__,
+    }
+
+
+def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("published",), seed=0,
+                      intra_op_threads=0, inter_op_threads=0):
+    """Figure 2: seconds per training step on one fixed (batch, frames, 32) batch.
+
+    Variants (interleaved, ``steps`` steps each per round): ``published`` (as
+    train_attention_lstm.py trains it), ``lstm_mask`` (the LSTM also consumes the
+    mask), ``rd0`` (recurrent dropout 0), ``unmasked`` (``--no-mask`` model).
+    """
+    import tensorflow as tf
+
+    from serattn import training
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)  # 0: TensorFlow's choice
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((batch_size, frames, 32), dtype=np.float32)
+    inputs = {"features": features, "mask": np.ones((batch_size, frames), bool)}
+    targets = rng.integers(0, len(CLASSES), batch_size).astype(np.int32)
+    weights = np.ones(batch_size, np.float32)
+    settings = {"published": {}, "lstm_mask": {}, "rd0": {"recurrent_dropout": 0.0},
+                "unmasked": {"mask": False}, "jit": {}}
+    trainers, traces = {}, {}
+    for name in variants:
+        model = training.build_model(model_args(**settings[name]), 32, len(CLASSES))
+        use_view = name != "lstm_mask" and settings[name].get("mask", True)
+        trainers[name] = training.trainer_for(model, "post") if use_view else model
+        trainers[name].jit_compile = name == "jit"
+    data = tf.data.Dataset.from_tensors((inputs, targets, weights)).repeat(steps)
+    times = {name: [] for name in variants}
+    for round_ in range(rounds + 1):  # round 0 traces
+        for name, trainer in trainers.items():
+            callback = StepTimes()
+            start = time.perf_counter()
+            trainer.fit(data, epochs=1, verbose=0, callbacks=[callback])
+            if round_ == 0:
+                traces[name] = time.perf_counter() - start
+            else:
+                times[name] += callback.times
+    return {"framework": "keras", "batch_size": batch_size, "frames": frames,
+            "step_s": {name: float(np.median(t)) for name, t in times.items()},
+            "first_fit_s": traces, "tensorflow": tf.__version__,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def torch_step_worker(batch_size=32, frames=200, steps=6, rounds=3, threads=(1, 2),
+                      recurrent_dropouts=(0.5, 0.0), seed=0):
+    """Figure 2: the same model in PyTorch (benchmarks/torch_model.py), same shapes."""
+    import torch
+
+    from benchmarks.torch_model import AttentionLSTM, make_train_step
+
+    torch.manual_seed(seed)
+    features = torch.randn(batch_size, frames, 32)
+    mask = torch.ones(batch_size, frames, dtype=torch.bool)
+    targets = torch.randint(0, len(CLASSES), (batch_size,))
+    weights = torch.ones(batch_size)
+    step_s = {}
+    for rate in recurrent_dropouts:
+        step = make_train_step(AttentionLSTM(32, len(CLASSES), recurrent_dropout=rate))
+        for count in threads:
+            torch.set_num_threads(count)
+            step(features, mask, targets, weights)
+            times = []
+            for _ in range(rounds * steps):
+                start = time.perf_counter()
+                step(features, mask, targets, weights)
+                times.append(time.perf_counter() - start)
+            step_s[f"rd{rate:g}_threads{count}"] = float(np.median(times))
+    return {"framework": "torch", "batch_size": batch_size, "frames": frames, "step_s": step_s,
+            "torch": torch.__version__}
+
+
+def memory_worker(sequences=9_959, batch_size=32, steps=None, seed=0):
+    """Figure 3: peak RSS of a bucketed training process holding ``sequences`` chunks.
+
+    Peak RSS is read from ``/proc/self/status`` (VmHWM) and ``getrusage`` after
+    ``steps`` training steps (default: a full epoch) and the analysis pass.
+    """
+    import tensorflow as tf  # noqa: F401  (counted in the baseline)
+
+    from serattn import training
+
+    rss_after_import = _rss_now()
+    feature_set, targets, weights = training_data(sequences, seed)
+    data_bytes = feature_set.features.nbytes
+    model = training.build_model(model_args(batch_size=batch_size), feature_set.dim, len(CLASSES))
+    trainer = training.trainer_for(model, "post")
+    batches = training.EpochBatches(feature_set.sequences(), targets, weights, batch_size, seed)
+    if steps is not None:
+        segment_batches(batches, 0, 1, limit=steps)
+    trainer.fit(batches.dataset(), epochs=1, verbose=0, shuffle=False)
+    training.predict_with_attention(model, feature_set.sequences(), batch_size)
+    return {"sequences": len(feature_set), "ragged_bytes": int(data_bytes),
+            "padded_bytes": int(len(feature_set) * FAU_MAX_FRAMES * feature_set.dim * 4),
+            "rss_after_import": rss_after_import, "peak_rss": _peak_rss(),
+            "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _rss_now():
+    return _proc_status("VmRSS")
+
+
+def _peak_rss():
+    return _proc_status("VmHWM")
+
+
+def _proc_status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+WORKERS = {"epoch": epoch_worker, "keras_step": keras_step_worker, "torch_step": torch_step_worker,
+           "memory": memory_worker}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    name, options = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
+    result = WORKERS[name](**options)
+    print("RESULT " + json.dumps(result, default=lambda value: value.item()), flush=True)  # numpy scalars
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
