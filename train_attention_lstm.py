@@ -157,7 +157,7 @@ def train_one_run(args, train, test, classes, out, data_files):
     from serattn import training  # TensorFlow loads only once the input is known to be good
 
     # Data: validation speakers held out, normalization from the training speakers.
-    is_val = training.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
+    is_val = protocols.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
     fit_set, val_set = train.subset(~is_val), train.subset(is_val)
     missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
     if missing:

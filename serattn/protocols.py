@@ -11,7 +11,7 @@ import csv
 import numpy as np
 
 from serattn import runs
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 
 from serattn.errors import InputError
 from serattn.metrics import evaluate_predictions
@@ -29,6 +29,48 @@ def parse_cv(values):
     if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
         return name, int(rest[0])
     raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, got '{' '.join(values)}'")
+
+
+def split_validation_speakers(speakers, spec, seed):
+    """Pick validation speakers among the training speakers.
+
+    Args:
+        speakers: (N,) speaker of each training utterance.
+        spec: a fraction of the speakers (``"0.2"``), a count (``"2"``), a comma
+            list of speaker ids, or ``"0"``/``"none"`` for no validation set.
+        seed: seed of the random choice.
+
+    Returns:
+        (N,) bool, True for validation utterances.
+    """
+    speakers = np.asarray(speakers)
+    unique = np.unique(speakers)
+    if spec in ("0", "none", ""):
+        return np.zeros(len(speakers), dtype=bool)
+    try:
+        size = float(spec)
+    except ValueError:
+        chosen = [s.strip() for s in spec.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in unique]
+        if unknown:
+            raise InputError(f"--val-speakers: speaker(s) {', '.join(unknown)} are not among the "
+                             f"training speakers ({', '.join(unique[:20])}{'...' if len(unique) > 20 else ''})")
+        is_val = np.isin(speakers, chosen)
+    else:
+        if size <= 0 or (size >= 1 and size != int(size)):
+            raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
+                             f"speaker ids, got '{spec}'")
+        if len(unique) < 2:
+            raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
+                             f"speaker-disjoint validation set is possible; use --val-speakers 0")
+        count = int(size) if size >= 1 else max(1, round(size * len(unique)))
+        splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
+        _, val_index = next(splitter.split(speakers, groups=speakers))
+        is_val = np.zeros(len(speakers), dtype=bool)
+        is_val[val_index] = True
+    if is_val.all():
+        raise InputError("--val-speakers leaves no training speakers; choose fewer validation speakers")
+    return is_val
 
 
 def speaker_folds(speakers, protocol, folds=None):

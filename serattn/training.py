@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.data import pad_batch
@@ -214,48 +213,6 @@ def parse_class_weight(text, classes, labels):
             raise InputError(f"--class-weight names class '{name}', which the training set does not "
                              f"have; classes: {', '.join(classes)}")
     return np.array([weights.get(c, 1.0) for c in classes])
-
-
-def split_validation_speakers(speakers, spec, seed):
-    """Pick validation speakers among the training speakers.
-
-    Args:
-        speakers: (N,) speaker of each training utterance.
-        spec: a fraction of the speakers (``"0.2"``), a count (``"2"``), a comma
-            list of speaker ids, or ``"0"``/``"none"`` for no validation set.
-        seed: seed of the random choice.
-
-    Returns:
-        (N,) bool, True for validation utterances.
-    """
-    speakers = np.asarray(speakers)
-    unique = np.unique(speakers)
-    if spec in ("0", "none", ""):
-        return np.zeros(len(speakers), dtype=bool)
-    try:
-        size = float(spec)
-    except ValueError:
-        chosen = [s.strip() for s in spec.split(",") if s.strip()]
-        unknown = [s for s in chosen if s not in unique]
-        if unknown:
-            raise InputError(f"--val-speakers: speaker(s) {', '.join(unknown)} are not among the "
-                             f"training speakers ({', '.join(unique[:20])}{'...' if len(unique) > 20 else ''})")
-        is_val = np.isin(speakers, chosen)
-    else:
-        if size <= 0 or (size >= 1 and size != int(size)):
-            raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
-                             f"speaker ids, got '{spec}'")
-        if len(unique) < 2:
-            raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
-                             f"speaker-disjoint validation set is possible; use --val-speakers 0")
-        count = int(size) if size >= 1 else max(1, round(size * len(unique)))
-        splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
-        _, val_index = next(splitter.split(speakers, groups=speakers))
-        is_val = np.zeros(len(speakers), dtype=bool)
-        is_val[val_index] = True
-    if is_val.all():
-        raise InputError("--val-speakers leaves no training speakers; choose fewer validation speakers")
-    return is_val
 
 
 # --- training --------------------------------------------------------------------

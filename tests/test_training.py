@@ -3,8 +3,8 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from serattn.errors import InputError
-from serattn.training import (EpochBatches, UnweightedAverageRecall, bucketed_batch_indices,
-                              parse_class_weight, split_validation_speakers)
+from serattn.protocols import split_validation_speakers
+from serattn.training import EpochBatches, UnweightedAverageRecall, bucketed_batch_indices, parse_class_weight
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes")
