@@ -1,6 +1,6 @@
 """Combine the class probabilities of runs on the same test utterances into a run folder of its own.
 
-    python ensemble.py results/emodb/att-tanh-seed1 results/emodb/linear-svm --method weighted --out results/emodb/ens
+    python ensemble.py results/emodb/att-tanh-seed1 results/emodb/linear-svm --out results/emodb/ens
     python ensemble.py results/tanh_seed1 results/mlp-seed1 --method mean --out results/ens-mean
 """
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from serattn import ensemble, runs, static
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="finished run folders (train_attention_lstm.py, train_static.py), all single-split "

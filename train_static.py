@@ -1,11 +1,10 @@
-"""Train a static scikit-learn model (linear SVM, RBF SVM, logistic regression, MLP) on utterance functionals.
+"""Train a static scikit-learn model (linear or RBF SVM, logistic regression, MLP) on utterance functionals.
 
-    python train_static.py --data data/emodb_2s_func.npz --cv loso --model linear-svm --out results/emodb/linear-svm
-    python train_static.py --data data/emodb_2s_func.npz --cv loso --model mlp --seeds 1,2,3 --out results/emodb/mlp
+    python train_static.py --data data/emodb_2s_func.npz --cv loso --model linear-svm --out results/emodb/lsvm
+    python train_static.py --data data/emodb_2s_func.npz --cv loso --model mlp --seeds 1,2,3 --out results/mlp
     python train_static.py --train train_func.npz --test test_func.npz --model logreg --val-speakers 0
 """
 
-import argparse
 import os
 import sys
 import time
@@ -15,12 +14,12 @@ import numpy as np
 
 from serattn import protocols, runs, static
 from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test (any split with --cv)")
     data.add_argument("--train", help="training feature set (.npz)")
@@ -39,17 +38,16 @@ def build_parser():
                                "utterance's frames (mean) (default: %(default)s)")
     features.add_argument("--norm", default="global", choices=NORMALIZATIONS,
                           help="z-normalization: statistics of the training speakers (global), of each "
-                               "speaker itself (speaker; uses unlabelled test audio), or none (default: %(default)s)")
+                               "speaker itself (speaker; uses unlabelled test audio), or none "
+                               "(default: %(default)s)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="linear-svm", choices=static.STATIC_MODELS,
                        help="linear-svm (the IS09 challenge baseline kind), rbf-svm, logreg or mlp "
                             "(default: %(default)s)")
     model.add_argument("--grid", default=None,
-                       help="hyper-parameter values to choose from, 'NAME=V1,V2;NAME2=...' (default per model: "
-                            + "; ".join(f"{m}: " + " ".join(f"{k}={','.join(f'{v:g}' if isinstance(v, float) else v for v in vs)}"
-                                                          for k, vs in g.items())
-                                        for m, g in static.DEFAULT_GRIDS.items()) + ")")
+                       help=f"hyper-parameter values to choose from, 'NAME=V1,V2;NAME2=...' "
+                            f"(default per model: {static.describe_grids()})")
     model.add_argument("--hidden", default="128",
                        help="mlp only: hidden layer sizes, comma-separated units (default: %(default)s)")
     model.add_argument("--max-iter", type=int, default=None,
@@ -136,7 +134,7 @@ def load_data(args):
 def train_one_run(args, train, test, classes, out, data_files):
     """Choose hyper-parameters, fit on ``train``, evaluate on ``test``, write the run folder ``out``."""
     # Data: validation speakers held out, normalization from the remaining training speakers.
-    is_val = static.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
+    is_val = protocols.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
     fit_set, val_set = train.subset(~is_val), train.subset(is_val)
     missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
     if missing:

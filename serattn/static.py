@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, PredefinedSplit, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, PredefinedSplit, StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -122,6 +122,15 @@ def parse_grid(text, model):
     return grid
 
 
+def describe_grids():
+    """The default grids as text, e.g. ``linear-svm: C=1e-05,0.0001,...; mlp: alpha=...``."""
+    def values(items):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in items)
+
+    return "; ".join(f"{model}: " + " ".join(f"{name}={values(items)}" for name, items in grid.items())
+                     for model, grid in DEFAULT_GRIDS.items())
+
+
 def _number_or_word(text):
     try:
         return float(text)
@@ -137,53 +146,6 @@ def class_weights(spec, classes, labels):
         raise InputError(f"--class-weight: expected balanced or none, got '{spec}'")
     weights = compute_class_weight("balanced", classes=np.asarray(classes), y=np.asarray(labels))
     return {c: float(w) for c, w in zip(classes, weights)}
-
-
-def split_validation_speakers(speakers, spec, seed):
-    """Pick validation speakers among the training speakers.
-
-    The same choice as ``serattn.training.split_validation_speakers`` (same seed,
-    same speakers -> same validation speakers), so that a static run and an
-    attention-LSTM run hold out the same utterances and can be ensembled; kept
-    here so that static models do not load TensorFlow.
-
-    Args:
-        speakers: (N,) speaker of each training utterance.
-        spec: a fraction of the speakers (``"0.2"``), a count (``"2"``), a comma
-            list of speaker ids, or ``"0"``/``"none"`` for no validation set.
-        seed: seed of the random choice.
-
-    Returns:
-        (N,) bool, True for validation utterances.
-    """
-    speakers = np.asarray(speakers)
-    unique = np.unique(speakers)
-    if spec in ("0", "none", ""):
-        return np.zeros(len(speakers), dtype=bool)
-    try:
-        size = float(spec)
-    except ValueError:
-        chosen = [s.strip() for s in spec.split(",") if s.strip()]
-        unknown = [s for s in chosen if s not in unique]
-        if unknown:
-            raise InputError(f"--val-speakers: speaker(s) {', '.join(unknown)} are not among the "
-                             f"training speakers ({', '.join(unique[:20])}{'...' if len(unique) > 20 else ''})")
-        is_val = np.isin(speakers, chosen)
-    else:
-        if size <= 0 or (size >= 1 and size != int(size)):
-            raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
-                             f"speaker ids, got '{spec}'")
-        if len(unique) < 2:
-            raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
-                             f"speaker-disjoint validation set is possible; use --val-speakers 0")
-        count = int(size) if size >= 1 else max(1, round(size * len(unique)))
-        splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
-        _, val_index = next(splitter.split(speakers, groups=speakers))
-        is_val = np.zeros(len(speakers), dtype=bool)
-        is_val[val_index] = True
-    if is_val.all():
-        raise InputError("--val-speakers leaves no training speakers; choose fewer validation speakers")
-    return is_val
 
 
 # --- models ------------------------------------------------------------------------------

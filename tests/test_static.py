@@ -9,7 +9,7 @@ import attention_visualize
 import compare_runs
 import train_static
 import tsne_plot
-from serattn import static
+from serattn import protocols, static
 from serattn.data import save_feature_set
 from serattn.errors import InputError
 from serattn.testing import make_feature_set
@@ -182,17 +182,14 @@ def test_pool_mean_gives_mean_and_std_over_frames():
         static.utterance_features(pooled, "mean")
 
 
-def test_validation_speakers_are_those_the_attention_lstm_holds_out():
-    # Values of serattn.training.split_validation_speakers (same seed, same speakers), so that
-    # static and LSTM runs share their val rows and ensemble.py can tune on them.
-    speakers = np.repeat([f"s{i:02d}" for i in range(9)], 3)
-    for spec, seed, expected in [("0.2", 1, ["s02", "s08"]), ("0.2", 2, ["s01", "s04"]),
-                                 ("2", 3, ["s02", "s06"]), ("0.5", 7, ["s00", "s02", "s07", "s08"])]:
-        chosen = static.split_validation_speakers(speakers, spec, seed)
-        assert sorted(set(speakers[chosen])) == expected
-    assert not static.split_validation_speakers(speakers, "0", 1).any()
-    with pytest.raises(InputError, match="are not among the training speakers"):
-        static.split_validation_speakers(speakers, "s99", 1)
+def test_validation_speakers_are_those_the_attention_lstm_holds_out(svm_run):
+    # The same choice (protocols.split_validation_speakers, same seed) as train_attention_lstm.py,
+    # so that static and LSTM runs share their val rows and ensemble.py can tune on them.
+    train = make_functionals()
+    train = train.subset(train.split == "train")
+    expected = protocols.split_validation_speakers(train.speakers, "0.2", 1)
+    config = json.loads((svm_run / "config.json").read_text())
+    assert config["val_speakers_used"] == sorted(set(train.speakers[expected]))
 
 
 def test_grid_flag():
