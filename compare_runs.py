@@ -28,7 +28,7 @@ from serattn.run_folder import open_run
 IGNORED_KEYS = ("seed", "out", "out_dir", "output", "run_dir", "name", "run_name", "git_commit",
                 "run_format", "classes", "debug", "verbose", "quiet", "overwrite", "tensorboard",
                 "config", "resume", "val_speakers_used", "feature_names", "feature_meta.manifest",
-                "feature_meta.corpus_root")
+                "feature_meta.corpus_root", "member_runs", "member_seeds", "weights")
 IGNORED_PREFIXES = ("versions.", "data_files.", "class_weights.")
 FORMATS = ("text", "markdown", "csv")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn import ensemble, runs, static
+from serattn import ensemble, protocols, runs
 from serattn.errors import ArgumentParser, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
 
@@ -117,7 +117,7 @@ def write_folds(args, parents, combined, out):
             print(f"{fold_dir}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
                   f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
     classes = ensemble.check_classes(parents)
-    metrics = static.write_pooled_run(out, fold_dirs, classes)
+    metrics = protocols.write_pooled_run(out, fold_dirs, classes)
     metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
     runs.write_json(out / "metrics.json", metrics)
     runs.write_json(out / "config.json", {**config_of(args, parents, classes), "out": str(out),

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import numpy as np
 
 from serattn import protocols, runs
-from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
+from serattn.data import NORMALIZATIONS, Normalization
 from serattn.define import ACTIVATIONS
 from serattn.distribute import STRATEGIES
 from serattn.errors import ArgumentParser, InputError, run_main
@@ -129,27 +129,6 @@ def parse_args(argv):
     args.pad_to_max = args.pad_to_max or not args.mask  # the published model padded everything
     args.out = args.out or f"results/{args.model}-{args.activation}-seed{args.seed}"
     return args
-
-
-def load_data(args):
-    """Train and test feature sets, checked against each other (test is None with --cv)."""
-    if args.data:
-        feature_set = load_feature_set(args.data, args.input_padding)
-        if args.cv:
-            return feature_set, None, {"data": args.data}
-        if feature_set.split is None:
-            raise InputError(f"'{args.data}' has no 'split' array; give --train and --test, or use --cv")
-        unknown = sorted(str(s) for s in set(feature_set.split) - {"train", "test"})
-        if unknown:
-            raise InputError(f"'{args.data}' has split values {', '.join(unknown)}; expected only train and test")
-        train, test = (feature_set.subset(feature_set.split == s) for s in ("train", "test"))
-        if len(train) == 0 or len(test) == 0:
-            raise InputError(f"'{args.data}' needs utterances of both splits, train and test")
-        return train, test, {"data": args.data}
-    train = load_feature_set(args.train, args.input_padding)
-    test = load_feature_set(args.test, args.input_padding)
-    check_same_features(train, test, args.train, args.test)
-    return train, test, {"train": args.train, "test": args.test}
 
 
 def train_one_run(args, train, test, classes, out, data_files):
@@ -267,15 +246,8 @@ def main(argv=None):
         args.out = worker_out(args.out)  # only the chief writes OUT; other workers OUT-workerK
 
     # Data: every input is checked before anything is written.
-    train, test, sources = load_data(args)
-    classes = sorted(str(c) for c in set(train.labels))
-    unseen = [] if test is None else sorted(str(c) for c in set(test.labels) - set(classes))
-    if unseen:
-        raise InputError(f"test labels {', '.join(unseen)} in '{sources.get('test', args.data)}' never occur "
-                         f"in the training set (classes: {', '.join(classes)})")
-    if len(classes) < 2:
-        raise InputError(f"'{sources.get('data') or sources['train']}' has a single class "
-                         f"({classes[0]}); need at least 2")
+    train, test, sources, classes = protocols.load_train_test(args.data, args.train, args.test, args.cv,
+                                                              args.input_padding)
     data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
                   for name, path in sources.items()}
     if not args.resume:

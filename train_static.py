@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 
 from serattn import protocols, runs, static
-from serattn.data import NORMALIZATIONS, Normalization, check_same_features, load_feature_set
+from serattn.data import NORMALIZATIONS, Normalization
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.metrics import evaluate_predictions, format_confusion, format_summary
 
@@ -108,27 +108,6 @@ def parse_args(argv):
     args.cv = protocols.parse_cv(args.cv)
     args.out = args.out or f"results/{args.model}-seed{args.seed}"
     return args
-
-
-def load_data(args):
-    """Train and test sets with one row per utterance (test is None with --cv)."""
-    if args.data:
-        feature_set = static.utterance_features(load_feature_set(args.data), args.pool, args.data)
-        if args.cv:
-            return feature_set, None, {"data": args.data}
-        if feature_set.split is None:
-            raise InputError(f"'{args.data}' has no 'split' array; give --train and --test, or use --cv")
-        unknown = sorted(str(s) for s in set(feature_set.split) - {"train", "test"})
-        if unknown:
-            raise InputError(f"'{args.data}' has split values {', '.join(unknown)}; expected only train and test")
-        train, test = (feature_set.subset(feature_set.split == s) for s in ("train", "test"))
-        if len(train) == 0 or len(test) == 0:
-            raise InputError(f"'{args.data}' needs utterances of both splits, train and test")
-        return train, test, {"data": args.data}
-    train = static.utterance_features(load_feature_set(args.train), args.pool, args.train)
-    test = static.utterance_features(load_feature_set(args.test), args.pool, args.test)
-    check_same_features(train, test, args.train, args.test)
-    return train, test, {"train": args.train, "test": args.test}
 
 
 def train_one_run(args, train, test, classes, out, data_files):
@@ -228,7 +207,7 @@ def cross_validate(args, data, classes, out, data_files):
             "run_format": runs.RUN_FORMAT, **runs.environment_info()})
         for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
             train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
-        metrics = static.write_pooled_run(out, fold_dirs, classes)
+        metrics = protocols.write_pooled_run(out, fold_dirs, classes)
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         runs.write_json(out / "metrics.json", metrics)
     except BaseException:
@@ -242,15 +221,9 @@ def main(argv=None):
     args = parse_args(argv)
 
     # Data: every input is checked before anything is written.
-    train, test, sources = load_data(args)
-    classes = sorted(str(c) for c in set(train.labels))
-    unseen = [] if test is None else sorted(str(c) for c in set(test.labels) - set(classes))
-    if unseen:
-        raise InputError(f"test labels {', '.join(unseen)} in '{sources.get('test', args.data)}' never occur "
-                         f"in the training set (classes: {', '.join(classes)})")
-    if len(classes) < 2:
-        raise InputError(f"'{sources.get('data') or sources['train']}' has a single class "
-                         f"({classes[0]}); need at least 2")
+    train, test, sources, classes = protocols.load_train_test(
+        args.data, args.train, args.test, args.cv,
+        prepare=lambda feature_set, path: static.utterance_features(feature_set, args.pool, path))
     data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
                   for name, path in sources.items()}
 

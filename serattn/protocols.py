@@ -9,10 +9,10 @@ mix them up, so both are named).
 import csv
 
 import numpy as np
-
-from serattn import runs
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 
+from serattn import runs
+from serattn.data import check_same_features, load_feature_set
 from serattn.errors import InputError
 from serattn.metrics import evaluate_predictions
 
@@ -29,6 +29,55 @@ def parse_cv(values):
     if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
         return name, int(rest[0])
     raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, got '{' '.join(values)}'")
+
+
+def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None):
+    """The feature sets of an experiment, checked, as the training scripts take them.
+
+    Args:
+        data: one feature set whose ``split`` says train/test (any split with ``cv``).
+        train, test: two feature sets instead of ``data``.
+        cv: cross-validation: all of ``data`` is returned as the training set.
+        padding: where padded input arrays carry their zeros (see load_feature_set).
+        prepare: optional ``f(feature_set, path) -> feature_set`` applied on load
+            (static models turn frames into one row per utterance).
+
+    Returns:
+        ``(train, test or None, sources, classes)``; sources maps data/train/test
+        to paths, classes are the sorted training labels.
+    """
+    def load(path):
+        feature_set = load_feature_set(path, padding)
+        return prepare(feature_set, path) if prepare else feature_set
+
+    if data:
+        feature_set, sources = load(data), {"data": data}
+        if cv:
+            return feature_set, None, sources, check_classes(feature_set, None, data)
+        if feature_set.split is None:
+            raise InputError(f"'{data}' has no 'split' array; give --train and --test, or use --cv")
+        unknown = sorted(str(s) for s in set(feature_set.split) - {"train", "test"})
+        if unknown:
+            raise InputError(f"'{data}' has split values {', '.join(unknown)}; expected only train and test")
+        train_set, test_set = (feature_set.subset(feature_set.split == s) for s in ("train", "test"))
+        if len(train_set) == 0 or len(test_set) == 0:
+            raise InputError(f"'{data}' needs utterances of both splits, train and test")
+    else:
+        train_set, test_set, sources = load(train), load(test), {"train": train, "test": test}
+        check_same_features(train_set, test_set, train, test)
+    return train_set, test_set, sources, check_classes(train_set, test_set, sources.get("test", data))
+
+
+def check_classes(train, test, test_source):
+    """The training classes; InputError for test labels never trained or a single class."""
+    classes = sorted(str(c) for c in set(train.labels))
+    unseen = [] if test is None else sorted(str(c) for c in set(test.labels) - set(classes))
+    if unseen:
+        raise InputError(f"test labels {', '.join(unseen)} in '{test_source}' never occur in the training "
+                         f"set (classes: {', '.join(classes)})")
+    if len(classes) < 2:
+        raise InputError(f"the training set has a single class ({classes[0]}); need at least 2")
+    return classes
 
 
 def split_validation_speakers(speakers, spec, seed):
@@ -117,9 +166,9 @@ def write_pooled_run(out, fold_dirs, classes):
     """Pool finished folds into the parent run folder ``out``.
 
     Writes ``metrics.json`` (pooled and per-fold scores), ``predictions.csv`` (the
-    folds' test rows, with a ``fold`` column) and ``attention.npz`` (the folds' test
-    utterances), so that figure and comparison scripts read a cross-validation
-    like any other run.
+    folds' test rows, with a ``fold`` column) and, when the folds have attention
+    arrays, ``attention.npz`` (the folds' test utterances), so that figure and
+    comparison scripts read a cross-validation like any other run.
 
     Returns:
         The pooled metrics.
@@ -127,12 +176,20 @@ def write_pooled_run(out, fold_dirs, classes):
     metrics, rows = pool_folds(fold_dirs, classes)
     runs.write_json(out / "metrics.json", metrics)
     temporary = runs.atomic_path(out / "predictions.csv")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(out / "predictions.csv")
+    try:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        temporary.replace(out / "predictions.csv")
+    finally:
+        temporary.unlink(missing_ok=True)
+    if all((folder / "attention.npz").is_file() for folder in fold_dirs):
+        _pool_attention(out, fold_dirs)
+    return metrics
 
+
+def _pool_attention(out, fold_dirs):
     pooled = {key: [] for key in ("weights", "z", "ids", "labels", "speakers", "split", "padding_mass")}
     for folder in fold_dirs:
         with np.load(folder / "attention.npz") as fold:
@@ -144,4 +201,3 @@ def write_pooled_run(out, fold_dirs, classes):
     runs.write_attention(out / "attention.npz", pooled["weights"],
                          *(np.concatenate(pooled[key]) for key in ("z", "ids", "labels", "speakers", "split",
                                                                     "padding_mass")))
-    return metrics

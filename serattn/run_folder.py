@@ -173,6 +173,10 @@ class Run:
 
     def attention(self):
         """``attention.npz`` as an :class:`AttentionSet`, checked for consistency."""
+        model = self.config.get("model", "attention-lstm")
+        if not (self.path / ATTENTION_FILE).is_file() and model not in ("attention-lstm", "basic-lstm"):
+            raise InputError(f"'{self.path}' is a {model} run: it has no attention weights or "
+                             f"representations; attention figures and t-SNE need a train_attention_lstm.py run")
         path = self.file(ATTENTION_FILE)
         try:
             with np.load(path, allow_pickle=False) as npz:

@@ -13,7 +13,6 @@ regression and the MLP use their own ``predict_proba``. Every model thus writes
 ``p_<class>`` columns that an ensemble can average.
 """
 
-import csv
 import time
 import warnings
 
@@ -28,7 +27,6 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC, LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 
-from serattn import protocols, runs
 from serattn.data import FeatureSet
 from serattn.errors import InputError
 
@@ -312,30 +310,3 @@ def predict_probabilities(pipeline, features, classes):
     order = {str(c): j for j, c in enumerate(pipeline.classes_)}
     columns = [probabilities[:, order[c]] if c in order else np.zeros(len(features)) for c in classes]
     return np.stack(columns, axis=1)
-
-
-# --- cross-validation parents ------------------------------------------------------------
-
-
-def write_pooled_run(out, fold_dirs, classes):
-    """Pool finished folds into ``out`` like :func:`serattn.protocols.write_pooled_run`,
-    for runs without attention arrays (static models, ensembles).
-
-    Writes ``metrics.json`` (pooled and per-fold scores) and ``predictions.csv``
-    (the folds' test rows with a ``fold`` column).
-
-    Returns:
-        The pooled metrics.
-    """
-    metrics, rows = protocols.pool_folds(fold_dirs, classes)
-    runs.write_json(out / "metrics.json", metrics)
-    temporary = runs.atomic_path(out / "predictions.csv")
-    try:
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        temporary.replace(out / "predictions.csv")
-    finally:
-        temporary.unlink(missing_ok=True)
-    return metrics

@@ -136,7 +136,7 @@ def test_compare_runs_tables_static_runs(svm_run, cv_run, capsys):
 
 @pytest.mark.parametrize("script", [attention_visualize, tsne_plot])
 def test_attention_scripts_refuse_static_runs_with_a_message(script, svm_run):
-    with pytest.raises(InputError, match="lacks 'attention.npz'"):
+    with pytest.raises(InputError, match="is a linear-svm run: it has no attention weights"):
         script.main([str(svm_run)])
 
 
