@@ -71,8 +71,8 @@ def build_parser():
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
     training.add_argument("--strategy", default="default", choices=STRATEGIES,
-                          help="default: one device; mirrored: all GPUs of this machine; "
-                               "multiworker: the machines in TF_CONFIG (see README)")
+                          help="default: one device; mirrored: all GPUs of this machine; multiworker: "
+                               "not yet supported by Keras 3.15 (see README)")
     training.add_argument("--mixed-precision", action="store_true",
                           help="float16 compute on a GPU (refused on CPU, where it is slower)")
 
@@ -240,10 +240,6 @@ def cross_validate(args, data, classes, out, data_files):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.strategy == "multiworker":
-        from serattn.distribute import worker_out
-
-        args.out = worker_out(args.out)  # only the chief writes OUT; other workers OUT-workerK
 
     # Data: every input is checked before anything is written.
     train, test, sources, classes = protocols.load_train_test(args.data, args.train, args.test, args.cv,

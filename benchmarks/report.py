@@ -58,7 +58,9 @@ def where_the_time_goes(values):
             f"- **The mask in the LSTM** costs per-step selects on outputs and both states and their "
             f"gradients. `training.fit` now trains a view of the model whose LSTM skips the mask on "
             f"post-padded batches (exact: a one-way LSTM's valid outputs never see post-padding; the saved "
-            f"model keeps its mask): {get('speedup_unmasked_lstm_view'):.2f}x on the step.")
+            f"model keeps its mask): {get('speedup_unmasked_lstm_view'):.2f}x on the step"
+            + (f" (a `--no-mask` model, no mask anywhere: {get('speedup_no_mask_model'):.2f}x)"
+               if have("speedup_no_mask_model") else "") + ".")
     if have("input_pipeline_share", "first_fit_s"):
         lines.append(
             f"- **Input pipeline.** Producing one epoch of bucketed, padded batches (Python generator + "

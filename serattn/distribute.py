@@ -4,10 +4,11 @@
 - ``mirrored``: ``MirroredStrategy``, every GPU of this machine (or the logical
   devices a test made); each batch of ``--batch-size`` is split across them and the
   gradients are summed, so results match ``default`` up to floating-point order.
-- ``multiworker``: ``MultiWorkerMirroredStrategy`` across machines described by the
-  ``TF_CONFIG`` environment variable; every worker runs the same command, builds the
-  same batches from the same seed and trains on every N-th of them (N workers), so
-  one step sees N batches. Only the chief (worker 0) writes the run folder.
+- ``multiworker``: ``MultiWorkerMirroredStrategy`` across the machines in
+  ``TF_CONFIG``. Refused for now: Keras 3.15's ``fit`` fails under it (its per-step
+  log reduction takes axis 0 of scalars, tensorflow/tensorflow#72388), and every
+  worker would also need the same early-stopping decision from a validation set
+  that tf.distribute shards. Spread seeds or folds over machines instead (README).
 
 The model is built and compiled inside ``strategy.scope()`` (see ``training.build_model``).
 """
@@ -33,7 +34,9 @@ def get_strategy(name="default"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     check_tf_config(os.environ.get("TF_CONFIG"))
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    raise InputError("--strategy multiworker: Keras 3.15 cannot train under MultiWorkerMirroredStrategy "
+                     "yet (tensorflow/tensorflow#72388); run one seed or fold per machine instead, e.g. "
+                     "--seed K --out OUT-seedK on machine K, then compare_runs.py over the folders")
 
 
 def check_tf_config(text):
@@ -55,42 +58,32 @@ def check_tf_config(text):
     return config
 
 
-def is_chief(strategy):
-    """Whether this process writes the run folder (always, except non-chief workers)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+def build_from_local_batch(model, strategy):
+    """Let Keras build ``model`` from one replica's first batch under ``strategy``.
 
-
-def num_workers(strategy):
-    """Machines taking part (1 unless multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return 1
-    return len(resolver.cluster_spec().as_dict().get("worker", [])) + \
-        len(resolver.cluster_spec().as_dict().get("chief", []))
-
-
-def worker_out(out):
-    """The run folder this worker writes: ``out`` on the chief, ``out-workerK`` elsewhere."""
-    strategy = get_strategy("multiworker")
-    if is_chief(strategy):
-        return out
-    return f"{out}-worker{strategy.cluster_resolver.task_id}"
-
-
-def distributable(dataset, strategy):
-    """``dataset`` with a float mask under a non-default strategy (TensorFlow casts it back).
-
-    Keras' first step under a strategy averages one batch across replicas to build
-    the model, and TensorFlow has no bool kernel for that sum; the model's bool
-    ``mask`` input converts the 0/1 floats back, so nothing else changes.
+    Before the first step under a strategy, Keras (3.15, ``TensorFlowTrainer.
+    _maybe_symbolic_build``) averages one batch across the replicas only to learn
+    the input shapes, and TensorFlow has no bool kernel for that sum of the mask.
+    One replica's own batch has the same shapes; training itself is unchanged.
     """
     import tensorflow as tf
+    from keras import tree
 
-    if dataset is None or strategy is tf.distribute.get_strategy():
-        return dataset
-    return dataset.map(lambda inputs, *rest: ({**inputs, "mask": tf.cast(inputs["mask"], tf.float32)}, *rest))
+    if strategy is tf.distribute.get_strategy():
+        return model
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(local, next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    return model

@@ -61,9 +61,15 @@ def test_bad_tf_config_is_an_input_error(text, message):
         check_tf_config(text)
 
 
-def test_good_tf_config_passes():
-    config = check_tf_config('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}')
-    assert config["task"]["index"] == 1
+def test_good_tf_config_passes_and_multiworker_is_refused_with_the_reason(monkeypatch):
+    from serattn.distribute import get_strategy
+    from serattn.errors import InputError
+
+    text = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
+    assert check_tf_config(text)["task"]["index"] == 1
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(InputError, match="tensorflow/tensorflow#72388.*one seed or fold per machine"):
+        get_strategy("multiworker")
 
 
 def test_mixed_precision_is_refused_without_a_gpu():
