@@ -194,7 +194,8 @@ def bench_memory(figures, quick):
                 "the same process on 100 sequences: TensorFlow, model, traced functions")
     over_baseline = full["peak_rss"] - baseline["peak_rss"]
     figures.add("peak_rss_over_baseline_vs_ragged", over_baseline / full["ragged_bytes"],
-                "(peak - baseline) / ragged data size")
+                "(peak - baseline) / ragged data size" + ("; --quick: the set is so small that sizes which do "
+                                                          "not grow with it dominate, see a full run" if quick else ""))
 
 
 def bench_slots(figures, quick):
@@ -242,7 +243,8 @@ def bench_extraction(figures, quick):
             seconds = time.perf_counter() - start
             figures.add(f"extraction_realtime_factor_jobs{jobs}", audio_s / seconds,
                         f"{audio_s:.0f} s of audio ({files} emodb_2s files) / wall seconds of "
-                        f"extract_features.py --jobs {jobs} --no-cache, start-up included")
+                        f"extract_features.py --jobs {jobs} --no-cache, start-up included"
+                        + (" (--quick: start-up dominates)" if limit else ""))
 
 
 BENCHES = {"machine": bench_machine, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
