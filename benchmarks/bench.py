@@ -194,8 +194,8 @@ def bench_memory(figures, quick):
                 "the same process on 100 sequences: TensorFlow, model, traced functions")
     over_baseline = full["peak_rss"] - baseline["peak_rss"]
     figures.add("peak_rss_over_baseline_vs_ragged", over_baseline / full["ragged_bytes"],
-                "(peak - baseline) / ragged data size" + ("; --quick: the set is so small that sizes which do "
-                                                          "not grow with it dominate, see a full run" if quick else ""))
+                "(peak - baseline) / ragged data size"
+                + ("; --quick: so small a set that fixed costs dominate, see a full run" if quick else ""))
 
 
 def bench_slots(figures, quick):
