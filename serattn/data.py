@@ -229,8 +229,10 @@ def _from_ragged_arrays(arrays, path):
             meta = json.loads(str(arrays["meta"]))
         except ValueError:
             raise InputError(f"'meta' in '{path}' is not valid JSON") from None
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_feature_set
+        frames = features.astype(np.float32) if features.dtype.kind == "f" else _float_frames(features, path)
     return FeatureSet(
-        features=features.astype(np.float32) if features.dtype.kind == "f" else _float_frames(features, path),
+        features=frames,
         lengths=lengths.astype(np.int64),
         ids=_strings(ids, "ids", path),
         labels=_labels(arrays["labels"], n, path),
