@@ -12,7 +12,7 @@ import numpy as np
 
 from serattn import ensemble, protocols, runs
 from serattn.errors import ArgumentParser, run_main
-from serattn.metrics import evaluate_predictions, format_confusion, format_summary
+from serattn.metrics import evaluate_predictions, format_report
 
 
 def parse_args(argv):
@@ -153,10 +153,7 @@ def main(argv=None):
         runs.remove_run_dir(out)
         raise
     runs.mark_complete(out)
-    print(format_confusion(metrics, title=title))
-    print(format_summary(metrics))
-    if folds:
-        print(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+    print(format_report(metrics, title))
     return 0
 
 

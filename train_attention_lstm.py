@@ -19,7 +19,7 @@ from serattn.data import NORMALIZATIONS, Normalization
 from serattn.define import ACTIVATIONS
 from serattn.distribute import STRATEGIES
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.metrics import evaluate_predictions, format_confusion, format_summary
+from serattn.metrics import evaluate_predictions, format_report
 
 MODELS = ("attention-lstm", "basic-lstm")
 
@@ -244,8 +244,7 @@ def main(argv=None):
     # Data: every input is checked before anything is written.
     train, test, sources, classes = protocols.load_train_test(args.data, args.train, args.test, args.cv,
                                                               args.input_padding)
-    data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
-                  for name, path in sources.items()}
+    data_files = runs.describe_data_files(sources)
     if not args.resume:
         runs.warn_if_data_changed(getattr(args, "saved_config", None), data_files)
 
@@ -259,10 +258,7 @@ def main(argv=None):
         else:
             metrics = train_one_run(args, train, test, classes, out, data_files)
             title = f"{out}: test set, best epoch {metrics['best_epoch']}"
-        print(format_confusion(metrics, title=title))
-        print(format_summary(metrics))
-        if args.cv:
-            print(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+        print(format_report(metrics, title))
     return 0
 
 

@@ -5,7 +5,6 @@
     python train_static.py --train train_func.npz --test test_func.npz --model logreg --val-speakers 0
 """
 
-import os
 import sys
 import time
 
@@ -15,7 +14,7 @@ import numpy as np
 from serattn import protocols, runs, static
 from serattn.data import NORMALIZATIONS, Normalization
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.metrics import evaluate_predictions, format_confusion, format_summary
+from serattn.metrics import evaluate_predictions, format_report
 
 
 def build_parser():
@@ -224,8 +223,7 @@ def main(argv=None):
     train, test, sources, classes = protocols.load_train_test(
         args.data, args.train, args.test, args.cv,
         prepare=lambda feature_set, path: static.utterance_features(feature_set, args.pool, path))
-    data_files = {name: {"path": os.path.abspath(path), "sha256": runs.file_sha256(path)}
-                  for name, path in sources.items()}
+    data_files = runs.describe_data_files(sources)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.
     for seed in args.seed_list:
@@ -237,10 +235,7 @@ def main(argv=None):
         else:
             metrics = train_one_run(args, train, test, classes, out, data_files)
             title = f"{out}: test set"
-        print(format_confusion(metrics, title=title))
-        print(format_summary(metrics))
-        if args.cv:
-            print(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+        print(format_report(metrics, title))
     return 0
 
 

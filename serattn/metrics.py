@@ -62,3 +62,12 @@ def format_summary(metrics):
         f"{c}={'-' if r is None else f'{100 * r:.1f}'}" for c, r in metrics["per_class_recall"].items())
     ua = "-" if metrics["ua"] is None else f"{100 * metrics['ua']:.1f}%"
     return f"UA {ua}  WA {100 * metrics['wa']:.1f}%  recall per class: {recalls}  (n={int(np.sum(metrics['confusion']))})"
+
+
+def format_report(metrics, title):
+    """What a training script prints at the end: the confusion table, the summary
+    line, and for cross-validation the UA mean and std over folds."""
+    lines = [format_confusion(metrics, title=title), format_summary(metrics)]
+    if "ua_fold_mean" in metrics:
+        lines.append(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+    return "\n".join(lines)

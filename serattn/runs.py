@@ -115,6 +115,11 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def describe_data_files(sources):
+    """``{name: {"path": absolute path, "sha256": ...}}`` for config.json."""
+    return {name: {"path": os.path.abspath(path), "sha256": file_sha256(path)} for name, path in sources.items()}
+
+
 def environment_info():
     """Python, package versions and the git commit of the code that ran."""
     versions = {"python": platform.python_version(), "platform": platform.platform()}

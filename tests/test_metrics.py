@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.metrics import balanced_accuracy_score
 
-from serattn.metrics import evaluate_predictions, format_confusion
+from serattn.metrics import evaluate_predictions, format_confusion, format_report
 
 CLASSES = ["A", "E", "N", "P", "R"]
 
@@ -39,3 +39,10 @@ def test_absent_class_has_no_recall_and_is_left_out_of_ua():
     metrics = evaluate_predictions(["A", "E"], ["A", "A"], ["A", "E", "N"])
     assert metrics["per_class_recall"]["N"] is None
     assert metrics["ua"] == pytest.approx(0.5)
+
+
+def test_report_adds_the_fold_line_only_for_cross_validation():
+    metrics = evaluate_predictions(["A", "E"], ["A", "A"], ["A", "E"])
+    assert "UA over folds" not in format_report(metrics, "single split")
+    report = format_report({**metrics, "ua_fold_mean": 0.5, "ua_fold_std": 0.125}, "cv").splitlines()
+    assert report[0] == "cv" and report[-1] == "UA over folds 50.0 +- 12.5%"
