@@ -393,14 +393,20 @@ class Normalization:
     def apply(self, feature_set):
         if self.method == "none":
             return feature_set
+        features = feature_set.features - self.mean if self.method == "global" \
+            else np.empty_like(feature_set.features)
         if self.method == "global":
-            return feature_set.with_features((feature_set.features - self.mean) / self.std)
-        features = np.empty_like(feature_set.features)
-        frame_speakers = np.repeat(feature_set.speakers, feature_set.lengths)
-        for speaker in np.unique(frame_speakers):
-            rows = frame_speakers == speaker
-            mean, std = _mean_std(feature_set.features[rows])
-            features[rows] = (feature_set.features[rows] - mean) / std
+            features /= self.std  # in place: one copy of the frames, not two
+            return feature_set.with_features(features)
+        offsets = feature_set.offsets
+        for speaker in np.unique(feature_set.speakers):
+            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1])
+                                   for i in np.flatnonzero(feature_set.speakers == speaker)])
+            frames = feature_set.features[rows]
+            mean, std = _mean_std(frames)
+            frames -= mean
+            frames /= std
+            features[rows] = frames
         return feature_set.with_features(features)
 
     def to_dict(self):
@@ -416,11 +422,22 @@ class Normalization:
                    None if mean is None else np.asarray(values["std"], np.float32))
 
 
-def _mean_std(frames):
-    frames = frames.astype(np.float64)
-    std = frames.std(axis=0)
+def _mean_std(frames, chunk=1 << 16):
+    """Mean and std per feature, accumulated in float64 over row chunks.
+
+    Two passes over chunks instead of one float64 copy of all frames: a
+    FAU-size training set would otherwise need four times its own size again.
+    """
+    total = np.zeros(frames.shape[1])
+    for start in range(0, len(frames), chunk):
+        total += frames[start:start + chunk].sum(axis=0, dtype=np.float64)
+    mean = total / max(len(frames), 1)
+    squares = np.zeros(frames.shape[1])
+    for start in range(0, len(frames), chunk):
+        squares += np.square(frames[start:start + chunk] - mean).sum(axis=0)
+    std = np.sqrt(squares / max(len(frames), 1))
     std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by zero
-    return frames.mean(axis=0).astype(np.float32), std.astype(np.float32)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 # --- padding ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from serattn.data import (Normalization, check_same_features, concatenate,
+from serattn.data import (FeatureSet, Normalization, _mean_std, check_same_features, concatenate,
                           load_feature_set, pad_batch, save_feature_set)
 from serattn.errors import InputError
 from serattn.testing import make_feature_set
@@ -116,6 +116,20 @@ def test_speaker_normalization_zeroes_each_speaker(feature_set):
     frame_speakers = np.repeat(feature_set.speakers, feature_set.lengths)
     for speaker in np.unique(frame_speakers):
         np.testing.assert_allclose(normalized.features[frame_speakers == speaker].mean(0), 0, atol=1e-5)
+
+
+def test_chunked_statistics_match_float64_numpy():
+    rng = np.random.default_rng(0)
+    frames = (rng.normal(size=(1000, 4)) * [1, 10, 1e-3, 0] + [0, 1e4, -5, 7]).astype(np.float32)
+    mean, std = _mean_std(frames, chunk=64)  # many chunks and a ragged last one
+    exact = frames.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std[:3], exact.std(0)[:3], rtol=1e-5)
+    assert std[3] == 1.0  # the constant feature is left as it is, not divided by zero
+    normalized = Normalization("global", mean, std).apply(
+        FeatureSet.from_sequences([frames], ["u"], ["A"], ["s"], list("abcd")))
+    assert normalized.features.dtype == np.float32
+    np.testing.assert_allclose(normalized.features[:, 3], 0)
 
 
 def test_pad_batch_pre_and_post():
