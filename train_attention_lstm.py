@@ -17,7 +17,7 @@ import numpy as np
 from serattn import protocols, runs
 from serattn.data import NORMALIZATIONS, Normalization
 from serattn.define import ACTIVATIONS
-from serattn.distribute import STRATEGIES
+from serattn.distribute import STRATEGIES, worker_out
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.metrics import evaluate_predictions, format_report
 
@@ -71,8 +71,9 @@ def build_parser():
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
     training.add_argument("--strategy", default="default", choices=STRATEGIES,
-                          help="default: one device; mirrored: all GPUs of this machine; multiworker: "
-                               "not yet supported by Keras 3.15 (see README)")
+                          help="default: one device; mirrored: all GPUs of this machine; multiworker: the "
+                               "machines of TF_CONFIG, same command and --out on each, --batch-size split "
+                               "across them, only worker 0 writes --out (see README)")
     training.add_argument("--mixed-precision", action="store_true",
                           help="float16 compute on a GPU (refused on CPU, where it is slower)")
 
@@ -125,6 +126,9 @@ def parse_args(argv):
         parser.error(f"--seeds: expected comma-separated integers, got '{args.seeds}'")
     if args.resume and len(args.seed_list) > 1:
         parser.error("--resume continues one run folder; resume each seed's folder on its own")
+    if args.resume and args.strategy == "multiworker":
+        parser.error("--resume is not supported with --strategy multiworker (every worker would need the "
+                     "chief's checkpoint); resume with --strategy default or mirrored, or start again")
     args.cv = protocols.parse_cv(args.cv)
     args.pad_to_max = args.pad_to_max or not args.mask  # the published model padded everything
     args.out = args.out or f"results/{args.model}-{args.activation}-seed{args.seed}"
@@ -240,6 +244,8 @@ def cross_validate(args, data, classes, out, data_files):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.strategy == "multiworker":
+        args.out = worker_out(args.out)  # every worker runs all of main; only the chief's --out is kept
 
     # Data: every input is checked before anything is written.
     train, test, sources, classes = protocols.load_train_test(args.data, args.train, args.test, args.cv,

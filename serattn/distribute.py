@@ -5,17 +5,26 @@
   devices a test made); each batch of ``--batch-size`` is split across them and the
   gradients are summed, so results match ``default`` up to floating-point order.
 - ``multiworker``: ``MultiWorkerMirroredStrategy`` across the machines in
-  ``TF_CONFIG``. Refused for now: Keras 3.15's ``fit`` fails under it (its per-step
-  log reduction takes axis 0 of scalars, tensorflow/tensorflow#72388), and every
-  worker would also need the same early-stopping decision from a validation set
-  that tf.distribute shards. Spread seeds or folds over machines instead (README).
+  ``TF_CONFIG``, set on every machine (``"index"`` 0, 1, ...), each running the same
+  command with the same ``--out``. Every worker runs the same code in lockstep:
+  each batch of ``--batch-size`` (training and validation) is split across the
+  workers, and the logged loss and UA are those of the whole batch, so all take
+  the same early-stopping decision. Only the chief (worker 0) keeps its run folder;
+  the others write into a temporary folder removed at exit. Keras 3.15 needs a
+  shim for it (``average_scalar_logs_across_workers``). Tested with two worker
+  processes on one CPU machine (tests/test_distribute.py), not on several
+  machines or on GPUs.
 
 The model is built and compiled inside ``strategy.scope()`` (see ``training.build_model``).
 """
 
+import atexit
 import functools
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from serattn.errors import InputError
 
@@ -34,9 +43,8 @@ def get_strategy(name="default"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     check_tf_config(os.environ.get("TF_CONFIG"))
-    raise InputError("--strategy multiworker: Keras 3.15 cannot train under MultiWorkerMirroredStrategy "
-                     "yet (tensorflow/tensorflow#72388); run one seed or fold per machine instead, e.g. "
-                     "--seed K --out OUT-seedK on machine K, then compare_runs.py over the folders")
+    average_scalar_logs_across_workers()
+    return tf.distribute.MultiWorkerMirroredStrategy()  # waits for every worker of TF_CONFIG
 
 
 def check_tf_config(text):
@@ -56,6 +64,78 @@ def check_tf_config(text):
     if task.get("type") == "worker" and not 0 <= index < len(workers):
         raise InputError(f"TF_CONFIG task index {index} is outside the {len(workers)} workers of its cluster")
     return config
+
+
+def is_chief(config):
+    """Whether TF_CONFIG ``config`` is the chief's: task ``chief`` if the cluster has one, else worker 0."""
+    task_type = config["task"].get("type", "worker")
+    if "chief" in config["cluster"]:
+        return task_type == "chief"
+    return task_type == "worker" and int(config["task"]["index"]) == 0
+
+
+def worker_out(out):
+    """Where this worker writes the run folder ``out`` under ``--strategy multiworker``.
+
+    Every worker runs the same code, writing included, since each step needs all of
+    them; only the chief's folder is kept. The others write into a temporary folder
+    removed at exit, the pattern of TensorFlow's multi-worker Keras tutorial.
+    """
+    config = check_tf_config(os.environ.get("TF_CONFIG"))
+    if is_chief(config):
+        return out
+    scratch = tempfile.mkdtemp(prefix=f"serattn-worker{config['task']['index']}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return str(Path(scratch) / Path(out).name)
+
+
+def split_across_workers(train, validation):
+    """The training and validation datasets with each batch split across the workers.
+
+    tf.distribute cuts every batch into one part per replica; DATA sharding gives
+    worker k the k-th part (possibly empty), so every worker does the same number
+    of steps on its own utterances. (The default, AUTO, would first try to give
+    each worker its own files.) Keras sums its metric counts over the replicas at
+    each update, so the loss, UA and validation UA it logs are those of the whole
+    batch or set, the same on every worker, and so is the early-stopping decision.
+    Changes nothing on a single worker.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return train.with_options(options), validation.with_options(options) if validation is not None else None
+
+
+def average_scalar_logs_across_workers():
+    """Let Keras 3.15's ``fit`` run under MultiWorkerMirroredStrategy.
+
+    After each step Keras (``backend/tensorflow/trainer.py``, ``reduce_per_replica``)
+    averages the logs over the workers with ``strategy.reduce("MEAN", value, axis=0)``.
+    The logs (loss, metrics) are scalars, which have no axis 0, so ``fit`` fails with
+    "Invalid reduction dimension 0 for input with 0 dimensions"
+    (https://github.com/tensorflow/tensorflow/issues/72388). Here scalars are
+    averaged over the replicas with ``axis=None``, as Keras already does for them on
+    one machine; everything else goes to Keras unchanged. Installed only for
+    ``--strategy multiworker``.
+    """
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer
+
+    keras_reduce = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not trainer._collective_all_reduce_multi_worker(strategy):
+            return keras_reduce(values, strategy, reduction)
+
+        def reduce(value):
+            if strategy.experimental_local_results(value)[0].shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return keras_reduce(value, strategy, reduction)
+
+        return tree.map_structure(reduce, values)
+
+    trainer.reduce_per_replica = reduce_per_replica  # looked up by name when fit traces its step
 
 
 def build_from_local_batch(model, strategy):

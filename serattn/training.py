@@ -20,7 +20,7 @@ from keras import ops
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.data import pad_batch
-from serattn.distribute import build_from_local_batch, get_strategy
+from serattn.distribute import build_from_local_batch, get_strategy, split_across_workers
 from serattn.errors import InputError
 from serattn.model import build_analysis_model
 
@@ -400,7 +400,8 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
     callbacks = [EpochSeeds(train_batches, train_batches.seed), history, *callbacks, stopper]
     if initial_epoch < epochs and not (stopper.state["wait"] >= patience and validation is not None):
         build_from_local_batch(model, model.distribute_strategy)
-        model.fit(train_batches.dataset(), validation_data=validation, epochs=epochs,
+        dataset, validation = split_across_workers(train_batches.dataset(), validation)
+        model.fit(dataset, validation_data=validation, epochs=epochs,
                   initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # EpochBatches shuffles
     else:
