@@ -140,12 +140,7 @@ def train_one_run(args, train, test, classes, out, data_files):
     from serattn import training  # TensorFlow loads only once the input is known to be good
 
     # Data: validation speakers held out, normalization from the training speakers.
-    is_val = protocols.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
-    fit_set, val_set = train.subset(~is_val), train.subset(is_val)
-    missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
-    if missing:
-        raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
-                         f"validation speakers are held out; choose other --val-speakers or merge classes")
+    fit_set, val_set = protocols.hold_out_validation(train, classes, args.val_speakers, args.seed, out)
     normalization = Normalization.fit(fit_set, args.norm)
     fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
     class_index = {c: i for i, c in enumerate(classes)}
@@ -162,7 +157,7 @@ def train_one_run(args, train, test, classes, out, data_files):
     out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
     try:
         runs.write_json(out / "config.json", {
-            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)},
+            **recorded_flags(args),
             "out": str(out),
             "classes": classes,
             "max_length_used": pad_to,
@@ -216,30 +211,9 @@ def train_one_run(args, train, test, classes, out, data_files):
     return metrics
 
 
-def cross_validate(args, data, classes, out, data_files):
-    """One run per speaker fold in ``out/fold-KK``, then the pooled scores in ``out``."""
-    protocol, folds = args.cv
-    splits = protocols.speaker_folds(data.speakers, protocol, folds)
-    resuming = bool(args.resume) and Path(out).exists()  # a finished folder is refused there
-    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
-    fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
-    try:
-        runs.write_json(out / "config.json", {
-            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)},
-            "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
-            "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
-            "run_format": runs.RUN_FORMAT, **runs.environment_info()})
-        for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
-            if runs.is_complete(fold_dir):
-                continue  # finished before an interruption
-            train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
-        metrics = protocols.write_pooled_run(out, fold_dirs, classes)
-    except InputError:
-        if not resuming:
-            runs.remove_run_dir(out)  # a fold's input error would hit every rerun alike
-        raise
-    runs.mark_complete(out)
-    return metrics
+def recorded_flags(args):
+    """The flags that describe the experiment, for config.json."""
+    return {key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)}
 
 
 def main(argv=None):
@@ -255,15 +229,8 @@ def main(argv=None):
         runs.warn_if_data_changed(getattr(args, "saved_config", None), data_files)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.
-    for seed in args.seed_list:
-        args.seed = seed
-        out = f"{args.out}-seed{seed}" if len(args.seed_list) > 1 else args.out
-        if args.cv:
-            metrics = cross_validate(args, train, classes, out, data_files)
-            title = f"{out}: pooled test predictions of {len(metrics['folds'])} {args.cv[0]} folds"
-        else:
-            metrics = train_one_run(args, train, test, classes, out, data_files)
-            title = f"{out}: test set, best epoch {metrics['best_epoch']}"
+    for metrics, title in protocols.run_seeds(args, train, test, classes, data_files, train_one_run,
+                                              recorded_flags, resume=bool(args.resume)):
         print(format_report(metrics, title))
     return 0
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from serattn import protocols, runs, static
 from serattn.data import NORMALIZATIONS, Normalization
-from serattn.errors import ArgumentParser, InputError, run_main
+from serattn.errors import ArgumentParser, run_main
 from serattn.metrics import evaluate_predictions, format_report
 
 
@@ -112,12 +112,7 @@ def parse_args(argv):
 def train_one_run(args, train, test, classes, out, data_files):
     """Choose hyper-parameters, fit on ``train``, evaluate on ``test``, write the run folder ``out``."""
     # Data: validation speakers held out, normalization from the remaining training speakers.
-    is_val = protocols.split_validation_speakers(train.speakers, args.val_speakers, args.seed)
-    fit_set, val_set = train.subset(~is_val), train.subset(is_val)
-    missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
-    if missing:
-        raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
-                         f"validation speakers are held out; choose other --val-speakers or merge classes")
+    fit_set, val_set = protocols.hold_out_validation(train, classes, args.val_speakers, args.seed, out)
     normalization = Normalization.fit(fit_set, args.norm)
     if args.norm == "speaker":  # per-speaker statistics need the speaker of each row: before the pipeline
         fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
@@ -127,7 +122,7 @@ def train_one_run(args, train, test, classes, out, data_files):
     out = runs.create_run_dir(out, args.overwrite)
     try:
         runs.write_json(out / "config.json", {
-            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG},
+            **recorded_flags(args),
             "out": str(out),
             "classes": classes,
             "class_weights": {c: round(w, 6) for c, w in weights.items()},
@@ -191,29 +186,9 @@ def train_one_run(args, train, test, classes, out, data_files):
     return metrics
 
 
-def cross_validate(args, data, classes, out, data_files):
-    """One run per speaker fold in ``out/fold-KK``, then the pooled scores in ``out``."""
-    protocol, folds = args.cv
-    splits = protocols.speaker_folds(data.speakers, protocol, folds)
-    out = runs.create_run_dir(out, args.overwrite)
-    fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
-    start = time.perf_counter()
-    try:
-        runs.write_json(out / "config.json", {
-            **{key: value for key, value in vars(args).items() if key not in NOT_CONFIG},
-            "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
-            "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
-            "run_format": runs.RUN_FORMAT, **runs.environment_info()})
-        for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
-            train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
-        metrics = protocols.write_pooled_run(out, fold_dirs, classes)
-        metrics["seconds"] = round(time.perf_counter() - start, 3)
-        runs.write_json(out / "metrics.json", metrics)
-    except BaseException:
-        runs.remove_run_dir(out)
-        raise
-    runs.mark_complete(out)
-    return metrics
+def recorded_flags(args):
+    """The flags that describe the experiment, for config.json."""
+    return {key: value for key, value in vars(args).items() if key not in NOT_CONFIG}
 
 
 def main(argv=None):
@@ -226,15 +201,8 @@ def main(argv=None):
     data_files = runs.describe_data_files(sources)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.
-    for seed in args.seed_list:
-        args.seed = seed
-        out = f"{args.out}-seed{seed}" if len(args.seed_list) > 1 else args.out
-        if args.cv:
-            metrics = cross_validate(args, train, classes, out, data_files)
-            title = f"{out}: pooled test predictions of {len(metrics['folds'])} {args.cv[0]} folds"
-        else:
-            metrics = train_one_run(args, train, test, classes, out, data_files)
-            title = f"{out}: test set"
+    for metrics, title in protocols.run_seeds(args, train, test, classes, data_files, train_one_run,
+                                              recorded_flags):
         print(format_report(metrics, title))
     return 0
 

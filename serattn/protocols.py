@@ -7,6 +7,8 @@ mix them up, so both are named).
 """
 
 import csv
+import json
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
@@ -122,6 +124,21 @@ def split_validation_speakers(speakers, spec, seed):
     return is_val
 
 
+def hold_out_validation(train, classes, spec, seed, out):
+    """Split ``train`` into (fit, validation) feature sets by speaker (see split_validation_speakers).
+
+    InputError when holding out the validation speakers leaves a class without
+    training utterances: the model could never predict it.
+    """
+    is_val = split_validation_speakers(train.speakers, spec, seed)
+    fit_set, val_set = train.subset(~is_val), train.subset(is_val)
+    missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
+    if missing:
+        raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
+                         f"validation speakers are held out; choose other --val-speakers or merge classes")
+    return fit_set, val_set
+
+
 def speaker_folds(speakers, protocol, folds=None):
     """(train index, test index) pairs whose test speakers never occur in training."""
     speakers = np.asarray(speakers)
@@ -131,6 +148,64 @@ def speaker_folds(speakers, protocol, folds=None):
                          f"{folds or 2} speakers; the data has {count}")
     splitter = LeaveOneGroupOut() if protocol == "loso" else GroupKFold(n_splits=folds)
     return list(splitter.split(speakers, groups=speakers))
+
+
+def cross_validate(train_one_run, args, config, data, classes, out, data_files, resume=None):
+    """Run ``train_one_run`` once per speaker fold in ``out/fold-KK``, then pool them into ``out``.
+
+    Args:
+        train_one_run: ``f(args, train, test, classes, fold_dir, data_files)``, the
+            script's single-split run, which writes a complete run folder.
+        args: the script's flags; ``args.cv`` is ``(protocol, K)``, ``args.overwrite``
+            allows replacing ``out``.
+        config: the flags to record in the parent's config.json.
+        resume: None for a script that cannot resume (any failure removes ``out``);
+            False or True for one that can: an input error removes ``out`` (it
+            would hit every rerun alike), an interruption leaves it, marked
+            incomplete, and True continues it, keeping the finished folds.
+
+    Returns:
+        The pooled metrics; ``seconds`` sums the folds' own when every fold has one.
+    """
+    protocol, folds = args.cv
+    splits = speaker_folds(data.speakers, protocol, folds)
+    resuming = bool(resume) and Path(out).exists()  # a finished folder is refused there
+    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
+    fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
+    try:
+        runs.write_json(out / "config.json", {
+            **config, "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
+            "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
+            "run_format": runs.RUN_FORMAT, **runs.environment_info()})
+        for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
+            if runs.is_complete(fold_dir):
+                continue  # finished before an interruption
+            train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
+        metrics = write_pooled_run(out, fold_dirs, classes)
+    except BaseException as error:
+        if resume is None or (isinstance(error, InputError) and not resuming):
+            runs.remove_run_dir(out)
+        raise
+    runs.mark_complete(out)
+    return metrics
+
+
+def run_seeds(args, train, test, classes, data_files, train_one_run, config, resume=None):
+    """One run per seed of ``args.seed_list`` (sibling folders ``OUT-seedK`` when there are several).
+
+    Each is a cross-validation (``args.cv``) or one train/test run; yields
+    ``(metrics, title)`` for the end-of-run report.
+    """
+    for seed in args.seed_list:
+        args.seed = seed
+        out = f"{args.out}-seed{seed}" if len(args.seed_list) > 1 else args.out
+        if args.cv:
+            metrics = cross_validate(train_one_run, args, config(args), train, classes, out, data_files, resume)
+            yield metrics, f"{out}: pooled test predictions of {len(metrics['folds'])} {args.cv[0]} folds"
+        else:
+            metrics = train_one_run(args, train, test, classes, out, data_files)
+            best = f", best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") is not None else ""
+            yield metrics, f"{out}: test set{best}"
 
 
 def pool_folds(fold_dirs, classes):
@@ -159,7 +234,15 @@ def pool_folds(fold_dirs, classes):
         wa_fold_mean=float(np.mean(fold_wa)), wa_fold_std=float(np.std(fold_wa)),
         folds=per_fold,
     )
+    fold_seconds = [_fold_metrics(folder).get("seconds") for folder in fold_dirs]
+    if all(seconds is not None for seconds in fold_seconds):
+        metrics["seconds"] = round(sum(fold_seconds), 3)
     return metrics, rows
+
+
+def _fold_metrics(folder):
+    with open(folder / "metrics.json") as handle:
+        return json.load(handle)
 
 
 def write_pooled_run(out, fold_dirs, classes):

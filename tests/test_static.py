@@ -126,6 +126,8 @@ def test_cv_folds_are_speaker_disjoint_and_pooled(cv_run, functionals_file):
     assert sorted(r["id"] for r in pooled) == sorted(make_functionals().ids) and "fold" in pooled[0]
     metrics = check_metrics_match_predictions(cv_run)
     assert len(metrics["folds"]) == 6 and 0 < metrics["ua_fold_mean"] <= 1 and metrics["ua_fold_std"] >= 0
+    fold_seconds = [json.loads((cv_run / fold / "metrics.json").read_text())["seconds"] for fold in config["folds"]]
+    assert metrics["seconds"] == pytest.approx(sum(fold_seconds), abs=1e-3) and metrics["seconds"] > 0
 
 
 def test_compare_runs_tables_static_runs(svm_run, cv_run, capsys):
