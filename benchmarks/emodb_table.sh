@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The emodb_2s leave-one-speaker-out runs behind the README's results table and
+# docs/RESULTS_EMODB.md. One command per row; a row whose run folder already holds
+# metrics.json is skipped, so an interrupted sweep continues where it stopped.
+#   bash benchmarks/emodb_table.sh            # every row, one after another
+#   bash benchmarks/emodb_table.sh --list     # print the commands only
+# Needs ../shared/data/emodb_2s. Takes hours on 2 CPU cores (run times in docs/RESULTS_EMODB.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+CORPUS=${CORPUS:-../shared/data/emodb_2s}
+R=results/emodb
+
+features=(
+  "data/emodb_2s.npz|$PY extract_features.py --corpus emodb $CORPUS --out data/emodb_2s.npz"
+  "data/emodb_2s_func.npz|$PY extract_features.py --corpus emodb $CORPUS --level functionals --out data/emodb_2s_func.npz"
+  "data/emodb_2s_egemaps.npz|$PY extract_features.py --corpus emodb $CORPUS --feature-set egemaps --out data/emodb_2s_egemaps.npz"
+)
+
+LSTM="$PY train_attention_lstm.py --data data/emodb_2s.npz --cv loso --norm speaker --val-speakers 0 --epochs 30 --quiet"
+STATIC="$PY train_static.py --data data/emodb_2s_func.npz --cv loso --quiet"
+rows=(
+  # the attention LSTM as published (tanh, 60 units), 3 seeds; ReLU; basic LSTM
+  "$R/att-tanh-spknorm-fixed30-seed1|$LSTM --activation tanh --seed 1 --out $R/att-tanh-spknorm-fixed30-seed1"
+  "$R/att-tanh-spknorm-fixed30-seed2|$LSTM --activation tanh --seed 2 --out $R/att-tanh-spknorm-fixed30-seed2"
+  "$R/att-tanh-spknorm-fixed30-seed3|$LSTM --activation tanh --seed 3 --out $R/att-tanh-spknorm-fixed30-seed3"
+  "$R/att-relu-spknorm-fixed30-seed1|$LSTM --activation relu --seed 1 --out $R/att-relu-spknorm-fixed30-seed1"
+  "$R/att-relu-spknorm-fixed30-seed2|$LSTM --activation relu --seed 2 --out $R/att-relu-spknorm-fixed30-seed2"
+  "$R/att-relu-spknorm-fixed30-seed3|$LSTM --activation relu --seed 3 --out $R/att-relu-spknorm-fixed30-seed3"
+  "$R/basic-mean-spknorm-fixed30-seed1|$LSTM --model basic-lstm --pooling mean --seed 1 --out $R/basic-mean-spknorm-fixed30-seed1"
+  "$R/basic-mean-spknorm-fixed30-seed2|$LSTM --model basic-lstm --pooling mean --seed 2 --out $R/basic-mean-spknorm-fixed30-seed2"
+  "$R/basic-mean-spknorm-fixed30-seed3|$LSTM --model basic-lstm --pooling mean --seed 3 --out $R/basic-mean-spknorm-fixed30-seed3"
+  # what limits the attention LSTM: one change at a time against tanh seed 1
+  "$R/att-tanh-globalnorm-fixed30-seed1|$LSTM --norm global --seed 1 --out $R/att-tanh-globalnorm-fixed30-seed1"
+  "$R/att-tanh-spknorm-fixed60-seed1|$LSTM --epochs 60 --seed 1 --out $R/att-tanh-spknorm-fixed60-seed1"
+  "$R/att-tanh-spknorm-fixed30-noclassweight-seed1|$LSTM --class-weight none --seed 1 --out $R/att-tanh-spknorm-fixed30-noclassweight-seed1"
+  "$R/att-tanh-spknorm-fixed30-units128-seed1|$LSTM --units 128 --seed 1 --out $R/att-tanh-spknorm-fixed30-units128-seed1"
+  "$R/att-tanh-spknorm-fixed30-rd0-seed1|$LSTM --recurrent-dropout 0 --seed 1 --out $R/att-tanh-spknorm-fixed30-rd0-seed1"
+  "$R/att-tanh-spknorm-fixed30-egemaps-seed1|${LSTM/emodb_2s.npz/emodb_2s_egemaps.npz} --seed 1 --out $R/att-tanh-spknorm-fixed30-egemaps-seed1"
+  "$R/att-tanh-spknorm-es20-seed1|$PY train_attention_lstm.py --data data/emodb_2s.npz --cv loso --norm speaker --epochs 80 --patience 20 --quiet --seed 1 --out $R/att-tanh-spknorm-es20-seed1"
+  # static baselines on IS09 functionals
+  "$R/linear-svm-innercv|$STATIC --model linear-svm --val-speakers 0 --out $R/linear-svm-innercv"
+  "$R/mlp-seed1|$STATIC --model mlp --seed 1 --out $R/mlp-seed1"
+  # ensembles of the test probabilities (mean: the fixed-epoch LSTM has no validation rows)
+  "$R/ens-mean-att-svm-mlp|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/linear-svm-innercv $R/mlp-seed1 --method mean --out $R/ens-mean-att-svm-mlp"
+)
+
+run_rows() {
+  for row in "$@"; do
+    target=${row%%|*}; command=${row#*|}
+    if [[ ${LIST:-0} == 1 ]]; then echo "$command"; continue; fi
+    if [[ -e $target/metrics.json || ($target == *.npz && -e $target) ]]; then echo "done: $target"; continue; fi
+    echo "+ $command"
+    start=$SECONDS
+    $command
+    echo "$target: $((SECONDS - start)) s"
+  done
+}
+
+[[ ${1:-} == --list ]] && LIST=1
+run_rows "${features[@]}"
+run_rows "${rows[@]}"
