@@ -185,11 +185,15 @@ def train_one_run(args, train, test, classes, out, data_files):
             validation = training.evaluation_dataset(
                 val_set.sequences(), [class_index[c] for c in val_set.labels], args.batch_size, pad_to, padding)
         callbacks = training.tensorboard_callbacks(out) if args.tensorboard else []
-        best_epoch, resumed_at = training.fit(
+        best_epoch, resumed_at, diverged_epoch = training.fit(
             model, batches, validation, args.epochs, args.patience, out / "checkpoint", out / "history.csv",
             callbacks, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
         if resumed_at:
             print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
+        if diverged_epoch:
+            kept = f"the weights of epoch {best_epoch} are kept" if len(val_set) else "its weights are broken"
+            print(f"warning: {out}: the training loss became NaN or infinite in epoch {diverged_epoch}; training "
+                  f"stopped there and {kept} (try --clipnorm 1 or a lower --learning-rate)", file=sys.stderr)
         model.save(out / "model.keras")
 
         # Evaluate: predictions, attention and representations for every split.
@@ -200,6 +204,7 @@ def train_one_run(args, train, test, classes, out, data_files):
         metrics = evaluate_predictions(test.labels, predicted["test"], classes)
         metrics["n_test"] = metrics.pop("n")
         metrics["best_epoch"] = best_epoch
+        metrics["diverged_epoch"] = diverged_epoch
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
         runs.write_json(out / "metrics.json", metrics)

@@ -337,7 +337,12 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         ua = (logs or {}).get("val_ua")
         state = self.state
-        if ua is not None and (state["best_ua"] is None or ua > state["best_ua"]):
+        loss = (logs or {}).get("loss")
+        diverged = loss is not None and not np.isfinite(loss)
+        if diverged:
+            state["diverged_epoch"] = state.get("diverged_epoch") or epoch + 1
+            self.model.stop_training = True  # NaN or inf weights never recover
+        if ua is not None and not diverged and (state["best_ua"] is None or ua > state["best_ua"]):
             state.update(best_ua=float(ua), best_epoch=epoch + 1, wait=0)
             self.best_weights = self.model.get_weights()
         elif ua is not None:
@@ -386,9 +391,14 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
         history_path: CSV of the per-epoch losses and metrics (appended on resume).
         callbacks: further Keras callbacks (history logger, TensorBoard...).
 
+    Training stops at the first epoch whose loss is NaN or infinite (the weights
+    are then NaN too); the best epoch before it is kept when there is a
+    validation set, the broken last one otherwise.
+
     Returns:
-        ``(best_epoch, initial_epoch)``: the epoch whose weights are kept (from 1)
-        and the epochs restored from a checkpoint (0 for a fresh run).
+        ``(best_epoch, initial_epoch, diverged_epoch)``: the epoch whose weights are
+        kept (from 1), the epochs restored from a checkpoint (0 for a fresh run),
+        and the epoch whose loss was not finite (None if none was).
     """
     with model.distribute_strategy.scope():
         model = trainer_for(model, train_batches.padding)  # shares the weights of the model passed in
@@ -398,7 +408,8 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
     keep_history_rows(history_path, initial_epoch)  # drop epochs logged after the checkpoint
     history = keras.callbacks.CSVLogger(str(history_path), append=initial_epoch > 0)
     callbacks = [EpochSeeds(train_batches, train_batches.seed), history, *callbacks, stopper]
-    if initial_epoch < epochs and not (stopper.state["wait"] >= patience and validation is not None):
+    finished = (stopper.state["wait"] >= patience and validation is not None) or stopper.state.get("diverged_epoch")
+    if initial_epoch < epochs and not finished:
         build_from_local_batch(model, model.distribute_strategy)
         dataset, validation = split_across_workers(train_batches.dataset(), validation)
         model.fit(dataset, validation_data=validation, epochs=epochs,
@@ -406,7 +417,7 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
                   shuffle=False)  # EpochBatches shuffles
     else:
         stopper.on_train_end()  # the run had finished training before it was interrupted
-    return stopper.state["best_epoch"], initial_epoch
+    return stopper.state["best_epoch"], initial_epoch, stopper.state.get("diverged_epoch")
 
 
 def keep_history_rows(path, epochs):

@@ -70,3 +70,30 @@ def test_validation_speakers_are_disjoint_from_training():
         split_validation_speakers(speakers, "s99", 0)
     with pytest.raises(InputError, match="no speaker-disjoint"):
         split_validation_speakers(np.array(["a", "a"]), "0.5", 0)
+
+
+def test_training_stops_at_a_non_finite_loss_and_keeps_the_best_epoch_before_it(tmp_path):
+    import keras
+
+    from serattn.training import ResumableEarlyStopping
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)  # as after a first training step
+    model.stop_training = False  # as fit sets it
+    stopper = ResumableEarlyStopping(tmp_path / "checkpoint", patience=5)
+    stopper.set_model(model)
+    stopper.on_epoch_end(0, {"loss": 1.2, "val_ua": 0.5})
+    good = model.get_weights()
+    assert not model.stop_training
+    model.set_weights([np.full_like(w, np.nan) for w in good])
+    stopper.on_epoch_end(1, {"loss": float("nan"), "val_ua": 0.9})  # a NaN model's UA must not win
+    assert model.stop_training
+    assert stopper.state["diverged_epoch"] == 2 and stopper.state["best_epoch"] == 1
+    stopper.on_train_end()
+    for kept, expected in zip(model.get_weights(), good):
+        np.testing.assert_array_equal(kept, expected)
+    # a resumed run sees where it diverged and trains no further (training.fit checks the state)
+    resumed = ResumableEarlyStopping(tmp_path / "checkpoint", patience=5)
+    resumed.set_model(model)
+    assert resumed.restore() == 2 and resumed.state["diverged_epoch"] == 2
