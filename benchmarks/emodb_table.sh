@@ -38,11 +38,20 @@ rows=(
   "$R/att-tanh-spknorm-fixed30-rd0-seed1|$LSTM --recurrent-dropout 0 --seed 1 --out $R/att-tanh-spknorm-fixed30-rd0-seed1"
   "$R/att-tanh-spknorm-fixed30-egemaps-seed1|${LSTM/emodb_2s.npz/emodb_2s_egemaps.npz} --seed 1 --out $R/att-tanh-spknorm-fixed30-egemaps-seed1"
   "$R/att-tanh-spknorm-es20-seed1|$PY train_attention_lstm.py --data data/emodb_2s.npz --cv loso --norm speaker --epochs 80 --patience 20 --quiet --seed 1 --out $R/att-tanh-spknorm-es20-seed1"
-  # static baselines on IS09 functionals
+  # static baselines on IS09 functionals (more in docs/RESULTS_EMODB.md), and on the
+  # mean and std of the LSTM's own 32 frame features; global and per-speaker norm
   "$R/linear-svm-innercv|$STATIC --model linear-svm --val-speakers 0 --out $R/linear-svm-innercv"
+  "$R/linear-svm-spknorm-innercv|$STATIC --model linear-svm --val-speakers 0 --norm speaker --out $R/linear-svm-spknorm-innercv"
+  "$R/rbf-svm-spknorm-innercv|$STATIC --model rbf-svm --val-speakers 0 --norm speaker --out $R/rbf-svm-spknorm-innercv"
+  "$R/logreg-spknorm-innercv|$STATIC --model logreg --val-speakers 0 --norm speaker --out $R/logreg-spknorm-innercv"
+  "$R/linear-svm-lldmeanstd-innercv|$PY train_static.py --data data/emodb_2s.npz --pool mean --cv loso --quiet --model linear-svm --val-speakers 0 --out $R/linear-svm-lldmeanstd-innercv"
+  "$R/linear-svm-lldmeanstd-spknorm-innercv|$PY train_static.py --data data/emodb_2s.npz --pool mean --cv loso --quiet --model linear-svm --val-speakers 0 --norm speaker --out $R/linear-svm-lldmeanstd-spknorm-innercv"
+  "$R/logreg-lldmeanstd-innercv|$PY train_static.py --data data/emodb_2s.npz --pool mean --cv loso --quiet --model logreg --val-speakers 0 --out $R/logreg-lldmeanstd-innercv"
   "$R/mlp-seed1|$STATIC --model mlp --seed 1 --out $R/mlp-seed1"
   # ensembles of the test probabilities (mean: the fixed-epoch LSTM has no validation rows)
   "$R/ens-mean-att-svm-mlp|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/linear-svm-innercv $R/mlp-seed1 --method mean --out $R/ens-mean-att-svm-mlp"
+  "$R/ens-mean-att3seeds|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/att-tanh-spknorm-fixed30-seed2 $R/att-tanh-spknorm-fixed30-seed3 --method mean --out $R/ens-mean-att3seeds"
+  "$R/ens-mean-svmspk-att-basic|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed1 $R/basic-mean-spknorm-fixed30-seed1 --method mean --out $R/ens-mean-svmspk-att-basic"
 )
 
 run_rows() {
