@@ -35,6 +35,7 @@ rows=(
   "$R/att-tanh-spknorm-fixed60-seed1|$LSTM --epochs 60 --seed 1 --out $R/att-tanh-spknorm-fixed60-seed1"
   "$R/att-tanh-spknorm-fixed30-noclassweight-seed1|$LSTM --class-weight none --seed 1 --out $R/att-tanh-spknorm-fixed30-noclassweight-seed1"
   "$R/att-tanh-spknorm-fixed30-units128-seed1|$LSTM --units 128 --seed 1 --out $R/att-tanh-spknorm-fixed30-units128-seed1"
+  "$R/att-tanh-spknorm-fixed30-batch64-seed1|$LSTM --batch-size 64 --seed 1 --out $R/att-tanh-spknorm-fixed30-batch64-seed1"
   "$R/att-tanh-spknorm-fixed30-rd0-seed1|$LSTM --recurrent-dropout 0 --seed 1 --out $R/att-tanh-spknorm-fixed30-rd0-seed1"
   "$R/att-tanh-spknorm-fixed30-egemaps-seed1|${LSTM/emodb_2s.npz/emodb_2s_egemaps.npz} --seed 1 --out $R/att-tanh-spknorm-fixed30-egemaps-seed1"
   "$R/att-tanh-spknorm-es20-seed1|$PY train_attention_lstm.py --data data/emodb_2s.npz --cv loso --norm speaker --epochs 80 --patience 20 --quiet --seed 1 --out $R/att-tanh-spknorm-es20-seed1"
@@ -52,6 +53,8 @@ rows=(
   "$R/ens-mean-att-svm-mlp|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/linear-svm-innercv $R/mlp-seed1 --method mean --out $R/ens-mean-att-svm-mlp"
   "$R/ens-mean-att3seeds|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/att-tanh-spknorm-fixed30-seed2 $R/att-tanh-spknorm-fixed30-seed3 --method mean --out $R/ens-mean-att3seeds"
   "$R/ens-mean-svmspk-att-basic|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed1 $R/basic-mean-spknorm-fixed30-seed1 --method mean --out $R/ens-mean-svmspk-att-basic"
+  "$R/ens-mean-static-spknorm|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/rbf-svm-spknorm-innercv $R/logreg-spknorm-innercv --method mean --out $R/ens-mean-static-spknorm"
+  "$R/ens-mean-static-spknorm-att-basic|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/rbf-svm-spknorm-innercv $R/logreg-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed1 $R/basic-mean-spknorm-fixed30-seed1 --method mean --out $R/ens-mean-static-spknorm-att-basic"
 )
 
 run_rows() {
