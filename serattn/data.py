@@ -65,8 +65,14 @@ class FeatureSet:
         return np.split(self.features, np.cumsum(self.lengths)[:-1])
 
     def subset(self, selection):
-        """The utterances picked by a boolean mask or an index array, in that order."""
+        """The utterances picked by a boolean mask or an index array, in that order.
+
+        Picking every utterance in order returns this set itself, not a copy of its
+        frames (feature sets are never changed in place).
+        """
         index = np.arange(len(self))[selection]
+        if np.array_equal(index, np.arange(len(self))):
+            return self
         rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]) \
             if len(index) else np.zeros(0, dtype=np.int64)
         return dataclasses.replace(
@@ -230,7 +236,8 @@ def _from_ragged_arrays(arrays, path):
         except ValueError:
             raise InputError(f"'meta' in '{path}' is not valid JSON") from None
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_feature_set
-        frames = features.astype(np.float32) if features.dtype.kind == "f" else _float_frames(features, path)
+        frames = features.astype(np.float32, copy=False) if features.dtype.kind == "f" \
+            else _float_frames(features, path)
     return FeatureSet(
         features=frames,
         lengths=lengths.astype(np.int64),
