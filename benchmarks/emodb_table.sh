@@ -32,12 +32,12 @@ rows=(
   "$R/basic-mean-spknorm-fixed30-seed3|$LSTM --model basic-lstm --pooling mean --seed 3 --out $R/basic-mean-spknorm-fixed30-seed3"
   # what limits the attention LSTM: one change at a time against tanh seed 1
   "$R/att-tanh-globalnorm-fixed30-seed1|$LSTM --norm global --seed 1 --out $R/att-tanh-globalnorm-fixed30-seed1"
-  "$R/att-tanh-spknorm-fixed60-seed1|$LSTM --epochs 60 --seed 1 --out $R/att-tanh-spknorm-fixed60-seed1"
   "$R/att-tanh-spknorm-fixed30-noclassweight-seed1|$LSTM --class-weight none --seed 1 --out $R/att-tanh-spknorm-fixed30-noclassweight-seed1"
-  "$R/att-tanh-spknorm-fixed30-units128-seed1|$LSTM --units 128 --seed 1 --out $R/att-tanh-spknorm-fixed30-units128-seed1"
+  "$R/att-tanh-spknorm-fixed30-units32-seed1|$LSTM --units 32 --seed 1 --out $R/att-tanh-spknorm-fixed30-units32-seed1"
   "$R/att-tanh-spknorm-fixed30-batch64-seed1|$LSTM --batch-size 64 --seed 1 --out $R/att-tanh-spknorm-fixed30-batch64-seed1"
   "$R/att-tanh-spknorm-fixed30-rd0-seed1|$LSTM --recurrent-dropout 0 --seed 1 --out $R/att-tanh-spknorm-fixed30-rd0-seed1"
   "$R/att-tanh-spknorm-fixed30-egemaps-seed1|${LSTM/emodb_2s.npz/emodb_2s_egemaps.npz} --seed 1 --out $R/att-tanh-spknorm-fixed30-egemaps-seed1"
+  "$R/att-tanh-spknorm-seed1|$PY train_attention_lstm.py --data data/emodb_2s.npz --cv loso --norm speaker --quiet --seed 1 --out $R/att-tanh-spknorm-seed1"
   "$R/att-tanh-spknorm-es20-seed1|$PY train_attention_lstm.py --data data/emodb_2s.npz --cv loso --norm speaker --epochs 80 --patience 20 --quiet --seed 1 --out $R/att-tanh-spknorm-es20-seed1"
   # static baselines on IS09 functionals (more in docs/RESULTS_EMODB.md), and on the
   # mean and std of the LSTM's own 32 frame features; global and per-speaker norm
@@ -52,9 +52,12 @@ rows=(
   # ensembles of the test probabilities (mean: the fixed-epoch LSTM has no validation rows)
   "$R/ens-mean-att-svm-mlp|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/linear-svm-innercv $R/mlp-seed1 --method mean --out $R/ens-mean-att-svm-mlp"
   "$R/ens-mean-att3seeds|$PY ensemble.py $R/att-tanh-spknorm-fixed30-seed1 $R/att-tanh-spknorm-fixed30-seed2 $R/att-tanh-spknorm-fixed30-seed3 --method mean --out $R/ens-mean-att3seeds"
+  "$R/ens-mean-svmspk-att|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed1 --method mean --out $R/ens-mean-svmspk-att"
   "$R/ens-mean-svmspk-att-basic|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed1 $R/basic-mean-spknorm-fixed30-seed1 --method mean --out $R/ens-mean-svmspk-att-basic"
   "$R/ens-mean-static-spknorm|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/rbf-svm-spknorm-innercv $R/logreg-spknorm-innercv --method mean --out $R/ens-mean-static-spknorm"
   "$R/ens-mean-static-spknorm-att-basic|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/rbf-svm-spknorm-innercv $R/logreg-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed1 $R/basic-mean-spknorm-fixed30-seed1 --method mean --out $R/ens-mean-static-spknorm-att-basic"
+  "$R/ens-mean-static-spknorm-att-basic-seed2|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/rbf-svm-spknorm-innercv $R/logreg-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed2 $R/basic-mean-spknorm-fixed30-seed2 --method mean --out $R/ens-mean-static-spknorm-att-basic-seed2"
+  "$R/ens-mean-static-spknorm-att-basic-seed3|$PY ensemble.py $R/linear-svm-spknorm-innercv $R/rbf-svm-spknorm-innercv $R/logreg-spknorm-innercv $R/att-tanh-spknorm-fixed30-seed3 $R/basic-mean-spknorm-fixed30-seed3 --method mean --out $R/ens-mean-static-spknorm-att-basic-seed3"
 )
 
 run_rows() {
