@@ -400,11 +400,11 @@ class Normalization:
     def apply(self, feature_set):
         if self.method == "none":
             return feature_set
-        features = feature_set.features - self.mean if self.method == "global" \
-            else np.empty_like(feature_set.features)
         if self.method == "global":
+            features = feature_set.features - self.mean
             features /= self.std  # in place: one copy of the frames, not two
             return feature_set.with_features(features)
+        features = np.empty_like(feature_set.features)
         offsets = feature_set.offsets
         for speaker in np.unique(feature_set.speakers):
             rows = np.concatenate([np.arange(offsets[i], offsets[i + 1])
