@@ -156,21 +156,13 @@ def train_one_run(args, train, test, classes, out, data_files):
     resuming = bool(args.resume) and Path(out).exists()  # a finished folder is refused there
     out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
     try:
-        runs.write_json(out / "config.json", {
-            **recorded_flags(args),
-            "out": str(out),
-            "classes": classes,
-            "max_length_used": pad_to,
-            "padding": padding,
-            "class_weights": dict(zip(classes, class_weights.round(6).tolist())),
-            "val_speakers_used": sorted(set(val_set.speakers)),
-            "test_speakers": sorted(set(test.speakers)),
-            "data_files": data_files,
-            "feature_meta": train.meta,
-            "feature_names": train.feature_names.tolist(),
-            "run_format": runs.RUN_FORMAT,
-            **runs.environment_info(),
-        })
+        runs.write_json(out / "config.json", runs.run_config(
+            recorded_flags(args), out, classes, train, data_files,
+            max_length_used=pad_to,
+            padding=padding,
+            class_weights=dict(zip(classes, class_weights.round(6).tolist())),
+            val_speakers_used=sorted(set(val_set.speakers)),
+            test_speakers=sorted(set(test.speakers))))
         runs.write_json(out / "normalization.json", normalization.to_dict())
 
         # Train: early stopping and model selection on validation UA.

@@ -121,19 +121,11 @@ def train_one_run(args, train, test, classes, out, data_files):
     # The run folder exists only from here on, once every input has been checked.
     out = runs.create_run_dir(out, args.overwrite)
     try:
-        runs.write_json(out / "config.json", {
-            **recorded_flags(args),
-            "out": str(out),
-            "classes": classes,
-            "class_weights": {c: round(w, 6) for c, w in weights.items()},
-            "val_speakers_used": sorted(set(val_set.speakers)),
-            "test_speakers": sorted(set(test.speakers)),
-            "data_files": data_files,
-            "feature_meta": train.meta,
-            "feature_names": train.feature_names.tolist(),
-            "run_format": runs.RUN_FORMAT,
-            **runs.environment_info(),
-        })
+        runs.write_json(out / "config.json", runs.run_config(
+            recorded_flags(args), out, classes, train, data_files,
+            class_weights={c: round(w, 6) for c, w in weights.items()},
+            val_speakers_used=sorted(set(val_set.speakers)),
+            test_speakers=sorted(set(test.speakers))))
         runs.write_json(out / "normalization.json", normalization.to_dict())
 
         # Hyper-parameters: UA on the validation speakers (or inner speaker folds without them).

@@ -173,10 +173,8 @@ def cross_validate(train_one_run, args, config, data, classes, out, data_files, 
     out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
     fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
     try:
-        runs.write_json(out / "config.json", {
-            **config, "out": str(out), "classes": classes, "data_files": data_files, "feature_meta": data.meta,
-            "feature_names": data.feature_names.tolist(), "folds": [d.name for d in fold_dirs],
-            "run_format": runs.RUN_FORMAT, **runs.environment_info()})
+        runs.write_json(out / "config.json", runs.run_config(
+            config, out, classes, data, data_files, folds=[d.name for d in fold_dirs]))
         for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
             if runs.is_complete(fold_dir):
                 continue  # finished before an interruption

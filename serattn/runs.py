@@ -51,6 +51,13 @@ def mark_complete(path):
     (Path(path) / INCOMPLETE).unlink(missing_ok=True)
 
 
+def run_config(flags, out, classes, feature_set, data_files, **resolved):
+    """The config.json of a run: its flags, what the run resolved, its data and environment."""
+    return {**flags, "out": str(out), "classes": classes, **resolved, "data_files": data_files,
+            "feature_meta": feature_set.meta, "feature_names": feature_set.feature_names.tolist(),
+            "run_format": RUN_FORMAT, **environment_info()}
+
+
 def write_json(path, values):
     """Write JSON atomically (temp file, then rename)."""
     temporary = atomic_path(path)
