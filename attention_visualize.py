@@ -1,7 +1,7 @@
 """Plot where the attention goes, per class, from a saved run folder (Figure 2(a)(b)).
 
 Each utterance's attention weights are mapped onto --slots equal fractions of its
-duration (see serattn.attention.slot_profiles), averaged per class and split, and
+duration (see serattn.analysis.attention.slot_profiles), averaged per class and split, and
 drawn with the published class colors; on a corpus with cue times in its manifest
 it also reports how much attention falls on the class cue.
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn import attention as attn
-from serattn import plots
+from serattn.analysis import attention as attn
+from serattn.plots import figures as plots
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.run_folder import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits, load_manifest,
+from serattn.runs.reading import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits, load_manifest,
                                 open_run)
 
 CUE_COLUMNS = ("cue_start_s", "cue_end_s")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.data import atomic_path
+from serattn.features.feature_set import atomic_path
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.run_folder import open_run
+from serattn.runs.reading import open_run
 
 # Keys that tell runs apart without making them a different configuration.
 # Derived from the seed or the data (validation speakers, class weights) or about

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn import ensemble, protocols, runs
+from serattn.training import fusion as ensemble
+from serattn.training import protocols
+from serattn.runs import folder as runs
 from serattn.errors import ArgumentParser, run_main
-from serattn.metrics import evaluate_predictions, format_report
+from serattn.analysis.metrics import evaluate_predictions, format_report
 
 
 def parse_args(argv):

@@ -9,10 +9,10 @@
 import argparse
 from pathlib import Path
 
-from serattn import corpora
+from serattn.features import corpora
 from serattn.define import DEFAULT_FEATURE_SET
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.features import FEATURE_LEVELS, OPENSMILE_SETS, extract_manifest
+from serattn.features.extraction import FEATURE_LEVELS, OPENSMILE_SETS, extract_manifest
 
 
 def parse_args(argv):

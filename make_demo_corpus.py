@@ -6,7 +6,7 @@
 
 import time
 
-from serattn.demo_corpus import make_demo_corpus
+from serattn.features.demo_corpus import make_demo_corpus
 from serattn.errors import ArgumentParser, run_main
 
 

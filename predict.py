@@ -13,10 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from serattn import features
-from serattn.data import FeatureSet, Normalization
+from serattn.features import extraction as features
+from serattn.features.feature_set import FeatureSet, Normalization
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.run_folder import open_run
+from serattn.runs.reading import open_run
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
@@ -99,7 +99,7 @@ def main(argv=None):
 
     # Predict, with the padding the run was trained with.
     import keras
-    from serattn.training import predict_with_attention
+    from serattn.training.trainer import predict_with_attention
 
     model = keras.saving.load_model(run.file("model.keras"), safe_mode=True)
     pad_to = run.config.get("max_length_used")
@@ -115,10 +115,10 @@ def main(argv=None):
     for row in rows:
         print("\t".join(row))
     if args.csv:
-        from serattn.plots import save_csv
+        from serattn.plots.figures import save_csv
         save_csv(args.csv, header, rows)
     if args.attention_plot:
-        from serattn.plots import plot_utterance_attention, save_figure
+        from serattn.plots.figures import plot_utterance_attention, save_figure
         frame_rate = (run.config.get("feature_meta") or {}).get("frame_rate", 100)
         for path, weights, signal, label in zip(kept, outputs["weights"], waveforms, predicted):
             figure = plot_utterance_attention(weights, frame_rate, waveform=signal,

@@ -14,12 +14,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import numpy as np
 
-from serattn import protocols, runs
-from serattn.data import NORMALIZATIONS, Normalization
+from serattn.training import protocols
+from serattn.runs import folder as runs
+from serattn.features.feature_set import NORMALIZATIONS, Normalization
 from serattn.define import ACTIVATIONS
-from serattn.distribute import STRATEGIES, worker_out
+from serattn.training.distribute import STRATEGIES, worker_out
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.metrics import evaluate_predictions, format_report
+from serattn.analysis.metrics import evaluate_predictions, format_report
 
 MODELS = ("attention-lstm", "basic-lstm")
 
@@ -137,7 +138,7 @@ def parse_args(argv):
 
 def train_one_run(args, train, test, classes, out, data_files):
     """Train on ``train``, evaluate on ``test``, and write the run folder ``out``."""
-    from serattn import training  # TensorFlow loads only once the input is known to be good
+    from serattn.training import trainer as training  # TensorFlow loads only once the input is known to be good
 
     # Data: validation speakers held out, normalization from the training speakers.
     fit_set, val_set = protocols.hold_out_validation(train, classes, args.val_speakers, args.seed, out)

@@ -11,10 +11,12 @@ import time
 import joblib
 import numpy as np
 
-from serattn import protocols, runs, static
-from serattn.data import NORMALIZATIONS, Normalization
+from serattn.training import protocols
+from serattn.runs import folder as runs
+from serattn.models import static
+from serattn.features.feature_set import NORMALIZATIONS, Normalization
 from serattn.errors import ArgumentParser, run_main
-from serattn.metrics import evaluate_predictions, format_report
+from serattn.analysis.metrics import evaluate_predictions, format_report
 
 
 def build_parser():

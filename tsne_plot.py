@@ -20,9 +20,9 @@ from sklearn.metrics import balanced_accuracy_score, silhouette_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 
-from serattn import plots
+from serattn.plots import figures as plots
 from serattn.errors import InputError, run_main
-from serattn.run_folder import ATTENTION_FILE, check_splits, open_run
+from serattn.runs.reading import ATTENTION_FILE, check_splits, open_run
 
 MIN_POINTS = 4  # t-SNE and the separation scores need a few points per split
 NEIGHBOURS = 5

@@ -1,7 +1,7 @@
 """Time slot averaging: the published per-frame loop vs the vectorized functions.
 
 Random attention weights of FAU-Aibo-like lengths (lognormal, mean ~180 frames);
-prints seconds and speedups (see serattn.attention.benchmark_slot_averaging).
+prints seconds and speedups (see serattn.analysis.attention.benchmark_slot_averaging).
 
     python benchmarks/bench_slots.py
     python benchmarks/bench_slots.py --dim 60 --loop-subset 3000
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serattn.attention import benchmark_slot_averaging  # noqa: E402
+from serattn.analysis.attention import benchmark_slot_averaging  # noqa: E402
 
 
 def main(argv=None):

@@ -90,7 +90,7 @@ def epoch_worker(sequences=9_959, batch_size=32, rounds=4, padded_steps_per_roun
     """
     import keras
 
-    from serattn import training
+    from serattn.training import trainer as training
 
     feature_set, targets, weights = training_data(sequences, seed)
     sequences_list = feature_set.sequences()
@@ -155,7 +155,7 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     """
     import tensorflow as tf
 
-    from serattn import training
+    from serattn.training import trainer as training
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)  # 0: TensorFlow's choice
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
@@ -226,7 +226,7 @@ def memory_worker(sequences=9_959, batch_size=32, steps=None, seed=0):
     """
     import tensorflow as tf  # noqa: F401  (counted in the baseline)
 
-    from serattn import training
+    from serattn.training import trainer as training
 
     rss_after_import = _rss_now()
     feature_set, targets, weights = training_data(sequences, seed)

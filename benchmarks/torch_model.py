@@ -1,6 +1,6 @@
 """The published attention LSTM written directly in PyTorch, for speed comparisons only.
 
-Two LSTMs with the attention head of :mod:`serattn.model` on top:
+Two LSTMs with the attention head of :mod:`serattn.models.attention_lstm` on top:
 
 - ``recurrent_dropout > 0``: a per-step loop with the same math as Keras' LSTM cell
   with recurrent dropout (one dropout mask per gate on the previous output, drawn

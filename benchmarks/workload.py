@@ -7,7 +7,7 @@ chunk of 24.53 s (2,453 frames); classes A 8.8%, E 21.0%, N 56.1%, P 6.8%, R 7.2
 
 import numpy as np
 
-from serattn.data import FeatureSet
+from serattn.features.feature_set import FeatureSet
 
 FAU_TRAIN_SIZE = 9_959
 FAU_DIM = 32

@@ -47,5 +47,5 @@ CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
 
 ACTIVATIONS = ("tanh", "relu")
 
-# Keys of an .npz feature set (see serattn.data).
+# Keys of an .npz feature set (see serattn.features.feature_set).
 FEATURE_FILE_VERSION = 1

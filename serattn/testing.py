@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from serattn.data import FeatureSet
+from serattn.features.feature_set import FeatureSet
 
 
 def make_feature_set(n=60, dim=8, classes=("A", "E", "N", "P", "R"), speakers=6,

@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from serattn.data import save_feature_set
+from serattn.features.feature_set import save_feature_set
 from serattn.testing import make_feature_set
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serattn import attention as attn
+from serattn.analysis import attention as attn
 
 
 def ragged(*utterances):

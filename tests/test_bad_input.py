@@ -19,7 +19,7 @@ import extract_features
 import predict
 import train_attention_lstm
 import tsne_plot
-from serattn.data import save_feature_set
+from serattn.features.feature_set import save_feature_set
 from serattn.errors import run_main
 from serattn.testing import make_feature_set
 from tests.fabricate import write_manifest, write_wav

@@ -2,7 +2,7 @@ import collections
 
 import pytest
 
-from serattn import corpora
+from serattn.features import corpora
 from serattn.errors import InputError
 from tests.fabricate import fabricate_emodb, fabricate_fau_aibo, fabricate_ravdess, write_manifest
 

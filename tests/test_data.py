@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from serattn.data import (FeatureSet, Normalization, _mean_std, check_same_features, concatenate,
+from serattn.features.feature_set import (FeatureSet, Normalization, _mean_std, check_same_features, concatenate,
                           load_feature_set, pad_batch, save_feature_set)
 from serattn.errors import InputError
 from serattn.testing import make_feature_set

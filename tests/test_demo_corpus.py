@@ -9,10 +9,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import make_demo_corpus as script
-from serattn import demo_corpus
+from serattn.features import demo_corpus
 from serattn.define import FAU_CLASSES, SAMPLE_RATE
 from serattn.errors import InputError
-from serattn.features import extract_signal
+from serattn.features.extraction import extract_signal
 from tests.fabricate import read_csv
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from serattn.data import save_feature_set
-from serattn.distribute import check_tf_config, worker_out
+from serattn.features.feature_set import save_feature_set
+from serattn.training.distribute import check_tf_config, worker_out
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, {root!r})
 import train_attention_lstm
-from serattn.distribute import get_strategy
+from serattn.training.distribute import get_strategy
 flags = ["--data", {data!r}, "--units", "8", "--attention-units", "4", "--epochs", "3",
          "--patience", "3", "--batch-size", "16", "--quiet", "--seed", "3"]
 for strategy in ("default", "mirrored"):
@@ -112,9 +112,9 @@ import json, sys
 import numpy as np
 sys.path.insert(0, {root!r})
 import train_attention_lstm
-from serattn.distribute import get_strategy, split_across_workers
+from serattn.training.distribute import get_strategy, split_across_workers
 from serattn.errors import run_main
-from serattn.training import EpochBatches
+from serattn.training.trainer import EpochBatches
 
 strategy = get_strategy("multiworker")
 probe = EpochBatches([np.ones((3, 2), np.float32)] * 7, np.arange(7), np.ones(7), batch_size=4, seed=0,
@@ -199,7 +199,7 @@ def test_mixed_precision_is_refused_without_a_gpu():
     import tensorflow as tf
 
     from serattn.errors import InputError
-    from serattn.training import use_mixed_precision
+    from serattn.training.trainer import use_mixed_precision
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is present: mixed precision is allowed")

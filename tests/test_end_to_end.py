@@ -11,7 +11,7 @@ import make_demo_corpus
 import predict
 import train_attention_lstm
 import tsne_plot
-from serattn.data import load_feature_set
+from serattn.features.feature_set import load_feature_set
 from serattn.errors import InputError
 
 

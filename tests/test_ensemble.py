@@ -7,10 +7,11 @@ import pytest
 import compare_runs
 import ensemble as ensemble_script
 import train_static
-from serattn import ensemble, runs
-from serattn.data import save_feature_set
+from serattn.training import fusion as ensemble
+from serattn.runs import folder as runs
+from serattn.features.feature_set import save_feature_set
 from serattn.errors import InputError
-from serattn.run_folder import open_run
+from serattn.runs.reading import open_run
 from serattn.testing import make_feature_set
 
 CLASSES = ("A", "B", "C")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import extract_features as script
-from serattn.data import load_feature_set
-from serattn.demo_corpus import make_demo_corpus
+from serattn.features.feature_set import load_feature_set
+from serattn.features.demo_corpus import make_demo_corpus
 from serattn.errors import InputError, run_main
 from tests.fabricate import fabricate_emodb, read_csv
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serattn import features
+from serattn.features import extraction as features
 from serattn.errors import InputError
-from serattn.features import extract_file, extract_manifest, feature_names, load_audio
+from serattn.features.extraction import extract_file, extract_manifest, feature_names, load_audio
 from tests.fabricate import read_csv, write_manifest, write_wav
 
 
@@ -153,7 +153,7 @@ def test_tensorflow_loaded_first_is_refused_not_a_crash():
     import subprocess
     import sys
     code = ("import tensorflow, numpy as np\n"
-            "from serattn.features import extract_signal\n"
+            "from serattn.features.extraction import extract_signal\n"
             "try:\n"
             "    extract_signal(np.zeros(16000, np.float32))\n"
             "except RuntimeError as error:\n"

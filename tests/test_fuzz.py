@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from serattn.attention import slot_profiles
-from serattn.corpora import read_manifest
-from serattn.data import load_feature_set
+from serattn.analysis.attention import slot_profiles
+from serattn.features.corpora import read_manifest
+from serattn.features.feature_set import load_feature_set
 from serattn.errors import InputError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

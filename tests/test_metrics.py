@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.metrics import balanced_accuracy_score
 
-from serattn.metrics import evaluate_predictions, format_confusion, format_report
+from serattn.analysis.metrics import evaluate_predictions, format_confusion, format_report
 
 CLASSES = ["A", "E", "N", "P", "R"]
 

@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from serattn.data import pad_batch
+from serattn.features.feature_set import pad_batch
 from serattn.errors import InputError
-from serattn.model import build_analysis_model, build_attention_lstm
+from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm
 
 PUBLISHED_LAYERS = ["lstm1", "attention_dense1", "attention_dense2", "attention_weights",
                     "attention_representation", "output"]

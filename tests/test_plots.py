@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib import colors as mcolors
 
-from serattn import plots
+from serattn.plots import figures as plots
 from serattn.define import CLASS_COLORS, PALETTE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

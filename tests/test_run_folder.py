@@ -7,7 +7,7 @@ import pytest
 
 from fake_runs import make_fake_run
 from serattn.errors import InputError
-from serattn.run_folder import check_splits, load_manifest, open_run
+from serattn.runs.reading import check_splits, load_manifest, open_run
 
 
 @pytest.fixture

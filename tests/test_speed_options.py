@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serattn.data import pad_batch
+from serattn.features.feature_set import pad_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -18,7 +18,7 @@ def train_briefly(builder, use_view, padding="post", **kwargs):
     import keras
     import tensorflow as tf
 
-    from serattn.training import EpochBatches, compile_model, trainer_for
+    from serattn.training.trainer import EpochBatches, compile_model, trainer_for
 
     rng = np.random.default_rng(0)
     sequences = [rng.standard_normal((int(n), 6)).astype(np.float32) for n in rng.integers(3, 30, 24)]
@@ -35,7 +35,7 @@ def train_briefly(builder, use_view, padding="post", **kwargs):
 @pytest.mark.parametrize("builder_name, kwargs", [("build_attention_lstm", {}),
                                                   ("build_basic_lstm", {"pooling": "last"})])
 def test_training_view_gives_identical_weights(builder_name, kwargs):
-    from serattn import model as models
+    from serattn.models import attention_lstm as models
 
     builder = getattr(models, builder_name)
     reference, _, _ = train_briefly(builder, use_view=False, **kwargs)
@@ -46,7 +46,7 @@ def test_training_view_gives_identical_weights(builder_name, kwargs):
 
 
 def test_trained_model_keeps_its_mask_for_any_padding():
-    from serattn.model import build_analysis_model, build_attention_lstm
+    from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm
 
     model, _, sequences = train_briefly(build_attention_lstm, use_view=True)  # trains through the view
     analysis = build_analysis_model(model)
@@ -59,8 +59,8 @@ def test_trained_model_keeps_its_mask_for_any_padding():
 
 
 def test_no_view_for_pre_padding_or_unmasked_models():
-    from serattn.model import build_attention_lstm
-    from serattn.training import compile_model, trainer_for
+    from serattn.models.attention_lstm import build_attention_lstm
+    from serattn.training.trainer import compile_model, trainer_for
 
     masked = build_attention_lstm(6, 5, units=8)
     unmasked = build_attention_lstm(6, 5, units=8, masked=False)

@@ -9,8 +9,9 @@ import attention_visualize
 import compare_runs
 import train_static
 import tsne_plot
-from serattn import protocols, static
-from serattn.data import save_feature_set
+from serattn.training import protocols
+from serattn.models import static
+from serattn.features.feature_set import save_feature_set
 from serattn.errors import InputError
 from serattn.testing import make_feature_set
 

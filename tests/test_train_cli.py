@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import train_attention_lstm
-from serattn.data import Normalization, load_feature_set
+from serattn.features.feature_set import Normalization, load_feature_set
 from serattn.errors import InputError
-from serattn.training import predict_with_attention
+from serattn.training.trainer import predict_with_attention
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--units", "16", "--attention-units", "8", "--epochs", "12", "--patience", "12",
@@ -107,7 +107,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path):
 
 
 def test_unseen_test_labels_are_refused(tmp_path):
-    from serattn.data import save_feature_set
+    from serattn.features.feature_set import save_feature_set
     from serattn.testing import make_feature_set
     feature_set = make_feature_set(n=40)
     feature_set.labels[feature_set.split == "test"] = "X"

@@ -3,8 +3,8 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from serattn.errors import InputError
-from serattn.protocols import split_validation_speakers
-from serattn.training import EpochBatches, UnweightedAverageRecall, bucketed_batch_indices, parse_class_weight
+from serattn.training.protocols import split_validation_speakers
+from serattn.training.trainer import EpochBatches, UnweightedAverageRecall, bucketed_batch_indices, parse_class_weight
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes")
@@ -75,7 +75,7 @@ def test_validation_speakers_are_disjoint_from_training():
 def test_training_stops_at_a_non_finite_loss_and_keeps_the_best_epoch_before_it(tmp_path):
     import keras
 
-    from serattn.training import ResumableEarlyStopping
+    from serattn.training.trainer import ResumableEarlyStopping
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.attention import offsets_of
+from serattn.analysis.attention import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
-from serattn.runs import INCOMPLETE, RUN_FORMAT
+from serattn.runs.folder import INCOMPLETE, RUN_FORMAT
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -45,7 +45,7 @@ ATTENTION_KEYS = ("weights", "lengths", "z", "ids", "labels", "speakers", "split
 
 @dataclasses.dataclass
 class AttentionSet:
-    """The attention arrays of a run, ragged like :mod:`serattn.data` feature sets."""
+    """The attention arrays of a run, ragged like :mod:`serattn.features.feature_set` feature sets."""
 
     weights: np.ndarray  # (sum(L),) float32, each utterance's weights over its frames
     lengths: np.ndarray  # (N,) int64

@@ -27,7 +27,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC, LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 
-from serattn.data import FeatureSet
+from serattn.features.feature_set import FeatureSet
 from serattn.errors import InputError
 
 STATIC_MODELS = ("linear-svm", "rbf-svm", "logreg", "mlp")
@@ -57,7 +57,7 @@ def utterance_features(feature_set, pool="none", source="data"):
     """One feature row per utterance, as static models need.
 
     Args:
-        feature_set: a :class:`~serattn.data.FeatureSet`; functionals have all lengths 1.
+        feature_set: a :class:`~serattn.features.feature_set.FeatureSet`; functionals have all lengths 1.
         pool: ``"none"`` (refuse frame-level features) or ``"mean"`` (mean and
             standard deviation over each utterance's frames, 2 D features).
         source: file named in messages.
@@ -171,7 +171,7 @@ def build_classifier(model, seed, max_iter=10_000, hidden=(128,), **params):
 
 
 def z_normalize(features, mean, std):
-    """(N, D) features minus ``mean``, over ``std`` (from :class:`serattn.data.Normalization`)."""
+    """(N, D) features minus ``mean``, over ``std`` (from :class:`serattn.features.feature_set.Normalization`)."""
     return (features - mean) / std
 
 
@@ -274,7 +274,7 @@ def fit_static_model(model, params, features, labels, speakers, normalization, c
         model, params: the classifier and its chosen hyper-parameters.
         features: (N, D) rows (raw with global norm; already normalized otherwise).
         labels, speakers: (N,) str.
-        normalization: the fitted :class:`serattn.data.Normalization`.
+        normalization: the fitted :class:`serattn.features.feature_set.Normalization`.
         class_weight: ``balanced`` or ``none``.
         calibration: ``auto`` (sigmoid for SVMs, native probabilities otherwise),
             ``sigmoid`` or ``isotonic`` (calibrate any model).

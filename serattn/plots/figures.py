@@ -20,7 +20,7 @@ from matplotlib import colors as mcolors
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 
-from serattn.data import atomic_path
+from serattn.features.feature_set import atomic_path
 from serattn.define import CLASS_COLORS, FAU_CLASS_NAMES, PALETTE
 
 FONT_SIZE = 11

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from serattn.errors import InputError
-from serattn.metrics import evaluate_predictions
-from serattn.run_folder import open_run
+from serattn.analysis.metrics import evaluate_predictions
+from serattn.runs.reading import open_run
 
 METHODS = ("mean", "weighted")
 MAX_GRID_POINTS = 200_000

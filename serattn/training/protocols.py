@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 
-from serattn import runs
-from serattn.data import check_same_features, load_feature_set
+from serattn.runs import folder as runs
+from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.errors import InputError
-from serattn.metrics import evaluate_predictions
+from serattn.analysis.metrics import evaluate_predictions
 
 CV_PROTOCOLS = ("loso", "kfold-speakers")
 

@@ -30,8 +30,8 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 import serattn
-from serattn.corpora import read_manifest
-from serattn.data import FeatureSet, atomic_path, save_feature_set
+from serattn.features.corpora import read_manifest
+from serattn.features.feature_set import FeatureSet, atomic_path, save_feature_set
 from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RATE
 from serattn.errors import InputError
 
@@ -125,7 +125,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     skipped; the others are extracted.
 
     Args:
-        manifest: a manifest CSV path or a :class:`serattn.corpora.Manifest`.
+        manifest: a manifest CSV path or a :class:`serattn.features.corpora.Manifest`.
         out: if given, the feature set is saved there (``.npz``, atomically) and
             the skipped files are listed, with the reason, in ``OUT.skipped.csv``
             (columns path,reason).
@@ -137,7 +137,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         progress: show a progress bar and print a one-line summary.
 
     Returns:
-        The :class:`serattn.data.FeatureSet`: ids are the manifest's ``path``
+        The :class:`serattn.features.feature_set.FeatureSet`: ids are the manifest's ``path``
         values; ``split`` is None when the manifest has none.
 
     Raises:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.data import atomic_path
+from serattn.features.feature_set import atomic_path
 from serattn.errors import InputError
 
 RUN_FORMAT = 1
@@ -203,7 +203,7 @@ def write_evaluation(out, parts, outputs, classes):
     Args:
         out: the run folder.
         parts: ``[(split name, FeatureSet), ...]`` in the order to write.
-        outputs: split name -> :func:`serattn.training.predict_with_attention` result.
+        outputs: split name -> :func:`serattn.training.trainer.predict_with_attention` result.
         classes: class labels in model output order.
 
     Returns:

@@ -19,10 +19,10 @@ import tensorflow as tf
 from keras import ops
 from sklearn.utils.class_weight import compute_class_weight
 
-from serattn.data import pad_batch
-from serattn.distribute import build_from_local_batch, get_strategy, split_across_workers
+from serattn.features.feature_set import pad_batch
+from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
 from serattn.errors import InputError
-from serattn.model import build_analysis_model
+from serattn.models.attention_lstm import build_analysis_model
 
 LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
 
@@ -220,7 +220,7 @@ def parse_class_weight(text, classes, labels):
 
 def build_model(args, num_features, num_classes):
     """The model named by the training flags, seeded, deterministic and compiled."""
-    from serattn.model import build_attention_lstm, build_basic_lstm
+    from serattn.models.attention_lstm import build_attention_lstm, build_basic_lstm
 
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
