@@ -14,7 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from serattn.features import extraction as features
-from serattn.features.feature_set import FeatureSet, Normalization
+from serattn.features.feature_set import FeatureSet
+from serattn.features.normalization import Normalization
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
 
@@ -90,7 +91,7 @@ def main(argv=None):
         kept.append(path)
     if not kept:
         raise InputError("none of the given files could be read; nothing to predict")
-    if normalization.method == "speaker":
+    if normalization.per_speaker:
         print("note: the run normalizes per speaker; the given files are treated as one speaker",
               file=sys.stderr)
     batch = FeatureSet.from_sequences(sequences, ids=[str(p) for p in kept], labels=["?"] * len(kept),

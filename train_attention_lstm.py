@@ -16,7 +16,7 @@ import numpy as np
 
 from serattn.training import protocols
 from serattn.runs import folder as runs
-from serattn.features.feature_set import NORMALIZATIONS, Normalization
+from serattn.features.normalization import NORMALIZATIONS, Normalization
 from serattn.define import ACTIVATIONS
 from serattn.training.distribute import STRATEGIES, worker_out
 from serattn.errors import ArgumentParser, InputError, run_main

@@ -13,8 +13,8 @@ import numpy as np
 
 from serattn.training import protocols
 from serattn.runs import folder as runs
-from serattn.models import static
-from serattn.features.feature_set import NORMALIZATIONS, Normalization
+from serattn.training import static
+from serattn.features.normalization import NORMALIZATIONS, Normalization
 from serattn.errors import ArgumentParser, run_main
 from serattn.analysis.metrics import evaluate_predictions, format_report
 

@@ -200,7 +200,7 @@ def bench_memory(figures, quick):
 
 def bench_slots(figures, quick):
     """Figure 4a: vectorized slot averaging vs the published per-frame loop, 18,000 utterances."""
-    from serattn.analysis.attention import benchmark_slot_averaging
+    from benchmarks.bench_slots import benchmark_slot_averaging
 
     result = benchmark_slot_averaging(18_000, loop_subset=SIZES["slot_loop_subset"][1 if quick else 0])
     scaled = result["loop_utterances_timed"] != result["n_utterances"]

@@ -91,6 +91,7 @@ def epoch_worker(sequences=9_959, batch_size=32, rounds=4, padded_steps_per_roun
     import keras
 
     from serattn.training import trainer as training
+    from serattn.training.batches import EpochBatches
 
     feature_set, targets, weights = training_data(sequences, seed)
     sequences_list = feature_set.sequences()
@@ -99,7 +100,7 @@ def epoch_worker(sequences=9_959, batch_size=32, rounds=4, padded_steps_per_roun
     trainer = training.trainer_for(model, "post")
 
     def pipeline(bucketed, segment, segments, limit=None):
-        batches = training.EpochBatches(sequences_list, targets, weights, batch_size, seed,
+        batches = EpochBatches(sequences_list, targets, weights, batch_size, seed,
                                         bucketing=bucketed, pad_to=None if bucketed else FAU_MAX_FRAMES)
         return segment_batches(batches, segment, segments, limit)
 
@@ -123,7 +124,7 @@ def epoch_worker(sequences=9_959, batch_size=32, rounds=4, padded_steps_per_roun
                                 for i in batches.batch_indices(0))
 
     # The input pipeline alone: one bucketed epoch of padded batches, no training.
-    batches = training.EpochBatches(sequences_list, targets, weights, batch_size, seed)
+    batches = EpochBatches(sequences_list, targets, weights, batch_size, seed)
     start = time.perf_counter()
     for _ in batches.dataset():
         pass
@@ -156,6 +157,7 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     import tensorflow as tf
 
     from serattn.training import trainer as training
+    from serattn.training.batches import EpochBatches
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)  # 0: TensorFlow's choice
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
@@ -227,13 +229,14 @@ def memory_worker(sequences=9_959, batch_size=32, steps=None, seed=0):
     import tensorflow as tf  # noqa: F401  (counted in the baseline)
 
     from serattn.training import trainer as training
+    from serattn.training.batches import EpochBatches
 
     rss_after_import = _rss_now()
     feature_set, targets, weights = training_data(sequences, seed)
     data_bytes = feature_set.features.nbytes
     model = training.build_model(model_args(batch_size=batch_size), feature_set.dim, len(CLASSES))
     trainer = training.trainer_for(model, "post")
-    batches = training.EpochBatches(feature_set.sequences(), targets, weights, batch_size, seed)
+    batches = EpochBatches(feature_set.sequences(), targets, weights, batch_size, seed)
     if steps is not None:
         segment_batches(batches, 0, 1, limit=steps)
     trainer.fit(batches.dataset(), epochs=1, verbose=0, shuffle=False)

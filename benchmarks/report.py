@@ -122,7 +122,7 @@ def write_results(path, figures, info, command, quick):
         "runs the analysis pass (`predict_with_attention`), minus the peak of the same process on 100 "
         "sequences (TensorFlow, the traced functions and the model: the baseline any run pays), divided by "
         "the ragged float32 feature bytes. The padded size is computed, not allocated.",
-        "- Figure 4: `serattn.analysis.attention.benchmark_slot_averaging`; scikit-learn `TSNE` as tsne_plot.py "
+        "- Figure 4: `benchmarks/bench_slots.py`; scikit-learn `TSNE` as tsne_plot.py "
         "calls it, on clustered random 60-d points; `extract_features.py` on emodb_2s (2.0 s per file).",
         "",
     ]

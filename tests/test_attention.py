@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.bench_slots import benchmark_slot_averaging, random_attention
 from serattn.analysis import attention as attn
+from serattn.features.feature_set import offsets_of, padded_from_ragged, ragged_from_padded
 
 
 def ragged(*utterances):
@@ -89,7 +91,7 @@ def test_a_profile_averages_to_the_utterance_mass(lengths, slots, seed):
     rng = np.random.default_rng(seed)
     values = rng.random(sum(lengths))
     profiles = attn.slot_profiles(values, lengths, slots)
-    totals = np.add.reduceat(values, attn.offsets_of(lengths)[:-1])
+    totals = np.add.reduceat(values, offsets_of(lengths)[:-1])
     assert profiles.shape == (len(lengths), slots)
     assert np.all(profiles >= -1e-9)
     np.testing.assert_allclose(profiles.mean(axis=1), totals, rtol=1e-9)
@@ -108,13 +110,13 @@ def test_class_statistics_average_per_class():
 
 def test_post_padded_rows_keep_their_leading_frames():
     padded = np.array([[1, 2, 3, 0], [4, 0, 0, 0], [5, 6, 7, 8]], dtype=float)
-    values = attn.ragged_from_padded(padded, [3, 1, 4], padding="post")
+    values = ragged_from_padded(padded, [3, 1, 4], padding="post")
     assert values.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_pre_padded_rows_keep_their_trailing_frames():
     padded = np.array([[0, 1, 2, 3], [0, 0, 0, 4], [5, 6, 7, 8]], dtype=float)
-    values = attn.ragged_from_padded(padded, [3, 1, 4], padding="pre")
+    values = ragged_from_padded(padded, [3, 1, 4], padding="pre")
     assert values.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
@@ -123,18 +125,18 @@ def test_padding_round_trip_with_vectors(padding):
     rng = np.random.default_rng(1)
     lengths = np.array([3, 7, 1, 5])
     values = rng.random((lengths.sum(), 2))
-    padded = attn.padded_from_ragged(values, lengths, padding, t_max=9)
+    padded = padded_from_ragged(values, lengths, padding, t_max=9)
     assert padded.shape == (4, 9, 2)
     zeros = padded[0, :6] if padding == "pre" else padded[0, 3:]
     assert not zeros.any()
-    np.testing.assert_array_equal(attn.ragged_from_padded(padded, lengths, padding), values)
+    np.testing.assert_array_equal(ragged_from_padded(padded, lengths, padding), values)
 
 
 def test_ragged_from_padded_rejects_lengths_past_the_padding():
     with pytest.raises(ValueError, match="0..4"):
-        attn.ragged_from_padded(np.zeros((2, 4)), [2, 5])
+        ragged_from_padded(np.zeros((2, 4)), [2, 5])
     with pytest.raises(ValueError, match="unknown padding 'middle'"):
-        attn.ragged_from_padded(np.zeros((2, 4)), [2, 3], padding="middle")
+        ragged_from_padded(np.zeros((2, 4)), [2, 3], padding="middle")
 
 
 # --- the published algorithm --------------------------------------------------------
@@ -210,14 +212,14 @@ def test_cue_summary_per_split_and_class():
 
 
 def test_benchmark_reports_speedups():
-    result = attn.benchmark_slot_averaging(n_utterances=20, loop_subset=5)
+    result = benchmark_slot_averaging(n_utterances=20, loop_subset=5)
     assert result["loop_utterances_timed"] == 5
     assert result["speedup_published"] > 0 and result["speedup_slot_profiles"] > 0
 
 
 def test_float32_weights_of_many_utterances_keep_float64_precision():
     # A float32 running sum over a million frames would drift by ~1e-4 of a slot's mass.
-    values, lengths = attn.random_attention(5000, seed=3)
+    values, lengths = random_attention(5000, seed=3)
     single = values.astype(np.float32)
     np.testing.assert_allclose(attn.slot_profiles(single, lengths),
                                attn.slot_profiles(single.astype(np.float64), lengths), atol=1e-9)

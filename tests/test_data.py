@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from serattn.features.feature_set import (FeatureSet, Normalization, _mean_std, check_same_features, concatenate,
-                          load_feature_set, pad_batch, save_feature_set)
+from serattn.features.feature_set import (FeatureSet, check_same_features, concatenate, load_feature_set,
+                                         save_feature_set)
+from serattn.features.normalization import Normalization, _mean_std
+from serattn.training.batches import pad_batch
 from serattn.errors import InputError
 from serattn.testing import make_feature_set
 

@@ -114,7 +114,7 @@ sys.path.insert(0, {root!r})
 import train_attention_lstm
 from serattn.training.distribute import get_strategy, split_across_workers
 from serattn.errors import run_main
-from serattn.training.trainer import EpochBatches
+from serattn.training.batches import EpochBatches
 
 strategy = get_strategy("multiworker")
 probe = EpochBatches([np.ones((3, 2), np.float32)] * 7, np.arange(7), np.ones(7), batch_size=4, seed=0,

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from serattn.features.feature_set import pad_batch
+from serattn.training.batches import pad_batch
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm
 

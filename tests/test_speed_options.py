@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serattn.features.feature_set import pad_batch
+from serattn.training.batches import pad_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -18,7 +18,8 @@ def train_briefly(builder, use_view, padding="post", **kwargs):
     import keras
     import tensorflow as tf
 
-    from serattn.training.trainer import EpochBatches, compile_model, trainer_for
+    from serattn.training.batches import EpochBatches
+    from serattn.training.trainer import compile_model, trainer_for
 
     rng = np.random.default_rng(0)
     sequences = [rng.standard_normal((int(n), 6)).astype(np.float32) for n in rng.integers(3, 30, 24)]

@@ -10,7 +10,7 @@ import compare_runs
 import train_static
 import tsne_plot
 from serattn.training import protocols
-from serattn.models import static
+from serattn.training import static
 from serattn.features.feature_set import save_feature_set
 from serattn.errors import InputError
 from serattn.testing import make_feature_set

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import train_attention_lstm
-from serattn.features.feature_set import Normalization, load_feature_set
+from serattn.features.feature_set import load_feature_set
+from serattn.features.normalization import Normalization
 from serattn.errors import InputError
 from serattn.training.trainer import predict_with_attention
 

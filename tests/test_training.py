@@ -4,7 +4,9 @@ from sklearn.metrics import balanced_accuracy_score
 
 from serattn.errors import InputError
 from serattn.training.protocols import split_validation_speakers
-from serattn.training.trainer import EpochBatches, UnweightedAverageRecall, bucketed_batch_indices, parse_class_weight
+from serattn.models.layers import UnweightedAverageRecall
+from serattn.training.batches import EpochBatches, bucketed_batch_indices
+from serattn.training.trainer import parse_class_weight
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes")

@@ -24,67 +24,13 @@ numpy only: no per-utterance Python loop on the main path.
 """
 
 import math
-import time
 
 import numpy as np
 
 from serattn.errors import InputError
+from serattn.features.feature_set import offsets_of
 
 DEFAULT_SLOTS = 100
-
-
-# --- ragged <-> padded -----------------------------------------------------------
-
-
-def offsets_of(lengths):
-    """Start of each utterance in the concatenated frames, shape (N + 1,)."""
-    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-
-
-def ragged_from_padded(padded, lengths, padding="post"):
-    """Drop the padding of a padded batch and concatenate the valid frames.
-
-    Args:
-        padded: (N, T_max) or (N, T_max, D) array, e.g. attention weights as
-            the published scripts saved them (padded to 2,453 frames).
-        lengths: (N,) valid frames per utterance, each in 1..T_max.
-        padding: ``"post"`` (valid frames first, zeros after) or ``"pre"``
-            (zeros first, as the published scripts padded).
-
-    Returns:
-        (sum(lengths), ...) array of the valid frames, utterance after utterance.
-    """
-    padded = np.asarray(padded)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if padding not in ("pre", "post"):
-        raise ValueError(f"unknown padding '{padding}'; expected one of: post, pre")
-    if padded.ndim < 2 or lengths.shape != (padded.shape[0],):
-        raise ValueError(f"expected padded (N, T_max, ...) and lengths (N,), "
-                         f"got {padded.shape} and {lengths.shape}")
-    t_max = padded.shape[1]
-    if np.any(lengths < 0) or np.any(lengths > t_max):
-        raise ValueError(f"lengths must lie in 0..{t_max} (the padded length)")
-    frame = np.arange(t_max)
-    if padding == "post":
-        valid = frame[None, :] < lengths[:, None]  # (N, T_max)
-    else:
-        valid = frame[None, :] >= t_max - lengths[:, None]
-    return padded[valid]  # row-major: utterance 0's frames, then utterance 1's...
-
-
-def padded_from_ragged(values, lengths, padding="post", t_max=None):
-    """The inverse of :func:`ragged_from_padded`: zero-pad to (N, T_max, ...)."""
-    values = np.asarray(values)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    t_max = int(lengths.max()) if t_max is None else t_max
-    frame = np.arange(t_max)
-    if padding == "post":
-        valid = frame[None, :] < lengths[:, None]
-    else:
-        valid = frame[None, :] >= t_max - lengths[:, None]
-    padded = np.zeros((len(lengths), t_max) + values.shape[1:], dtype=values.dtype)
-    padded[valid] = values
-    return padded
 
 
 # --- slot profiles (default) ------------------------------------------------------
@@ -403,70 +349,3 @@ def summarize_cue_attention(mass, share, labels, split, classes):
                           if np.any(in_split & (labels == c))},
         }
     return report
-
-
-# --- benchmark ------------------------------------------------------------------------------
-
-
-def random_attention(n_utterances, mean_frames=180, seed=0, dim=None):
-    """Random ragged attention of FAU-Aibo-like lengths (lognormal, 10..2,453 frames).
-
-    Returns:
-        ``(values, lengths)``: float64 (sum(L),) weights summing to 1 per
-        utterance (or (sum(L), dim) vectors), int64 (N,).
-    """
-    rng = np.random.default_rng(seed)
-    lengths = rng.lognormal(np.log(mean_frames) - 0.18, 0.6, n_utterances)
-    lengths = np.clip(lengths.round(), 10, 2453).astype(np.int64)
-    values = rng.random(int(lengths.sum()) if dim is None else (int(lengths.sum()), dim))
-    if dim is None:
-        totals = np.add.reduceat(values, offsets_of(lengths)[:-1])
-        values = values / np.repeat(totals, lengths)
-    return values, lengths
-
-
-def benchmark_slot_averaging(n_utterances=18_000, slots=DEFAULT_SLOTS, seed=0, loop_subset=None,
-                             dim=None):
-    """Time the published per-frame loop against the vectorized functions.
-
-    Args:
-        n_utterances: utterances of FAU-Aibo-like lengths (the corpus has ~18k).
-        slots: slots per utterance.
-        seed: for the random weights.
-        loop_subset: time the (slow) loop on this many utterances only and
-            scale up linearly; None times it on all of them.
-        dim: None for scalar weights, 60 for per-frame vectors as the published
-            code averaged (weighted LSTM outputs).
-
-    Returns:
-        dict of seconds (``loop_s``, ``published_vectorized_s``,
-        ``slot_profiles_s``) and speedups over the loop.
-    """
-    values, lengths = random_attention(n_utterances, seed=seed, dim=dim)
-    n_loop = n_utterances if loop_subset is None else min(loop_subset, n_utterances)
-    sequences = np.split(values[: offsets_of(lengths)[n_loop]], np.cumsum(lengths[:n_loop])[:-1])
-
-    start = time.perf_counter()
-    published_avg_distribution_loop(sequences, slots)
-    loop_s = (time.perf_counter() - start) * n_utterances / n_loop
-
-    def best_of(function, repeats=3):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function(values, lengths, slots)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    published_s = best_of(published_avg_distribution)
-    profiles_s = best_of(slot_profiles)
-    return {
-        "n_utterances": n_utterances,
-        "frames": int(lengths.sum()),
-        "loop_utterances_timed": n_loop,
-        "loop_s": loop_s,
-        "published_vectorized_s": published_s,
-        "slot_profiles_s": profiles_s,
-        "speedup_published": loop_s / published_s,
-        "speedup_slot_profiles": loop_s / profiles_s,
-    }

@@ -55,7 +55,7 @@ class FeatureSet:
     @property
     def offsets(self):
         """Start row of each utterance in ``features``, shape (N + 1,)."""
-        return np.concatenate([[0], np.cumsum(self.lengths)])
+        return offsets_of(self.lengths)
 
     def sequence(self, i):
         start, stop = self.offsets[i], self.offsets[i + 1]
@@ -158,6 +158,60 @@ def save_feature_set(feature_set, path):
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+# --- ragged <-> padded -----------------------------------------------------------
+
+
+def offsets_of(lengths):
+    """Start of each utterance in the concatenated frames, shape (N + 1,)."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def ragged_from_padded(padded, lengths, padding="post"):
+    """Drop the padding of a padded batch and concatenate the valid frames.
+
+    Args:
+        padded: (N, T_max) or (N, T_max, D) array, e.g. attention weights as
+            the published scripts saved them (padded to 2,453 frames).
+        lengths: (N,) valid frames per utterance, each in 1..T_max.
+        padding: ``"post"`` (valid frames first, zeros after) or ``"pre"``
+            (zeros first, as the published scripts padded).
+
+    Returns:
+        (sum(lengths), ...) array of the valid frames, utterance after utterance.
+    """
+    padded = np.asarray(padded)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if padding not in ("pre", "post"):
+        raise InputError(f"unknown padding '{padding}'; expected one of: post, pre")
+    if padded.ndim < 2 or lengths.shape != (padded.shape[0],):
+        raise InputError(f"expected padded (N, T_max, ...) and lengths (N,), "
+                         f"got {padded.shape} and {lengths.shape}")
+    t_max = padded.shape[1]
+    if np.any(lengths < 0) or np.any(lengths > t_max):
+        raise InputError(f"lengths must lie in 0..{t_max} (the padded length)")
+    frame = np.arange(t_max)
+    if padding == "post":
+        valid = frame[None, :] < lengths[:, None]  # (N, T_max)
+    else:
+        valid = frame[None, :] >= t_max - lengths[:, None]
+    return padded[valid]  # row-major: utterance 0's frames, then utterance 1's...
+
+
+def padded_from_ragged(values, lengths, padding="post", t_max=None):
+    """The inverse of :func:`ragged_from_padded`: zero-pad to (N, T_max, ...)."""
+    values = np.asarray(values)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    t_max = int(lengths.max()) if t_max is None else t_max
+    frame = np.arange(t_max)
+    if padding == "post":
+        valid = frame[None, :] < lengths[:, None]
+    else:
+        valid = frame[None, :] >= t_max - lengths[:, None]
+    padded = np.zeros((len(lengths), t_max) + values.shape[1:], dtype=values.dtype)
+    padded[valid] = values
+    return padded
 
 
 # --- loading -----------------------------------------------------------------
@@ -303,8 +357,7 @@ def _from_padded_arrays(arrays, path, padding):
         lengths = np.where(nonzero.any(axis=1), np.where(_padding_side(nonzero, padding) == "pre",
                                                          t_max - first, last), 0)
     side = _padding_side(nonzero, padding)
-    rows = [padded[i, t_max - length:] if side == "pre" else padded[i, :length]
-            for i, length in enumerate(lengths)]
+    rows = np.split(ragged_from_padded(padded, lengths, side), np.cumsum(lengths)[:-1])
     ids = arrays.get("ids", np.array([f"utt{i:06d}" for i in range(n)]))
     return FeatureSet.from_sequences(
         rows,
@@ -368,113 +421,3 @@ def check_same_features(train, test, train_source, test_source):
                          f"got {test.dim} in '{test_source}'")
     if not np.array_equal(train.feature_names, test.feature_names):
         raise InputError(f"feature names of '{test_source}' differ from those of '{train_source}'")
-
-
-# --- normalization -------------------------------------------------------------
-
-NORMALIZATIONS = ("global", "speaker", "none")
-
-
-@dataclasses.dataclass
-class Normalization:
-    """Z-normalization of frames: one mean/std for all (global) or per speaker.
-
-    ``global`` statistics come from the training speakers only. ``speaker``
-    normalizes each speaker with its own statistics (CMVN per speaker, as the
-    published system did); for test speakers that uses their unlabelled audio.
-    """
-
-    method: str
-    mean: np.ndarray | None = None  # (D,)
-    std: np.ndarray | None = None  # (D,)
-
-    @classmethod
-    def fit(cls, feature_set, method="global"):
-        if method not in NORMALIZATIONS:
-            raise InputError(f"unknown normalization '{method}'; expected one of: {', '.join(NORMALIZATIONS)}")
-        if method == "none":
-            return cls(method)
-        mean, std = _mean_std(feature_set.features)
-        return cls(method, mean, std)
-
-    def apply(self, feature_set):
-        if self.method == "none":
-            return feature_set
-        if self.method == "global":
-            features = feature_set.features - self.mean
-            features /= self.std  # in place: one copy of the frames, not two
-            return feature_set.with_features(features)
-        features = np.empty_like(feature_set.features)
-        offsets = feature_set.offsets
-        for speaker in np.unique(feature_set.speakers):
-            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1])
-                                   for i in np.flatnonzero(feature_set.speakers == speaker)])
-            frames = feature_set.features[rows]
-            mean, std = _mean_std(frames)
-            frames -= mean
-            frames /= std
-            features[rows] = frames
-        return feature_set.with_features(features)
-
-    def to_dict(self):
-        if self.mean is None:
-            return {"method": self.method}
-        return {"method": self.method, "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, values):
-        mean = values.get("mean")
-        return cls(values["method"],
-                   None if mean is None else np.asarray(mean, np.float32),
-                   None if mean is None else np.asarray(values["std"], np.float32))
-
-
-def _mean_std(frames, chunk=1 << 16):
-    """Mean and std per feature, accumulated in float64 over row chunks.
-
-    Two passes over chunks instead of one float64 copy of all frames: a
-    FAU-size training set would otherwise need four times its own size again.
-    """
-    total = np.zeros(frames.shape[1])
-    for start in range(0, len(frames), chunk):
-        total += frames[start:start + chunk].sum(axis=0, dtype=np.float64)
-    mean = total / max(len(frames), 1)
-    squares = np.zeros(frames.shape[1])
-    for start in range(0, len(frames), chunk):
-        squares += np.square(frames[start:start + chunk] - mean).sum(axis=0)
-    std = np.sqrt(squares / max(len(frames), 1))
-    std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by zero
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-# --- padding ---------------------------------------------------------------------
-
-
-def pad_batch(sequences, length=None, padding="post"):
-    """Zero-pad sequences into one array and their validity mask.
-
-    Args:
-        sequences: list of (T_i, D) arrays.
-        length: pad to this many frames (default: the longest); longer sequences
-            keep their last ``length`` frames with ``padding="pre"`` and their
-            first ones with ``"post"``.
-        padding: ``"post"`` (zeros after the frames) or ``"pre"`` (before, as the
-            published scripts did).
-
-    Returns:
-        ``(batch, mask)``: float32 (B, length, D) and bool (B, length).
-    """
-    length = length or max(len(s) for s in sequences)
-    dim = sequences[0].shape[1]
-    batch = np.zeros((len(sequences), length, dim), dtype=np.float32)
-    mask = np.zeros((len(sequences), length), dtype=bool)
-    for i, sequence in enumerate(sequences):
-        if padding == "pre":
-            sequence = sequence[-length:]
-            batch[i, length - len(sequence):] = sequence
-            mask[i, length - len(sequence):] = True
-        else:
-            sequence = sequence[:length]
-            batch[i, :len(sequence)] = sequence
-            mask[i, :len(sequence)] = True
-    return batch, mask

@@ -13,54 +13,12 @@ spread weight over the padding); use it to compare with the published numbers.
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
 
+from serattn.config import LSTM_POOLINGS
 from serattn.define import ACTIVATIONS
 from serattn.errors import InputError
-
-
-@keras.saving.register_keras_serializable(package="serattn")
-class MaskedTimeSoftmax(layers.Layer):
-    """Softmax over the time axis of (batch, frames, 1) scores; zero where masked."""
-
-    def __init__(self, masked=True, **kwargs):
-        super().__init__(**kwargs)
-        self.masked = masked
-        self.supports_masking = True  # the mask is an explicit input; none goes out
-
-    def compute_mask(self, *args, **kwargs):
-        return None
-
-    def call(self, scores, mask):
-        scores = ops.squeeze(scores, axis=-1)  # (batch, frames)
-        if not self.masked:
-            return ops.softmax(scores, axis=-1)
-        mask = ops.cast(mask, "bool")
-        # Subtract the max over valid frames only, then zero the padding exactly
-        # (adding a large negative number leaves tiny non-zero weights behind).
-        lowest = ops.full_like(scores, float("-inf"))
-        peak = ops.max(ops.where(mask, scores, lowest), axis=-1, keepdims=True)
-        exp = ops.where(mask, ops.exp(scores - peak), ops.zeros_like(scores))
-        return exp / ops.sum(exp, axis=-1, keepdims=True)  # (batch, frames)
-
-    def get_config(self):
-        return {**super().get_config(), "masked": self.masked}
-
-
-@keras.saving.register_keras_serializable(package="serattn")
-class AttentionPooling(layers.Layer):
-    """Sum over time of attention weights times the LSTM outputs."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # weights are already zero on padding
-
-    def compute_mask(self, *args, **kwargs):
-        return None
-
-    def call(self, values, weights):
-        # values (batch, frames, units), weights (batch, frames) -> (batch, units)
-        return ops.sum(values * ops.expand_dims(weights, -1), axis=1)
+from serattn.models.layers import AttentionPooling, MaskedPooling, MaskedTimeSoftmax, UniformWeights
 
 
 def build_attention_lstm(
@@ -72,7 +30,6 @@ def build_attention_lstm(
     attention_units=50,
     attention_activation="tanh",
     masked=True,
-    max_length=None,
 ):
     """Build the published attention LSTM (functional API, every layer named).
 
@@ -85,7 +42,6 @@ def build_attention_lstm(
         attention_units: units of the first attention layer (published: 50).
         attention_activation: its activation (published: tanh).
         masked: skip padded frames (see module docstring).
-        max_length: fixed number of frames, or None for any length.
 
     Returns:
         A ``keras.Model`` with inputs ``{"features", "mask"}`` and output
@@ -93,8 +49,8 @@ def build_attention_lstm(
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout,
                      attention_units, attention_activation)
-    features = keras.Input(shape=(max_length, num_features), name="features")
-    mask = keras.Input(shape=(max_length,), dtype="bool", name="mask")
+    features = keras.Input(shape=(None, num_features), name="features")
+    mask = keras.Input(shape=(None,), dtype="bool", name="mask")
 
     lstm_mask = mask if masked else None
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
@@ -109,35 +65,6 @@ def build_attention_lstm(
     return keras.Model({"features": features, "mask": mask}, probabilities, name="attention_lstm")
 
 
-@keras.saving.register_keras_serializable(package="serattn")
-class MaskedPooling(layers.Layer):
-    """Mean over valid frames, or the last valid frame, of (batch, frames, units)."""
-
-    def __init__(self, mode="mean", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = mode
-        self.supports_masking = True
-
-    def compute_mask(self, *args, **kwargs):
-        return None
-
-    def call(self, values, mask):
-        mask = ops.cast(mask, values.dtype)  # (batch, frames)
-        if self.mode == "mean":
-            total = ops.sum(values * ops.expand_dims(mask, -1), axis=1)
-            return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
-        # The last valid frame: the highest index where the mask is on.
-        frames = ops.cast(ops.arange(ops.shape(mask)[1]), values.dtype)
-        last = ops.argmax(mask * (frames + 1.0), axis=1)  # (batch,)
-        return ops.take_along_axis(values, ops.reshape(last, (-1, 1, 1)), axis=1)[:, 0]
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
-
-
-POOLINGS = ("mean", "last")
-
-
 def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,
                      pooling="mean", masked=True):
     """The series' basic dynamic model: the same LSTM without attention.
@@ -148,8 +75,8 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     alike; there is no ``attention_weights`` layer.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh")
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(POOLINGS)}")
+    if pooling not in LSTM_POOLINGS:
+        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(LSTM_POOLINGS)}")
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
@@ -176,15 +103,6 @@ def build_analysis_model(model):
         weights = UniformWeights(name="uniform_weights")(mask)
     return keras.Model(model.inputs, [model.output, weights,
                                       model.get_layer("attention_representation").output])
-
-
-@keras.saving.register_keras_serializable(package="serattn")
-class UniformWeights(layers.Layer):
-    """1 / length on valid frames, 0 on padding: the weights of mean pooling."""
-
-    def call(self, mask):
-        mask = ops.cast(mask, "float32")
-        return mask / ops.maximum(ops.sum(mask, axis=-1, keepdims=True), 1.0)
 
 
 def check_model_args(num_features, num_classes, units, activation, recurrent_dropout,

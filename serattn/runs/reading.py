@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.analysis.attention import offsets_of
+from serattn.features.feature_set import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
 from serattn.runs.folder import INCOMPLETE, RUN_FORMAT

@@ -1,10 +1,7 @@
-"""Batching, class weights, validation split, training loop and inference.
+"""The Keras training loop: model construction, resumable early stopping, inference.
 
-Batches are grouped by length (bucketing): utterances are sorted by a slightly
-randomized length each epoch, cut into batches, and each batch is padded only to
-its own longest utterance. On FAU-Aibo-like lengths this computes ~13x fewer frames
-than padding everything to the longest chunk (see ../shared/PERF_NOTES.md), and with
-masking the result does not depend on the padding.
+Batches come from :mod:`serattn.training.batches`; every epoch is checkpointed so an
+interrupted run resumes where it stopped and ends with the same numbers.
 """
 
 import json
@@ -19,127 +16,11 @@ import tensorflow as tf
 from keras import ops
 from sklearn.utils.class_weight import compute_class_weight
 
-from serattn.features.feature_set import pad_batch
+from serattn.training.batches import inference_batches
 from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
-
-LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
-
-
-# --- monitoring ---------------------------------------------------------------------
-
-
-@keras.saving.register_keras_serializable(package="serattn")
-class UnweightedAverageRecall(keras.metrics.Metric):
-    """UA as a streaming Keras metric, for monitoring and early stopping.
-
-    Sample weights (e.g. from class weighting) are ignored on purpose: UA already
-    weighs every class equally, and weighting the counts would change its meaning.
-    Classes with no true examples seen so far are left out of the mean, as
-    scikit-learn's ``balanced_accuracy_score`` does.
-    """
-
-    def __init__(self, num_classes, name="ua", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.num_classes = num_classes
-        self.confusion = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
-                                           name="confusion")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        true = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.num_classes)
-        predicted = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes)
-        self.confusion.assign_add(ops.matmul(ops.transpose(true), predicted))
-
-    def result(self):
-        support = ops.sum(self.confusion, axis=1)
-        recall = ops.diagonal(self.confusion) / ops.maximum(support, 1.0)
-        present = ops.cast(support > 0, recall.dtype)
-        return ops.sum(recall * present) / ops.maximum(ops.sum(present), 1.0)
-
-    def reset_state(self):
-        self.confusion.assign(ops.zeros_like(self.confusion))
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
-
-
-# --- batches -------------------------------------------------------------------
-
-
-def bucketed_batch_indices(lengths, batch_size, rng):
-    """Batches of utterance indices with similar lengths, in random order.
-
-    Sorting by ``length * exp(u)``, ``u ~ U(-0.1, 0.1)``, keeps padding small
-    while letting utterances of close length meet different neighbours each epoch.
-    """
-    keys = np.log(lengths) + rng.uniform(-LENGTH_JITTER, LENGTH_JITTER, size=len(lengths))
-    order = np.argsort(keys, kind="stable")
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def shuffled_batch_indices(n, batch_size, rng):
-    order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-
-
-class EpochBatches:
-    """Padded training batches, reshuffled per epoch from ``(seed, epoch)``.
-
-    Drawing each epoch's order from its own seed (not from a running RNG) means
-    a run resumed at epoch k sees the same batches as one that never stopped.
-
-    Args:
-        sequences: list of (T_i, D) float32 arrays.
-        targets: (N,) int class indices.
-        sample_weights: (N,) float loss weights (class weighting).
-        batch_size: utterances per batch.
-        seed: base seed of the per-epoch shuffles.
-        bucketing: group by length (True) or shuffle freely (False).
-        pad_to: pad every batch to this many frames (published fixed padding).
-        padding: ``"post"`` or ``"pre"`` (published).
-    """
-
-    def __init__(self, sequences, targets, sample_weights, batch_size, seed,
-                 bucketing=True, pad_to=None, padding="post"):
-        self.sequences = sequences
-        self.targets = np.asarray(targets, dtype=np.int32)
-        self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
-        self.lengths = np.array([len(s) for s in sequences])
-        self.batch_size = batch_size
-        self.seed = seed
-        self.bucketing = bucketing
-        self.pad_to = pad_to
-        self.padding = padding
-        self.epoch = 0
-
-    def __len__(self):
-        return math.ceil(len(self.sequences) / self.batch_size)
-
-    def batch_indices(self, epoch):
-        rng = np.random.default_rng([self.seed, epoch])
-        if self.bucketing:
-            return bucketed_batch_indices(self.lengths, self.batch_size, rng)
-        return shuffled_batch_indices(len(self.sequences), self.batch_size, rng)
-
-    def __call__(self):
-        for index in self.batch_indices(self.epoch):
-            batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding)
-            yield {"features": batch, "mask": mask}, self.targets[index], self.sample_weights[index]
-
-    def dataset(self):
-        dim = self.sequences[0].shape[1]
-        signature = (
-            {"features": tf.TensorSpec((None, None, dim), tf.float32),
-             "mask": tf.TensorSpec((None, None), tf.bool)},
-            tf.TensorSpec((None,), tf.int32),
-            tf.TensorSpec((None,), tf.float32),
-        )
-        dataset = tf.data.Dataset.from_generator(self, output_signature=signature)
-        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
-
+from serattn.models.layers import UnweightedAverageRecall
 
 class EpochSeeds(keras.callbacks.Callback):
     """Sets each epoch's batch order and dropout randomness from ``(seed, epoch)``.
@@ -159,34 +40,6 @@ class EpochSeeds(keras.callbacks.Callback):
         states = [v for v in self.model.variables if v.name == "seed_generator_state"]
         for i, state in enumerate(states):
             state.assign(ops.cast([self.seed * 1000 + i, epoch * 2**20], state.dtype))
-
-
-def inference_batches(sequences, batch_size, pad_to=None, padding="post"):
-    """Length-sorted padded batches for prediction, with the indices they hold."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding)
-        yield index, {"features": batch, "mask": mask}
-
-
-def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post"):
-    """A fixed tf.data pipeline of (inputs, targets) for validation."""
-    targets = np.asarray(targets, dtype=np.int32)
-    batches = list(inference_batches(sequences, batch_size, pad_to, padding))
-    dim = sequences[0].shape[1]
-
-    def generate():
-        for index, inputs in batches:
-            yield inputs, targets[index]
-
-    signature = (
-        {"features": tf.TensorSpec((None, None, dim), tf.float32),
-         "mask": tf.TensorSpec((None, None), tf.bool)},
-        tf.TensorSpec((None,), tf.int32),
-    )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
 
 
 # --- class weights and validation speakers -----------------------------------------

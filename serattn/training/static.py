@@ -171,7 +171,7 @@ def build_classifier(model, seed, max_iter=10_000, hidden=(128,), **params):
 
 
 def z_normalize(features, mean, std):
-    """(N, D) features minus ``mean``, over ``std`` (from :class:`serattn.features.feature_set.Normalization`)."""
+    """(N, D) features minus ``mean``, over ``std`` (from :class:`serattn.features.normalization.Normalization`)."""
     return (features - mean) / std
 
 
@@ -274,7 +274,7 @@ def fit_static_model(model, params, features, labels, speakers, normalization, c
         model, params: the classifier and its chosen hyper-parameters.
         features: (N, D) rows (raw with global norm; already normalized otherwise).
         labels, speakers: (N,) str.
-        normalization: the fitted :class:`serattn.features.feature_set.Normalization`.
+        normalization: the fitted :class:`serattn.features.normalization.Normalization`.
         class_weight: ``balanced`` or ``none``.
         calibration: ``auto`` (sigmoid for SVMs, native probabilities otherwise),
             ``sigmoid`` or ``isotonic`` (calibrate any model).

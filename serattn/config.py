@@ -1,0 +1,242 @@
+"""Typed, frozen configurations of an experiment, built and checked once.
+
+A script turns its flags into one of these (:func:`lstm_experiment` or
+:func:`static_experiment`); the library reads them and never changes them: a seed
+or a fold is a new config made with :func:`dataclasses.replace`. ``config.json``
+in a run folder is their flat serialization (one key per flag, as before this
+module existed, so ``compare_runs.py --by KEY`` and older run folders keep working).
+
+Groups follow the scripts' flag groups:
+
+* :class:`DataConfig`: which data, which speakers validate, normalization, CV.
+* :class:`ModelConfig` / :class:`StaticModelConfig`: what is trained.
+* :class:`TrainConfig` / :class:`StaticTrainConfig`: how it is trained.
+* :class:`OutputConfig`: where the run folder goes and how the command behaves;
+  never recorded as part of the experiment.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from serattn.define import ACTIVATIONS
+from serattn.errors import InputError
+
+NORMALIZATIONS = ("global", "speaker", "none")
+CV_PROTOCOLS = ("loso", "kfold-speakers")
+LSTM_MODELS = ("attention-lstm", "basic-lstm")
+LSTM_POOLINGS = ("mean", "last")  # basic-lstm's utterance vector
+STRATEGIES = ("default", "mirrored", "multiworker")
+CLASS_WEIGHT_WORDS = ("balanced", "none")
+CONFIG_FORMAT = 2  # config.json: 1 = flags only; 2 adds "config_format" and the typed groups' keys
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The feature sets and the speaker protocol."""
+
+    data: str | None = None  # one feature set whose 'split' says train/test (any split with cv)
+    train: str | None = None
+    test: str | None = None
+    input_padding: str = "auto"  # where padded arrays without lengths carry their zeros
+    norm: str = "global"  # see serattn.features.normalization
+    val_speakers: str = "0.2"  # fraction, count, ids, or "0"
+    cv: tuple | None = None  # ("loso", None) or ("kfold-speakers", K)
+
+    def check(self):
+        if self.data and (self.train or self.test):
+            raise InputError("give either --data or --train and --test, not both")
+        if not self.data and not (self.train and self.test):
+            raise InputError("give --data FILE, or --train FILE and --test FILE")
+        if self.cv and not self.data:
+            raise InputError("--cv splits one --data file by speaker; --train/--test have a fixed split")
+        _check_choice("normalization", self.norm, NORMALIZATIONS)
+        return self
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The attention LSTM (or the basic LSTM) and its sizes."""
+
+    model: str = "attention-lstm"
+    units: int = 60
+    activation: str = "tanh"
+    recurrent_dropout: float = 0.5
+    attention_units: int = 50
+    attention_activation: str = "tanh"
+    pooling: str = "mean"  # basic-lstm only
+    mask: bool = True  # False: published pre-padding, attention sees the padding
+    max_length: int | None = None  # frames to pad to with pad_to_max
+
+    def check(self):
+        _check_choice("model", self.model, LSTM_MODELS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("attention activation", self.attention_activation, ACTIVATIONS)
+        _check_choice("pooling", self.pooling, LSTM_POOLINGS)
+        for flag in ("units", "attention_units"):
+            _check_positive(flag, getattr(self, flag))
+        if not 0 <= self.recurrent_dropout < 1:
+            raise InputError(f"--recurrent-dropout must be in [0, 1), got {self.recurrent_dropout}")
+        if self.max_length is not None:
+            _check_positive("max_length", self.max_length)
+        return self
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the LSTM is trained."""
+
+    epochs: int = 50
+    patience: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    clipnorm: float | None = None
+    class_weight: str = "balanced"  # balanced, none, or A=1.1,E=0.5,...
+    pad_to_max: bool = False
+    seed: int = 1
+    strategy: str = "default"
+    mixed_precision: bool = False
+
+    def check(self):
+        for flag in ("epochs", "batch_size", "patience"):
+            _check_positive(flag, getattr(self, flag))
+        if self.learning_rate <= 0:
+            raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        parse_class_weight_spec(self.class_weight)
+        return self
+
+
+@dataclass(frozen=True)
+class StaticModelConfig:
+    """A scikit-learn model on utterance functionals."""
+
+    model: str = "linear-svm"
+    grid: dict = field(default_factory=dict)  # hyper-parameter -> values to choose from
+    hidden: tuple | None = None  # mlp hidden layer sizes
+    max_iter: int = 10_000
+    calibration: str = "auto"
+    pool: str = "none"  # frame-level input: refuse (none) or mean and std per utterance
+
+
+@dataclass(frozen=True)
+class StaticTrainConfig:
+    """How a static model is chosen and fitted."""
+
+    class_weight: str = "balanced"
+    inner_folds: int = 5
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the run folder goes and how the command behaves (not part of the experiment)."""
+
+    out: str
+    overwrite: bool = False
+    resume: str | None = None  # the run folder to continue
+    quiet: bool = False
+    tensorboard: bool = False
+    jobs: int = 1  # parallel grid-search fits (static)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One command's experiment: data, model, training, output, and the seeds to run.
+
+    ``model``/``training`` are :class:`ModelConfig`/:class:`TrainConfig` for the
+    LSTM and :class:`StaticModelConfig`/:class:`StaticTrainConfig` for static models.
+    """
+
+    data: DataConfig
+    model: ModelConfig | StaticModelConfig
+    training: TrainConfig | StaticTrainConfig
+    output: OutputConfig
+    seeds: tuple = (1,)
+
+    @property
+    def seed(self):
+        return self.training.seed
+
+    @property
+    def is_lstm(self):
+        return isinstance(self.model, ModelConfig)
+
+    def with_seed(self, seed, out):
+        """The same experiment for one seed, written to ``out``."""
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, seed=seed),
+                                   output=dataclasses.replace(self.output, out=str(out)), seeds=(seed,))
+
+    def with_out(self, out):
+        return dataclasses.replace(self, output=dataclasses.replace(self.output, out=str(out)))
+
+    def to_flags(self):
+        """The flat ``{flag: value}`` record of config.json (output behaviour left out)."""
+        flags = {}
+        for group in (self.data, self.model, self.training):
+            flags.update(dataclasses.asdict(group))
+        flags["cv"] = list(self.data.cv) if self.data.cv else None
+        if not self.is_lstm:
+            flags["hidden"] = list(self.model.hidden) if self.model.hidden else None
+        flags["out"] = self.output.out
+        if self.is_lstm:
+            flags["tensorboard"] = self.output.tensorboard
+        return flags
+
+
+def from_flags(flags, groups):
+    """Split a flat ``{flag: value}`` mapping into the given dataclasses' fields."""
+    built = []
+    for group in groups:
+        names = {f.name for f in dataclasses.fields(group)}
+        built.append(group(**{k: v for k, v in flags.items() if k in names}))
+    return built
+
+
+def parse_class_weight_spec(spec):
+    """``balanced``/``none``, or ``A=1.1,E=0.5`` -> {class: weight}; checked, classes not yet known."""
+    if spec in CLASS_WEIGHT_WORDS:
+        return spec
+    weights = {}
+    for item in spec.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not sep or weight < 0:
+            raise InputError(f"--class-weight: expected balanced, none or CLASS=WEIGHT,... with "
+                             f"non-negative weights, got '{item}'")
+        weights[name.strip()] = weight
+    return weights
+
+
+def parse_cv(values):
+    """``["loso"]`` or ``["kfold-speakers", "K"]`` -> (protocol, K or None)."""
+    if not values:
+        return None
+    name, *rest = [str(v) for v in values if v is not None]  # a saved config holds [name, K or null]
+    if name == "loso" and not rest:
+        return "loso", None
+    if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
+        return name, int(rest[0])
+    raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, got '{' '.join(values)}'")
+
+
+def parse_seeds(text, seed):
+    """``"1,2,3"`` -> (1, 2, 3); None -> (seed,)."""
+    if not text:
+        return (seed,)
+    try:
+        return tuple(int(s) for s in str(text).split(","))
+    except ValueError:
+        raise InputError(f"--seeds: expected comma-separated integers, got '{text}'") from None
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise InputError(f"unknown {name} '{value}'; expected one of: {', '.join(choices)}")
+
+
+def _check_positive(flag, value):
+    if int(value) != value or value < 1:
+        raise InputError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")

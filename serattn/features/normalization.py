@@ -1,0 +1,95 @@
+"""Z-normalization of frames or functionals: one object for the LSTM, static models and predict.py.
+
+``global`` scales with the mean and std of the training speakers; ``speaker``
+scales each speaker with its own statistics (CMVN per speaker, as the published
+system did; for test speakers that uses their unlabelled audio); ``none`` leaves
+the features as they are. ``normalization.json`` records the method and, for
+``global``, the statistics: only what :meth:`Normalization.apply` uses.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from serattn.config import NORMALIZATIONS
+from serattn.errors import InputError
+
+
+
+
+@dataclasses.dataclass
+class Normalization:
+    """Z-normalization of frames: one mean/std for all (global) or per speaker.
+
+    ``global`` statistics come from the training speakers only. ``speaker``
+    normalizes each speaker with its own statistics (CMVN per speaker, as the
+    published system did); for test speakers that uses their unlabelled audio.
+    """
+
+    method: str
+    mean: np.ndarray | None = None  # (D,)
+    std: np.ndarray | None = None  # (D,)
+
+    @classmethod
+    def fit(cls, feature_set, method="global"):
+        """Statistics of ``feature_set`` where the method needs them (global only)."""
+        if method not in NORMALIZATIONS:
+            raise InputError(f"unknown normalization '{method}'; expected one of: {', '.join(NORMALIZATIONS)}")
+        if method != "global":
+            return cls(method)  # none needs nothing; speaker statistics come from each set applied to
+        mean, std = _mean_std(feature_set.features)
+        return cls(method, mean, std)
+
+    @property
+    def per_speaker(self):
+        """True when every speaker is scaled by its own statistics (test speakers' audio included)."""
+        return self.method == "speaker"
+
+    def apply(self, feature_set):
+        if self.method == "none":
+            return feature_set
+        if self.method == "global":
+            features = feature_set.features - self.mean
+            features /= self.std  # in place: one copy of the frames, not two
+            return feature_set.with_features(features)
+        features = np.empty_like(feature_set.features)
+        offsets = feature_set.offsets
+        for speaker in np.unique(feature_set.speakers):
+            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1])
+                                   for i in np.flatnonzero(feature_set.speakers == speaker)])
+            frames = feature_set.features[rows]
+            mean, std = _mean_std(frames)
+            frames -= mean
+            frames /= std
+            features[rows] = frames
+        return feature_set.with_features(features)
+
+    def to_dict(self):
+        if self.mean is None:
+            return {"method": self.method}
+        return {"method": self.method, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, values):
+        mean = values.get("mean")
+        return cls(values["method"],
+                   None if mean is None else np.asarray(mean, np.float32),
+                   None if mean is None else np.asarray(values["std"], np.float32))
+
+
+def _mean_std(frames, chunk=1 << 16):
+    """Mean and std per feature, accumulated in float64 over row chunks.
+
+    Two passes over chunks instead of one float64 copy of all frames: a
+    FAU-size training set would otherwise need four times its own size again.
+    """
+    total = np.zeros(frames.shape[1])
+    for start in range(0, len(frames), chunk):
+        total += frames[start:start + chunk].sum(axis=0, dtype=np.float64)
+    mean = total / max(len(frames), 1)
+    squares = np.zeros(frames.shape[1])
+    for start in range(0, len(frames), chunk):
+        squares += np.square(frames[start:start + chunk] - mean).sum(axis=0)
+    std = np.sqrt(squares / max(len(frames), 1))
+    std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by zero
+    return mean.astype(np.float32), std.astype(np.float32)

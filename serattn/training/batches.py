@@ -1,0 +1,150 @@
+"""Batches of ragged utterances: grouped by length, padded per batch, as tf.data pipelines.
+
+Batches are grouped by length (bucketing): utterances are sorted by a slightly
+randomized length each epoch, cut into batches, and each batch is padded only to
+its own longest utterance. On FAU-Aibo-like lengths this computes ~13x fewer frames
+than padding everything to the longest chunk (benchmarks/RESULTS.md), and with
+masking the result does not depend on the padding.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
+
+
+def pad_batch(sequences, length=None, padding="post"):
+    """Zero-pad sequences into one array and their validity mask.
+
+    Args:
+        sequences: list of (T_i, D) arrays.
+        length: pad to this many frames (default: the longest); longer sequences
+            keep their last ``length`` frames with ``padding="pre"`` and their
+            first ones with ``"post"``.
+        padding: ``"post"`` (zeros after the frames) or ``"pre"`` (before, as the
+            published scripts did).
+
+    Returns:
+        ``(batch, mask)``: float32 (B, length, D) and bool (B, length).
+    """
+    length = length or max(len(s) for s in sequences)
+    dim = sequences[0].shape[1]
+    batch = np.zeros((len(sequences), length, dim), dtype=np.float32)
+    mask = np.zeros((len(sequences), length), dtype=bool)
+    for i, sequence in enumerate(sequences):
+        if padding == "pre":
+            sequence = sequence[-length:]
+            batch[i, length - len(sequence):] = sequence
+            mask[i, length - len(sequence):] = True
+        else:
+            sequence = sequence[:length]
+            batch[i, :len(sequence)] = sequence
+            mask[i, :len(sequence)] = True
+    return batch, mask
+
+
+# --- batches -------------------------------------------------------------------
+
+
+def bucketed_batch_indices(lengths, batch_size, rng):
+    """Batches of utterance indices with similar lengths, in random order.
+
+    Sorting by ``length * exp(u)``, ``u ~ U(-0.1, 0.1)``, keeps padding small
+    while letting utterances of close length meet different neighbours each epoch.
+    """
+    keys = np.log(lengths) + rng.uniform(-LENGTH_JITTER, LENGTH_JITTER, size=len(lengths))
+    order = np.argsort(keys, kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def shuffled_batch_indices(n, batch_size, rng):
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+class EpochBatches:
+    """Padded training batches, reshuffled per epoch from ``(seed, epoch)``.
+
+    Drawing each epoch's order from its own seed (not from a running RNG) means
+    a run resumed at epoch k sees the same batches as one that never stopped.
+
+    Args:
+        sequences: list of (T_i, D) float32 arrays.
+        targets: (N,) int class indices.
+        sample_weights: (N,) float loss weights (class weighting).
+        batch_size: utterances per batch.
+        seed: base seed of the per-epoch shuffles.
+        bucketing: group by length (True) or shuffle freely (False).
+        pad_to: pad every batch to this many frames (published fixed padding).
+        padding: ``"post"`` or ``"pre"`` (published).
+    """
+
+    def __init__(self, sequences, targets, sample_weights, batch_size, seed,
+                 bucketing=True, pad_to=None, padding="post"):
+        self.sequences = sequences
+        self.targets = np.asarray(targets, dtype=np.int32)
+        self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
+        self.lengths = np.array([len(s) for s in sequences])
+        self.batch_size = batch_size
+        self.seed = seed
+        self.bucketing = bucketing
+        self.pad_to = pad_to
+        self.padding = padding
+        self.epoch = 0
+
+    def __len__(self):
+        return math.ceil(len(self.sequences) / self.batch_size)
+
+    def batch_indices(self, epoch):
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.bucketing:
+            return bucketed_batch_indices(self.lengths, self.batch_size, rng)
+        return shuffled_batch_indices(len(self.sequences), self.batch_size, rng)
+
+    def __call__(self):
+        for index in self.batch_indices(self.epoch):
+            batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding)
+            yield {"features": batch, "mask": mask}, self.targets[index], self.sample_weights[index]
+
+    def dataset(self):
+        dim = self.sequences[0].shape[1]
+        signature = (
+            {"features": tf.TensorSpec((None, None, dim), tf.float32),
+             "mask": tf.TensorSpec((None, None), tf.bool)},
+            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None,), tf.float32),
+        )
+        dataset = tf.data.Dataset.from_generator(self, output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
+
+
+def inference_batches(sequences, batch_size, pad_to=None, padding="post"):
+    """Length-sorted padded batches for prediction, with the indices they hold."""
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding)
+        yield index, {"features": batch, "mask": mask}
+
+
+def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post"):
+    """A fixed tf.data pipeline of (inputs, targets) for validation."""
+    targets = np.asarray(targets, dtype=np.int32)
+    batches = list(inference_batches(sequences, batch_size, pad_to, padding))
+    dim = sequences[0].shape[1]
+
+    def generate():
+        for index, inputs in batches:
+            yield inputs, targets[index]
+
+    signature = (
+        {"features": tf.TensorSpec((None, None, dim), tf.float32),
+         "mask": tf.TensorSpec((None, None), tf.bool)},
+        tf.TensorSpec((None,), tf.int32),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
