@@ -14,15 +14,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import numpy as np
 
-from serattn.training import protocols
-from serattn.runs import folder as runs
-from serattn.features.normalization import NORMALIZATIONS, Normalization
-from serattn.define import ACTIVATIONS
-from serattn.training.distribute import STRATEGIES, worker_out
-from serattn.errors import ArgumentParser, InputError, run_main
+from serattn import config
 from serattn.analysis.metrics import evaluate_predictions, format_report
-
-MODELS = ("attention-lstm", "basic-lstm")
+from serattn.config import LSTM_MODELS, LSTM_POOLINGS, NORMALIZATIONS, STRATEGIES
+from serattn.define import ACTIVATIONS
+from serattn.errors import ArgumentParser, InputError, run_main
+from serattn.features.normalization import Normalization
+from serattn.runs import folder as runs
+from serattn.training import protocols
+from serattn.training.distribute import worker_out
 
 
 def build_parser():
@@ -43,7 +43,7 @@ def build_parser():
                       help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K'")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="attention-lstm", choices=MODELS,
+    model.add_argument("--model", default="attention-lstm", choices=LSTM_MODELS,
                        help="the published attention LSTM, or the same LSTM without attention")
     model.add_argument("--units", type=int, default=60, help="LSTM units")
     model.add_argument("--activation", default="tanh", choices=ACTIVATIONS, help="LSTM activation")
@@ -51,7 +51,7 @@ def build_parser():
     model.add_argument("--attention-units", type=int, default=50, help="units of the first attention layer")
     model.add_argument("--attention-activation", default="tanh", choices=ACTIVATIONS,
                        help="activation of the first attention layer")
-    model.add_argument("--pooling", default="mean", choices=["mean", "last"],
+    model.add_argument("--pooling", default="mean", choices=LSTM_POOLINGS,
                        help="basic-lstm only: mean over valid frames, or the last valid frame")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
@@ -89,76 +89,65 @@ def build_parser():
     return parser
 
 
-# Flags that describe how a command was run rather than the experiment.
-NOT_CONFIG = ("debug", "quiet", "overwrite", "config", "resume", "saved_config", "seeds")
-
-
 def parse_args(argv):
+    """The flags as an :class:`~serattn.config.Experiment`, every value checked."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved = None
     if args.resume or args.config:
         saved = runs.read_config(Path(args.resume, "config.json") if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
-        parser.set_defaults(**{k: v for k, v in saved.items()
-                               if k in flags and k not in NOT_CONFIG + ("out", "tensorboard")})
+        parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in NOT_SAVED})
         args = parser.parse_args(argv)
-        args.saved_config = saved
-        if args.resume:
-            args.out = args.resume
-
-    if args.data and (args.train or args.test):
-        parser.error("give either --data or --train and --test, not both")
-    if not args.data and not (args.train and args.test):
-        parser.error("give --data FILE, or --train FILE and --test FILE")
-    if args.cv and not args.data:
-        parser.error("--cv splits one --data file by speaker; --train/--test have a fixed split")
-    for flag in ("epochs", "batch_size", "patience", "units", "attention_units"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if not 0 <= args.recurrent_dropout < 1:
-        parser.error(f"--recurrent-dropout must be in [0, 1), got {args.recurrent_dropout}")
-    if args.learning_rate <= 0:
-        parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
-    if args.max_length is not None and args.max_length < 1:
-        parser.error(f"--max-length must be at least 1, got {args.max_length}")
-    try:
-        args.seed_list = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
-    except ValueError:
-        parser.error(f"--seeds: expected comma-separated integers, got '{args.seeds}'")
-    if args.resume and len(args.seed_list) > 1:
+    if args.resume and args.seeds and len(config.parse_seeds(args.seeds, args.seed)) > 1:
         parser.error("--resume continues one run folder; resume each seed's folder on its own")
     if args.resume and args.strategy == "multiworker":
         parser.error("--resume is not supported with --strategy multiworker (every worker would need the "
                      "chief's checkpoint); resume with --strategy default or mirrored, or start again")
-    args.cv = protocols.parse_cv(args.cv)
-    args.pad_to_max = args.pad_to_max or not args.mask  # the published model padded everything
-    args.out = args.out or f"results/{args.model}-{args.activation}-seed{args.seed}"
-    return args
+    flags = vars(args) | {"cv": config.parse_cv(args.cv),
+                          "pad_to_max": args.pad_to_max or not args.mask}  # the published model padded everything
+    data, model, training = config.from_flags(flags, (config.DataConfig, config.ModelConfig, config.TrainConfig))
+    output = config.OutputConfig(out=args.resume or args.out or f"results/{args.model}-{args.activation}-seed{args.seed}",
+                                 overwrite=args.overwrite, resume=args.resume, quiet=args.quiet,
+                                 tensorboard=args.tensorboard)
+    experiment = config.Experiment(data.check(), model.check(), training.check(), output,
+                                   seeds=config.parse_seeds(args.seeds, args.seed))
+    return experiment, saved
 
 
-def train_one_run(args, train, test, classes, out, data_files):
+# Saved keys that a rerun does not take over: how the earlier command was run.
+NOT_SAVED = ("debug", "quiet", "overwrite", "config", "resume", "seeds", "out", "tensorboard")
+
+
+def train_one_run(experiment, train, test, classes, out, data_files):
     """Train on ``train``, evaluate on ``test``, and write the run folder ``out``."""
-    from serattn.training import trainer as training  # TensorFlow loads only once the input is known to be good
+    # TensorFlow loads only once the input is known to be good.
+    from serattn.training import trainer as training
+    from serattn.training.batches import EpochBatches, evaluation_dataset
+
+    model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
     # Data: validation speakers held out, normalization from the training speakers.
-    fit_set, val_set = protocols.hold_out_validation(train, classes, args.val_speakers, args.seed, out)
-    normalization = Normalization.fit(fit_set, args.norm)
+    fit_set, val_set = protocols.hold_out_validation(train, classes, experiment.data.val_speakers,
+                                                     train_config.seed, out)
+    normalization = Normalization.fit(fit_set, experiment.data.norm)
     fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
     class_index = {c: i for i, c in enumerate(classes)}
     targets = np.array([class_index[c] for c in fit_set.labels])
-    class_weights = training.parse_class_weight(args.class_weight, classes, fit_set.labels)
-    pad_to = (args.max_length or int(max(train.lengths.max(), test.lengths.max()))) if args.pad_to_max else None
-    padding = "post" if args.mask else "pre"
+    class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
+    pad_to = (model_config.max_length or int(max(train.lengths.max(), test.lengths.max()))) \
+        if train_config.pad_to_max else None
+    padding = "post" if model_config.mask else "pre"
 
     # Model, seeded and deterministic.
-    model = training.build_model(args, train.dim, len(classes))
+    model = training.build_model(model_config, train_config, train.dim, len(classes))
 
     # The run folder exists only from here on, once every input has been checked.
-    resuming = bool(args.resume) and Path(out).exists()  # a finished folder is refused there
-    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
+    resuming = bool(output.resume) and Path(out).exists()  # a finished folder is refused there
+    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, output.overwrite)
     try:
         runs.write_json(out / "config.json", runs.run_config(
-            recorded_flags(args), out, classes, train, data_files,
+            experiment.with_out(out).to_flags(), out, classes, train, data_files,
             max_length_used=pad_to,
             padding=padding,
             class_weights=dict(zip(classes, class_weights.round(6).tolist())),
@@ -170,17 +159,17 @@ def train_one_run(args, train, test, classes, out, data_files):
         print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
               f"validating on {len(val_set)} ({len(set(val_set.speakers))} speakers), "
               f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
-        batches = training.EpochBatches(fit_set.sequences(), targets, class_weights[targets],
-                                        args.batch_size, args.seed, bucketing=not args.pad_to_max,
-                                        pad_to=pad_to, padding=padding)
+        batches = EpochBatches(fit_set.sequences(), targets, class_weights[targets], train_config.batch_size,
+                               train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
+                               padding=padding)
         validation = None
         if len(val_set):
-            validation = training.evaluation_dataset(
-                val_set.sequences(), [class_index[c] for c in val_set.labels], args.batch_size, pad_to, padding)
-        callbacks = training.tensorboard_callbacks(out) if args.tensorboard else []
+            validation = evaluation_dataset(val_set.sequences(), [class_index[c] for c in val_set.labels],
+                                            train_config.batch_size, pad_to, padding)
+        callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
         best_epoch, resumed_at, diverged_epoch = training.fit(
-            model, batches, validation, args.epochs, args.patience, out / "checkpoint", out / "history.csv",
-            callbacks, verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+            model, batches, validation, train_config.epochs, train_config.patience, out / "checkpoint",
+            out / "history.csv", callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2))
         if resumed_at:
             print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
         if diverged_epoch:
@@ -191,7 +180,8 @@ def train_one_run(args, train, test, classes, out, data_files):
 
         # Evaluate: predictions, attention and representations for every split.
         parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
-        outputs = {name: training.predict_with_attention(model, fs.sequences(), args.batch_size, pad_to, padding)
+        outputs = {name: training.predict_with_attention(model, fs.sequences(), train_config.batch_size, pad_to,
+                                                         padding)
                    for name, fs in parts}
         predicted = runs.write_evaluation(out, parts, outputs, classes)
         metrics = evaluate_predictions(test.labels, predicted["test"], classes)
@@ -209,26 +199,23 @@ def train_one_run(args, train, test, classes, out, data_files):
     return metrics
 
 
-def recorded_flags(args):
-    """The flags that describe the experiment, for config.json."""
-    return {key: value for key, value in vars(args).items() if key not in NOT_CONFIG + ("seed_list",)}
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    if args.strategy == "multiworker":
-        args.out = worker_out(args.out)  # every worker runs all of main; only the chief's --out is kept
+    experiment, saved_config = parse_args(argv)
+    if experiment.training.strategy == "multiworker":
+        # every worker runs all of main; only the chief's --out is kept
+        experiment = experiment.with_out(worker_out(experiment.output.out))
 
     # Data: every input is checked before anything is written.
-    train, test, sources, classes = protocols.load_train_test(args.data, args.train, args.test, args.cv,
-                                                              args.input_padding)
+    data = experiment.data
+    train, test, sources, classes = protocols.load_train_test(data.data, data.train, data.test, data.cv,
+                                                              data.input_padding)
     data_files = runs.describe_data_files(sources)
-    if not args.resume:
-        runs.warn_if_data_changed(getattr(args, "saved_config", None), data_files)
+    if not experiment.output.resume:
+        runs.warn_if_data_changed(saved_config, data_files)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.
-    for metrics, title in protocols.run_seeds(args, train, test, classes, data_files, train_one_run,
-                                              recorded_flags, resume=bool(args.resume)):
+    for metrics, title in protocols.run_seeds(experiment, train, test, classes, data_files, train_one_run,
+                                              resume=bool(experiment.output.resume)):
         print(format_report(metrics, title))
     return 0
 

@@ -11,12 +11,13 @@ import time
 import joblib
 import numpy as np
 
-from serattn.training import protocols
-from serattn.runs import folder as runs
-from serattn.training import static
-from serattn.features.normalization import NORMALIZATIONS, Normalization
-from serattn.errors import ArgumentParser, run_main
+from serattn import config
 from serattn.analysis.metrics import evaluate_predictions, format_report
+from serattn.config import NORMALIZATIONS
+from serattn.errors import ArgumentParser, run_main
+from serattn.features.normalization import Normalization
+from serattn.runs import folder as runs
+from serattn.training import protocols, static
 
 
 def build_parser():
@@ -34,7 +35,7 @@ def build_parser():
                            "trains on every training speaker) (default: %(default)s, as train_attention_lstm.py)")
 
     features = parser.add_argument_group("features")
-    features.add_argument("--pool", default="none", choices=static.POOLINGS,
+    features.add_argument("--pool", default="none", choices=static.FRAME_POOLS,
                           help="frame-level (LLD) input: refuse it (none), or use mean and std over each "
                                "utterance's frames (mean) (default: %(default)s)")
     features.add_argument("--norm", default="global", choices=NORMALIZATIONS,
@@ -76,56 +77,52 @@ def build_parser():
     return parser
 
 
-# Flags that describe how a command was run rather than the experiment.
-NOT_CONFIG = ("debug", "quiet", "overwrite", "seeds", "seed_list", "jobs")
-
-
 def parse_args(argv):
+    """The flags as an :class:`~serattn.config.Experiment` of a static model, every value checked."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.data and (args.train or args.test):
-        parser.error("give either --data or --train and --test, not both")
-    if not args.data and not (args.train and args.test):
-        parser.error("give --data FILE, or --train FILE and --test FILE")
-    if args.cv and not args.data:
-        parser.error("--cv splits one --data file by speaker; --train/--test have a fixed split")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.inner_folds < 2:
         parser.error(f"--inner-folds must be at least 2, got {args.inner_folds}")
     try:
-        args.seed_list = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
-        args.hidden = [int(units) for units in args.hidden.split(",")]
+        hidden = tuple(int(units) for units in args.hidden.split(","))
     except ValueError:
-        parser.error(f"--seeds and --hidden take comma-separated integers, got '{args.seeds}' and '{args.hidden}'")
-    if min(args.hidden) < 1:
-        parser.error(f"--hidden: every layer needs at least 1 unit, got {args.hidden}")
-    if args.model != "mlp":
-        args.hidden = None  # not part of this model's configuration
-    args.max_iter = args.max_iter or (300 if args.model == "mlp" else 10_000)
-    if args.max_iter < 1:
-        parser.error(f"--max-iter must be at least 1, got {args.max_iter}")
-    args.grid = static.parse_grid(args.grid, args.model)
-    args.cv = protocols.parse_cv(args.cv)
-    args.out = args.out or f"results/{args.model}-seed{args.seed}"
-    return args
+        parser.error(f"--hidden takes comma-separated integers, got '{args.hidden}'")
+    if min(hidden) < 1:
+        parser.error(f"--hidden: every layer needs at least 1 unit, got {list(hidden)}")
+    max_iter = args.max_iter or (300 if args.model == "mlp" else 10_000)
+    if max_iter < 1:
+        parser.error(f"--max-iter must be at least 1, got {max_iter}")
+    data = config.DataConfig(data=args.data, train=args.train, test=args.test, norm=args.norm,
+                             val_speakers=args.val_speakers, cv=config.parse_cv(args.cv)).check()
+    model = config.StaticModelConfig(model=args.model, grid=static.parse_grid(args.grid, args.model),
+                                     hidden=hidden if args.model == "mlp" else None, max_iter=max_iter,
+                                     calibration=args.calibration, pool=args.pool)
+    training = config.StaticTrainConfig(class_weight=args.class_weight, inner_folds=args.inner_folds,
+                                        seed=args.seed)
+    output = config.OutputConfig(out=args.out or f"results/{args.model}-seed{args.seed}",
+                                 overwrite=args.overwrite, quiet=args.quiet, jobs=args.jobs)
+    return config.Experiment(data, model, training, output, seeds=config.parse_seeds(args.seeds, args.seed))
 
 
-def train_one_run(args, train, test, classes, out, data_files):
+def train_one_run(experiment, train, test, classes, out, data_files):
     """Choose hyper-parameters, fit on ``train``, evaluate on ``test``, write the run folder ``out``."""
+    model_config, train_config, output = experiment.model, experiment.training, experiment.output
+
     # Data: validation speakers held out, normalization from the remaining training speakers.
-    fit_set, val_set = protocols.hold_out_validation(train, classes, args.val_speakers, args.seed, out)
-    normalization = Normalization.fit(fit_set, args.norm)
-    if args.norm == "speaker":  # per-speaker statistics need the speaker of each row: before the pipeline
-        fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
-    weights = static.class_weights(args.class_weight, classes, fit_set.labels)
+    fit_set, val_set = protocols.hold_out_validation(train, classes, experiment.data.val_speakers,
+                                                     train_config.seed, out)
+    normalization = Normalization.fit(fit_set, experiment.data.norm)
+    fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
+    weights = dict(zip(classes, protocols.class_weights(train_config.class_weight, classes, fit_set.labels)))
 
     # The run folder exists only from here on, once every input has been checked.
-    out = runs.create_run_dir(out, args.overwrite)
+    out = runs.create_run_dir(out, output.overwrite)
     try:
         runs.write_json(out / "config.json", runs.run_config(
-            recorded_flags(args), out, classes, train, data_files,
-            class_weights={c: round(w, 6) for c, w in weights.items()},
+            experiment.with_out(out).to_flags(), out, classes, train, data_files,
+            class_weights={c: round(float(w), 6) for c, w in weights.items()},
             val_speakers_used=sorted(set(val_set.speakers)),
             test_speakers=sorted(set(test.speakers))))
         runs.write_json(out / "normalization.json", normalization.to_dict())
@@ -136,16 +133,18 @@ def train_one_run(args, train, test, classes, out, data_files):
         labels = np.concatenate([fit_set.labels, val_set.labels])
         speakers = np.concatenate([fit_set.speakers, val_set.speakers])
         in_val = np.arange(len(labels)) >= len(fit_set)
-        classifier = static.build_classifier(args.model, args.seed, args.max_iter, args.hidden)
+        classifier = static.build_classifier(model_config.model, train_config.seed, model_config.max_iter,
+                                             model_config.hidden)
         best, scores, how = static.select_hyperparameters(
-            static.make_pipeline(classifier, normalization), args.grid, features, labels, speakers, in_val,
-            static.fit_parameters(weights, labels), args.inner_folds, args.jobs)
+            static.make_pipeline(classifier), model_config.grid, features, labels, speakers, in_val,
+            static.fit_parameters(weights, labels), train_config.inner_folds, output.jobs)
 
         # Model: refit on the training speakers only, so the val predictions stay out-of-sample.
         model, info = static.fit_static_model(
-            args.model, best, fit_set.features, fit_set.labels, fit_set.speakers, normalization,
-            args.class_weight, args.seed, args.calibration, args.max_iter, args.hidden)
-        joblib.dump(model, out / "model.joblib")
+            model_config.model, best, fit_set.features, fit_set.labels, fit_set.speakers,
+            train_config.class_weight, train_config.seed, model_config.calibration, model_config.max_iter,
+            model_config.hidden)
+        joblib.dump(static.saved_pipeline(model, normalization), out / "model.joblib")
 
         # Evaluate: probabilities for every split, metrics on test.
         parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
@@ -172,31 +171,26 @@ def train_one_run(args, train, test, classes, out, data_files):
         raise
     runs.mark_complete(out)
     if not info["converged"]:
-        print(f"warning: {out}: the {args.model} solver stopped at --max-iter {args.max_iter} before converging",
-              file=sys.stderr)
-    if not args.quiet:
+        print(f"warning: {out}: the {model_config.model} solver stopped at --max-iter {model_config.max_iter} "
+              f"before converging", file=sys.stderr)
+    if not output.quiet:
         print(f"{out}: {', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.items())} "
               f"({how}); test UA {100 * metrics['ua']:.1f}%, {metrics['seconds']:.1f} s", file=sys.stderr)
     return metrics
 
 
-def recorded_flags(args):
-    """The flags that describe the experiment, for config.json."""
-    return {key: value for key, value in vars(args).items() if key not in NOT_CONFIG}
-
-
 def main(argv=None):
-    args = parse_args(argv)
+    experiment = parse_args(argv)
 
     # Data: every input is checked before anything is written.
+    data = experiment.data
     train, test, sources, classes = protocols.load_train_test(
-        args.data, args.train, args.test, args.cv,
-        prepare=lambda feature_set, path: static.utterance_features(feature_set, args.pool, path))
+        data.data, data.train, data.test, data.cv,
+        prepare=lambda feature_set, path: static.utterance_features(feature_set, experiment.model.pool, path))
     data_files = runs.describe_data_files(sources)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.
-    for metrics, title in protocols.run_seeds(args, train, test, classes, data_files, train_one_run,
-                                              recorded_flags):
+    for metrics, title in protocols.run_seeds(experiment, train, test, classes, data_files, train_one_run):
         print(format_report(metrics, title))
     return 0
 

@@ -27,12 +27,10 @@ CLASSES = ("A", "E", "N", "P", "R")
 
 
 def model_args(**overrides):
-    """The training flags of train_attention_lstm.py at their defaults."""
-    values = dict(model="attention-lstm", units=60, activation="tanh", recurrent_dropout=0.5,
-                  attention_units=50, attention_activation="tanh", pooling="mean", mask=True,
-                  learning_rate=1e-3, clipnorm=None, seed=1, batch_size=32)
-    values.update(overrides)
-    return argparse.Namespace(**values)
+    """(ModelConfig, TrainConfig) of train_attention_lstm.py at their defaults, with ``overrides``."""
+    from serattn.config import ModelConfig, TrainConfig, from_flags
+
+    return from_flags(overrides, (ModelConfig, TrainConfig))
 
 
 def training_data(sequences, seed=0):
@@ -96,7 +94,7 @@ def epoch_worker(sequences=9_959, batch_size=32, rounds=4, padded_steps_per_roun
     feature_set, targets, weights = training_data(sequences, seed)
     sequences_list = feature_set.sequences()
     args = model_args(batch_size=batch_size)
-    model = training.build_model(args, feature_set.dim, len(CLASSES))
+    model = training.build_model(*args, feature_set.dim, len(CLASSES))
     trainer = training.trainer_for(model, "post")
 
     def pipeline(bucketed, segment, segments, limit=None):
@@ -170,7 +168,7 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
                 "unmasked": {"mask": False}, "jit": {}}
     trainers, traces = {}, {}
     for name in variants:
-        model = training.build_model(model_args(**settings[name]), 32, len(CLASSES))
+        model = training.build_model(*model_args(**settings[name]), 32, len(CLASSES))
         use_view = name != "lstm_mask" and settings[name].get("mask", True)
         trainers[name] = training.trainer_for(model, "post") if use_view else model
         trainers[name].jit_compile = name == "jit"
@@ -234,7 +232,7 @@ def memory_worker(sequences=9_959, batch_size=32, steps=None, seed=0):
     rss_after_import = _rss_now()
     feature_set, targets, weights = training_data(sequences, seed)
     data_bytes = feature_set.features.nbytes
-    model = training.build_model(model_args(batch_size=batch_size), feature_set.dim, len(CLASSES))
+    model = training.build_model(*model_args(batch_size=batch_size), feature_set.dim, len(CLASSES))
     trainer = training.trainer_for(model, "post")
     batches = EpochBatches(feature_set.sequences(), targets, weights, batch_size, seed)
     if steps is not None:

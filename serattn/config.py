@@ -27,7 +27,6 @@ LSTM_MODELS = ("attention-lstm", "basic-lstm")
 LSTM_POOLINGS = ("mean", "last")  # basic-lstm's utterance vector
 STRATEGIES = ("default", "mirrored", "multiworker")
 CLASS_WEIGHT_WORDS = ("balanced", "none")
-CONFIG_FORMAT = 2  # config.json: 1 = flags only; 2 adds "config_format" and the typed groups' keys
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,8 @@ class Experiment:
         for group in (self.data, self.model, self.training):
             flags.update(dataclasses.asdict(group))
         flags["cv"] = list(self.data.cv) if self.data.cv else None
-        if not self.is_lstm:
+        if not self.is_lstm:  # static models read functionals: no padded input, no --input-padding
+            flags.pop("input_padding")
             flags["hidden"] = list(self.model.hidden) if self.model.hidden else None
         flags["out"] = self.output.out
         if self.is_lstm:

@@ -6,7 +6,8 @@ import pytest
 
 import train_attention_lstm
 from serattn.errors import InputError
-from serattn.training.protocols import parse_cv, speaker_folds
+from serattn.config import parse_cv
+from serattn.training.protocols import speaker_folds
 
 TINY = ["--units", "8", "--attention-units", "4", "--epochs", "3", "--batch-size", "16", "--quiet"]
 

@@ -6,7 +6,7 @@ from serattn.errors import InputError
 from serattn.training.protocols import split_validation_speakers
 from serattn.models.layers import UnweightedAverageRecall
 from serattn.training.batches import EpochBatches, bucketed_batch_indices
-from serattn.training.trainer import parse_class_weight
+from serattn.training.protocols import class_weights
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes")
@@ -51,13 +51,13 @@ def test_pad_to_max_pads_every_batch():
 
 def test_class_weights():
     labels = np.array(["N"] * 6 + ["A"] * 2)
-    np.testing.assert_allclose(parse_class_weight("balanced", ["A", "N"], labels), [2.0, 8 / 12])
-    np.testing.assert_allclose(parse_class_weight("none", ["A", "N"], labels), [1.0, 1.0])
-    np.testing.assert_allclose(parse_class_weight("A=1.5", ["A", "N"], labels), [1.5, 1.0])
+    np.testing.assert_allclose(class_weights("balanced", ["A", "N"], labels), [2.0, 8 / 12])
+    np.testing.assert_allclose(class_weights("none", ["A", "N"], labels), [1.0, 1.0])
+    np.testing.assert_allclose(class_weights("A=1.5", ["A", "N"], labels), [1.5, 1.0])
     with pytest.raises(InputError, match="class 'X'"):
-        parse_class_weight("X=2", ["A", "N"], labels)
+        class_weights("X=2", ["A", "N"], labels)
     with pytest.raises(InputError, match="CLASS=WEIGHT"):
-        parse_class_weight("A=heavy", ["A", "N"], labels)
+        class_weights("A=heavy", ["A", "N"], labels)
 
 
 def test_validation_speakers_are_disjoint_from_training():

@@ -10,6 +10,7 @@ the features as they are. ``normalization.json`` records the method and, for
 import dataclasses
 
 import numpy as np
+from sklearn.preprocessing import FunctionTransformer
 
 from serattn.config import NORMALIZATIONS
 from serattn.errors import InputError
@@ -64,6 +65,14 @@ class Normalization:
             features[rows] = frames
         return feature_set.with_features(features)
 
+    def row_transformer(self):
+        """The global scaling as a scikit-learn step for a saved static pipeline, so that
+        ``model.joblib`` takes raw functionals; ``"passthrough"`` for ``speaker`` and
+        ``none`` (per-speaker scaling needs each row's speaker, which a row lacks)."""
+        if self.method != "global":
+            return "passthrough"
+        return FunctionTransformer(z_normalize, kw_args={"mean": self.mean, "std": self.std})
+
     def to_dict(self):
         if self.mean is None:
             return {"method": self.method}
@@ -93,3 +102,8 @@ def _mean_std(frames, chunk=1 << 16):
     std = np.sqrt(squares / max(len(frames), 1))
     std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by zero
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def z_normalize(features, mean, std):
+    """(N, D) features minus ``mean``, over ``std``."""
+    return (features - mean) / std

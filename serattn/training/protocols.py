@@ -12,26 +12,13 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
+from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.runs import folder as runs
 from serattn.features.feature_set import check_same_features, load_feature_set
+from serattn.config import parse_class_weight_spec
 from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
-
-CV_PROTOCOLS = ("loso", "kfold-speakers")
-
-
-def parse_cv(values):
-    """``["loso"]`` or ``["kfold-speakers", "K"]`` -> (protocol, K or None)."""
-    if not values:
-        return None
-    name, *rest = [str(v) for v in values if v is not None]  # a saved config holds [name, K or null]
-    if name == "loso" and not rest:
-        return "loso", None
-    if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
-        return name, int(rest[0])
-    raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, got '{' '.join(values)}'")
-
 
 def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None):
     """The feature sets of an experiment, checked, as the training scripts take them.
@@ -80,6 +67,30 @@ def check_classes(train, test, test_source):
     if len(classes) < 2:
         raise InputError(f"the training set has a single class ({classes[0]}); need at least 2")
     return classes
+
+
+def class_weights(spec, classes, labels):
+    """Loss weight per class, in ``classes`` order, for LSTM and static models alike.
+
+    Args:
+        spec: ``balanced`` (n / (classes * count), from ``labels``), ``none``, or
+            ``A=1.1,E=0.5,...`` (unnamed classes weigh 1).
+        classes: class labels in model order.
+        labels: (N,) labels of the training utterances.
+
+    Returns:
+        (C,) float64 weights.
+    """
+    spec = parse_class_weight_spec(spec)
+    if spec == "none":
+        return np.ones(len(classes))
+    if spec == "balanced":
+        return compute_class_weight("balanced", classes=np.asarray(classes), y=np.asarray(labels))
+    unknown = [name for name in spec if name not in classes]
+    if unknown:
+        raise InputError(f"--class-weight names class '{unknown[0]}', which the training set does not "
+                         f"have; classes: {', '.join(classes)}")
+    return np.array([spec.get(c, 1.0) for c in classes])
 
 
 def split_validation_speakers(speakers, spec, seed):
@@ -150,35 +161,36 @@ def speaker_folds(speakers, protocol, folds=None):
     return list(splitter.split(speakers, groups=speakers))
 
 
-def cross_validate(train_one_run, args, config, data, classes, out, data_files, resume=None):
-    """Run ``train_one_run`` once per speaker fold in ``out/fold-KK``, then pool them into ``out``.
+def cross_validate(train_one_run, experiment, data, classes, data_files, resume=None):
+    """Run ``train_one_run`` once per speaker fold in ``OUT/fold-KK``, then pool them into ``OUT``.
 
     Args:
-        train_one_run: ``f(args, train, test, classes, fold_dir, data_files)``, the
-            script's single-split run, which writes a complete run folder.
-        args: the script's flags; ``args.cv`` is ``(protocol, K)``, ``args.overwrite``
-            allows replacing ``out``.
-        config: the flags to record in the parent's config.json.
-        resume: None for a script that cannot resume (any failure removes ``out``);
-            False or True for one that can: an input error removes ``out`` (it
+        train_one_run: ``f(experiment, train, test, classes, fold_dir, data_files)``,
+            the script's single-split run, which writes a complete run folder.
+        experiment: a :class:`serattn.config.Experiment` with ``data.cv`` set;
+            ``output.out`` is the parent folder, ``output.overwrite`` allows replacing it.
+        resume: None for a script that cannot resume (any failure removes ``OUT``);
+            False or True for one that can: an input error removes ``OUT`` (it
             would hit every rerun alike), an interruption leaves it, marked
             incomplete, and True continues it, keeping the finished folds.
 
     Returns:
         The pooled metrics; ``seconds`` sums the folds' own when every fold has one.
     """
-    protocol, folds = args.cv
+    protocol, folds = experiment.data.cv
     splits = speaker_folds(data.speakers, protocol, folds)
+    out = experiment.output.out
     resuming = bool(resume) and Path(out).exists()  # a finished folder is refused there
-    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, args.overwrite)
+    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, experiment.output.overwrite)
     fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
     try:
         runs.write_json(out / "config.json", runs.run_config(
-            config, out, classes, data, data_files, folds=[d.name for d in fold_dirs]))
+            experiment.to_flags(), out, classes, data, data_files, folds=[d.name for d in fold_dirs]))
         for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
             if runs.is_complete(fold_dir):
                 continue  # finished before an interruption
-            train_one_run(args, data.subset(train_index), data.subset(test_index), classes, fold_dir, data_files)
+            train_one_run(experiment, data.subset(train_index), data.subset(test_index), classes, fold_dir,
+                          data_files)
         metrics = write_pooled_run(out, fold_dirs, classes)
     except BaseException as error:
         if resume is None or (isinstance(error, InputError) and not resuming):
@@ -188,20 +200,21 @@ def cross_validate(train_one_run, args, config, data, classes, out, data_files, 
     return metrics
 
 
-def run_seeds(args, train, test, classes, data_files, train_one_run, config, resume=None):
-    """One run per seed of ``args.seed_list`` (sibling folders ``OUT-seedK`` when there are several).
+def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
+    """One run per seed of ``experiment.seeds`` (sibling folders ``OUT-seedK`` when there are several).
 
-    Each is a cross-validation (``args.cv``) or one train/test run; yields
+    Each seed is a new experiment (:meth:`~serattn.config.Experiment.with_seed`), run
+    as a cross-validation (``data.cv``) or one train/test run; yields
     ``(metrics, title)`` for the end-of-run report.
     """
-    for seed in args.seed_list:
-        args.seed = seed
-        out = f"{args.out}-seed{seed}" if len(args.seed_list) > 1 else args.out
-        if args.cv:
-            metrics = cross_validate(train_one_run, args, config(args), train, classes, out, data_files, resume)
-            yield metrics, f"{out}: pooled test predictions of {len(metrics['folds'])} {args.cv[0]} folds"
+    for seed in experiment.seeds:
+        out = f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
+        seeded = experiment.with_seed(seed, out)
+        if seeded.data.cv:
+            metrics = cross_validate(train_one_run, seeded, train, classes, data_files, resume)
+            yield metrics, f"{out}: pooled test predictions of {len(metrics['folds'])} {seeded.data.cv[0]} folds"
         else:
-            metrics = train_one_run(args, train, test, classes, out, data_files)
+            metrics = train_one_run(seeded, train, test, classes, out, data_files)
             best = f", best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") is not None else ""
             yield metrics, f"{out}: test set{best}"
 

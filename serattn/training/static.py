@@ -2,7 +2,7 @@
 
 The Interspeech 2009 challenge baseline is a linear SVM on 384 IS09 functionals
 per utterance. Here each static model is a scikit-learn :class:`~sklearn.pipeline.Pipeline`
-``normalize -> classify``; its hyper-parameters (C, alpha...) are chosen by
+of one ``classify`` step on normalized features; its hyper-parameters (C, alpha...) are chosen by
 balanced accuracy (UA) on speaker-disjoint validation speakers
 (:class:`~sklearn.model_selection.PredefinedSplit`) or, without validation
 speakers, by an inner :class:`~sklearn.model_selection.GroupKFold` over the
@@ -23,15 +23,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold, PredefinedSplit, StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC, LinearSVC
-from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import InputError
+from serattn.training.protocols import class_weights
 
 STATIC_MODELS = ("linear-svm", "rbf-svm", "logreg", "mlp")
-POOLINGS = ("none", "mean")
+FRAME_POOLS = ("none", "mean")  # --pool: what a static model does with frame-level input
 CALIBRATIONS = ("auto", "sigmoid", "isotonic")
 
 # Hyper-parameter grids searched by default, per model (values for z-normalized inputs).
@@ -69,8 +68,8 @@ def utterance_features(feature_set, pool="none", source="data"):
         InputError: frame-level features without ``pool="mean"``, or ``pool="mean"``
             asked of features that already have one row per utterance.
     """
-    if pool not in POOLINGS:
-        raise InputError(f"unknown pooling '{pool}'; expected one of: {', '.join(POOLINGS)}")
+    if pool not in FRAME_POOLS:
+        raise InputError(f"unknown pooling '{pool}'; expected one of: {', '.join(FRAME_POOLS)}")
     if np.all(feature_set.lengths == 1):
         if pool == "mean":
             raise InputError(f"'{source}' already has one row per utterance (functionals); "
@@ -136,16 +135,6 @@ def _number_or_word(text):
         return text
 
 
-def class_weights(spec, classes, labels):
-    """``balanced`` or ``none`` -> {class: weight}; balanced is n / (classes * count)."""
-    if spec == "none":
-        return {c: 1.0 for c in classes}
-    if spec != "balanced":
-        raise InputError(f"--class-weight: expected balanced or none, got '{spec}'")
-    weights = compute_class_weight("balanced", classes=np.asarray(classes), y=np.asarray(labels))
-    return {c: float(w) for c, w in zip(classes, weights)}
-
-
 # --- models ------------------------------------------------------------------------------
 
 
@@ -170,23 +159,19 @@ def build_classifier(model, seed, max_iter=10_000, hidden=(128,), **params):
     raise InputError(f"unknown model '{model}'; expected one of: {', '.join(STATIC_MODELS)}")
 
 
-def z_normalize(features, mean, std):
-    """(N, D) features minus ``mean``, over ``std`` (from :class:`serattn.features.normalization.Normalization`)."""
-    return (features - mean) / std
+def make_pipeline(classifier):
+    """The classifier as a one-step pipeline, so that its sample weights are routed by name.
 
-
-def make_pipeline(classifier, normalization):
-    """``normalize -> classify``; with global z-norm the pipeline takes raw features.
-
-    Speaker normalization needs each utterance's speaker, which a feature row does
-    not carry: it is applied before the pipeline, whose first step then passes through.
+    Features arrive normalized (:class:`serattn.features.normalization.Normalization`
+    is applied to every split before a static model sees it, as for the LSTM).
     """
-    if normalization.method == "global":
-        normalize = FunctionTransformer(z_normalize, kw_args={"mean": normalization.mean,
-                                                              "std": normalization.std})
-    else:
-        normalize = "passthrough"
-    return Pipeline([("normalize", normalize), ("classify", classifier)])
+    return Pipeline([("classify", classifier)])
+
+
+def saved_pipeline(pipeline, normalization):
+    """``normalize -> classify`` for ``model.joblib``: takes raw functionals (global
+    normalization; per-speaker normalization must be applied before, as predict.py does)."""
+    return Pipeline([("normalize", normalization.row_transformer()), *pipeline.steps])
 
 
 def fit_parameters(weights, labels):
@@ -266,15 +251,14 @@ def calibration_splits(labels, speakers, seed, folds=CALIBRATION_FOLDS):
     return splits, f"{len(splits)} class-stratified folds (speaker folds would lose a class)"
 
 
-def fit_static_model(model, params, features, labels, speakers, normalization, class_weight, seed,
+def fit_static_model(model, params, features, labels, speakers, class_weight, seed,
                      calibration="auto", max_iter=10_000, hidden=(128,)):
     """Fit the final pipeline on the training rows, with calibrated probabilities.
 
     Args:
         model, params: the classifier and its chosen hyper-parameters.
-        features: (N, D) rows (raw with global norm; already normalized otherwise).
+        features: (N, D) normalized rows.
         labels, speakers: (N,) str.
-        normalization: the fitted :class:`serattn.features.normalization.Normalization`.
         class_weight: ``balanced`` or ``none``.
         calibration: ``auto`` (sigmoid for SVMs, native probabilities otherwise),
             ``sigmoid`` or ``isotonic`` (calibrate any model).
@@ -284,14 +268,15 @@ def fit_static_model(model, params, features, labels, speakers, normalization, c
         the solver converged, and the fit time in seconds.
     """
     classifier = build_classifier(model, seed, max_iter, hidden, **params)
-    weights = class_weights(class_weight, sorted(set(labels)), labels)
+    classes = sorted(set(labels))
+    weights = dict(zip(classes, class_weights(class_weight, classes, labels)))
     method = ("sigmoid" if model.endswith("svm") else None) if calibration == "auto" else calibration
     how = "the model's own predict_proba"
     if method:
         splits, folds = calibration_splits(labels, speakers, seed)
         classifier = CalibratedClassifierCV(classifier, method=method, cv=splits, ensemble=False)
         how = f"{method} calibration on decision values of {folds}"
-    pipeline = make_pipeline(classifier, normalization)
+    pipeline = make_pipeline(classifier)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

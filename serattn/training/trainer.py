@@ -14,7 +14,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.training.batches import inference_batches
 from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
@@ -42,54 +41,35 @@ class EpochSeeds(keras.callbacks.Callback):
             state.assign(ops.cast([self.seed * 1000 + i, epoch * 2**20], state.dtype))
 
 
-# --- class weights and validation speakers -----------------------------------------
-
-
-def parse_class_weight(text, classes, labels):
-    """``balanced``, ``none`` or ``A=1.1,E=0.5,...`` -> weight per class index."""
-    if text == "none":
-        return np.ones(len(classes))
-    if text == "balanced":
-        return compute_class_weight("balanced", classes=np.asarray(classes), y=np.asarray(labels))
-    weights = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            weights[name] = -1.0
-        if not sep or weights[name] < 0:
-            raise InputError(f"--class-weight: expected balanced, none or CLASS=WEIGHT,... with "
-                             f"non-negative weights, got '{item}'")
-        if name not in classes:
-            raise InputError(f"--class-weight names class '{name}', which the training set does not "
-                             f"have; classes: {', '.join(classes)}")
-    return np.array([weights.get(c, 1.0) for c in classes])
-
-
 # --- training --------------------------------------------------------------------
 
 
-def build_model(args, num_features, num_classes):
-    """The model named by the training flags, seeded, deterministic and compiled."""
+def build_model(model_config, train_config, num_features, num_classes):
+    """The model of a :class:`~serattn.config.ModelConfig`, seeded, deterministic and compiled.
+
+    Args:
+        model_config: which model and its sizes.
+        train_config: the seed, strategy, precision and optimizer settings.
+        num_features: D, features per frame.
+        num_classes: size of the softmax output.
+    """
     from serattn.models.attention_lstm import build_attention_lstm, build_basic_lstm
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(train_config.seed)
     tf.config.experimental.enable_op_determinism()
-    if getattr(args, "mixed_precision", False):
+    if train_config.mixed_precision:
         use_mixed_precision()
-    with get_strategy(getattr(args, "strategy", "default")).scope():  # variables on every replica
-        if args.model == "basic-lstm":
-            model = build_basic_lstm(num_features, num_classes, units=args.units, activation=args.activation,
-                                     recurrent_dropout=args.recurrent_dropout, pooling=args.pooling,
-                                     masked=args.mask)
+    m = model_config
+    with get_strategy(train_config.strategy).scope():  # variables on every replica
+        if m.model == "basic-lstm":
+            model = build_basic_lstm(num_features, num_classes, units=m.units, activation=m.activation,
+                                     recurrent_dropout=m.recurrent_dropout, pooling=m.pooling, masked=m.mask)
         else:
             model = build_attention_lstm(
-                num_features, num_classes, units=args.units, activation=args.activation,
-                recurrent_dropout=args.recurrent_dropout, attention_units=args.attention_units,
-                attention_activation=args.attention_activation, masked=args.mask)
-        compile_model(model, num_classes, args.learning_rate, args.clipnorm)
+                num_features, num_classes, units=m.units, activation=m.activation,
+                recurrent_dropout=m.recurrent_dropout, attention_units=m.attention_units,
+                attention_activation=m.attention_activation, masked=m.mask)
+        compile_model(model, num_classes, train_config.learning_rate, train_config.clipnorm)
     return model
 
 
