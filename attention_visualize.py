@@ -21,7 +21,8 @@ import numpy as np
 from serattn.analysis import attention as attn
 from serattn.plots import figures as plots
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.runs.reading import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits, load_manifest,
+from serattn.features.corpora import read_manifest
+from serattn.runs.reading import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits,
                                 open_run)
 
 CUE_COLUMNS = ("cue_start_s", "cue_end_s")
@@ -56,7 +57,7 @@ def main(argv=None):
     args = parse_args(argv)
     run = open_run(args.run_dir)
     attention = run.attention()
-    out_dir = Path(args.out_dir) if args.out_dir else run.path / "figures"
+    out_dir = Path(args.out_dir) if args.out_dir else run.figures_dir
     manifest, manifest_path = _manifest(run, args.manifest)
 
     if args.utterance:
@@ -119,9 +120,9 @@ def _manifest(run, path):
     """(columns, path) of the manifest given by flag (must exist) or named in
     config.json (used if present); (None, None) without one."""
     if path is not None:
-        return load_manifest(path), Path(path)
+        return read_manifest(path).columns(), Path(path)
     if run.manifest_path is not None and run.manifest_path.is_file():
-        return load_manifest(run.manifest_path), run.manifest_path
+        return read_manifest(run.manifest_path).columns(), run.manifest_path
     return None, None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.features.feature_set import atomic_path
+from serattn.atomic import write_atomically
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
 
@@ -85,12 +85,8 @@ def main(argv=None):
     print(render(tables, args.format or "text"))
     if args.out:
         out = Path(args.out)
-        temporary = atomic_path(out)
-        try:
-            temporary.write_text(render(tables, args.format or "markdown") + "\n")
-            temporary.replace(out)
-        finally:
-            temporary.unlink(missing_ok=True)
+        text = render(tables, args.format or "markdown") + "\n"
+        write_atomically(out, lambda temporary: temporary.write_text(text))
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

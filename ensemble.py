@@ -66,14 +66,14 @@ def config_of(args, members, classes):
     }
 
 
-def write_combination(out, result, members, config):
+def write_combination(run, result, members, config):
     """Write config.json, predictions.csv (val then test rows) and metrics.json of one combination."""
     classes = result["classes"]
-    runs.write_json(out / "config.json", {**config, "out": str(out), "weights": result["weights"].round(6)})
+    run.write_config({**config, "out": str(run), "weights": result["weights"].round(6)})
     parts = [(name, result[name]) for name in ("val", "test") if result[name] is not None]
     predicted = {name: np.asarray(classes)[part.probabilities.argmax(axis=1)] for name, part in parts}
-    runs.write_predictions(
-        out / "predictions.csv", np.concatenate([p.ids for _, p in parts]),
+    run.write_predictions(
+        np.concatenate([p.ids for _, p in parts]),
         np.concatenate([p.speakers for _, p in parts]), np.concatenate([[name] * len(p.ids) for name, p in parts]),
         np.concatenate([p.true for _, p in parts]), np.concatenate([predicted[name] for name, _ in parts]),
         np.concatenate([p.probabilities for _, p in parts]), classes)
@@ -87,7 +87,7 @@ def write_combination(out, result, members, config):
     metrics["member_test_ua"] = [
         evaluate_predictions(test.true, np.asarray(classes)[p.argmax(axis=1)], classes)["ua"]
         for p in test.member_probabilities]
-    runs.write_json(out / "metrics.json", metrics)
+    run.write_metrics(metrics)
     return metrics
 
 
@@ -104,26 +104,26 @@ def combine_folds(args, parents, folds):
     return combined
 
 
-def write_folds(args, parents, combined, out):
-    """Fold folders out/fold-KK, then the pooled test rows and scores in ``out``."""
-    fold_dirs, fold_weights = [], []
+def write_folds(args, parents, combined, run):
+    """Fold folders fold-KK in ``run``, then the pooled test rows and scores in ``run`` itself."""
+    fold_runs, fold_weights = [], []
     for fold, members, result in combined:
-        fold_dir = out / fold
-        fold_dir.mkdir()
-        write_combination(fold_dir, result, members, config_of(args, members, result["classes"]))
-        fold_dirs.append(fold_dir)
+        fold_run = runs.RunFolder(run.path / fold)
+        fold_run.path.mkdir()
+        write_combination(fold_run, result, members, config_of(args, members, result["classes"]))
+        fold_runs.append(fold_run)
         fold_weights.append(result["weights"].round(6).tolist())
         if not args.quiet:
             val_rows = 0 if result["val"] is None else len(result["val"].ids)
             val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"
-            print(f"{fold_dir}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
+            print(f"{fold_run}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
                   f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
     classes = ensemble.check_classes(parents)
-    metrics = protocols.write_pooled_run(out, fold_dirs, classes)
+    metrics = protocols.write_pooled_run(run, fold_runs, classes)
     metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
-    runs.write_json(out / "metrics.json", metrics)
-    runs.write_json(out / "config.json", {**config_of(args, parents, classes), "out": str(out),
-                                          "folds": [fold for fold, _, _ in combined]})
+    run.write_metrics(metrics)
+    run.write_config({**config_of(args, parents, classes), "out": str(run),
+                      "folds": [fold for fold, _, _ in combined]})
     return metrics
 
 
@@ -142,19 +142,20 @@ def main(argv=None):
         result = ensemble.combine_members(parents, args.method, args.step)
 
     # Save: a run folder like a training run's (fold-KK sub-folders for cross-validation).
-    out = runs.create_run_dir(args.out, args.overwrite)
+    run = runs.RunFolder.create(args.out, args.overwrite)
+    out = run.path
     try:
         if folds:
-            metrics = write_folds(args, parents, combined, out)
+            metrics = write_folds(args, parents, combined, run)
             title = f"{out}: pooled test predictions of {len(folds)} folds, {args.method} of {len(parents)} runs"
         else:
-            metrics = write_combination(out, result, parents, config_of(args, parents, result["classes"]))
+            metrics = write_combination(run, result, parents, config_of(args, parents, result["classes"]))
             title = f"{out}: test set, {args.method} of {len(parents)} runs, weights " + \
                 ", ".join(f"{w:.2f}" for w in result["weights"])
     except BaseException:
-        runs.remove_run_dir(out)
+        run.remove()
         raise
-    runs.mark_complete(out)
+    run.mark_complete()
     print(format_report(metrics, title))
     return 0
 

@@ -4,7 +4,6 @@
     python predict.py results/emodb my_recordings/ --csv predictions.csv --attention-plot plots/
 """
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ import numpy as np
 
 from serattn.features import extraction as features
 from serattn.features.feature_set import FeatureSet
-from serattn.features.normalization import Normalization
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
 
@@ -60,7 +58,7 @@ def check_feature_settings(run):
     if run.config.get("feature_names") != features.feature_names(feature_set, level):
         raise InputError(f"run '{run.path}' expects other feature names than openSMILE '{feature_set}' "
                          f"gives here (another openSMILE version?); re-extract and retrain")
-    run.file("model.keras"), run.file("normalization.json")  # InputError if either is missing
+    run.keras_model_file(), run.normalization()  # InputError if either is missing
     return feature_set, level
 
 
@@ -71,7 +69,7 @@ def main(argv=None):
     run = open_run(args.run_dir)
     feature_set, level = check_feature_settings(run)
     classes = run.classes
-    normalization = Normalization.from_dict(json.loads(run.file("normalization.json").read_text()))
+    normalization = run.normalization()
     files = find_audio(args.inputs)
 
     # Features of every readable file; unreadable ones are reported and skipped.
@@ -102,7 +100,7 @@ def main(argv=None):
     import keras
     from serattn.training.trainer import predict_with_attention
 
-    model = keras.saving.load_model(run.file("model.keras"), safe_mode=True)
+    model = keras.saving.load_model(run.keras_model_file(), safe_mode=True)
     pad_to = run.config.get("max_length_used")
     padding = run.config.get("padding", "post")
     outputs = predict_with_attention(model, batch.sequences(), args.batch_size, pad_to, padding)

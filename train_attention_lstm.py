@@ -95,7 +95,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     saved = None
     if args.resume or args.config:
-        saved = runs.read_config(Path(args.resume, "config.json") if args.resume else args.config)
+        saved = runs.read_config(Path(args.resume, runs.CONFIG_FILE) if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in NOT_SAVED})
         args = parser.parse_args(argv)
@@ -144,16 +144,17 @@ def train_one_run(experiment, train, test, classes, out, data_files):
 
     # The run folder exists only from here on, once every input has been checked.
     resuming = bool(output.resume) and Path(out).exists()  # a finished folder is refused there
-    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, output.overwrite)
+    run = runs.RunFolder.reopen(out, data_files) if resuming else runs.RunFolder.create(out, output.overwrite)
+    out = run.path
     try:
-        runs.write_json(out / "config.json", runs.run_config(
+        run.write_config(runs.run_config(
             experiment.with_out(out).to_flags(), out, classes, train, data_files,
             max_length_used=pad_to,
             padding=padding,
             class_weights=dict(zip(classes, class_weights.round(6).tolist())),
             val_speakers_used=sorted(set(val_set.speakers)),
             test_speakers=sorted(set(test.speakers))))
-        runs.write_json(out / "normalization.json", normalization.to_dict())
+        run.write_normalization(normalization)
 
         # Train: early stopping and model selection on validation UA.
         print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
@@ -168,34 +169,34 @@ def train_one_run(experiment, train, test, classes, out, data_files):
                                             train_config.batch_size, pad_to, padding)
         callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
         best_epoch, resumed_at, diverged_epoch = training.fit(
-            model, batches, validation, train_config.epochs, train_config.patience, out / "checkpoint",
-            out / "history.csv", callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2))
+            model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,
+            run.history_path, callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2))
         if resumed_at:
             print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
         if diverged_epoch:
             kept = f"the weights of epoch {best_epoch} are kept" if len(val_set) else "its weights are broken"
             print(f"warning: {out}: the training loss became NaN or infinite in epoch {diverged_epoch}; training "
                   f"stopped there and {kept} (try --clipnorm 1 or a lower --learning-rate)", file=sys.stderr)
-        model.save(out / "model.keras")
+        run.save_keras_model(model)
 
         # Evaluate: predictions, attention and representations for every split.
         parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
         outputs = {name: training.predict_with_attention(model, fs.sequences(), train_config.batch_size, pad_to,
                                                          padding)
                    for name, fs in parts}
-        predicted = runs.write_evaluation(out, parts, outputs, classes)
+        predicted = run.write_evaluation(parts, outputs, classes)
         metrics = evaluate_predictions(test.labels, predicted["test"], classes)
         metrics["n_test"] = metrics.pop("n")
         metrics["best_epoch"] = best_epoch
         metrics["diverged_epoch"] = diverged_epoch
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
-        runs.write_json(out / "metrics.json", metrics)
+        run.write_metrics(metrics)
     except (InputError, OSError):
         if not resuming:
-            runs.remove_run_dir(out)  # nothing half-written stays behind
+            run.remove()  # nothing half-written stays behind
         raise
-    runs.mark_complete(out)
+    run.mark_complete()
     return metrics
 
 

@@ -8,7 +8,6 @@
 import sys
 import time
 
-import joblib
 import numpy as np
 
 from serattn import config
@@ -118,14 +117,15 @@ def train_one_run(experiment, train, test, classes, out, data_files):
     weights = dict(zip(classes, protocols.class_weights(train_config.class_weight, classes, fit_set.labels)))
 
     # The run folder exists only from here on, once every input has been checked.
-    out = runs.create_run_dir(out, output.overwrite)
+    run = runs.RunFolder.create(out, output.overwrite)
+    out = run.path
     try:
-        runs.write_json(out / "config.json", runs.run_config(
+        run.write_config(runs.run_config(
             experiment.with_out(out).to_flags(), out, classes, train, data_files,
             class_weights={c: round(float(w), 6) for c, w in weights.items()},
             val_speakers_used=sorted(set(val_set.speakers)),
             test_speakers=sorted(set(test.speakers))))
-        runs.write_json(out / "normalization.json", normalization.to_dict())
+        run.write_normalization(normalization)
 
         # Hyper-parameters: UA on the validation speakers (or inner speaker folds without them).
         start = time.perf_counter()
@@ -144,7 +144,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
             model_config.model, best, fit_set.features, fit_set.labels, fit_set.speakers,
             train_config.class_weight, train_config.seed, model_config.calibration, model_config.max_iter,
             model_config.hidden)
-        joblib.dump(static.saved_pipeline(model, normalization), out / "model.joblib")
+        run.save_static_model(static.saved_pipeline(model, normalization))
 
         # Evaluate: probabilities for every split, metrics on test.
         parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
@@ -154,7 +154,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         def joined(values):
             return np.concatenate([values(name, fs) for name, fs in parts])
 
-        runs.write_predictions(out / "predictions.csv", joined(lambda _, fs: fs.ids),
+        run.write_predictions(joined(lambda _, fs: fs.ids),
                                joined(lambda _, fs: fs.speakers), joined(lambda name, fs: [name] * len(fs)),
                                joined(lambda _, fs: fs.labels), joined(lambda name, _: predicted[name]),
                                joined(lambda name, _: probabilities[name]), classes)
@@ -165,11 +165,11 @@ def train_one_run(experiment, train, test, classes, out, data_files):
             if len(val_set) else None
         metrics.update(best_params=best, selection=how, grid_scores=scores, **info,
                        seconds=round(time.perf_counter() - start, 3))
-        runs.write_json(out / "metrics.json", metrics)
+        run.write_metrics(metrics)
     except BaseException:
-        runs.remove_run_dir(out)
+        run.remove()
         raise
-    runs.mark_complete(out)
+    run.mark_complete()
     if not info["converged"]:
         print(f"warning: {out}: the {model_config.model} solver stopped at --max-iter {model_config.max_iter} "
               f"before converging", file=sys.stderr)

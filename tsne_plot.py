@@ -62,7 +62,7 @@ def main(argv=None):
     run = open_run(args.run_dir)
     attention = run.attention()
     check_splits(args.split, attention.split, run.path / ATTENTION_FILE)
-    out_dir = Path(args.out_dir) if args.out_dir else run.path / "figures"
+    out_dir = Path(args.out_dir) if args.out_dir else run.figures_dir
     rng = np.random.default_rng(args.seed)
 
     panels, rows, separation = [], [], {}

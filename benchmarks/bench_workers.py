@@ -8,7 +8,6 @@ prints one line ``RESULT {json}``; bench.py starts them so that every variant
 starts from the same state and no two libraries share a process.
 """
 
-import argparse
 import json
 import os
 import resource
@@ -155,7 +154,6 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     import tensorflow as tf
 
     from serattn.training import trainer as training
-    from serattn.training.batches import EpochBatches
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)  # 0: TensorFlow's choice
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)

@@ -2,17 +2,20 @@
 
 Like ``audformat.testing.create_db``: :func:`make_fake_run` writes everything
 ``train_attention_lstm.py`` writes (config, metrics, predictions, attention
-arrays, placeholders for the model files) with realistic structure: each class
+arrays, placeholders for the model files) through the trainer's own writer,
+:class:`serattn.runs.folder.RunFolder`, so the figure tests break when the run
+folder's format changes. The content has realistic structure: each class
 puts its attention peak and its cue at its own relative position, and each class
 has its own centre in the 60-d attention representation.
 """
 
 import csv
-import json
 import wave
 from pathlib import Path
 
 import numpy as np
+
+from serattn.runs.folder import HISTORY_FILE, KERAS_MODEL_FILE, NORMALIZATION_FILE, RunFolder
 
 FAU = ("A", "E", "N", "P", "R")
 
@@ -43,8 +46,9 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
     """
     root, rng = Path(root), np.random.default_rng(seed)
     counts = counts or {"train": 30, "test": 20}
-    run = root / name
-    run.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder.create(root / name, overwrite=True)
+    run = folder.path
 
     # Utterances: class, split, length, cue position.
     label_index = np.concatenate([np.repeat(np.arange(len(classes)), n) for n in counts.values()])
@@ -71,9 +75,8 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
     centres = rng.normal(0, 0.35, (len(classes), units))
     z = centres[label_index] + rng.normal(0, 1.0, (n, units))
 
-    np.savez(run / "attention.npz", weights=weights.astype(np.float32), lengths=lengths,
-             z=z.astype(np.float32), ids=ids, labels=labels, speakers=speakers, split=split,
-             padding_mass=padding_mass.astype(np.float32))
+    folder.write_attention(np.split(weights, np.cumsum(lengths)[:-1]), z, ids, labels, speakers, split,
+                           padding_mass)
 
     # Predictions and test metrics.
     correct = rng.random(n) < accuracy
@@ -82,12 +85,8 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
     logits = rng.normal(0, 1, (n, len(classes)))
     logits[np.arange(n), predicted_index] += 3
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    with open(run / "predictions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "speaker", "split", "true", "predicted"] + [f"p_{c}" for c in classes])
-        for i in range(n):
-            writer.writerow([ids[i], speakers[i], split[i], labels[i], classes[predicted_index[i]]]
-                            + [f"{p:.6f}" for p in probabilities[i]])
+    folder.write_predictions(ids, speakers, split, labels, np.array(classes)[predicted_index], probabilities,
+                             classes)
     test = split == "test"
     confusion = np.zeros((len(classes), len(classes)), dtype=int)
     np.add.at(confusion, (label_index[test], predicted_index[test]), 1)
@@ -98,7 +97,7 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
         "confusion": confusion.tolist(), "n_test": int(test.sum()), "best_epoch": 7,
         "val_ua": None,
     }
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    folder.write_metrics(metrics)
 
     # Manifest and optional audio (a tone on the cue), ids relative to the manifest.
     feature_meta = {"feature_set": "is09", "level": "lld", "frame_rate": frame_rate,
@@ -131,11 +130,11 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
         "git_commit": f"{seed:040x}", "feature_meta": feature_meta, "run_format": 1,
         **(config or {}),
     }
-    (run / "config.json").write_text(json.dumps(resolved, indent=2))
-    for placeholder in ("model.keras", "normalization.json", "history.csv"):
+    folder.write_config(resolved)
+    for placeholder in (KERAS_MODEL_FILE, NORMALIZATION_FILE, HISTORY_FILE):
         (run / placeholder).write_text("")
-    if incomplete:
-        (run / "INCOMPLETE").write_text("")
+    if not incomplete:
+        folder.mark_complete()
     return run
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from fake_runs import make_fake_run
 from serattn.errors import InputError
-from serattn.runs.reading import check_splits, load_manifest, open_run
+from serattn.features.corpora import read_manifest
+from serattn.runs.reading import check_splits, open_run
 
 
 @pytest.fixture
@@ -100,8 +101,8 @@ def test_check_splits_names_the_valid_choices():
 
 
 def test_manifest_columns(run_dir):
-    manifest = load_manifest(open_run(run_dir).manifest_path)
+    manifest = read_manifest(open_run(run_dir).manifest_path).columns()
     assert {"path", "cue_start_s", "cue_end_s", "duration_s"} <= set(manifest)
     with pytest.raises(InputError, match="does not exist"):
-        load_manifest(run_dir / "nope.csv")
+        read_manifest(run_dir / "nope.csv")
 

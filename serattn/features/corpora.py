@@ -62,6 +62,11 @@ class Manifest:
     def audio_path(self, row):
         return self.root / row["path"]
 
+    def columns(self):
+        """The rows as ``{column: (N,) str array}``, for vectorized look-ups by the figure scripts."""
+        names = list(self.rows[0])
+        return {name: np.array([row[name] or "" for row in self.rows], dtype=str) for name in names}
+
 
 def read_manifest(path):
     """Read a manifest CSV.

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 import serattn
 from serattn.features.corpora import read_manifest
-from serattn.features.feature_set import FeatureSet, atomic_path, save_feature_set
+from serattn.atomic import write_atomically
+from serattn.features.feature_set import FeatureSet, save_feature_set
 from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RATE
 from serattn.errors import InputError
 
@@ -263,13 +264,7 @@ def _extract_task(task):
     if len(frames) == 0 or not np.all(np.isfinite(frames)):
         return None, "too short or silent: openSMILE returned no finite frames", rate, False
     if cache_file is not None:
-        temporary = atomic_path(cache_file)
-        try:
-            with open(temporary, "wb") as handle:
-                np.save(handle, frames)
-            os.replace(temporary, cache_file)
-        finally:
-            temporary.unlink(missing_ok=True)
+        write_atomically(cache_file, lambda temporary: _save_array(temporary, frames))
     return frames, "", rate, False
 
 
@@ -283,3 +278,8 @@ def _write_skipped(skipped, path):
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         writer.writerows(skipped)
+
+
+def _save_array(path, array):
+    with open(path, "wb") as handle:
+        np.save(handle, array)

@@ -22,12 +22,11 @@ back) so old feature files keep working.
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from serattn.atomic import write_atomically
 from serattn.define import FEATURE_FILE_VERSION
 from serattn.errors import InputError
 
@@ -124,19 +123,6 @@ def concatenate(feature_sets):
 # --- saving ------------------------------------------------------------------
 
 
-def atomic_path(path):
-    """A temporary sibling of ``path``; rename it onto ``path`` when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    # mkstemp makes the file private (0600); give it the permissions of any new file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
-
-
 def save_feature_set(feature_set, path):
     """Write ``feature_set`` to ``path`` (.npz) atomically: temp file, then rename."""
     check_feature_set(feature_set, path)
@@ -151,13 +137,11 @@ def save_feature_set(feature_set, path):
     )
     if feature_set.split is not None:
         arrays["split"] = feature_set.split.astype(str)
-    temporary = atomic_path(path)
-    try:
+    def write(temporary):
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    write_atomically(path, write)
 
 
 # --- ragged <-> padded -----------------------------------------------------------

@@ -20,7 +20,7 @@ from matplotlib import colors as mcolors
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 
-from serattn.features.feature_set import atomic_path
+from serattn.atomic import write_atomically
 from serattn.define import CLASS_COLORS, FAU_CLASS_NAMES, PALETTE
 
 FONT_SIZE = 11
@@ -208,18 +208,9 @@ def plot_tsne(panels, classes, title=""):
 # --- saving figures and their numbers --------------------------------------------------------
 
 
-def _replace_atomically(path, write):
-    temporary = atomic_path(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def save_figure(figure, path):
     """Write a figure to ``path`` (format from its suffix) atomically."""
-    _replace_atomically(path, lambda temporary: figure.savefig(
+    write_atomically(path, lambda temporary: figure.savefig(
         temporary, format=os.path.splitext(str(path))[1][1:] or "png", dpi=DPI))
 
 
@@ -229,10 +220,10 @@ def save_csv(path, header, rows):
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _replace_atomically(path, lambda temporary: temporary.write_text(text.getvalue()))
+    write_atomically(path, lambda temporary: temporary.write_text(text.getvalue()))
 
 
 def save_json(path, values):
     """Write a JSON-ready value, indented, atomically."""
     text = json.dumps(values, indent=2) + "\n"
-    _replace_atomically(path, lambda temporary: temporary.write_text(text))
+    write_atomically(path, lambda temporary: temporary.write_text(text))

@@ -1,9 +1,12 @@
-"""The run folder: one self-contained directory per training run.
+"""The run folder: one self-contained directory per run, and the only place its file names live.
 
 ``results/NAME/`` holds ``config.json`` (every resolved flag, data hashes, package
-versions, git commit), ``model.keras``, ``normalization.json``, ``history.csv``,
-``metrics.json``, ``predictions.csv`` and ``attention.npz``. While a run is being
-written the folder holds a file ``INCOMPLETE``; it is removed last.
+versions, git commit), ``model.keras`` (or ``model.joblib``), ``normalization.json``,
+``history.csv``, ``metrics.json``, ``predictions.csv`` and ``attention.npz``. While
+a run is being written the folder holds ``INCOMPLETE`` and a ``checkpoint/``; both
+go last. :class:`RunFolder` writes LSTM, static, cross-validation parent and
+ensemble runs alike; :mod:`serattn.runs.reading` reads them back with the names
+defined here.
 """
 
 import csv
@@ -19,12 +22,106 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.features.feature_set import atomic_path
+from serattn.atomic import write_atomically
 from serattn.errors import InputError
 
-RUN_FORMAT = 1
+RUN_FORMAT = 1  # config.json's "run_format"; folders of a newer format are refused, older ones read
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+ATTENTION_FILE = "attention.npz"
+HISTORY_FILE = "history.csv"
+NORMALIZATION_FILE = "normalization.json"
+KERAS_MODEL_FILE = "model.keras"
+STATIC_MODEL_FILE = "model.joblib"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE_FILE = "state.json"  # inside CHECKPOINT_DIR: epoch, early-stopping state
+CHECKPOINT_BEST_FILE = "best.npz"  # inside CHECKPOINT_DIR: the best epoch's weights
 INCOMPLETE = "INCOMPLETE"
+FIGURES_DIR = "figures"
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
+
+
+class RunFolder:
+    """A run folder being written: its life cycle (INCOMPLETE, checkpoint) and its files.
+
+    Made with :meth:`create` (a new, empty folder) or :meth:`reopen` (an
+    interrupted one to resume); every file is written atomically.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __str__(self):
+        return str(self.path)
+
+    @classmethod
+    def create(cls, path, overwrite=False):
+        return cls(create_run_dir(path, overwrite))
+
+    @classmethod
+    def reopen(cls, path, data_files):
+        return cls(reopen_run_dir(path, data_files))
+
+    @property
+    def checkpoint_dir(self):
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def history_path(self):
+        return self.path / HISTORY_FILE
+
+    def fold(self, index):
+        """The run folder of cross-validation fold ``index`` inside this one."""
+        return RunFolder(self.path / f"fold-{index:02d}")
+
+    @property
+    def is_complete(self):
+        return is_complete(self.path)
+
+    def write_config(self, config):
+        write_json(self.path / CONFIG_FILE, config)
+
+    def write_metrics(self, metrics):
+        write_json(self.path / METRICS_FILE, metrics)
+
+    def write_normalization(self, normalization):
+        write_json(self.path / NORMALIZATION_FILE, normalization.to_dict())
+
+    def write_predictions(self, *columns):
+        """predictions.csv; see :func:`write_predictions` for the columns."""
+        write_predictions(self.path / PREDICTIONS_FILE, *columns)
+
+    def write_prediction_rows(self, rows):
+        """predictions.csv from dict rows (cross-validation parents add a ``fold`` column)."""
+        def write(temporary):
+            with open(temporary, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(self.path / PREDICTIONS_FILE, write)
+
+    def write_attention(self, *arrays):
+        """attention.npz; see :func:`write_attention` for the arrays."""
+        write_attention(self.path / ATTENTION_FILE, *arrays)
+
+    def write_evaluation(self, parts, outputs, classes):
+        return write_evaluation(self.path, parts, outputs, classes)
+
+    def save_keras_model(self, model):
+        model.save(self.path / KERAS_MODEL_FILE)
+
+    def save_static_model(self, pipeline):
+        import joblib
+
+        joblib.dump(pipeline, self.path / STATIC_MODEL_FILE)
+
+    def mark_complete(self):
+        mark_complete(self.path)
+
+    def remove(self):
+        remove_run_dir(self.path)
 
 
 def create_run_dir(path, overwrite=False):
@@ -47,7 +144,7 @@ def create_run_dir(path, overwrite=False):
 
 def mark_complete(path):
     """Drop the training checkpoint and the INCOMPLETE marker: the run is done."""
-    shutil.rmtree(Path(path) / "checkpoint", ignore_errors=True)
+    shutil.rmtree(Path(path) / CHECKPOINT_DIR, ignore_errors=True)
     (Path(path) / INCOMPLETE).unlink(missing_ok=True)
 
 
@@ -60,12 +157,8 @@ def run_config(flags, out, classes, feature_set, data_files, **resolved):
 
 def write_json(path, values):
     """Write JSON atomically (temp file, then rename)."""
-    temporary = atomic_path(path)
-    try:
-        temporary.write_text(json.dumps(values, indent=2, default=_to_builtin) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    text = json.dumps(values, indent=2, default=_to_builtin) + "\n"
+    write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def _to_builtin(value):
@@ -80,23 +173,20 @@ def _to_builtin(value):
 
 def write_predictions(path, ids, speakers, split, true_labels, predicted_labels, probabilities, classes):
     """predictions.csv: id, speaker, split, true, predicted, p_<class>..."""
-    temporary = atomic_path(path)
-    try:
+    def write(temporary):
         with open(temporary, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["id", "speaker", "split", "true", "predicted", *(f"p_{c}" for c in classes)])
             for row in zip(ids, speakers, split, true_labels, predicted_labels, probabilities):
                 *fields, probs = row
                 writer.writerow([*fields, *(f"{p:.6f}" for p in probs)])
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    write_atomically(path, write)
 
 
 def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass):
     """attention.npz: ragged weights (sum of lengths,) with lengths, z (N, units), ids..."""
-    temporary = atomic_path(path)
-    try:
+    def write(temporary):
         with open(temporary, "wb") as handle:
             np.savez(
                 handle,
@@ -109,9 +199,8 @@ def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass
                 split=np.asarray(split, str),
                 padding_mass=np.asarray(padding_mass, np.float32),
             )
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    write_atomically(path, write)
 
 
 def file_sha256(path):
@@ -178,8 +267,8 @@ def reopen_run_dir(path, data_files):
     path = Path(path)
     if not (path / INCOMPLETE).exists():
         raise InputError(f"run '{path}' finished; nothing to resume (start a new run with "
-                         f"--config {path / 'config.json'} --out NEW)")
-    saved = read_config(path / "config.json")
+                         f"--config {path / CONFIG_FILE} --out NEW)")
+    saved = read_config(path / CONFIG_FILE)
     for name, current in data_files.items():
         if saved["data_files"][name]["sha256"] != current["sha256"]:
             raise InputError(f"the {name} data '{current['path']}' changed since run '{path}' started; "
@@ -215,10 +304,10 @@ def write_evaluation(out, parts, outputs, classes):
         return np.concatenate([getattr(fs, key) for _, fs in parts])
 
     split = np.concatenate([[name] * len(fs) for name, fs in parts])
-    write_predictions(out / "predictions.csv", joined("ids"), joined("speakers"), split, joined("labels"),
+    write_predictions(out / PREDICTIONS_FILE, joined("ids"), joined("speakers"), split, joined("labels"),
                       np.concatenate([predicted[name] for name, _ in parts]),
                       np.concatenate([outputs[name]["probabilities"] for name, _ in parts]), classes)
-    write_attention(out / "attention.npz", [w for name, _ in parts for w in outputs[name]["weights"]],
+    write_attention(out / ATTENTION_FILE, [w for name, _ in parts for w in outputs[name]["weights"]],
                     np.concatenate([outputs[name]["z"] for name, _ in parts]),
                     joined("ids"), joined("labels"), joined("speakers"), split,
                     np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]))
@@ -227,4 +316,4 @@ def write_evaluation(out, parts, outputs, classes):
 
 def is_complete(path):
     path = Path(path)
-    return (path / "metrics.json").is_file() and not (path / INCOMPLETE).exists()
+    return (path / METRICS_FILE).is_file() and not (path / INCOMPLETE).exists()

@@ -32,12 +32,9 @@ import numpy as np
 from serattn.features.feature_set import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
-from serattn.runs.folder import INCOMPLETE, RUN_FORMAT
+from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_MODEL_FILE, METRICS_FILE,
+                                 NORMALIZATION_FILE, PREDICTIONS_FILE, RUN_FORMAT)
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-ATTENTION_FILE = "attention.npz"
 INCOMPLETE_MARKER = INCOMPLETE
 SPLITS = ("train", "val", "test")
 ATTENTION_KEYS = ("weights", "lengths", "z", "ids", "labels", "speakers", "split")
@@ -82,7 +79,7 @@ class AttentionSet:
             padding_mass=self.padding_mass[selection],
         )
 
-    def index_of(self, utterance_id, source="attention.npz"):
+    def index_of(self, utterance_id, source=ATTENTION_FILE):
         """Position of an utterance id; InputError naming a few valid ids if absent."""
         hits = np.flatnonzero(self.ids == utterance_id)
         if len(hits) == 0:
@@ -139,6 +136,21 @@ class Run:
                              f"re-run training or point to a complete run")
         return path
 
+    @property
+    def figures_dir(self):
+        """Where the figure scripts write by default."""
+        return self.path / FIGURES_DIR
+
+    def keras_model_file(self):
+        """Path of ``model.keras``; InputError if the run has none."""
+        return self.file(KERAS_MODEL_FILE)
+
+    def normalization(self):
+        """The run's :class:`~serattn.features.normalization.Normalization`."""
+        from serattn.features.normalization import Normalization
+
+        return Normalization.from_dict(_read_json(self.file(NORMALIZATION_FILE)))
+
     def metrics(self):
         """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order."""
         path = self.file(METRICS_FILE)
@@ -170,6 +182,15 @@ class Run:
                 except ValueError:
                     raise InputError(f"column '{name}' of '{path}' must hold probabilities") from None
         return columns
+
+    def prediction_rows(self):
+        """``predictions.csv`` as rows of text, each a dict keyed by the header (values as written)."""
+        columns = read_csv_columns(self.file(PREDICTIONS_FILE))
+        return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+    @property
+    def has_attention(self):
+        return (self.path / ATTENTION_FILE).is_file()
 
     def attention(self):
         """``attention.npz`` as an :class:`AttentionSet`, checked for consistency."""
@@ -268,20 +289,6 @@ def check_splits(requested, available, source):
         if name not in present:
             raise InputError(f"'{source}' has no '{name}' utterances; "
                              f"choose from: {', '.join(present)}")
-
-
-def load_manifest(path):
-    """A corpus manifest CSV (``path,speaker,label,split,...``) as columns of str.
-
-    Raises:
-        InputError: the file is missing or has no ``path`` column.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest '{path}' does not exist")
-    columns = read_csv_columns(path)
-    _require_keys(columns, ("path",), path)
-    return columns
 
 
 def read_csv_columns(path):

@@ -17,6 +17,7 @@ import numpy as np
 
 from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
+from serattn.runs.folder import PREDICTIONS_FILE
 from serattn.runs.reading import open_run
 
 METHODS = ("mean", "weighted")
@@ -66,7 +67,7 @@ def read_member(path):
     """
     run = open_run(path)
     columns = run.predictions()
-    source = run.path / "predictions.csv"
+    source = run.file(PREDICTIONS_FILE)
     missing = [f"p_{c}" for c in run.classes if f"p_{c}" not in columns]
     if missing:
         raise InputError(f"'{source}' lacks the probability column(s) {', '.join(missing)} of the run's "

@@ -6,8 +6,6 @@ the pooled predictions and as mean +- std over folds (the two differ, and papers
 mix them up, so both are named).
 """
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroup
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.runs import folder as runs
+from serattn.runs.folder import RunFolder
+from serattn.runs.reading import open_run
 from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.config import parse_class_weight_spec
 from serattn.errors import InputError
@@ -181,22 +181,22 @@ def cross_validate(train_one_run, experiment, data, classes, data_files, resume=
     splits = speaker_folds(data.speakers, protocol, folds)
     out = experiment.output.out
     resuming = bool(resume) and Path(out).exists()  # a finished folder is refused there
-    out = runs.reopen_run_dir(out, data_files) if resuming else runs.create_run_dir(out, experiment.output.overwrite)
-    fold_dirs = [out / f"fold-{k:02d}" for k in range(len(splits))]
+    run = RunFolder.reopen(out, data_files) if resuming else RunFolder.create(out, experiment.output.overwrite)
+    folds = [run.fold(k) for k in range(len(splits))]
     try:
-        runs.write_json(out / "config.json", runs.run_config(
-            experiment.to_flags(), out, classes, data, data_files, folds=[d.name for d in fold_dirs]))
-        for fold_dir, (train_index, test_index) in zip(fold_dirs, splits):
-            if runs.is_complete(fold_dir):
+        run.write_config(runs.run_config(experiment.to_flags(), run.path, classes, data, data_files,
+                                         folds=[fold.path.name for fold in folds]))
+        for fold, (train_index, test_index) in zip(folds, splits):
+            if fold.is_complete:
                 continue  # finished before an interruption
-            train_one_run(experiment, data.subset(train_index), data.subset(test_index), classes, fold_dir,
+            train_one_run(experiment, data.subset(train_index), data.subset(test_index), classes, fold.path,
                           data_files)
-        metrics = write_pooled_run(out, fold_dirs, classes)
+        metrics = write_pooled_run(run, folds, classes)
     except BaseException as error:
         if resume is None or (isinstance(error, InputError) and not resuming):
-            runs.remove_run_dir(out)
+            run.remove()
         raise
-    runs.mark_complete(out)
+    run.mark_complete()
     return metrics
 
 
@@ -219,20 +219,23 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
             yield metrics, f"{out}: test set{best}"
 
 
-def pool_folds(fold_dirs, classes):
+def pool_folds(folds, classes):
     """Pooled and per-fold scores of finished fold run folders.
+
+    Args:
+        folds: the folds' :class:`~serattn.runs.folder.RunFolder`, in fold order.
+        classes: class labels in model order.
 
     Returns:
         ``(metrics, rows)``: the parent's metrics dict, and the pooled test rows of
         the folds' predictions.csv with a ``fold`` column added.
     """
     rows, per_fold = [], []
-    for fold, folder in enumerate(fold_dirs):
-        with open(folder / "predictions.csv", newline="") as handle:
-            test_rows = [dict(row, fold=fold) for row in csv.DictReader(handle) if row["split"] == "test"]
+    for index, fold in enumerate(folds):
+        test_rows = [dict(row, fold=index) for row in open_run(fold.path).prediction_rows() if row["split"] == "test"]
         scores = evaluate_predictions([r["true"] for r in test_rows], [r["predicted"] for r in test_rows],
                                       classes)
-        per_fold.append({"fold": fold, "test_speakers": sorted({r["speaker"] for r in test_rows}),
+        per_fold.append({"fold": index, "test_speakers": sorted({r["speaker"] for r in test_rows}),
                          "ua": scores["ua"], "wa": scores["wa"], "n": scores["n"]})
         rows += test_rows
     metrics = evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes)
@@ -245,19 +248,14 @@ def pool_folds(fold_dirs, classes):
         wa_fold_mean=float(np.mean(fold_wa)), wa_fold_std=float(np.std(fold_wa)),
         folds=per_fold,
     )
-    fold_seconds = [_fold_metrics(folder).get("seconds") for folder in fold_dirs]
+    fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
     if all(seconds is not None for seconds in fold_seconds):
         metrics["seconds"] = round(sum(fold_seconds), 3)
     return metrics, rows
 
 
-def _fold_metrics(folder):
-    with open(folder / "metrics.json") as handle:
-        return json.load(handle)
-
-
-def write_pooled_run(out, fold_dirs, classes):
-    """Pool finished folds into the parent run folder ``out``.
+def write_pooled_run(run, folds, classes):
+    """Pool finished folds into the parent run folder ``run``.
 
     Writes ``metrics.json`` (pooled and per-fold scores), ``predictions.csv`` (the
     folds' test rows, with a ``fold`` column) and, when the folds have attention
@@ -267,31 +265,14 @@ def write_pooled_run(out, fold_dirs, classes):
     Returns:
         The pooled metrics.
     """
-    metrics, rows = pool_folds(fold_dirs, classes)
-    runs.write_json(out / "metrics.json", metrics)
-    temporary = runs.atomic_path(out / "predictions.csv")
-    try:
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        temporary.replace(out / "predictions.csv")
-    finally:
-        temporary.unlink(missing_ok=True)
-    if all((folder / "attention.npz").is_file() for folder in fold_dirs):
-        _pool_attention(out, fold_dirs)
+    metrics, rows = pool_folds(folds, classes)
+    run.write_metrics(metrics)
+    run.write_prediction_rows(rows)
+    fold_runs = [open_run(fold.path) for fold in folds]
+    if all(fold.has_attention for fold in fold_runs):
+        tests = [fold.attention() for fold in fold_runs]
+        tests = [attention.select(attention.split == "test") for attention in tests]
+        run.write_attention([attention.utterance(i) for attention in tests for i in range(len(attention))],
+                            *(np.concatenate([getattr(attention, key) for attention in tests])
+                              for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")))
     return metrics
-
-
-def _pool_attention(out, fold_dirs):
-    pooled = {key: [] for key in ("weights", "z", "ids", "labels", "speakers", "split", "padding_mass")}
-    for folder in fold_dirs:
-        with np.load(folder / "attention.npz") as fold:
-            test = fold["split"] == "test"
-            weights = np.split(fold["weights"], np.cumsum(fold["lengths"])[:-1])
-            pooled["weights"] += [w for w, keep in zip(weights, test) if keep]
-            for key in ("z", "ids", "labels", "speakers", "split", "padding_mass"):
-                pooled[key].append(fold[key][test])
-    runs.write_attention(out / "attention.npz", pooled["weights"],
-                         *(np.concatenate(pooled[key]) for key in ("z", "ids", "labels", "speakers", "split",
-                                                                    "padding_mass")))

@@ -5,7 +5,6 @@ interrupted run resumes where it stopped and ends with the same numbers.
 """
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +19,7 @@ from serattn.training.distribute import build_from_local_batch, get_strategy, sp
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
 from serattn.models.layers import UnweightedAverageRecall
+from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
 
 class EpochSeeds(keras.callbacks.Callback):
     """Sets each epoch's batch order and dropout randomness from ``(seed, epoch)``.
@@ -161,9 +161,9 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(folder / "state.weights.h5")
-        self.state = json.loads((folder / "state.json").read_text())
-        if (folder / "best.npz").is_file():
-            with np.load(folder / "best.npz") as best:
+        self.state = json.loads((folder / CHECKPOINT_STATE_FILE).read_text())
+        if (folder / CHECKPOINT_BEST_FILE).is_file():
+            with np.load(folder / CHECKPOINT_BEST_FILE) as best:
                 self.best_weights = [best[f"arr_{i}"] for i in range(len(best.files))]
         return self.state["epochs_done"]
 
@@ -197,8 +197,8 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
         folder.mkdir(parents=True)
         self.model.save_weights(folder / "state.weights.h5")
         if self.best_weights is not None:
-            np.savez(folder / "best.npz", *self.best_weights)
-        (folder / "state.json").write_text(json.dumps(self.state))
+            np.savez(folder / CHECKPOINT_BEST_FILE, *self.best_weights)
+        (folder / CHECKPOINT_STATE_FILE).write_text(json.dumps(self.state))
         pointer = self.directory / "latest.tmp"
         pointer.write_text(folder.name)
         os.replace(pointer, self.directory / "latest")  # the checkpoint counts from here
