@@ -254,11 +254,23 @@ def read_config(path):
         config = json.loads(path.read_text())
     except ValueError as error:
         raise InputError(f"'{path}' is not valid JSON ({error})") from None
-    if not isinstance(config, dict) or "run_format" not in config:
-        raise InputError(f"'{path}' is not a serattn run config (no 'run_format')")
-    if config["run_format"] > RUN_FORMAT:
-        raise InputError(f"'{path}' was written by a newer serattn (run format {config['run_format']}); "
-                         f"update serattn")
+    if not isinstance(config, dict):
+        raise InputError(f"'{path}' is not a serattn run config (not a JSON object)")
+    return check_run_format(config, path)
+
+
+def check_run_format(config, source):
+    """``config`` if this serattn reads its run format; one rule for every reader.
+
+    Every run folder records ``run_format``; a config without it was not written by
+    serattn, and one of a newer format needs a newer serattn.
+    """
+    run_format = config.get("run_format")
+    if run_format is None:
+        raise InputError(f"'{source}' is not a serattn run config (no 'run_format')")
+    if not isinstance(run_format, int) or run_format > RUN_FORMAT:
+        raise InputError(f"'{source}' has run format {run_format!r}, newer than this serattn reads "
+                         f"({RUN_FORMAT}); update serattn")
     return config
 
 

@@ -33,7 +33,7 @@ from serattn.features.feature_set import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
 from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_MODEL_FILE, METRICS_FILE,
-                                 NORMALIZATION_FILE, PREDICTIONS_FILE, RUN_FORMAT)
+                                 NORMALIZATION_FILE, PREDICTIONS_FILE, check_run_format)
 
 INCOMPLETE_MARKER = INCOMPLETE
 SPLITS = ("train", "val", "test")
@@ -242,11 +242,8 @@ def open_run(path):
     if not config_path.is_file():
         raise InputError(f"run folder '{path}' lacks '{CONFIG_FILE}'; is it a run folder?")
     config = _read_json(config_path)
+    check_run_format(config, config_path)
     _require_keys(config, ("classes",), config_path)
-    run_format = config.get("run_format", RUN_FORMAT)
-    if not isinstance(run_format, int) or run_format > RUN_FORMAT:
-        raise InputError(f"run folder '{path}' has run format {run_format!r}, newer than this serattn "
-                         f"reads ({RUN_FORMAT}); update serattn")
     if not isinstance(config["classes"], list) or len(config["classes"]) < 2:
         raise InputError(f"'classes' in '{config_path}' must list at least 2 class labels")
     return Run(path=path, config=config)
