@@ -3,7 +3,7 @@
 Batches are grouped by length (bucketing): utterances are sorted by a slightly
 randomized length each epoch, cut into batches, and each batch is padded only to
 its own longest utterance. On FAU-Aibo-like lengths this computes ~13x fewer frames
-than padding everything to the longest chunk (benchmarks/RESULTS.md), and with
+than padding everything to the longest chunk (see ../shared/PERF_NOTES.md), and with
 masking the result does not depend on the padding.
 """
 
