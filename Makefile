@@ -8,13 +8,31 @@ DEMO := data/demo
 PAPER := results/paper
 SEEDS := 1,2,3
 
-.PHONY: demo test paper clean-demo
+.PHONY: demo test paper clean-demo lock
 
-$(VENV)/installed: requirements.txt
+# Installs the exact versions of requirements.lock (every package, transitive too), which
+# `make lock` generates from the lower bounds in requirements.txt.
+$(VENV)/installed: requirements.txt requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.lock
 	touch $@
+
+# Re-resolve requirements.lock after editing requirements.txt (for Python 3.11, Linux x86-64).
+# Pins that still satisfy requirements.txt are kept; `make lock LOCK_FLAGS=--upgrade` moves
+# every package to its newest allowed version. uv runs from its own venv, not from .venv.
+LOCK_TOOL := .venv-lock
+UV_VERSION := 0.13.9
+LOCK_FLAGS ?=
+
+$(LOCK_TOOL)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_TOOL)
+	$(LOCK_TOOL)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+lock: $(LOCK_TOOL)/bin/uv
+	$(LOCK_TOOL)/bin/uv pip compile requirements.txt --output-file requirements.lock \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --custom-compile-command "make lock" --quiet $(LOCK_FLAGS)
 
 # Demo corpus (generated, deterministic) -> IS09 features -> training -> figures.
 demo: $(VENV)/installed

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 
 from serattn.plots import figures as plots
-from serattn.errors import InputError, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import ATTENTION_FILE, check_splits, open_run
 
 MIN_POINTS = 4  # t-SNE and the separation scores need a few points per split
@@ -32,8 +32,8 @@ EXACT_TSNE_MAX_POINTS = 200
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="run folder written by train_attention_lstm.py")
     analysis = parser.add_argument_group("t-SNE")
     analysis.add_argument("--perplexity", type=float, default=40.0,

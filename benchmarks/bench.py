@@ -85,7 +85,7 @@ def bench_machine(figures, quick):
         env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout
         figures.add(f"matmul_gflops_{threads}thread{'s' if threads > 1 else ''}", float(output.split()[-1]),
-                    "numpy float32 2048x2048 matmul, median of 5; PERF_NOTES measured ~205 with 2 threads")
+                    "numpy float32 2048x2048 matmul, median of 5; an earlier measurement on this machine type: ~205 with 2 threads")
 
 
 def bench_epoch(figures, quick):

@@ -4,7 +4,7 @@
 # metrics.json is skipped, so an interrupted sweep continues where it stopped.
 #   bash benchmarks/emodb_table.sh            # every row, one after another
 #   bash benchmarks/emodb_table.sh --list     # print the commands only
-# Needs ../shared/data/emodb_2s. Takes hours on 2 CPU cores (run times in docs/RESULTS_EMODB.md).
+# Needs the emodb_2s copy of EmoDB: CORPUS=DIR (default ../shared/data/emodb_2s). Takes hours on 2 CPU cores (run times in docs/RESULTS_EMODB.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

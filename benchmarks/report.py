@@ -76,8 +76,9 @@ def where_the_time_goes(values):
     if have("matmul_gflops_1thread", "matmul_gflops_2threads"):
         lines.append(
             f"- **This machine now.** numpy float32 matmul ran at {get('matmul_gflops_1thread'):.0f} GFLOP/s "
-            f"on 1 thread and {get('matmul_gflops_2threads'):.0f} on 2 (PERF_NOTES: ~205 on 2): the cores "
-            f"are shared with other jobs, so absolute frames/s are lower than PERF_NOTES'; compare ratios.")
+            f"on 1 thread and {get('matmul_gflops_2threads'):.0f} on 2 (an earlier measurement on this machine "
+            f"type: ~205 on 2): the cores are shared with other jobs, so absolute frames/s are lower than "
+            f"then; compare ratios.")
     return lines + [""]
 
 

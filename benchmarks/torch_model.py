@@ -9,7 +9,8 @@ Two LSTMs with the attention head of :mod:`serattn.models.attention_lstm` on top
 - ``recurrent_dropout == 0``: ``torch.nn.LSTM`` (one fused op per sequence).
 
 Padding is at the end and only the attention softmax is masked: for a one-way LSTM
-the valid outputs never see post-padding (see ../shared/PERF_NOTES.md).
+the valid outputs never see post-padding (the training view of serattn.training.trainer
+relies on the same fact).
 """
 
 import torch

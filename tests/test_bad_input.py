@@ -158,6 +158,11 @@ CASES = [
     ("incomplete run", "visualize", lambda t: [str(fake_run(t, incomplete=True))], "is incomplete", None),
     ("run without attention", "visualize", lambda t: [str(fake_run(t, drop=["attention.npz"]))], "attention.npz", None),
     ("run folder missing", "tsne", lambda t: [str(t / "run")], "does not exist", None),
+    ("unknown flag", "tsne", lambda t: [str(fake_run(t)), "--perplexty", "5"],
+     "unrecognized arguments: --perplexty 5 \\(see --help\\)", None),
+    ("flag value of the wrong type", "tsne", lambda t: [str(fake_run(t)), "--perplexity", "five"],
+     "argument --perplexity: invalid float value: 'five'", None),
+    ("no run folder given", "tsne", lambda t: [], "the following arguments are required: run_dir", None),
     ("run without metrics", "compare", lambda t: [str(fake_run(t, drop=["metrics.json"]))], "metrics.json", None),
 ]
 

@@ -96,6 +96,39 @@ def test_multiworker_without_tf_config_is_an_input_error_before_anything_is_writ
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("version", ["3.16.0", "3.14.2", "4.0.0"])
+def test_multiworker_refuses_a_keras_version_its_patch_was_not_written_for(version, monkeypatch, tmp_path, capsys):
+    import keras
+    import train_attention_lstm
+    from serattn.errors import InputError, run_main
+    from serattn.training import distribute
+
+    monkeypatch.setattr(keras, "__version__", version)
+    message = f"patches Keras 3.15 internals .* but Keras {version} is installed; install Keras 3.15.x"
+    with pytest.raises(InputError, match=message):
+        distribute.average_scalar_logs_across_workers()
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}')
+    with pytest.raises(InputError, match=message):
+        distribute.get_strategy.__wrapped__("multiworker")  # refused before any strategy is made
+    # Through the script: one line, exit 2, before any data is read or anything written.
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(train_attention_lstm.main, ["--data", "missing.npz", "--strategy", "multiworker",
+                                             "--out", str(tmp_path / "run")])
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(stderr) == 1 and f"Keras {version} is installed" in stderr[0], stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_keras_version_check_only_where_the_patch_is_needed(monkeypatch):
+    import keras
+    from serattn.training import distribute
+
+    distribute.check_keras_version("3.15.0")
+    distribute.check_keras_version("3.15.1")
+    monkeypatch.setattr(keras, "__version__", "3.16.0")
+    assert distribute.get_strategy.__wrapped__("default") is not None  # default and mirrored patch nothing
+
+
 def test_resume_is_refused_under_multiworker(tmp_path):
     import train_attention_lstm
     from serattn.errors import InputError

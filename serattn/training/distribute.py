@@ -11,7 +11,8 @@
   workers, and the logged loss and UA are those of the whole batch, so all take
   the same early-stopping decision. Only the chief (worker 0) keeps its run folder;
   the others write into a temporary folder removed at exit. Keras 3.15 needs a
-  shim for it (``average_scalar_logs_across_workers``). Tested with two worker
+  shim for it (``average_scalar_logs_across_workers``), which patches Keras internals
+  and so refuses any other Keras version (``check_keras_version``). Tested with two worker
   processes on one CPU machine (tests/test_distribute.py), not on several
   machines or on GPUs.
 
@@ -29,6 +30,8 @@ from pathlib import Path
 from serattn.errors import InputError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+# The Keras release whose internals average_scalar_logs_across_workers patches (major.minor).
+PATCHED_KERAS = "3.15"
 
 
 @functools.cache
@@ -80,8 +83,11 @@ def worker_out(out):
     Every worker runs the same code, writing included, since each step needs all of
     them; only the chief's folder is kept. The others write into a temporary folder
     removed at exit, the pattern of TensorFlow's multi-worker Keras tutorial.
+    Called first under that strategy, it also refuses a bad TF_CONFIG or Keras
+    version before any data is read.
     """
     config = check_tf_config(os.environ.get("TF_CONFIG"))
+    check_keras_version()
     if is_chief(config):
         return out
     scratch = tempfile.mkdtemp(prefix=f"serattn-worker{config['task']['index']}-")
@@ -107,6 +113,22 @@ def split_across_workers(train, validation):
     return train.with_options(options), validation.with_options(options) if validation is not None else None
 
 
+def check_keras_version(installed=None):
+    """Raise InputError unless Keras (``installed``, default: the imported one) is PATCHED_KERAS.x.
+
+    The multiworker shim replaces a private Keras function; under another release it
+    could fail or silently change what is averaged, so it refuses instead.
+    """
+    if installed is None:
+        import keras
+
+        installed = keras.__version__
+    if installed.split(".")[:2] != PATCHED_KERAS.split("."):
+        raise InputError(f"--strategy multiworker patches Keras {PATCHED_KERAS} internals "
+                         f"(serattn/training/distribute.py) but Keras {installed} is installed; install "
+                         f"Keras {PATCHED_KERAS}.x (pip install -r requirements.lock) or use --strategy default")
+
+
 def average_scalar_logs_across_workers():
     """Let Keras 3.15's ``fit`` run under MultiWorkerMirroredStrategy.
 
@@ -117,8 +139,9 @@ def average_scalar_logs_across_workers():
     (https://github.com/tensorflow/tensorflow/issues/72388). Here scalars are
     averaged over the replicas with ``axis=None``, as Keras already does for them on
     one machine; everything else goes to Keras unchanged. Installed only for
-    ``--strategy multiworker``.
+    ``--strategy multiworker``, and only under Keras 3.15 (``check_keras_version``).
     """
+    check_keras_version()
     from keras import tree
     from keras.src.backend.tensorflow import trainer
 
