@@ -77,6 +77,12 @@ def build_parser():
                                "across them, only worker 0 writes --out (see README)")
     training.add_argument("--mixed-precision", action="store_true",
                           help="float16 compute on a GPU (refused on CPU, where it is slower)")
+    training.add_argument("--jobs", type=int, default=1,
+                          help="processes that run the folds (--cv) and seeds (--seeds) side by side, the cores divided "
+                               "between them; the numbers are those of --jobs 1 (default: %(default)s)")
+    training.add_argument("--dask-scheduler", metavar="ADDRESS",
+                          help="run the folds and seeds on a Dask cluster (tcp://HOST:8786) instead; every "
+                               "worker needs this repository and the --out folder at the same path (see README)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", help="run folder to create (default: results/<model>-<activation>-seed<seed>)")
@@ -101,6 +107,11 @@ def parse_args(argv):
         args = parser.parse_args(argv)
     if args.resume and args.seeds and len(config.parse_seeds(args.seeds, args.seed)) > 1:
         parser.error("--resume continues one run folder; resume each seed's folder on its own")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if (args.jobs > 1 or args.dask_scheduler) and args.strategy != "default":
+        parser.error(f"--jobs and --dask-scheduler run whole folds and seeds per process; with --strategy "
+                     f"{args.strategy} one run already spans the devices, so use one or the other")
     if args.resume and args.strategy == "multiworker":
         parser.error("--resume is not supported with --strategy multiworker (every worker would need the "
                      "chief's checkpoint); resume with --strategy default or mirrored, or start again")
@@ -109,14 +120,15 @@ def parse_args(argv):
     data, model, training = config.from_flags(flags, (config.DataConfig, config.ModelConfig, config.TrainConfig))
     output = config.OutputConfig(out=args.resume or args.out or f"results/{args.model}-{args.activation}-seed{args.seed}",
                                  overwrite=args.overwrite, resume=args.resume, quiet=args.quiet,
-                                 tensorboard=args.tensorboard)
+                                 tensorboard=args.tensorboard, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
     experiment = config.Experiment(data.check(), model.check(), training.check(), output,
                                    seeds=config.parse_seeds(args.seeds, args.seed))
     return experiment, saved
 
 
 # Saved keys that a rerun does not take over: how the earlier command was run.
-NOT_SAVED = ("debug", "quiet", "overwrite", "config", "resume", "seeds", "out", "tensorboard")
+NOT_SAVED = ("debug", "quiet", "overwrite", "config", "resume", "seeds", "out", "tensorboard", "jobs",
+             "dask_scheduler")
 
 
 def train_one_run(experiment, train, test, classes, out, data_files):

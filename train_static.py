@@ -66,7 +66,12 @@ def build_parser():
                                "--val-speakers 0 (default: %(default)s)")
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice (default: %(default)s)")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
-    training.add_argument("--jobs", type=int, default=1, help="parallel grid-search fits (default: %(default)s)")
+    training.add_argument("--jobs", type=int, default=1,
+                          help="processes: the folds (--cv) and seeds (--seeds) side by side, the cores divided "
+                               "between them; for a single run, parallel grid-search fits (default: %(default)s)")
+    training.add_argument("--dask-scheduler", metavar="ADDRESS",
+                          help="run the folds and seeds on a Dask cluster (tcp://HOST:8786) instead; every "
+                               "worker needs this repository and the --out folder at the same path (see README)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", help="run folder to create (default: results/<model>-seed<seed>)")
@@ -93,6 +98,8 @@ def parse_args(argv):
     max_iter = args.max_iter or (300 if args.model == "mlp" else 10_000)
     if max_iter < 1:
         parser.error(f"--max-iter must be at least 1, got {max_iter}")
+    seeds = config.parse_seeds(args.seeds, args.seed)
+    several_runs = bool(args.cv) or len(seeds) > 1  # --jobs then runs whole folds and seeds side by side
     data = config.DataConfig(data=args.data, train=args.train, test=args.test, norm=args.norm,
                              val_speakers=args.val_speakers, cv=config.parse_cv(args.cv)).check()
     model = config.StaticModelConfig(model=args.model, grid=static.parse_grid(args.grid, args.model),
@@ -101,8 +108,9 @@ def parse_args(argv):
     training = config.StaticTrainConfig(class_weight=args.class_weight, inner_folds=args.inner_folds,
                                         seed=args.seed)
     output = config.OutputConfig(out=args.out or f"results/{args.model}-seed{args.seed}",
-                                 overwrite=args.overwrite, quiet=args.quiet, jobs=args.jobs)
-    return config.Experiment(data, model, training, output, seeds=config.parse_seeds(args.seeds, args.seed))
+                                 overwrite=args.overwrite, quiet=args.quiet, jobs=args.jobs,
+                                 dask_scheduler=args.dask_scheduler, grid_jobs=1 if several_runs else args.jobs)
+    return config.Experiment(data, model, training, output, seeds=seeds)
 
 
 def train_one_run(experiment, train, test, classes, out, data_files):
@@ -137,7 +145,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
                                              model_config.hidden)
         best, scores, how = static.select_hyperparameters(
             static.make_pipeline(classifier), model_config.grid, features, labels, speakers, in_val,
-            static.fit_parameters(weights, labels), train_config.inner_folds, output.jobs)
+            static.fit_parameters(weights, labels), train_config.inner_folds, output.grid_jobs)
 
         # Model: refit on the training speakers only, so the val predictions stay out-of-sample.
         model, info = static.fit_static_model(

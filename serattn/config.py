@@ -135,7 +135,9 @@ class OutputConfig:
     resume: str | None = None  # the run folder to continue
     quiet: bool = False
     tensorboard: bool = False
-    jobs: int = 1  # parallel grid-search fits (static)
+    jobs: int = 1  # processes that run the folds and seeds of the command
+    dask_scheduler: str | None = None  # tcp://HOST:8786: run folds and seeds on a Dask cluster instead
+    grid_jobs: int = 1  # parallel grid-search fits inside one static run
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,9 @@ class RunFolder:
     interrupted one to resume); every file is written atomically.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, resumed=False):
         self.path = Path(path)
+        self.resumed = resumed  # reopened to continue an interrupted run
 
     def __str__(self):
         return str(self.path)
@@ -61,7 +62,7 @@ class RunFolder:
 
     @classmethod
     def reopen(cls, path, data_files):
-        return cls(reopen_run_dir(path, data_files))
+        return cls(reopen_run_dir(path, data_files), resumed=True)
 
     @property
     def checkpoint_dir(self):

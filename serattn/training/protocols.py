@@ -6,9 +6,14 @@ the pooled predictions and as mean +- std over folds (the two differ, and papers
 mix them up, so both are named).
 """
 
+import dataclasses
+import os
+import sys
 from pathlib import Path
 
+import joblib
 import numpy as np
+import threadpoolctl
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -161,62 +166,145 @@ def speaker_folds(speakers, protocol, folds=None):
     return list(splitter.split(speakers, groups=speakers))
 
 
-def cross_validate(train_one_run, experiment, data, classes, data_files, resume=None):
-    """Run ``train_one_run`` once per speaker fold in ``OUT/fold-KK``, then pool them into ``OUT``.
+def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
+    """One run per seed of ``experiment.seeds`` (sibling folders ``OUT-seedK`` when there are several).
+
+    Each seed is a new experiment (:meth:`~serattn.config.Experiment.with_seed`), run
+    as a cross-validation (``data.cv``: fold folders ``fold-KK`` pooled into the seed's
+    folder) or one train/test run. The single runs of every seed and fold go to
+    :func:`run_tasks` together, so ``output.jobs`` processes (or a Dask cluster) share
+    them; the parent folders are written here only.
 
     Args:
-        train_one_run: ``f(experiment, train, test, classes, fold_dir, data_files)``,
-            the script's single-split run, which writes a complete run folder.
-        experiment: a :class:`serattn.config.Experiment` with ``data.cv`` set;
-            ``output.out`` is the parent folder, ``output.overwrite`` allows replacing it.
-        resume: None for a script that cannot resume (any failure removes ``OUT``);
-            False or True for one that can: an input error removes ``OUT`` (it
-            would hit every rerun alike), an interruption leaves it, marked
-            incomplete, and True continues it, keeping the finished folds.
+        train_one_run: ``f(experiment, train, test, classes, out, data_files)``, the
+            script's single-split run, which writes a complete run folder.
+        resume: None for a script that cannot resume (any failure removes a CV
+            parent); False or True for one that can: an input error removes a new
+            parent (it would hit every rerun alike), an interruption leaves it,
+            marked incomplete, and True continues it, keeping the finished folds.
+
+    Yields:
+        ``(metrics, title)`` per seed, for the end-of-run report.
+    """
+    seeds, tasks = [], []
+    try:
+        for seed in experiment.seeds:
+            out = f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
+            seeded = experiment.with_seed(seed, out)
+            if seeded.data.cv:
+                parent, folds, fold_tasks = start_cross_validation(train_one_run, seeded, train, classes,
+                                                                   data_files, resume)
+                seeds.append((seeded, parent, folds, [t.out for t in fold_tasks]))
+                tasks += fold_tasks
+            else:
+                seeds.append((seeded, None, None, [out]))
+                tasks.append(RunTask(train_one_run, seeded, train, test, classes, out, data_files))
+        results = {}
+        for task, metrics in run_tasks(tasks, experiment.output.jobs, experiment.output.dask_scheduler):
+            results[str(task.out)] = metrics
+            if len(tasks) > 1:
+                print(f"{task.out}: finished ({len(results)} of {len(tasks)} runs), test UA "
+                      f"{100 * metrics['ua']:.1f}%", file=sys.stderr)
+    except BaseException as error:
+        for _, parent, _, _ in seeds:
+            if parent is not None and (resume is None or (isinstance(error, InputError) and not parent.resumed)):
+                parent.remove()
+        raise
+
+    for seeded, parent, folds, outs in seeds:
+        if parent is None:
+            metrics = results[outs[0]]
+            best = f", best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") is not None else ""
+            yield metrics, f"{outs[0]}: test set{best}"
+            continue
+        metrics = write_pooled_run(parent, folds, classes)
+        parent.mark_complete()
+        yield metrics, f"{parent}: pooled test predictions of {len(folds)} {seeded.data.cv[0]} folds"
+
+
+def start_cross_validation(train_one_run, experiment, data, classes, data_files, resume=None):
+    """Create (or reopen) the parent folder of a cross-validation and plan its folds.
 
     Returns:
-        The pooled metrics; ``seconds`` sums the folds' own when every fold has one.
+        ``(parent RunFolder, fold RunFolders, tasks)``: a task for every fold not
+        finished yet (a resumed run keeps its finished folds).
     """
     protocol, folds = experiment.data.cv
     splits = speaker_folds(data.speakers, protocol, folds)
     out = experiment.output.out
     resuming = bool(resume) and Path(out).exists()  # a finished folder is refused there
-    run = RunFolder.reopen(out, data_files) if resuming else RunFolder.create(out, experiment.output.overwrite)
-    folds = [run.fold(k) for k in range(len(splits))]
+    parent = RunFolder.reopen(out, data_files) if resuming else RunFolder.create(out, experiment.output.overwrite)
+    fold_runs = [parent.fold(k) for k in range(len(splits))]
     try:
-        run.write_config(runs.run_config(experiment.to_flags(), run.path, classes, data, data_files,
-                                         folds=[fold.path.name for fold in folds]))
-        for fold, (train_index, test_index) in zip(folds, splits):
-            if fold.is_complete:
-                continue  # finished before an interruption
-            train_one_run(experiment, data.subset(train_index), data.subset(test_index), classes, fold.path,
-                          data_files)
-        metrics = write_pooled_run(run, folds, classes)
-    except BaseException as error:
-        if resume is None or (isinstance(error, InputError) and not resuming):
-            run.remove()
+        parent.write_config(runs.run_config(experiment.to_flags(), parent.path, classes, data, data_files,
+                                            folds=[fold.path.name for fold in fold_runs]))
+    except BaseException:
+        if not parent.resumed:
+            parent.remove()
         raise
-    run.mark_complete()
-    return metrics
+    tasks = [RunTask(train_one_run, experiment, data.subset(train_index), data.subset(test_index), classes,
+                     fold.path, data_files)
+             for fold, (train_index, test_index) in zip(fold_runs, splits) if not fold.is_complete]
+    return parent, fold_runs, tasks
 
 
-def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
-    """One run per seed of ``experiment.seeds`` (sibling folders ``OUT-seedK`` when there are several).
+@dataclasses.dataclass(frozen=True)
+class RunTask:
+    """One single-split run (a fold or a seed) as a picklable unit of work for a worker process."""
 
-    Each seed is a new experiment (:meth:`~serattn.config.Experiment.with_seed`), run
-    as a cross-validation (``data.cv``) or one train/test run; yields
-    ``(metrics, title)`` for the end-of-run report.
+    train_one_run: object  # the script's f(experiment, train, test, classes, out, data_files)
+    experiment: object
+    train: object
+    test: object
+    classes: list
+    out: object
+    data_files: dict
+
+    def __call__(self):
+        return self.train_one_run(self.experiment, self.train, self.test, self.classes, self.out, self.data_files)
+
+
+def run_tasks(tasks, jobs=1, dask_scheduler=None):
+    """Run tasks here, in ``jobs`` local processes, or on a Dask cluster; yield ``(task, result)``
+    as each finishes.
+
+    Local workers share the cores: each gets ``cores // jobs`` TensorFlow and BLAS
+    threads. With ``dask_scheduler`` (``tcp://HOST:8786``) joblib hands the tasks to
+    the cluster's workers, which need this repository on their path and the run
+    folders on a file system every machine sees; a worker that dies has its task
+    rerun by Dask.
     """
-    for seed in experiment.seeds:
-        out = f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
-        seeded = experiment.with_seed(seed, out)
-        if seeded.data.cv:
-            metrics = cross_validate(train_one_run, seeded, train, classes, data_files, resume)
-            yield metrics, f"{out}: pooled test predictions of {len(metrics['folds'])} {seeded.data.cv[0]} folds"
-        else:
-            metrics = train_one_run(seeded, train, test, classes, out, data_files)
-            best = f", best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") is not None else ""
-            yield metrics, f"{out}: test set{best}"
+    if dask_scheduler is None and (jobs == 1 or len(tasks) <= 1):
+        for task in tasks:
+            yield task, task()
+        return
+    if dask_scheduler is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        calls = (joblib.delayed(_run_in_worker)(index, task, threads) for index, task in enumerate(tasks))
+        for index, result in joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(calls):
+            yield tasks[index], result
+        return
+    from dask.distributed import Client
+
+    calls = (joblib.delayed(_run_in_own_process)(index, task) for index, task in enumerate(tasks))
+    with Client(dask_scheduler), joblib.parallel_config(backend="dask"):
+        for index, result in joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(calls):
+            yield tasks[index], result
+
+
+def _run_in_worker(index, task, threads):
+    """Limit this worker's threads (before TensorFlow starts in it), then run the task."""
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
+    with threadpoolctl.threadpool_limits(threads):
+        return index, task()
+
+
+def _run_in_own_process(index, task):
+    """A Dask task: the run in a fresh process next to the worker (see serattn.training.worker)."""
+    from serattn.training.worker import run_in_fresh_process
+
+    return index, run_in_fresh_process(task)
 
 
 def pool_folds(folds, classes):
