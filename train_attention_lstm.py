@@ -77,6 +77,9 @@ def build_parser():
                                "across them, only worker 0 writes --out (see README)")
     training.add_argument("--mixed-precision", action="store_true",
                           help="float16 compute on a GPU (refused on CPU, where it is slower)")
+    training.add_argument("--jit-compile", action="store_true",
+                          help="compile the train and test steps with XLA (faster on CPU; batches are then padded "
+                               "to multiples of 16 frames; numbers differ from the default in float rounding)")
     training.add_argument("--jobs", type=int, default=1,
                           help="processes that run the folds (--cv) and seeds (--seeds) side by side, the cores divided "
                                "between them; the numbers are those of --jobs 1 (default: %(default)s)")
@@ -174,11 +177,11 @@ def train_one_run(experiment, train, test, classes, out, data_files):
               f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
         batches = EpochBatches(fit_set.sequences(), targets, class_weights[targets], train_config.batch_size,
                                train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
-                               padding=padding)
+                               padding=padding, pad_multiple=train_config.pad_multiple)
         validation = None
         if len(val_set):
             validation = evaluation_dataset(val_set.sequences(), [class_index[c] for c in val_set.labels],
-                                            train_config.batch_size, pad_to, padding)
+                                            train_config.batch_size, pad_to, padding, train_config.pad_multiple)
         callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
         best_epoch, resumed_at, diverged_epoch = training.fit(
             model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,

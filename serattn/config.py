@@ -27,6 +27,7 @@ LSTM_MODELS = ("attention-lstm", "basic-lstm")
 LSTM_POOLINGS = ("mean", "last")  # basic-lstm's utterance vector
 STRATEGIES = ("default", "mirrored", "multiworker")
 CLASS_WEIGHT_WORDS = ("balanced", "none")
+XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,12 @@ class TrainConfig:
     seed: int = 1
     strategy: str = "default"
     mixed_precision: bool = False
+    jit_compile: bool = False  # XLA for the train and test steps; batches padded to multiples of XLA_PAD_MULTIPLE
+
+    @property
+    def pad_multiple(self):
+        """Frames each bucketed batch is padded to a multiple of (XLA compiles once per padded shape)."""
+        return XLA_PAD_MULTIPLE if self.jit_compile else 1
 
     def check(self):
         for flag in ("epochs", "batch_size", "patience"):
@@ -102,6 +109,9 @@ class TrainConfig:
             raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
         _check_choice("strategy", self.strategy, STRATEGIES)
         parse_class_weight_spec(self.class_weight)
+        if self.jit_compile and self.strategy != "default":
+            raise InputError(f"--jit-compile works with --strategy default only (Keras turns XLA off under "
+                             f"tf.distribute), got --strategy {self.strategy}")
         return self
 
 

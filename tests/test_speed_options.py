@@ -1,5 +1,6 @@
 """Speed options keep results: the LSTM-mask-free training view, and the benchmark plumbing."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -112,3 +113,30 @@ def test_torch_model_trains_on_the_same_shapes():
         assert np.isfinite(losses).all()
         model.eval()
         assert model(torch.randn(2, 7, 32), torch.ones(2, 7, dtype=torch.bool)).shape == (2, 5)
+
+
+def test_pad_multiple_rounds_the_batch_length_up():
+    batch, mask = pad_batch([np.ones((17, 2)), np.ones((5, 2))], multiple=16)
+    assert batch.shape == (2, 32, 2) and mask.sum(axis=1).tolist() == [17, 5]
+    assert pad_batch([np.ones((16, 2))], multiple=16)[0].shape == (1, 16, 2)
+
+
+def test_xla_training_is_deterministic_and_saves_a_loadable_model(tmp_path):
+    import subprocess
+
+    from serattn.features.feature_set import save_feature_set
+    from serattn.runs.folder import HISTORY_FILE, PREDICTIONS_FILE
+    from serattn.testing import make_feature_set
+
+    data = tmp_path / "frames.npz"
+    save_feature_set(make_feature_set(n=40, speakers=4, seed=2), data)
+    outs = [tmp_path / "first", tmp_path / "second"]
+    for out in outs:  # a process each: Keras turns XLA off once op determinism is on in a process
+        result = subprocess.run([sys.executable, "train_attention_lstm.py", "--data", str(data), "--jit-compile",
+                                 "--units", "4", "--attention-units", "2", "--epochs", "2", "--quiet",
+                                 "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "doesn't support `jit_compile=True`" not in result.stderr  # XLA really ran
+    for name in (PREDICTIONS_FILE, HISTORY_FILE):
+        assert (outs[0] / name).read_text() == (outs[1] / name).read_text()
+    assert json.loads((outs[0] / "config.json").read_text())["jit_compile"] is True

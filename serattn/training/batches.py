@@ -15,7 +15,7 @@ import tensorflow as tf
 LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
 
 
-def pad_batch(sequences, length=None, padding="post"):
+def pad_batch(sequences, length=None, padding="post", multiple=1):
     """Zero-pad sequences into one array and their validity mask.
 
     Args:
@@ -25,11 +25,13 @@ def pad_batch(sequences, length=None, padding="post"):
             first ones with ``"post"``.
         padding: ``"post"`` (zeros after the frames) or ``"pre"`` (before, as the
             published scripts did).
+        multiple: without ``length``, round the longest up to a multiple of this,
+            so that XLA compiles one program per length class, not per length.
 
     Returns:
         ``(batch, mask)``: float32 (B, length, D) and bool (B, length).
     """
-    length = length or max(len(s) for s in sequences)
+    length = length or multiple * math.ceil(max(len(s) for s in sequences) / multiple)
     dim = sequences[0].shape[1]
     batch = np.zeros((len(sequences), length, dim), dtype=np.float32)
     mask = np.zeros((len(sequences), length), dtype=bool)
@@ -81,10 +83,11 @@ class EpochBatches:
         bucketing: group by length (True) or shuffle freely (False).
         pad_to: pad every batch to this many frames (published fixed padding).
         padding: ``"post"`` or ``"pre"`` (published).
+        pad_multiple: otherwise pad each batch to a multiple of this many frames.
     """
 
     def __init__(self, sequences, targets, sample_weights, batch_size, seed,
-                 bucketing=True, pad_to=None, padding="post"):
+                 bucketing=True, pad_to=None, padding="post", pad_multiple=1):
         self.sequences = sequences
         self.targets = np.asarray(targets, dtype=np.int32)
         self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
@@ -94,6 +97,7 @@ class EpochBatches:
         self.bucketing = bucketing
         self.pad_to = pad_to
         self.padding = padding
+        self.pad_multiple = pad_multiple
         self.epoch = 0
 
     def __len__(self):
@@ -107,7 +111,8 @@ class EpochBatches:
 
     def __call__(self):
         for index in self.batch_indices(self.epoch):
-            batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding)
+            batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding,
+                                    self.pad_multiple)
             yield {"features": batch, "mask": mask}, self.targets[index], self.sample_weights[index]
 
     def dataset(self):
@@ -122,19 +127,19 @@ class EpochBatches:
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
 
-def inference_batches(sequences, batch_size, pad_to=None, padding="post"):
+def inference_batches(sequences, batch_size, pad_to=None, padding="post", pad_multiple=1):
     """Length-sorted padded batches for prediction, with the indices they hold."""
     order = np.argsort([len(s) for s in sequences], kind="stable")
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
-        batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding)
+        batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding, pad_multiple)
         yield index, {"features": batch, "mask": mask}
 
 
-def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post"):
+def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post", pad_multiple=1):
     """A fixed tf.data pipeline of (inputs, targets) for validation."""
     targets = np.asarray(targets, dtype=np.int32)
-    batches = list(inference_batches(sequences, batch_size, pad_to, padding))
+    batches = list(inference_batches(sequences, batch_size, pad_to, padding, pad_multiple))
     dim = sequences[0].shape[1]
 
     def generate():

@@ -56,7 +56,8 @@ def build_model(model_config, train_config, num_features, num_classes):
     from serattn.models.attention_lstm import build_attention_lstm, build_basic_lstm
 
     keras.utils.set_random_seed(train_config.seed)
-    tf.config.experimental.enable_op_determinism()
+    if not train_config.jit_compile:  # Keras turns XLA off under op determinism; XLA on CPU is deterministic
+        tf.config.experimental.enable_op_determinism()
     if train_config.mixed_precision:
         use_mixed_precision()
     m = model_config
@@ -69,7 +70,8 @@ def build_model(model_config, train_config, num_features, num_classes):
                 num_features, num_classes, units=m.units, activation=m.activation,
                 recurrent_dropout=m.recurrent_dropout, attention_units=m.attention_units,
                 attention_activation=m.attention_activation, masked=m.mask)
-        compile_model(model, num_classes, train_config.learning_rate, train_config.clipnorm)
+        compile_model(model, num_classes, train_config.learning_rate, train_config.clipnorm,
+                      jit_compile=train_config.jit_compile)
     return model
 
 
@@ -85,10 +87,12 @@ def tensorboard_callbacks(out):
     return [keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard"))]
 
 
-def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None):
+def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None, jit_compile=False):
+    """Adam, cross-entropy, UA and WA; ``jit_compile`` makes XLA compile the train and test steps."""
     optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
     model.compile(
         optimizer=optimizer,
+        jit_compile=jit_compile,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[UnweightedAverageRecall(num_classes), keras.metrics.SparseCategoricalAccuracy(name="wa")],
     )
@@ -120,7 +124,7 @@ def trainer_for(model, padding):
         representation = model.get_layer("attention_representation")(outputs, mask)  # (batch, units)
     view = keras.Model({"features": features, "mask": mask}, model.get_layer("output")(representation),
                        name=model.name)
-    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer)
+    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, jit_compile=model.jit_compile)
     return view
 
 
