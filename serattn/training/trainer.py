@@ -9,6 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
+import serattn
+
+serattn.import_tensorflow()  # before any TensorFlow import: no start-up log lines
+
 import keras
 import numpy as np
 import tensorflow as tf
