@@ -167,10 +167,7 @@ def create_run_dir(path, overwrite=False):
     """
     path = Path(path)
     if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise InputError(f"output folder '{path}' already exists; choose another --out, "
-                             f"or pass --overwrite to replace it")
-        check_replaceable(path)
+        check_output(path, overwrite)
         lock = lock_run_dir(path)
         try:
             check_replaceable(path)  # again, now that no other writer can change it
@@ -194,6 +191,19 @@ def create_run_dir(path, overwrite=False):
         lock = lock_run_dir(path)
     (path / INCOMPLETE).write_text("this run is being written or was interrupted\n")
     return path, lock
+
+
+def check_output(path, overwrite):
+    """Raise InputError now if :func:`create_run_dir` would refuse ``path`` (checked before any work)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise InputError(f"output folder '{path}' already exists; choose another --out, "
+                         f"or pass --overwrite to replace it")
+    check_replaceable(path)
+    if (path / LOCK_FILE).is_file():
+        lock_run_dir(path).close()  # refused if another process holds it
 
 
 def check_replaceable(path):

@@ -13,7 +13,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroup
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.runs import folder as runs
-from serattn.runs.folder import RunFolder
+from serattn.runs.folder import RunFolder, check_output
 from serattn.runs.reading import open_run
 from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.config import parse_class_weight_spec
@@ -207,8 +207,12 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
     as a cross-validation (``data.cv``) or one train/test run; yields
     ``(metrics, title)`` for the end-of-run report.
     """
-    for seed in experiment.seeds:
-        out = f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
+    outs = [f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
+            for seed in experiment.seeds]
+    if not resume:
+        for out in outs:  # before any training: a refused --out should not cost a run
+            check_output(out, experiment.output.overwrite)
+    for seed, out in zip(experiment.seeds, outs):
         seeded = experiment.with_seed(seed, out)
         if seeded.data.cv:
             metrics = cross_validate(train_one_run, seeded, train, classes, data_files, resume)
