@@ -47,7 +47,7 @@ def import_tensorflow():
     import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    startup_line = re.compile(r"WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ |"
+    startup_line = re.compile(r"WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ |"
                               r"To enable the following instructions")
     sys.stderr.flush()
     with tempfile.TemporaryFile() as captured:

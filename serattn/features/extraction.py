@@ -114,7 +114,7 @@ def signal_problem(signal, rate):
         return "empty audio (0 samples)"
     finite = np.isfinite(signal)
     if not finite.all():
-        return f"{NON_FINITE}: {np.count_nonzero(~finite)} of {len(signal)} samples are NaN or infinite"
+        return f"{NON_FINITE}: {np.count_nonzero(~finite)} of {len(signal)} are NaN or infinite"
     if len(signal) * SAMPLE_RATE / rate < MIN_SAMPLES:
         return (f"too short: {len(signal) / rate * 1000:.1f} ms, "
                 f"need at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms for one frame")

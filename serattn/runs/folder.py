@@ -202,8 +202,13 @@ def check_output(path, overwrite):
         raise InputError(f"output folder '{path}' already exists; choose another --out, "
                          f"or pass --overwrite to replace it")
     check_replaceable(path)
-    if (path / LOCK_FILE).is_file():
-        lock_run_dir(path).close()  # refused if another process holds it
+    check_unlocked(path)
+
+
+def check_unlocked(path):
+    """Raise InputError now if another process is writing the run folder ``path``."""
+    if (Path(path) / LOCK_FILE).is_file():
+        lock_run_dir(path).close()
 
 
 def check_replaceable(path):
