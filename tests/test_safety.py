@@ -127,7 +127,7 @@ def is09_run(tmp, model_file, model_bytes=None, record_hash=True):
     folder.write_normalization(Normalization("none"))
     (run / KERAS_MODEL_FILE).write_bytes(model_file.read_bytes())
     if record_hash:
-        folder._record_model_hash(KERAS_MODEL_FILE)
+        folder.record_model_hash(KERAS_MODEL_FILE)
     if model_bytes is not None:
         (run / KERAS_MODEL_FILE).write_bytes(model_bytes(model_file.read_bytes()))
     return str(run)

@@ -41,6 +41,7 @@ ATTENTION_FILE = "attention.npz"
 HISTORY_FILE = "history.csv"
 NORMALIZATION_FILE = "normalization.json"
 KERAS_MODEL_FILE = "model.keras"
+KERAS_ARCHIVE_CONFIG = "config.json"  # inside model.keras (a zip): the model's own config, not the run's
 STATIC_MODEL_FILE = "model.joblib"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE_FILE = "state.json"  # inside CHECKPOINT_DIR: epoch, early-stopping state
@@ -123,7 +124,7 @@ class RunFolder:
 
     def save_keras_model(self, model):
         model.save(self.path / KERAS_MODEL_FILE)
-        self._record_model_hash(KERAS_MODEL_FILE)
+        self.record_model_hash(KERAS_MODEL_FILE)
 
     def save_static_model(self, pipeline):
         """model.joblib, a pickle: its SHA-256 goes to config.json and is checked before loading."""
@@ -133,9 +134,9 @@ class RunFolder:
             joblib.dump(pipeline, temporary)
 
         write_atomically(self.path / STATIC_MODEL_FILE, write)
-        self._record_model_hash(STATIC_MODEL_FILE)
+        self.record_model_hash(STATIC_MODEL_FILE)
 
-    def _record_model_hash(self, name):
+    def record_model_hash(self, name):
         """Add the model file's SHA-256 to config.json (written before the model)."""
         config = json.loads((self.path / CONFIG_FILE).read_text())
         config[MODEL_SHA256_KEY] = {name: file_sha256(self.path / name)}

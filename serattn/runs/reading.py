@@ -39,7 +39,8 @@ import numpy as np
 from serattn.features.feature_set import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
-from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_MODEL_FILE, METRICS_FILE,
+from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_ARCHIVE_CONFIG,
+                                 KERAS_MODEL_FILE, METRICS_FILE,
                                  MODEL_SHA256_KEY, NORMALIZATION_FILE, PREDICTIONS_FILE, STATIC_MODEL_FILE,
                                  check_run_format, file_sha256)
 
@@ -299,7 +300,7 @@ def check_keras_archive(path):
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-            archive.getinfo("config.json")
+            archive.getinfo(KERAS_ARCHIVE_CONFIG)
     except (zipfile.BadZipFile, KeyError, OSError, EOFError) as error:
         damaged = str(error) or type(error).__name__
     if damaged:
