@@ -37,7 +37,7 @@ lock: $(LOCK_TOOL)/bin/uv
 # Demo corpus (generated, deterministic) -> IS09 features -> training -> figures.
 demo: $(VENV)/installed
 	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
-	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz
+	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz --overwrite
 	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --out results/demo --overwrite
 	$(PY) attention_visualize.py results/demo
 	$(PY) tsne_plot.py results/demo
@@ -45,7 +45,7 @@ demo: $(VENV)/installed
 # Table 1 (tanh vs ReLU, 3 seeds), Table 2 (confusion) and Figure 2 on the demo corpus.
 paper: $(VENV)/installed
 	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
-	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz
+	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz --overwrite
 	rm -rf $(PAPER)
 	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --activation tanh --seeds $(SEEDS) --out $(PAPER)/tanh --quiet
 	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --activation relu --seeds $(SEEDS) --out $(PAPER)/relu --quiet

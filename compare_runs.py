@@ -2,7 +2,9 @@
 
 Runs are grouped by config keys (--by), or by every key that differs between them
 (seeds, paths, data hashes, versions and commits excepted, so repeated seeds are
-what gets averaged). Numbers are percentages with one decimal, as in the paper.
+what gets averaged). Numbers are percentages with one decimal, as in the paper. Runs
+are averaged only if they have the same classes and test utterances;
+--separate-test-sets puts runs on different ones in groups of their own.
 
     python compare_runs.py results/tanh_seed* results/relu_seed* --by activation
     python compare_runs.py results/*_seed* --markdown --confusion-group --out results/paper/tables.md
@@ -42,6 +44,9 @@ def parse_args(argv):
     grouping.add_argument("--by", action="append", metavar="KEY",
                           help="group by this config key (repeatable or comma list; nested keys "
                                "as feature_meta.level; default: every key that differs)")
+    grouping.add_argument("--separate-test-sets", action="store_true",
+                          help="group runs by their classes and test utterances too, instead of refusing "
+                               "to average runs that differ in them")
     confusion = grouping.add_mutually_exclusive_group()
     confusion.add_argument("--confusion", metavar="RUN_DIR",
                            help="also print this run's confusion matrix (Table 2)")
@@ -66,7 +71,12 @@ def main(argv=None):
     # Table 1: groups of runs, mean ± std over each group's runs (seeds).
     configs = [flatten_config(run.config) for run, _ in runs]
     keys = grouping_keys(args.by, configs)
+    if args.separate_test_sets:
+        for config, number in zip(configs, test_set_numbers(runs)):
+            config[TEST_SET_KEY] = number
+        keys = [TEST_SET_KEY, *keys]
     groups = group_runs(runs, configs, keys)
+    check_same_test_sets(groups)
     tables = [summary_table(groups, keys)]
 
     # Table 2: confusion matrices, of one run or summed per group.
@@ -104,6 +114,39 @@ def load_runs(run_dirs):
         seen.add(run.path.resolve())
         runs.append((run, run.metrics()))
     return runs
+
+
+TEST_SET_KEY = "test set"
+
+
+def test_set_of(run, metrics):
+    """What a run was scored on: its classes and the ids of its test utterances."""
+    ids = frozenset(row["id"] for row in run.prediction_rows() if row["split"] == "test")
+    return tuple(metrics["classes"]), ids
+
+
+def test_set_numbers(runs):
+    """1, 2, ... per run: runs share a number when they share classes and test utterances."""
+    numbers = {}
+    return [numbers.setdefault(test_set_of(run, metrics), len(numbers) + 1) for run, metrics in runs]
+
+
+def check_same_test_sets(groups):
+    """Raise InputError, naming the first pair, if a group would average runs scored on different things."""
+    for _, members in groups:
+        (first, first_metrics), *others = members
+        classes, ids = test_set_of(first, first_metrics)
+        for run, metrics in others:
+            other_classes, other_ids = test_set_of(run, metrics)
+            if other_classes != classes:
+                what = f"classes {','.join(classes)} vs {','.join(other_classes)}"
+            elif other_ids != ids:
+                what = (f"different test utterances ({len(ids)} vs {len(other_ids)}, "
+                        f"{len(ids & other_ids)} in common)")
+            else:
+                continue
+            raise InputError(f"cannot average '{first.path}' and '{run.path}': {what}; group them apart "
+                             f"with --by KEY or --separate-test-sets")
 
 
 def flatten_config(config, prefix=""):

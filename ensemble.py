@@ -42,6 +42,7 @@ def parse_args(argv):
         parser.error("a run folder is given twice")
     if Path(args.out).resolve() in resolved:
         parser.error(f"--out '{args.out}' is one of the runs to combine")
+    runs.check_output(args.out, args.overwrite)  # before reading the members
     return args
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from serattn.features import corpora
 from serattn.define import DEFAULT_FEATURE_SET
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.features.extraction import FEATURE_LEVELS, OPENSMILE_SETS, extract_manifest
+from serattn.features.extraction import FEATURE_LEVELS, OPENSMILE_SETS, check_output, extract_manifest
 
 
 def parse_args(argv):
@@ -52,6 +52,8 @@ def parse_args(argv):
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, required=True,
                         help="feature-set file to write (.npz); skipped files go to OUT.skipped.csv")
+    output.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists (only a feature-set file)")
     return parser.parse_args(argv)
 
 
@@ -61,6 +63,7 @@ def main(argv=None):
         raise InputError(f"--out must name a .npz file, got '{args.out}'")
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+    check_output(args.out, args.overwrite)
 
     # Data: a manifest, read from a CSV or prepared from a corpus as distributed.
     if args.manifest is not None:

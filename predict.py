@@ -11,13 +11,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+import soundfile as sf
 
 from serattn.features import extraction as features
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+# Every format this soundfile reads (mp3 too, with libsndfile 1.1+), but RAW, which needs its rate given.
+AUDIO_SUFFIXES = tuple(sorted({f".{name.lower()}" for name in sf.available_formats() if name != "RAW"} | {".aif"}))
 
 
 def parse_args(argv):
@@ -76,9 +78,20 @@ def main(argv=None):
     sequences, waveforms, kept = [], [], []
     for path in files:
         try:
-            signal, _ = features.load_audio(path)
+            signal, rate = features.read_audio(path)
+        except Exception as error:  # soundfile raises many types for bad audio
+            print(f"{path}: skipped: {error}", file=sys.stderr)
+            continue
+        problem = features.signal_problem(signal, rate)
+        if problem and problem.startswith(features.NON_FINITE):
+            raise InputError(f"'{path}' has {problem}; repair or remove the file")
+        if problem:
+            print(f"{path}: skipped: {problem}", file=sys.stderr)
+            continue
+        signal = features.to_sample_rate(signal, rate)
+        try:
             frames = features.extract_signal(signal, feature_set, level)
-        except Exception as error:  # soundfile and openSMILE raise many types for bad audio
+        except Exception as error:  # openSMILE raises many types for odd audio
             print(f"{path}: skipped: {error}", file=sys.stderr)
             continue
         if len(frames) == 0 or not np.all(np.isfinite(frames)):
@@ -97,10 +110,9 @@ def main(argv=None):
     batch = normalization.apply(batch)
 
     # Predict, with the padding the run was trained with.
-    import keras
+    model = run.load_keras_model()
     from serattn.training.trainer import predict_with_attention
 
-    model = keras.saving.load_model(run.keras_model_file(), safe_mode=True)
     pad_to = run.config.get("max_length_used")
     padding = run.config.get("padding", "post")
     outputs = predict_with_attention(model, batch.sequences(), args.batch_size, pad_to, padding)

@@ -31,3 +31,38 @@ import sys
 TENSORFLOW_LOADED_FIRST = "tensorflow" in sys.modules
 
 import opensmile  # noqa: E402,F401
+
+
+def import_tensorflow():
+    """Import TensorFlow and Keras, dropping the start-up log lines of TensorFlow's C++ core.
+
+    Those lines (oneDNN, CUDA probing, CPU features) are written to file
+    descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so they would stand
+    before a user's one-line error. Anything else written meanwhile is passed on.
+    """
+    if "keras" in sys.modules:
+        return
+    import os
+    import re
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    startup_line = re.compile(r"WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ |"
+                              r"To enable the following instructions")
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here, not at import
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines()
+    passed_on = [line for line in lines if not startup_line.match(line)]
+    if passed_on:
+        print("\n".join(passed_on), file=sys.stderr)

@@ -34,7 +34,7 @@ def test_manifest_extraction_writes_a_loadable_feature_set_matching_the_manifest
 
 def test_a_second_run_reads_every_file_from_the_cache(tmp_path, demo_manifest, capsys):
     argv = ["--manifest", str(demo_manifest), "--out", str(tmp_path / "a.npz"), "--jobs", "1",
-            "--cache", str(tmp_path / "cache")]
+            "--cache", str(tmp_path / "cache"), "--overwrite"]  # the second run replaces the first's file
     script.main(argv)
     assert "extracted 30 of 30 files (0 from cache, 0 skipped)" in capsys.readouterr().out
     script.main(argv)

@@ -29,7 +29,6 @@ and manifest.
 import csv
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ from serattn.errors import InputError
 # Class proportions of the FAU Aibo training set (Interspeech 2009 Emotion Challenge).
 FAU_PROPORTIONS = {"A": 0.088, "E": 0.210, "N": 0.561, "P": 0.068, "R": 0.072}
 
+DEMO_WAV_NAME = re.compile(r"spk\d\d_\d{4,}\.wav")  # every wav the demo corpus writes
 MANIFEST_COLUMNS = ("path", "speaker", "label", "split", "duration_s", "cue_start_s", "cue_end_s")
 
 CUE_LENGTH_S = (0.3, 0.8)  # the cue lasts this long...
@@ -167,16 +167,25 @@ def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_dura
 
 
 def _remove_corpus(out_dir):
-    """Delete a demo corpus's wav/ and manifest.csv, refusing a wav/ folder of anything else."""
-    manifest = out_dir / "manifest.csv"
-    is_demo = manifest.is_file() and manifest.read_text().startswith(",".join(MANIFEST_COLUMNS))
-    # A run stopped before writing its manifest leaves only our own wav names.
-    is_demo = is_demo or all(re.fullmatch(r"spk\d\d_\d{4,}\.wav", path.name)
-                             for path in (out_dir / "wav").glob("*"))
-    if (out_dir / "wav").exists() and not is_demo:
+    """Delete a demo corpus's wavs and manifest.csv; refuse if anything else would go with them."""
+    manifest, wav_dir = out_dir / "manifest.csv", out_dir / "wav"
+    is_demo_manifest = manifest.is_file() and manifest.read_text().startswith(",".join(MANIFEST_COLUMNS))
+    if manifest.exists() and not is_demo_manifest:
+        raise InputError(f"'{manifest}' is not a demo-corpus manifest; not replacing it: "
+                         f"choose another output folder")
+    if wav_dir.exists() and not wav_dir.is_dir():
+        raise InputError(f"'{wav_dir}' is a file; not replacing it: choose another output folder")
+    # Only our own wav names (spk01_0000.wav) are deleted, and only if nothing else is there.
+    ours = [path for path in wav_dir.glob("*") if path.is_file() and DEMO_WAV_NAME.fullmatch(path.name)]
+    others = sorted(set(wav_dir.glob("*")) - set(ours))
+    if others and not is_demo_manifest:
         raise InputError(f"'{out_dir}' has a wav/ folder but no demo-corpus manifest.csv; "
                          f"not replacing it: choose another output folder")
-    shutil.rmtree(out_dir / "wav", ignore_errors=True)
+    if others:
+        raise InputError(f"'{others[0]}' was not written by make_demo_corpus.py; not replacing the "
+                         f"corpus around it: move it or choose another output folder")
+    for path in ours:
+        path.unlink()
     manifest.unlink(missing_ok=True)
 
 

@@ -8,7 +8,11 @@ joined on frame start time.
 
 Extraction of a manifest runs in a process pool, skips files it cannot use (and
 says why), and caches each file's features under a hash of its content and of the
-feature settings, so a second run only extracts new files.
+feature settings, so a second run only extracts new files. The same recording
+listed twice (one file under two spellings of its path, or two byte-identical
+files) is extracted once: with the same label and speaker the other rows are
+dropped as duplicates, with different ones the manifest is refused, since one
+recording could otherwise land in training and test at once.
 """
 
 import csv
@@ -37,7 +41,8 @@ from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RA
 from serattn.errors import InputError
 
 MIN_SAMPLES = int(0.025 * SAMPLE_RATE)  # one 25 ms analysis window
-CACHE_VERSION = 1  # bump when what a cached array means changes
+CACHE_VERSION = 2  # bump when what a cached array means changes (2: files with NaN samples are skipped)
+NON_FINITE = "non-finite samples"  # start of the reason for audio with NaN or infinite samples
 
 
 def check_settings(feature_set, level):
@@ -80,12 +85,44 @@ def load_audio(source):
     Returns:
         ``(signal, original_rate)``: shape (samples,), channels averaged.
     """
+    signal, rate = read_audio(source)
+    return to_sample_rate(signal, rate), rate
+
+
+def read_audio(source):
+    """Read audio as mono float32 at its own rate: ``(signal (samples,), rate)``."""
     signal, rate = sf.read(source, dtype="float32", always_2d=True)
-    signal = signal.mean(axis=1)
+    return signal.mean(axis=1), rate
+
+
+def to_sample_rate(signal, rate):
+    """``signal`` resampled from ``rate`` to the 16 kHz the features are defined at."""
     if rate != SAMPLE_RATE and len(signal):
         divisor = math.gcd(SAMPLE_RATE, rate)
         signal = resample_poly(signal, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
-    return signal, rate
+    return signal
+
+
+def signal_problem(signal, rate):
+    """Why a mono signal at ``rate`` gives no meaningful features, or None if it does.
+
+    Checked before resampling, whose filter would smear NaN over the signal and
+    turn a constant one into a ramp at its ends. A constant non-zero signal (DC
+    only) would give features of an offset, not of sound.
+    """
+    if len(signal) == 0:
+        return "empty audio (0 samples)"
+    finite = np.isfinite(signal)
+    if not finite.all():
+        return f"{NON_FINITE}: {np.count_nonzero(~finite)} of {len(signal)} are NaN or infinite"
+    if len(signal) * SAMPLE_RATE / rate < MIN_SAMPLES:
+        return (f"too short: {len(signal) / rate * 1000:.1f} ms, "
+                f"need at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms for one frame")
+    if not np.any(signal):
+        return "all silence: every sample is 0"
+    if np.all(signal == signal[0]):
+        return f"constant signal (DC only): every sample is {signal[0]:.6g}, no sound to describe"
+    return None
 
 
 def extract_signal(signal, feature_set="is09", level="lld"):
@@ -149,13 +186,31 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         manifest = read_manifest(manifest)
     settings = {"feature_set": feature_set, "level": level, "sample_rate": SAMPLE_RATE,
                 "opensmile": opensmile.__version__, "version": CACHE_VERSION}
-    tasks = [(str(manifest.audio_path(row)), settings, None if cache_dir is None else str(cache_dir))
-             for row in manifest.rows]
+    # One file named twice (wav/a.wav, ./wav/a.wav): extracted once, checked before any work.
+    duplicates = same_files(manifest)
+    check_duplicates(manifest, duplicates)
+    todo = [i for i in range(len(manifest.rows)) if i not in duplicates]
+    tasks = [(str(manifest.audio_path(manifest.rows[i])), settings, None if cache_dir is None else str(cache_dir))
+             for i in todo]
     jobs = min(jobs or len(os.sched_getaffinity(0)), len(tasks))
-    results = _run(tasks, jobs, progress)
+    results = dict(zip(todo, _run(tasks, jobs, progress)))
 
-    kept, skipped, rates, cached = [], [], {}, 0
-    for row, (frames, reason, rate, hit) in zip(manifest.rows, results):
+    # Byte-identical files under different names: found by their content hash.
+    first_with_content = {}
+    for i, (frames, _, _, _, content) in results.items():
+        if frames is not None:
+            first = first_with_content.setdefault(content, i)
+            if first != i:
+                duplicates[i] = (first, "identical audio content")
+    check_duplicates(manifest, duplicates)
+
+    kept, skipped, dropped, rates, cached = [], [], [], {}, 0
+    for i, row in enumerate(manifest.rows):
+        if i in duplicates:
+            first, how = duplicates[i]
+            dropped.append((row["path"], f"duplicate of '{manifest.rows[first]['path']}' ({how})"))
+            continue
+        frames, reason, rate, hit, _ = results[i]
         if frames is None:
             skipped.append((row["path"], reason))
             continue
@@ -163,7 +218,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         rates[str(rate)] = rates.get(str(rate), 0) + 1
         cached += hit
     if out is not None:
-        _write_skipped(skipped, skipped_path(out))
+        _write_skipped(skipped + dropped, skipped_path(out))
     source = manifest.meta.get("manifest") or manifest.meta.get("corpus_root") or str(manifest.root)
     if not kept:
         first_path, first_reason = skipped[0]
@@ -183,14 +238,35 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         meta={"feature_set": feature_set, "level": level,
               "frame_rate": FRAME_RATE if level == "lld" else None,
               "sample_rate": SAMPLE_RATE, **manifest.meta,
-              "original_sample_rates": rates, "skipped": len(skipped),
+              "original_sample_rates": rates, "skipped": len(skipped), "duplicates": len(dropped),
               "opensmile": opensmile.__version__},
     )
     if out is not None:
         save_feature_set(result, out)
     if progress:
-        print(_summary(result, len(tasks), cached, len(skipped), out))
+        print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out))
     return result
+
+
+def same_files(manifest):
+    """Rows naming a file that an earlier row names too: ``{row: (first row, "same file")}``."""
+    first_of_file, duplicates = {}, {}
+    for i, row in enumerate(manifest.rows):
+        first = first_of_file.setdefault(os.path.realpath(manifest.audio_path(row)), i)
+        if first != i:
+            duplicates[i] = (first, "same file")
+    return duplicates
+
+
+def check_duplicates(manifest, duplicates):
+    """Raise InputError if one recording is listed with two labels or speakers, naming both rows."""
+    for i, (first, how) in sorted(duplicates.items()):
+        row, other = manifest.rows[i], manifest.rows[first]
+        if (row["label"], row["speaker"]) != (other["label"], other["speaker"]):
+            raise InputError(
+                f"'{other['path']}' (label {other['label']}, speaker {other['speaker']}) and '{row['path']}' "
+                f"(label {row['label']}, speaker {row['speaker']}) are the same recording ({how}); "
+                f"keep one row, or give both the same label and speaker")
 
 
 def skipped_path(out):
@@ -199,14 +275,15 @@ def skipped_path(out):
     return out.with_name(out.stem + ".skipped.csv")
 
 
-def _summary(result, n_files, cached, n_skipped, out):
+def _summary(result, n_files, cached, n_skipped, n_duplicates, out):
     """One line: what was extracted, from where, and where it went."""
-    line = (f"extracted {len(result)} of {n_files} files ({cached} from cache, {n_skipped} skipped): "
+    line = (f"extracted {len(result)} of {n_files} files ({cached} from cache, {n_skipped} skipped), "
+            f"{n_duplicates} duplicate{'' if n_duplicates == 1 else 's'} dropped: "
             f"{len(np.unique(result.speakers))} speakers, {len(np.unique(result.labels))} classes, "
             f"{result.dim} features, {len(result.features)} frames")
     if out is not None:
         line += f" -> {out}"
-        if n_skipped:
+        if n_skipped or n_duplicates:
             line += f" (skipped files: {skipped_path(out)})"
     return line
 
@@ -224,60 +301,108 @@ def _run(tasks, jobs, progress):
 
 
 def _extract_task(task):
-    """Features of one file, or why not: ``(frames | None, reason, original_rate, cache_hit)``."""
+    """Features of one file, or why not.
+
+    Returns:
+        ``(frames | None, reason, original_rate, cache_hit, content_sha256)``; the
+        content hash finds byte-identical files under different names.
+    """
     path, settings, cache_dir = task
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        return None, "file not found", None, False
+        return None, "file not found", None, False, None
     except OSError as error:
-        return None, f"cannot read file: {error.strerror or error}", None, False
+        return None, f"cannot read file: {error.strerror or error}", None, False, None
     if not data:
-        return None, "empty file (0 bytes)", None, False
+        return None, "empty file (0 bytes)", None, False, None
+    content = hashlib.sha256(data).hexdigest()
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError) as error:
-        return None, f"unreadable audio: {error}", None, False
+        return None, f"unreadable audio: {error}", None, False, content
 
     cache_file = None
     if cache_dir is not None:
         key = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
         cache_file = Path(cache_dir) / f"{key}.npy"
         if cache_file.is_file():
-            return np.load(cache_file), "", info.samplerate, True
+            return np.load(cache_file), "", info.samplerate, True, content
 
     try:
-        signal, rate = load_audio(io.BytesIO(data))
+        signal, rate = read_audio(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError) as error:
-        return None, f"unreadable audio: {error}", None, False
-    if len(signal) == 0:
-        return None, "empty audio (0 samples)", rate, False
-    if len(signal) < MIN_SAMPLES:
-        return None, (f"too short: {len(signal) / SAMPLE_RATE * 1000:.1f} ms, "
-                      f"need at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms for one frame"), rate, False
-    if not np.any(signal):
-        return None, "all silence: every sample is 0", rate, False
+        return None, f"unreadable audio: {error}", None, False, content
+    problem = signal_problem(signal, rate)
+    if problem:
+        return None, problem, rate, False, content
     try:
-        frames = extract_signal(signal, settings["feature_set"], settings["level"])
+        frames = extract_signal(to_sample_rate(signal, rate), settings["feature_set"], settings["level"])
     except Exception as error:  # one odd file must not end a long run; its reason is listed
-        return None, f"openSMILE failed: {error}", rate, False
+        return None, f"openSMILE failed: {error}", rate, False, content
     if len(frames) == 0 or not np.all(np.isfinite(frames)):
-        return None, "too short or silent: openSMILE returned no finite frames", rate, False
+        return None, "too short or silent: openSMILE returned no finite frames", rate, False, content
     if cache_file is not None:
         write_atomically(cache_file, lambda temporary: _save_array(temporary, frames))
-    return frames, "", rate, False
+    return frames, "", rate, False, content
+
+
+SKIPPED_HEADER = "path,reason"
+
+
+def check_output(out, overwrite):
+    """Raise InputError unless ``out`` (and its skipped list) may be written.
+
+    An existing feature file is replaced only with ``overwrite``, and only if it is
+    a feature set; an existing ``OUT.skipped.csv`` only if extraction wrote it.
+    """
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise InputError(f"feature file '{out}' already exists; choose another --out, "
+                             f"or pass --overwrite to replace it")
+        if not _is_feature_file(out):
+            raise InputError(f"'{out}' is not a feature-set file; --overwrite replaces only feature sets: "
+                             f"choose another --out")
+    listed = skipped_path(out)
+    if listed.exists() and not _is_skipped_list(listed):
+        raise InputError(f"'{listed}' was not written by extract_features.py; not replacing it: "
+                         f"move it or choose another --out")
+
+
+def _is_feature_file(path):
+    """A regular .npz file holding a feature set's frames (ragged ``features`` or padded ``X``)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return "features" in arrays.files or "X" in arrays.files
+    except Exception:  # numpy raises many types for what is not an .npz
+        return False
+
+
+def _is_skipped_list(path):
+    try:
+        with open(path, newline="") as handle:
+            return path.is_file() and not path.is_symlink() and handle.readline().strip() == SKIPPED_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _write_skipped(skipped, path):
     """List skipped files in ``path``; remove a stale list when nothing was skipped."""
     if not skipped:
-        Path(path).unlink(missing_ok=True)
+        if _is_skipped_list(Path(path)):
+            Path(path).unlink()
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        writer.writerows(skipped)
+
+    def write(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SKIPPED_HEADER.split(","))
+            writer.writerows(skipped)
+
+    write_atomically(path, write)
 
 
 def _save_array(path, array):

@@ -218,6 +218,8 @@ def load_feature_set(path, padding="auto"):
         InputError: the file is missing, unreadable or not a valid feature set.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"feature file '{path}' is a folder; give the .npz (or X*.npy) file in it")
     if not path.is_file():
         raise InputError(f"feature file '{path}' does not exist")
     try:

@@ -7,9 +7,17 @@ a run is being written the folder holds ``INCOMPLETE`` and a ``checkpoint/``; bo
 go last. :class:`RunFolder` writes LSTM, static, cross-validation parent and
 ensemble runs alike; :mod:`serattn.runs.reading` reads them back with the names
 defined here.
+
+A folder being written is locked: its writer holds an OS lock (``fcntl.flock``) on
+``LOCK`` for the run's lifetime, so a second writer (``--overwrite`` or ``--resume``
+of the same folder) is refused instead of deleting or interleaving with the first.
+The kernel drops the lock when its process dies, so a killed run resumes freely.
+``--overwrite`` replaces only a folder that is a run folder (its config.json has a
+``run_format``), never anything else.
 """
 
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -33,24 +41,29 @@ ATTENTION_FILE = "attention.npz"
 HISTORY_FILE = "history.csv"
 NORMALIZATION_FILE = "normalization.json"
 KERAS_MODEL_FILE = "model.keras"
+KERAS_ARCHIVE_CONFIG = "config.json"  # inside model.keras (a zip): the model's own config, not the run's
 STATIC_MODEL_FILE = "model.joblib"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE_FILE = "state.json"  # inside CHECKPOINT_DIR: epoch, early-stopping state
 CHECKPOINT_BEST_FILE = "best.npz"  # inside CHECKPOINT_DIR: the best epoch's weights
 INCOMPLETE = "INCOMPLETE"
+LOCK_FILE = "LOCK"  # held with flock by the process writing the folder; holds its pid
+MODEL_SHA256_KEY = "model_sha256"  # config.json: {model file name: SHA-256}, checked before loading
 FIGURES_DIR = "figures"
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
 
 
 class RunFolder:
-    """A run folder being written: its life cycle (INCOMPLETE, checkpoint) and its files.
+    """A run folder being written: its lock, its life cycle (INCOMPLETE, checkpoint) and its files.
 
     Made with :meth:`create` (a new, empty folder) or :meth:`reopen` (an
-    interrupted one to resume); every file is written atomically.
+    interrupted one to resume), both of which lock it for this process until
+    :meth:`mark_complete` or :meth:`remove`; every file is written atomically.
     """
 
-    def __init__(self, path, resumed=False):
+    def __init__(self, path, lock=None, resumed=False):
         self.path = Path(path)
+        self._lock = lock  # the open LOCK file while this process writes the folder
         self.resumed = resumed  # reopened to continue an interrupted run
 
     def __str__(self):
@@ -58,11 +71,12 @@ class RunFolder:
 
     @classmethod
     def create(cls, path, overwrite=False):
-        return cls(create_run_dir(path, overwrite))
+        return cls(*create_run_dir(path, overwrite))
 
     @classmethod
     def reopen(cls, path, data_files):
-        return cls(reopen_run_dir(path, data_files), resumed=True)
+        path, lock = reopen_run_dir(path, data_files)
+        return cls(path, lock, resumed=True)
 
     @property
     def checkpoint_dir(self):
@@ -112,35 +126,142 @@ class RunFolder:
 
     def save_keras_model(self, model):
         model.save(self.path / KERAS_MODEL_FILE)
+        self.record_model_hash(KERAS_MODEL_FILE)
 
     def save_static_model(self, pipeline):
+        """model.joblib, a pickle: its SHA-256 goes to config.json and is checked before loading."""
         import joblib
 
-        joblib.dump(pipeline, self.path / STATIC_MODEL_FILE)
+        def write(temporary):
+            joblib.dump(pipeline, temporary)
+
+        write_atomically(self.path / STATIC_MODEL_FILE, write)
+        self.record_model_hash(STATIC_MODEL_FILE)
+
+    def record_model_hash(self, name):
+        """Add the model file's SHA-256 to config.json (written before the model)."""
+        config = json.loads((self.path / CONFIG_FILE).read_text())
+        config[MODEL_SHA256_KEY] = {name: file_sha256(self.path / name)}
+        self.write_config(config)
 
     def mark_complete(self):
         mark_complete(self.path)
+        self._release()
 
     def remove(self):
         remove_run_dir(self.path)
+        self._release()
+
+    def _release(self):
+        if self._lock is not None:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            self._lock.close()  # closing the file drops the flock
+            self._lock = None
 
 
 def create_run_dir(path, overwrite=False):
-    """Make an empty run folder marked incomplete; refuse to replace one silently."""
+    """Make an empty run folder marked incomplete, locked for this process.
+
+    An existing folder is replaced only with ``overwrite``, only if it is a run
+    folder (or empty), and only if no other process is writing it.
+
+    Returns:
+        ``(path, lock)``: the folder and its open, locked LOCK file.
+    """
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise InputError(f"output folder '{path}' already exists; choose another --out, "
-                             f"or pass --overwrite to replace it")
-        if not path.is_dir():
-            raise InputError(f"--out '{path}' is a file, not a folder")
-        shutil.rmtree(path)
+    if path.exists() or path.is_symlink():
+        check_output(path, overwrite)
+        lock = lock_run_dir(path)
+        try:
+            check_replaceable(path)  # again, now that no other writer can change it
+            for entry in path.iterdir():
+                if entry.name == LOCK_FILE:
+                    continue  # kept, so the folder stays locked while it is replaced
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        except BaseException:
+            lock.close()
+            raise
+    else:
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:  # another process made it just now
+            return create_run_dir(path, overwrite)
+        except OSError as error:
+            raise InputError(f"cannot create output folder '{path}': {error.strerror}") from None
+        lock = lock_run_dir(path)
+    (path / INCOMPLETE).write_text("this run is being written or was interrupted\n")
+    return path, lock
+
+
+def check_output(path, overwrite):
+    """Raise InputError now if :func:`create_run_dir` would refuse ``path`` (checked before any work)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise InputError(f"output folder '{path}' already exists; choose another --out, "
+                         f"or pass --overwrite to replace it")
+    check_replaceable(path)
+    check_unlocked(path)
+
+
+def check_unlocked(path):
+    """Raise InputError now if another process is writing the run folder ``path``."""
+    if (Path(path) / LOCK_FILE).is_file():
+        lock_run_dir(path).close()
+
+
+def check_replaceable(path):
+    """Raise InputError unless ``--overwrite`` may replace ``path``: a run folder, or empty."""
+    if path.is_symlink():
+        raise InputError(f"--out '{path}' is a symbolic link; --overwrite replaces only a run folder itself")
+    if not path.is_dir():
+        raise InputError(f"--out '{path}' is a file, not a folder")
+    leftovers = {entry.name for entry in path.iterdir()} - {LOCK_FILE, INCOMPLETE}
+    if leftovers and not is_run_folder(path):
+        raise InputError(f"output folder '{path}' is not a serattn run folder (no {CONFIG_FILE} with "
+                         f"'run_format'); --overwrite replaces only run folders: choose another --out")
+
+
+def is_run_folder(path):
+    """Whether ``path`` holds a config.json that a serattn run wrote (it has ``run_format``)."""
     try:
-        path.mkdir(parents=True)
-        (path / INCOMPLETE).write_text("this run is being written or was interrupted\n")
+        config = json.loads((Path(path) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("run_format"), int)
+
+
+def lock_run_dir(path):
+    """Lock the run folder ``path`` for this process; refuse if another process holds it.
+
+    The lock is ``flock`` on ``path/LOCK``, which holds the writer's pid for the
+    message. The kernel releases it when the process exits, however it exits.
+
+    Returns:
+        The open LOCK file; closing it releases the lock.
+    """
+    lock_path = Path(path) / LOCK_FILE
+    try:
+        lock = open(lock_path, "a+")
     except OSError as error:
         raise InputError(f"cannot create output folder '{path}': {error.strerror}") from None
-    return path
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise InputError(f"run folder '{path}' is being written by another process (pid {holder}); "
+                         f"wait for it to finish, or choose another --out") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def mark_complete(path):
@@ -276,7 +397,11 @@ def check_run_format(config, source):
 
 
 def reopen_run_dir(path, data_files):
-    """An interrupted run folder to resume, checked to match its data."""
+    """An interrupted run folder to resume, checked to match its data, and locked.
+
+    Returns:
+        ``(path, lock)`` as :func:`create_run_dir`.
+    """
     path = Path(path)
     if not (path / INCOMPLETE).exists():
         raise InputError(f"run '{path}' finished; nothing to resume (start a new run with "
@@ -286,7 +411,7 @@ def reopen_run_dir(path, data_files):
         if saved["data_files"][name]["sha256"] != current["sha256"]:
             raise InputError(f"the {name} data '{current['path']}' changed since run '{path}' started; "
                              f"cannot resume on different data")
-    return path
+    return path, lock_run_dir(path)
 
 
 def warn_if_data_changed(saved_config, data_files):

@@ -20,11 +20,18 @@ file                 content
                      ``padding_mass`` (N,)
 ``INCOMPLETE``       present while the run is still being written
 ===================  ===========================================================
+
+Model files are loaded only after their SHA-256 matches the one config.json
+recorded when they were saved; ``model.keras`` in Keras' safe mode (TensorFlow is
+imported then, not before). Still, ``model.joblib`` is a pickle: load run folders
+only from sources you trust.
 """
 
 import csv
 import dataclasses
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +39,10 @@ import numpy as np
 from serattn.features.feature_set import offsets_of
 from serattn.define import FRAME_RATE
 from serattn.errors import InputError
-from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_MODEL_FILE, METRICS_FILE,
-                                 NORMALIZATION_FILE, PREDICTIONS_FILE, check_run_format)
+from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_ARCHIVE_CONFIG,
+                                 KERAS_MODEL_FILE, METRICS_FILE,
+                                 MODEL_SHA256_KEY, NORMALIZATION_FILE, PREDICTIONS_FILE, STATIC_MODEL_FILE,
+                                 check_run_format, file_sha256)
 
 INCOMPLETE_MARKER = INCOMPLETE
 SPLITS = ("train", "val", "test")
@@ -145,6 +154,43 @@ class Run:
         """Path of ``model.keras``; InputError if the run has none."""
         return self.file(KERAS_MODEL_FILE)
 
+    def load_keras_model(self):
+        """``model.keras`` loaded in safe mode; one-line InputError if it is damaged, changed or unsafe."""
+        path = self.checked_model_file(KERAS_MODEL_FILE, required=False)
+        check_keras_archive(path)
+        import serattn
+
+        serattn.import_tensorflow()
+        import keras
+
+        import serattn.models  # noqa: F401  registers serattn's layers for safe mode
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as error:  # Keras raises ValueError, TypeError... for what it cannot rebuild
+            raise InputError(describe_keras_load_error(path, error)) from None
+
+    def load_static_model(self):
+        """``model.joblib`` (a pickle), unpickled only once its SHA-256 matches config.json's."""
+        import joblib
+
+        return joblib.load(self.checked_model_file(STATIC_MODEL_FILE, required=True))
+
+    def checked_model_file(self, name, required):
+        """Path of a model file whose SHA-256 matches the one recorded in config.json.
+
+        ``required``: refuse a file with no recorded hash (runs saved before hashes
+        were recorded); a pickle must never load unchecked, a safe-mode Keras file may.
+        """
+        path = self.file(name)
+        expected = (self.config.get(MODEL_SHA256_KEY) or {}).get(name)
+        if expected is None and required:
+            raise InputError(f"refusing to load '{path}': config.json records no SHA-256 for it, so it "
+                             f"cannot be checked (a pickle runs code when loaded)")
+        if expected is not None and file_sha256(path) != expected:
+            raise InputError(f"refusing to load '{path}': it does not match the SHA-256 recorded in "
+                             f"{CONFIG_FILE} (changed or replaced after training)")
+        return path
+
     def normalization(self):
         """The run's :class:`~serattn.features.normalization.Normalization`."""
         from serattn.features.normalization import Normalization
@@ -247,6 +293,32 @@ def open_run(path):
     if not isinstance(config["classes"], list) or len(config["classes"]) < 2:
         raise InputError(f"'classes' in '{config_path}' must list at least 2 class labels")
     return Run(path=path, config=config)
+
+
+def check_keras_archive(path):
+    """Raise InputError unless ``path`` is a whole .keras zip archive with a config.json."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            archive.getinfo(KERAS_ARCHIVE_CONFIG)
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as error:
+        damaged = str(error) or type(error).__name__
+    if damaged:
+        raise InputError(f"cannot load '{path}': not a complete .keras model file ({damaged}); it is "
+                         f"truncated or damaged: copy it again or re-run training")
+
+
+def describe_keras_load_error(path, error):
+    """One line for a model Keras refuses: the layer it would not rebuild, when the message names one."""
+    message = str(error)
+    if "Lambda" in message:
+        layer = "Lambda"
+    else:
+        named = re.search(r"deserialize '([\w.]+)'|locate (?:class|function) '([\w.]+)'", message)
+        layer = next((name for name in named.groups() if name), None) if named else None
+    if layer:
+        return f"refusing to load '{path}' (unsafe or unknown layer '{layer.rsplit('.', 1)[-1]}')"
+    return f"cannot load '{path}': {message.splitlines()[0] if message else type(error).__name__}"
 
 
 def check_attention(attention, source):

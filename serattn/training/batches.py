@@ -10,6 +10,10 @@ masking the result does not depend on the padding.
 import math
 
 import numpy as np
+import serattn
+
+serattn.import_tensorflow()  # before any TensorFlow import: no start-up log lines
+
 import tensorflow as tf
 
 LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs

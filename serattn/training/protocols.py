@@ -18,7 +18,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroup
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.runs import folder as runs
-from serattn.runs.folder import RunFolder
+from serattn.runs.folder import RunFolder, check_output, check_unlocked
 from serattn.runs.reading import open_run
 from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.config import parse_class_weight_spec
@@ -186,10 +186,16 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
     Yields:
         ``(metrics, title)`` per seed, for the end-of-run report.
     """
+    outs = [f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
+            for seed in experiment.seeds]
+    for out in outs:  # before any training: a refused --out should not cost a run
+        if resume:
+            check_unlocked(out)
+        else:
+            check_output(out, experiment.output.overwrite)
     seeds, tasks = [], []
     try:
-        for seed in experiment.seeds:
-            out = f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
+        for seed, out in zip(experiment.seeds, outs):
             seeded = experiment.with_seed(seed, out)
             if seeded.data.cv:
                 parent, folds, fold_tasks = start_cross_validation(train_one_run, seeded, train, classes,

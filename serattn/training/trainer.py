@@ -9,6 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
+import serattn
+
+serattn.import_tensorflow()  # before any TensorFlow import: no start-up log lines
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -258,12 +262,17 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
 
 
 def keep_history_rows(path, epochs):
-    """Keep the header and the first ``epochs`` rows of a CSVLogger file."""
+    """Keep the header and the first ``epochs`` rows of a CSVLogger file.
+
+    Read and written as bytes: CSVLogger ends its rows with CRLF (the csv module's
+    default), and text mode would turn the kept ones into LF, mixing the two once
+    the resumed run appends.
+    """
     path = Path(path)
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[:1 + epochs]) if epochs else "")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:1 + epochs]) if epochs else b"")
 
 
 # --- inference ---------------------------------------------------------------------
