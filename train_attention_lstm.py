@@ -19,7 +19,6 @@ from serattn.analysis.metrics import evaluate_predictions, format_report
 from serattn.config import LSTM_MODELS, LSTM_POOLINGS, NORMALIZATIONS, STRATEGIES
 from serattn.define import ACTIVATIONS
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.features.normalization import Normalization
 from serattn.runs import folder as runs
 from serattn.training import protocols
 from serattn.training.distribute import worker_out
@@ -142,11 +141,8 @@ def train_one_run(experiment, train, test, classes, out, data_files):
 
     model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
-    # Data: validation speakers held out, normalization from the training speakers.
-    fit_set, val_set = protocols.hold_out_validation(train, classes, experiment.data.val_speakers,
-                                                     train_config.seed, out)
-    normalization = Normalization.fit(fit_set, experiment.data.norm)
-    fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
+    # Data: validation speakers held out, normalization from the remaining training speakers.
+    fit_set, val_set, test, normalization = protocols.split_and_normalize(experiment, train, test, classes, out)
     class_index = {c: i for i, c in enumerate(classes)}
     targets = np.array([class_index[c] for c in fit_set.labels])
     class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)

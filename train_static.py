@@ -14,7 +14,6 @@ from serattn import config
 from serattn.analysis.metrics import evaluate_predictions, format_report
 from serattn.config import NORMALIZATIONS
 from serattn.errors import ArgumentParser, run_main
-from serattn.features.normalization import Normalization
 from serattn.runs import folder as runs
 from serattn.training import protocols, static
 
@@ -118,10 +117,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
     model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
     # Data: validation speakers held out, normalization from the remaining training speakers.
-    fit_set, val_set = protocols.hold_out_validation(train, classes, experiment.data.val_speakers,
-                                                     train_config.seed, out)
-    normalization = Normalization.fit(fit_set, experiment.data.norm)
-    fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
+    fit_set, val_set, test, normalization = protocols.split_and_normalize(experiment, train, test, classes, out)
     weights = dict(zip(classes, protocols.class_weights(train_config.class_weight, classes, fit_set.labels)))
 
     # The run folder exists only from here on, once every input has been checked.

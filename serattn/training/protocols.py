@@ -21,6 +21,7 @@ from serattn.runs import folder as runs
 from serattn.runs.folder import RunFolder, check_output, check_unlocked
 from serattn.runs.reading import open_run
 from serattn.features.feature_set import check_same_features, load_feature_set
+from serattn.features.normalization import Normalization
 from serattn.config import parse_class_weight_spec
 from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
@@ -153,6 +154,19 @@ def hold_out_validation(train, classes, spec, seed, out):
         raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
                          f"validation speakers are held out; choose other --val-speakers or merge classes")
     return fit_set, val_set
+
+
+def split_and_normalize(experiment, train, test, classes, out):
+    """The sets of one run: validation speakers held out of ``train``, normalization fitted
+    on the remaining (fit) speakers only and applied to every set.
+
+    Returns:
+        ``(fit_set, val_set, test, normalization)``.
+    """
+    fit_set, val_set = hold_out_validation(train, classes, experiment.data.val_speakers, experiment.seed, out)
+    normalization = Normalization.fit(fit_set, experiment.data.norm)
+    fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
+    return fit_set, val_set, test, normalization
 
 
 def speaker_folds(speakers, protocol, folds=None):
