@@ -15,13 +15,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import numpy as np
 
 from serattn import protocols, runs
+from serattn.attention import attention_diagnostics
 from serattn.data import NORMALIZATIONS, Normalization
-from serattn.define import ACTIVATIONS
+from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS
 from serattn.distribute import STRATEGIES, worker_out
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.metrics import evaluate_predictions, format_report
 
 MODELS = ("attention-lstm", "basic-lstm")
+
+# --preset NAME sets these flags' defaults (flags given on the command line win). "recommended" was
+# chosen on the UA of validation speakers held out of the training speakers of each emodb_2s LOSO
+# fold, never on test folds (docs/RESULTS_EMODB.md, "Attention variants").
+PRESETS = {
+    "published": {},
+    "recommended": {},
+}
 
 
 def build_parser():
@@ -50,8 +59,11 @@ def build_parser():
     model.add_argument("--attention-units", type=int, default=50, help="units of the first attention layer")
     model.add_argument("--attention-activation", default="tanh", choices=ACTIVATIONS,
                        help="activation of the first attention layer")
-    model.add_argument("--pooling", default="mean", choices=["mean", "last"],
-                       help="basic-lstm only: mean over valid frames, or the last valid frame")
+    model.add_argument("--pooling", default=None, choices=ATTENTION_POOLINGS + BASIC_POOLINGS,
+                       help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
+                            "and std), multihead (--heads H), attention+mean; basic-lstm: mean (default) over "
+                            "valid frames, or the last valid frame")
+    model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
     model.add_argument("--max-length", type=int, default=None,
@@ -69,6 +81,20 @@ def build_parser():
     training.add_argument("--pad-to-max", action="store_true",
                           help="pad every batch to --max-length instead of grouping by length")
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+
+    regular = parser.add_argument_group("regularization (training batches only; attention-lstm for the first four)")
+    regular.add_argument("--time-mask", type=int, default=0,
+                         help="SpecAugment time masks: zero stretches of up to N frames (0: off)")
+    regular.add_argument("--feature-mask", type=int, default=0,
+                         help="SpecAugment feature masks: zero bands of up to N adjacent features (0: off)")
+    regular.add_argument("--mask-count", type=int, default=2, help="time masks and feature masks per utterance")
+    regular.add_argument("--input-noise", type=float, default=0.0,
+                         help="std of Gaussian noise added to the normalized frames (0: off)")
+    regular.add_argument("--pooled-dropout", type=float, default=0.0, help="dropout rate on the pooled vector")
+    regular.add_argument("--weight-decay", type=float, default=0.0,
+                         help="decoupled weight decay (AdamW instead of Adam; 0: plain Adam)")
+    regular.add_argument("--label-smoothing", type=float, default=0.0,
+                         help="smooth the training targets towards uniform by this much (0: off)")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
     training.add_argument("--strategy", default="default", choices=STRATEGIES,
                           help="default: one device; mirrored: all GPUs of this machine; multiworker: the "
@@ -84,6 +110,10 @@ def build_parser():
     output.add_argument("--quiet", action="store_true", help="no progress bar")
     output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
+    output.add_argument("--preset", choices=sorted(PRESETS),
+                        help="published: the published model (the defaults); recommended: "
+                             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PRESETS["recommended"].items())
+                             + " (flags given here win)")
     output.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     return parser
 
@@ -95,6 +125,9 @@ NOT_CONFIG = ("debug", "quiet", "overwrite", "config", "resume", "saved_config",
 def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.preset:  # preset values become defaults: flags given on the command line win
+        parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
     if args.resume or args.config:
         saved = runs.read_config(Path(args.resume, "config.json") if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
@@ -129,10 +162,39 @@ def parse_args(argv):
     if args.resume and args.strategy == "multiworker":
         parser.error("--resume is not supported with --strategy multiworker (every worker would need the "
                      "chief's checkpoint); resume with --strategy default or mirrored, or start again")
+    for flag in ("time_mask", "feature_mask", "mask_count", "input_noise", "weight_decay"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must not be negative, got {getattr(args, flag)}")
+    for flag in ("pooled_dropout", "label_smoothing"):
+        if not 0 <= getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be in [0, 1), got {getattr(args, flag)}")
+    resolve_pooling(parser, args)
     args.cv = protocols.parse_cv(args.cv)
     args.pad_to_max = args.pad_to_max or not args.mask  # the published model padded everything
     args.out = args.out or f"results/{args.model}-{args.activation}-seed{args.seed}"
     return args
+
+
+def resolve_pooling(parser, args):
+    """Set ``args.pooling`` to the model's default and refuse flags the model lacks."""
+    saved = getattr(args, "saved_config", None)
+    if args.model == "attention-lstm" and saved is not None and "heads" not in saved \
+            and args.pooling in BASIC_POOLINGS:
+        args.pooling = None  # a config.json from before pooling variants: its 'mean' meant basic-lstm only
+    if args.pooling is None:
+        args.pooling = "attention" if args.model == "attention-lstm" else "mean"
+    valid = ATTENTION_POOLINGS if args.model == "attention-lstm" else BASIC_POOLINGS
+    if args.pooling not in valid:
+        parser.error(f"--pooling {args.pooling} does not apply to --model {args.model}; expected one of: "
+                     f"{', '.join(valid)}")
+    if args.heads < 1 or (args.heads > 1 and args.pooling != "multihead"):
+        parser.error(f"--heads {args.heads} needs --pooling multihead and must be at least 1")
+    if args.pooling != "attention" and not args.mask:
+        parser.error(f"--pooling {args.pooling} needs the padding mask; drop --no-mask")
+    if args.model == "basic-lstm" and (args.time_mask or args.feature_mask or args.input_noise
+                                       or args.pooled_dropout):
+        parser.error("--time-mask, --feature-mask, --input-noise and --pooled-dropout apply to "
+                     "--model attention-lstm only")
 
 
 def train_one_run(args, train, test, classes, out, data_files):
@@ -199,6 +261,8 @@ def train_one_run(args, train, test, classes, out, data_files):
         metrics["diverged_epoch"] = diverged_epoch
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
+        weights = outputs["test"]["weights"]
+        metrics.update(attention_diagnostics(np.concatenate(weights), np.array([len(w) for w in weights])))
         runs.write_json(out / "metrics.json", metrics)
     except (InputError, OSError):
         if not resuming:

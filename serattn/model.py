@@ -15,8 +15,10 @@ spread weight over the padding); use it to compare with the published numbers.
 import keras
 from keras import layers, ops
 
+from serattn.augment import FrameAugment
 from serattn.define import ACTIVATIONS
 from serattn.errors import InputError
+from serattn.pooling import attention_head, check_pooling
 
 
 @keras.saving.register_keras_serializable(package="serattn")
@@ -73,8 +75,16 @@ def build_attention_lstm(
     attention_activation="tanh",
     masked=True,
     max_length=None,
+    pooling="attention",
+    heads=1,
+    augment=None,
+    pooled_dropout=0.0,
 ):
     """Build the published attention LSTM (functional API, every layer named).
+
+    The defaults build the published model; ``pooling``, ``heads``, ``augment`` and
+    ``pooled_dropout`` select the variants of :mod:`serattn.pooling` and the
+    training-only regularizers of :mod:`serattn.augment`.
 
     Args:
         num_features: D, features per frame (32 for IS09 LLD + deltas).
@@ -86,6 +96,12 @@ def build_attention_lstm(
         attention_activation: its activation (published: tanh).
         masked: skip padded frames (see module docstring).
         max_length: fixed number of frames, or None for any length.
+        pooling: ``"attention"`` (published) or another of
+            :data:`serattn.pooling.ATTENTION_POOLINGS`.
+        heads: attention heads (``pooling="multihead"`` only).
+        augment: keyword arguments of :class:`serattn.augment.FrameAugment`
+            (layer ``augment`` before the LSTM), or None for none.
+        pooled_dropout: dropout rate on the pooled vector (layer ``pooled_dropout``).
 
     Returns:
         A ``keras.Model`` with inputs ``{"features", "mask"}`` and output
@@ -96,15 +112,26 @@ def build_attention_lstm(
     features = keras.Input(shape=(max_length, num_features), name="features")
     mask = keras.Input(shape=(max_length,), dtype="bool", name="mask")
 
+    check_pooling(pooling, heads)
+    if not masked and pooling != "attention":
+        raise InputError(f"--pooling {pooling} needs the padding mask; drop --no-mask")
     lstm_mask = mask if masked else None
+    lstm_input = features
+    if augment:
+        lstm_input = FrameAugment(**augment, name="augment")(features, mask)  # training batches only
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
-                          return_sequences=True, name="lstm1")(features, mask=lstm_mask)
+                          return_sequences=True, name="lstm1")(lstm_input, mask=lstm_mask)
     # (batch, frames, units)
-    scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
-                          name="attention_dense1")(outputs)  # (batch, frames, attention_units)
-    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
-    weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
-    representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
+    if pooling == "attention":
+        scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
+                              name="attention_dense1")(outputs)  # (batch, frames, attention_units)
+        scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
+        weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
+        representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
+    else:
+        representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation)
+    if pooled_dropout:
+        representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
     return keras.Model({"features": features, "mask": mask}, probabilities, name="attention_lstm")
 

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 
 from serattn import runs
+from serattn.attention import attention_diagnostics
 from serattn.data import check_same_features, load_feature_set
 from serattn.errors import InputError
 from serattn.metrics import evaluate_predictions
@@ -267,18 +268,26 @@ def write_pooled_run(out, fold_dirs, classes):
         temporary.unlink(missing_ok=True)
     if all((folder / "attention.npz").is_file() for folder in fold_dirs):
         _pool_attention(out, fold_dirs)
+        with np.load(out / "attention.npz") as pooled:  # the folds' test utterances
+            metrics.update(attention_diagnostics(pooled["weights"], pooled["lengths"]))
+        runs.write_json(out / "metrics.json", metrics)
     return metrics
 
 
 def _pool_attention(out, fold_dirs):
-    pooled = {key: [] for key in ("weights", "z", "ids", "labels", "speakers", "split", "padding_mass")}
+    pooled = {key: [] for key in ("weights", "z", "ids", "labels", "speakers", "split", "padding_mass",
+                                  "head_weights")}
     for folder in fold_dirs:
         with np.load(folder / "attention.npz") as fold:
             test = fold["split"] == "test"
             weights = np.split(fold["weights"], np.cumsum(fold["lengths"])[:-1])
             pooled["weights"] += [w for w, keep in zip(weights, test) if keep]
+            if "head_weights" in fold.files:
+                heads = np.split(fold["head_weights"], np.cumsum(fold["lengths"])[:-1])
+                pooled["head_weights"] += [h for h, keep in zip(heads, test) if keep]
             for key in ("z", "ids", "labels", "speakers", "split", "padding_mass"):
                 pooled[key].append(fold[key][test])
     runs.write_attention(out / "attention.npz", pooled["weights"],
                          *(np.concatenate(pooled[key]) for key in ("z", "ids", "labels", "speakers", "split",
-                                                                    "padding_mass")))
+                                                                    "padding_mass")),
+                         head_weights=pooled["head_weights"] or None)

@@ -93,13 +93,20 @@ def write_predictions(path, ids, speakers, split, true_labels, predicted_labels,
         temporary.unlink(missing_ok=True)
 
 
-def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass):
-    """attention.npz: ragged weights (sum of lengths,) with lengths, z (N, units), ids..."""
+def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass, head_weights=None):
+    """attention.npz: ragged weights (sum of lengths,) with lengths, z (N, units), ids...
+
+    ``head_weights`` (list of (T_i, heads) arrays), when given, is saved as
+    ``head_weights`` (sum of lengths, heads): the per-head attention of a multi-head
+    model, whose mean over heads is ``weights``.
+    """
     temporary = atomic_path(path)
+    extra = {} if head_weights is None else {"head_weights": np.concatenate(head_weights).astype(np.float32)}
     try:
         with open(temporary, "wb") as handle:
             np.savez(
                 handle,
+                **extra,
                 weights=np.concatenate(weights).astype(np.float32),
                 lengths=np.array([len(w) for w in weights], dtype=np.int64),
                 z=np.asarray(z, np.float32),
@@ -221,7 +228,9 @@ def write_evaluation(out, parts, outputs, classes):
     write_attention(out / "attention.npz", [w for name, _ in parts for w in outputs[name]["weights"]],
                     np.concatenate([outputs[name]["z"] for name, _ in parts]),
                     joined("ids"), joined("labels"), joined("speakers"), split,
-                    np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]))
+                    np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]),
+                    head_weights=([w for name, _ in parts for w in outputs[name]["head_weights"]]
+                                  if "head_weights" in outputs[parts[0][0]] else None))
     return predicted
 
 

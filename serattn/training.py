@@ -23,6 +23,7 @@ from serattn.data import pad_batch
 from serattn.distribute import build_from_local_batch, get_strategy, split_across_workers
 from serattn.errors import InputError
 from serattn.model import build_analysis_model
+from serattn.pooling import unmasked_lstm_view
 
 LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
 
@@ -235,9 +236,26 @@ def build_model(args, num_features, num_classes):
             model = build_attention_lstm(
                 num_features, num_classes, units=args.units, activation=args.activation,
                 recurrent_dropout=args.recurrent_dropout, attention_units=args.attention_units,
-                attention_activation=args.attention_activation, masked=args.mask)
-        compile_model(model, num_classes, args.learning_rate, args.clipnorm)
+                attention_activation=args.attention_activation, masked=args.mask,
+                **attention_variant_args(args))
+        compile_model(model, num_classes, args.learning_rate, args.clipnorm,
+                      weight_decay=getattr(args, "weight_decay", 0.0),
+                      label_smoothing=getattr(args, "label_smoothing", 0.0))
     return model
+
+
+def attention_variant_args(args):
+    """Pooling and regularization keywords of ``build_attention_lstm`` from the flags.
+
+    Flags absent from ``args`` (older configs, callers that build their own
+    namespace) keep the published model.
+    """
+    augment = {"time_mask": getattr(args, "time_mask", 0), "feature_mask": getattr(args, "feature_mask", 0),
+               "count": getattr(args, "mask_count", 2), "noise_std": getattr(args, "input_noise", 0.0),
+               "seed": args.seed}
+    active = augment["time_mask"] or augment["feature_mask"] or augment["noise_std"]
+    return {"pooling": getattr(args, "pooling", None) or "attention", "heads": getattr(args, "heads", 1),
+            "augment": augment if active else None, "pooled_dropout": getattr(args, "pooled_dropout", 0.0)}
 
 
 def use_mixed_precision():
@@ -252,11 +270,25 @@ def tensorboard_callbacks(out):
     return [keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard"))]
 
 
-def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None):
+def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None, weight_decay=0.0,
+                  label_smoothing=0.0, loss=None):
+    """Compile with Adam (AdamW when ``weight_decay`` > 0) and sparse cross-entropy.
+
+    ``label_smoothing`` > 0 smooths the targets towards uniform
+    (:class:`serattn.augment.SmoothedSparseCategoricalCrossentropy`).
+    """
+    from serattn.augment import SmoothedSparseCategoricalCrossentropy
+
+    if optimizer is None and weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay,
+                                           clipnorm=clipnorm)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+    if loss is None:
+        loss = (SmoothedSparseCategoricalCrossentropy(label_smoothing) if label_smoothing
+                else keras.losses.SparseCategoricalCrossentropy())
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=loss,
         metrics=[UnweightedAverageRecall(num_classes), keras.metrics.SparseCategoricalAccuracy(name="wa")],
     )
 
@@ -275,6 +307,10 @@ def trainer_for(model, padding):
     lstm = model.get_layer("lstm1")
     if padding != "post" or not _lstm_is_masked(model):
         return model
+    if not _is_published_head(model):  # pooling variants, augmentation, pooled dropout
+        view = unmasked_lstm_view(model)
+        compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss)
+        return view
     features = keras.Input(shape=model.input["features"].shape[1:], name="features")
     mask = keras.Input(shape=model.input["mask"].shape[1:], dtype="bool", name="mask")
     outputs = lstm(features)  # (batch, frames, units), exact on valid frames for post-padding
@@ -289,6 +325,14 @@ def trainer_for(model, padding):
                        name=model.name)
     compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer)
     return view
+
+
+def _is_published_head(model):
+    """Whether ``model`` is the published attention LSTM or the basic LSTM, nothing added."""
+    published = {"features", "mask", "lstm1", "attention_dense1", "attention_dense2", "attention_weights",
+                 "attention_representation", "output"}
+    return {layer.name for layer in model.layers} <= published and \
+        type(model.get_layer("attention_representation")).__name__ in ("AttentionPooling", "MaskedPooling")
 
 
 def _lstm_is_masked(model):
@@ -438,9 +482,14 @@ def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding
     Returns:
         dict with ``probabilities`` (N, classes), ``weights`` (list of (T_i,)
         arrays over each utterance's own frames), ``z`` (N, units) and
-        ``padding_mass`` (N,), the attention that fell on padding (0 when masked).
+        ``padding_mass`` (N,), the attention that fell on padding (0 when masked);
+        for a multi-head model also ``head_weights`` (list of (T_i, heads) arrays,
+        whose mean over heads is ``weights``).
     """
     analysis = build_analysis_model(model)
+    multihead = "attention_heads" in [layer.name for layer in model.layers]
+    if multihead:  # per-head weights too, (batch, frames, heads)
+        analysis = keras.Model(analysis.inputs, [*analysis.outputs, model.get_layer("attention_heads").output])
     # One trace for every batch shape; Keras' predict_on_batch would retrace per length.
     signature = [{"features": tf.TensorSpec((None, None, sequences[0].shape[1]), tf.float32),
                   "mask": tf.TensorSpec((None, None), tf.bool)}]
@@ -450,12 +499,18 @@ def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding
     z = np.zeros((n, analysis.outputs[2].shape[-1]), np.float32)
     weights = [None] * n
     padding_mass = np.zeros(n, np.float32)
+    head_weights = [None] * n
     for index, inputs in inference_batches(sequences, batch_size, pad_to, padding):
-        batch_probabilities, batch_weights, batch_z = (np.asarray(t) for t in step(inputs))
+        batch_probabilities, batch_weights, batch_z, *batch_heads = (np.asarray(t) for t in step(inputs))
         probabilities[index] = batch_probabilities
         z[index] = batch_z
         for row, i in enumerate(index):
             valid = inputs["mask"][row]
             weights[i] = batch_weights[row][valid]
             padding_mass[i] = batch_weights[row][~valid].sum()
-    return {"probabilities": probabilities, "weights": weights, "z": z, "padding_mass": padding_mass}
+            if multihead:
+                head_weights[i] = batch_heads[0][row][valid]  # (frames, heads)
+    result = {"probabilities": probabilities, "weights": weights, "z": z, "padding_mass": padding_mass}
+    if multihead:
+        result["head_weights"] = head_weights
+    return result
