@@ -18,7 +18,7 @@ from keras import layers, ops
 from serattn.augment import FrameAugment
 from serattn.define import ACTIVATIONS
 from serattn.errors import InputError
-from serattn.pooling import attention_head, check_pooling
+from serattn.pooling import HeadMean, attention_head, check_pooling
 
 
 @keras.saving.register_keras_serializable(package="serattn")
@@ -193,11 +193,14 @@ def build_analysis_model(model):
         ``keras.Model`` mapping the same inputs to ``(probabilities (batch,
         classes), attention weights (batch, frames), representation (batch, units))``.
         A model without attention (basic LSTM) reports uniform weights over the
-        valid frames, i.e. what its mean pooling does.
+        valid frames, i.e. what its mean pooling does; a multi-head model the mean
+        of its heads' weights.
     """
     names = [layer.name for layer in model.layers]
     if "attention_weights" in names:
         weights = model.get_layer("attention_weights").output
+    elif "attention_heads" in names:  # multi-head pooling: the mean attention over heads
+        weights = HeadMean(name="attention_weights")(model.get_layer("attention_heads").output)
     else:
         mask = next(tensor for tensor in model.inputs if tensor.name == "mask")
         weights = UniformWeights(name="uniform_weights")(mask)

@@ -16,9 +16,10 @@ scoring layers and names, and differ in what they pool:
 
 Every layer takes the mask explicitly: padded frames get exactly zero weight, and a
 padded utterance gives the same output as the unpadded one. Layer names follow
-``build_analysis_model``: ``attention_weights`` is the (mean over heads) attention
-over frames, ``attention_representation`` the pooled vector; ``attention_heads`` holds
-the per-head weights of ``multihead``.
+``build_analysis_model``: ``attention_weights`` is the attention over frames,
+``attention_representation`` the pooled vector; ``multihead`` has ``attention_heads``
+(per-head weights) instead, and its analysis model reports their mean over heads as
+``attention_weights``.
 """
 
 import keras
@@ -150,7 +151,7 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
     if pooling == "multihead":
         scores = layers.Dense(heads, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, heads)
         head_weights = MaskedHeadSoftmax(name="attention_heads")(scores, mask)  # (batch, frames, heads)
-        HeadMean(name="attention_weights")(head_weights)  # (batch, frames), read by analysis code
+        # build_analysis_model adds their mean over heads as "attention_weights".
         return MultiHeadPooling(name="attention_representation")(outputs, head_weights)
     scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
     weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)

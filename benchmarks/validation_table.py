@@ -1,0 +1,60 @@
+"""Validation and test UA of cross-validated runs, for choosing settings on validation speakers only.
+
+    python benchmarks/validation_table.py results/emodb-variants/*
+
+Per run folder (a --cv parent): the mean over folds of each fold's ``val_ua`` (the
+UA of the validation speakers held out of that fold's training speakers: the
+number to choose on), the median best epoch, and, for the record only, the pooled
+test UA and the fold mean +- std of the test UA. Rows are sorted by validation UA.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def summarize(run_dir):
+    run_dir = Path(run_dir)
+    folds = sorted(run_dir.glob("fold-*/metrics.json"))
+    if not (run_dir / "metrics.json").is_file() or not folds:
+        return None
+    pooled = json.loads((run_dir / "metrics.json").read_text())
+    fold_metrics = [json.loads(path.read_text()) for path in folds]
+    val = [m["val_ua"] for m in fold_metrics if m.get("val_ua") is not None]
+    epochs = [m["best_epoch"] for m in fold_metrics if m.get("best_epoch") is not None]
+    return {
+        "run": run_dir.name,
+        "val_ua_mean": 100 * float(np.mean(val)) if val else float("nan"),
+        "best_epoch_median": float(np.median(epochs)) if epochs else float("nan"),
+        "test_ua_pooled": 100 * pooled["ua"],
+        "test_ua_fold_mean": 100 * pooled["ua_fold_mean"],
+        "test_ua_fold_std": 100 * pooled["ua_fold_std"],
+        "width": pooled.get("attention_effective_width"),
+        "top10": pooled.get("attention_top10_mass"),
+        "minutes": pooled.get("seconds", float("nan")) / 60 if pooled.get("seconds") else float("nan"),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dirs", nargs="+")
+    args = parser.parse_args(argv)
+    rows = [row for row in map(summarize, args.run_dirs) if row is not None]
+    rows.sort(key=lambda row: -row["val_ua_mean"])
+    print("| run | val UA (mean over folds) | median best epoch | test UA pooled | test UA fold mean ± std "
+          "| attention width | top-10% mass | minutes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        width = f"{r['width']:.2f}" if r["width"] is not None else ""
+        top = f"{r['top10']:.2f}" if r["top10"] is not None else ""
+        print(f"| {r['run']} | {r['val_ua_mean']:.1f} | {r['best_epoch_median']:.0f} | {r['test_ua_pooled']:.1f} "
+              f"| {r['test_ua_fold_mean']:.1f} ± {r['test_ua_fold_std']:.1f} | {width} | {top} "
+              f"| {r['minutes']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
