@@ -64,6 +64,8 @@ def build_parser():
                             "and std), multihead (--heads H), attention+mean; basic-lstm: mean (default) over "
                             "valid frames, or the last valid frame")
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
+    model.add_argument("--pool-inputs", action="store_true",
+                       help="attention-lstm: pool the input frames next to the LSTM outputs, with the same weights")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
     model.add_argument("--max-length", type=int, default=None,
@@ -189,7 +191,9 @@ def resolve_pooling(parser, args):
                      f"{', '.join(valid)}")
     if args.heads < 1 or (args.heads > 1 and args.pooling != "multihead"):
         parser.error(f"--heads {args.heads} needs --pooling multihead and must be at least 1")
-    if args.pooling != "attention" and not args.mask:
+    if args.model == "basic-lstm" and args.pool_inputs:
+        parser.error("--pool-inputs applies to --model attention-lstm only")
+    if (args.pooling != "attention" or args.pool_inputs) and not args.mask:
         parser.error(f"--pooling {args.pooling} needs the padding mask; drop --no-mask")
     if args.model == "basic-lstm" and (args.time_mask or args.feature_mask or args.input_noise
                                        or args.pooled_dropout):

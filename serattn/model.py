@@ -79,11 +79,12 @@ def build_attention_lstm(
     heads=1,
     augment=None,
     pooled_dropout=0.0,
+    pool_inputs=False,
 ):
     """Build the published attention LSTM (functional API, every layer named).
 
-    The defaults build the published model; ``pooling``, ``heads``, ``augment`` and
-    ``pooled_dropout`` select the variants of :mod:`serattn.pooling` and the
+    The defaults build the published model; ``pooling``, ``heads``, ``augment``,
+    ``pooled_dropout`` and ``pool_inputs`` select the variants of :mod:`serattn.pooling` and the
     training-only regularizers of :mod:`serattn.augment`.
 
     Args:
@@ -102,6 +103,9 @@ def build_attention_lstm(
         augment: keyword arguments of :class:`serattn.augment.FrameAugment`
             (layer ``augment`` before the LSTM), or None for none.
         pooled_dropout: dropout rate on the pooled vector (layer ``pooled_dropout``).
+        pool_inputs: pool the input frames next to the LSTM outputs (layer
+            ``pooled_frames``), with the same attention weights; scores still come
+            from the LSTM outputs.
 
     Returns:
         A ``keras.Model`` with inputs ``{"features", "mask"}`` and output
@@ -113,7 +117,7 @@ def build_attention_lstm(
     mask = keras.Input(shape=(max_length,), dtype="bool", name="mask")
 
     check_pooling(pooling, heads)
-    if not masked and pooling != "attention":
+    if not masked and (pooling != "attention" or pool_inputs):
         raise InputError(f"--pooling {pooling} needs the padding mask; drop --no-mask")
     lstm_mask = mask if masked else None
     lstm_input = features
@@ -122,14 +126,18 @@ def build_attention_lstm(
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
                           return_sequences=True, name="lstm1")(lstm_input, mask=lstm_mask)
     # (batch, frames, units)
-    if pooling == "attention":
+    if pooling == "attention" and not pool_inputs:
         scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
                               name="attention_dense1")(outputs)  # (batch, frames, attention_units)
         scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
         weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
         representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
     else:
-        representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation)
+        values = outputs
+        if pool_inputs:  # pool the input frames next to the LSTM outputs
+            values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
+        representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
+                                        values=values)
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)

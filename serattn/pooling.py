@@ -130,20 +130,24 @@ class AttentionMeanPooling(layers.Layer):
 
 
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
-                   attention_activation="tanh"):
-    """Score, weigh and pool LSTM outputs with the attention variant ``pooling``.
+                   attention_activation="tanh", values=None):
+    """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
 
     Args:
-        outputs: (batch, frames, units) LSTM outputs.
+        outputs: (batch, frames, units) LSTM outputs, which the attention scores.
         mask: (batch, frames) bool, True on real frames.
-        pooling: one of :data:`ATTENTION_POOLINGS` other than the published
-            ``attention``, which :func:`serattn.model.build_attention_lstm` builds itself.
+        pooling: one of :data:`ATTENTION_POOLINGS` (the published ``attention`` with
+            ``values`` other than ``outputs``; :func:`serattn.model.build_attention_lstm`
+            builds the published model itself).
         heads: scoring heads of ``multihead``.
+        values: (batch, frames, V) frames to pool; ``outputs`` if None.
 
     Returns:
         The ``attention_representation`` tensor, (batch, pooled size).
     """
-    from serattn.model import MaskedTimeSoftmax  # the published softmax for one head
+    from serattn.model import AttentionPooling, MaskedTimeSoftmax  # the published single head
+
+    values = outputs if values is None else values
 
     check_pooling(pooling, heads)
     hidden = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
@@ -152,12 +156,14 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         scores = layers.Dense(heads, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, heads)
         head_weights = MaskedHeadSoftmax(name="attention_heads")(scores, mask)  # (batch, frames, heads)
         # build_analysis_model adds their mean over heads as "attention_weights".
-        return MultiHeadPooling(name="attention_representation")(outputs, head_weights)
+        return MultiHeadPooling(name="attention_representation")(values, head_weights)
     scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
     weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)
+    if pooling == "attention":
+        return AttentionPooling(name="attention_representation")(values, weights)
     if pooling == "attentive-stats":
-        return AttentiveStatsPooling(name="attention_representation")(outputs, weights)
-    return AttentionMeanPooling(name="attention_representation")(outputs, weights, mask)
+        return AttentiveStatsPooling(name="attention_representation")(values, weights)
+    return AttentionMeanPooling(name="attention_representation")(values, weights, mask)
 
 
 def check_pooling(pooling, heads=1):

@@ -255,7 +255,8 @@ def attention_variant_args(args):
                "seed": args.seed}
     active = augment["time_mask"] or augment["feature_mask"] or augment["noise_std"]
     return {"pooling": getattr(args, "pooling", None) or "attention", "heads": getattr(args, "heads", 1),
-            "augment": augment if active else None, "pooled_dropout": getattr(args, "pooled_dropout", 0.0)}
+            "augment": augment if active else None, "pooled_dropout": getattr(args, "pooled_dropout", 0.0),
+            "pool_inputs": getattr(args, "pool_inputs", False)}
 
 
 def use_mixed_precision():

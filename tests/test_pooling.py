@@ -23,11 +23,16 @@ def outputs(model, sequences, length=None):
     return [np.asarray(t) for t in analysis({"features": batch, "mask": mask}, training=False)] + [mask]
 
 
-@pytest.mark.parametrize("pooling, heads, factor", VARIANTS)
-def test_variant_is_masked_padding_invariant_and_sized(pooling, heads, factor):
+@pytest.mark.parametrize("pool_inputs", [False, True])
+@pytest.mark.parametrize("pooling, heads, factor", VARIANTS + [("attention", 1, 1)])
+def test_variant_is_masked_padding_invariant_and_sized(pooling, heads, factor, pool_inputs):
+    if pooling == "attention" and not pool_inputs:
+        return  # the published model: tests/test_model.py
     rng = np.random.default_rng(0)
-    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling=pooling, heads=heads)
-    assert model.get_layer("attention_representation").output.shape == (None, 10 * factor)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling=pooling, heads=heads,
+                                 pool_inputs=pool_inputs)
+    size = 10 + 6 if pool_inputs else 10  # LSTM units (+ input features)
+    assert model.get_layer("attention_representation").output.shape == (None, size * factor)
     sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19)]
     p0, w0, z0, m0 = outputs(model, sequences)
     p1, w1, z1, m1 = outputs(model, sequences, length=45)
@@ -63,7 +68,7 @@ def test_variant_saves_and_loads_in_safe_mode(tmp_path, pooling, heads, factor):
     rng = np.random.default_rng(3)
     model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling=pooling, heads=heads,
                                  augment={"time_mask": 3, "feature_mask": 2, "noise_std": 0.1, "seed": 1},
-                                 pooled_dropout=0.3)
+                                 pooled_dropout=0.3, pool_inputs=pooling == "attentive-stats")
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (9, 14)]
@@ -73,7 +78,7 @@ def test_variant_saves_and_loads_in_safe_mode(tmp_path, pooling, heads, factor):
 
 def test_trainer_view_shares_weights_and_agrees_on_post_padding():
     rng = np.random.default_rng(4)
-    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="multihead", heads=2)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="multihead", heads=2, pool_inputs=True)
     model.compile(loss="sparse_categorical_crossentropy")
     view = trainer_for(model, "post")
     assert view is not model and view.get_layer("lstm1") is model.get_layer("lstm1")
