@@ -16,7 +16,18 @@ from pathlib import Path
 import numpy as np
 
 
-def summarize(run_dir):
+def read_times(path):
+    """Run name -> wall-clock seconds, from run_queue.sh's times.tsv (the last entry wins)."""
+    times = {}
+    if path and Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            name, rc, seconds, *_ = line.split("\t")
+            if rc == "0":
+                times[name] = int(seconds)
+    return times
+
+
+def summarize(run_dir, times=None):
     run_dir = Path(run_dir)
     folds = sorted(run_dir.glob("fold-*/metrics.json"))
     if not (run_dir / "metrics.json").is_file() or not folds:
@@ -34,15 +45,17 @@ def summarize(run_dir):
         "test_ua_fold_std": 100 * pooled["ua_fold_std"],
         "width": pooled.get("attention_effective_width"),
         "top10": pooled.get("attention_top10_mass"),
-        "minutes": pooled.get("seconds", float("nan")) / 60 if pooled.get("seconds") else float("nan"),
+        "minutes": (times or {}).get(run_dir.name, float("nan")) / 60,
     }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--times", default="logs/times.tsv", help="run_queue.sh's wall-clock log")
     args = parser.parse_args(argv)
-    rows = [row for row in map(summarize, args.run_dirs) if row is not None]
+    times = read_times(args.times)
+    rows = [row for row in (summarize(run_dir, times) for run_dir in args.run_dirs) if row is not None]
     rows.sort(key=lambda row: -row["val_ua_mean"])
     print("| run | val UA (mean over folds) | median best epoch | test UA pooled | test UA fold mean ± std "
           "| attention width | top-10% mass | minutes |")
