@@ -15,14 +15,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import numpy as np
 
 from serattn import config
+from serattn.analysis.attention import attention_diagnostics
 from serattn.analysis.metrics import evaluate_predictions, format_report
-from serattn.config import LSTM_MODELS, LSTM_POOLINGS, NORMALIZATIONS, STRATEGIES
-from serattn.define import ACTIVATIONS
+from serattn.config import LSTM_MODELS, NORMALIZATIONS, PRESETS, STRATEGIES
+from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs import folder as runs
 from serattn.training import protocols
 from serattn.training.distribute import worker_out
-
 
 def build_parser():
     parser = ArgumentParser(description=__doc__.split("\n")[0])
@@ -50,8 +50,13 @@ def build_parser():
     model.add_argument("--attention-units", type=int, default=50, help="units of the first attention layer")
     model.add_argument("--attention-activation", default="tanh", choices=ACTIVATIONS,
                        help="activation of the first attention layer")
-    model.add_argument("--pooling", default="mean", choices=LSTM_POOLINGS,
-                       help="basic-lstm only: mean over valid frames, or the last valid frame")
+    model.add_argument("--pooling", default=None, choices=ATTENTION_POOLINGS + BASIC_POOLINGS,
+                       help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
+                            "and std), multihead (--heads H), attention+mean; basic-lstm: mean (default) over "
+                            "valid frames, or the last valid frame")
+    model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
+    model.add_argument("--pool-inputs", action="store_true",
+                       help="attention-lstm: pool the input frames next to the LSTM outputs, with the same weights")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
     model.add_argument("--max-length", type=int, default=None,
@@ -69,6 +74,20 @@ def build_parser():
     training.add_argument("--pad-to-max", action="store_true",
                           help="pad every batch to --max-length instead of grouping by length")
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+
+    regular = parser.add_argument_group("regularization (training batches only; attention-lstm for the first four)")
+    regular.add_argument("--time-mask", type=int, default=0,
+                         help="SpecAugment time masks: zero stretches of up to N frames (0: off)")
+    regular.add_argument("--feature-mask", type=int, default=0,
+                         help="SpecAugment feature masks: zero bands of up to N adjacent features (0: off)")
+    regular.add_argument("--mask-count", type=int, default=2, help="time masks and feature masks per utterance")
+    regular.add_argument("--input-noise", type=float, default=0.0,
+                         help="std of Gaussian noise added to the normalized frames (0: off)")
+    regular.add_argument("--pooled-dropout", type=float, default=0.0, help="dropout rate on the pooled vector")
+    regular.add_argument("--weight-decay", type=float, default=0.0,
+                         help="decoupled weight decay (AdamW instead of Adam; 0: plain Adam)")
+    regular.add_argument("--label-smoothing", type=float, default=0.0,
+                         help="smooth the training targets towards uniform by this much (0: off)")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
     training.add_argument("--strategy", default="default", choices=STRATEGIES,
                           help="default: one device; mirrored: all GPUs of this machine; multiworker: the "
@@ -93,6 +112,10 @@ def build_parser():
     output.add_argument("--quiet", action="store_true", help="no progress bar")
     output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
+    output.add_argument("--preset", choices=sorted(PRESETS),
+                        help="published: the published model (the defaults); recommended: "
+                             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PRESETS["recommended"].items())
+                             + " (flags given here win)")
     output.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     return parser
 
@@ -102,6 +125,9 @@ def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     saved = None
+    if args.preset:  # preset values become defaults: flags given on the command line win
+        parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
     if args.resume or args.config:
         saved = runs.read_config(Path(args.resume, runs.CONFIG_FILE) if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
@@ -117,6 +143,10 @@ def parse_args(argv):
     if args.resume and args.strategy == "multiworker":
         parser.error("--resume is not supported with --strategy multiworker (every worker would need the "
                      "chief's checkpoint); resume with --strategy default or mirrored, or start again")
+    if args.pooling is None or (saved is not None and "heads" not in saved and args.model == "attention-lstm"
+                                and args.pooling in BASIC_POOLINGS):
+        # the model's own default; a config.json from before pooling variants said 'mean' for basic-lstm only
+        args.pooling = "attention" if args.model == "attention-lstm" else "mean"
     flags = vars(args) | {"cv": config.parse_cv(args.cv),
                           "pad_to_max": args.pad_to_max or not args.mask}  # the published model padded everything
     data, model, training = config.from_flags(flags, (config.DataConfig, config.ModelConfig, config.TrainConfig))
@@ -130,7 +160,7 @@ def parse_args(argv):
 
 # Saved keys that a rerun does not take over: how the earlier command was run.
 NOT_SAVED = ("debug", "quiet", "overwrite", "config", "resume", "seeds", "out", "tensorboard", "jobs",
-             "dask_scheduler")
+             "dask_scheduler", "preset")
 
 
 def train_one_run(experiment, train, test, classes, out, data_files):
@@ -202,6 +232,8 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         metrics["diverged_epoch"] = diverged_epoch
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
+        weights = outputs["test"]["weights"]
+        metrics.update(attention_diagnostics(np.concatenate(weights), np.array([len(w) for w in weights])))
         run.write_metrics(metrics)
     except (InputError, OSError):
         if not resuming:

@@ -18,15 +18,21 @@ Groups follow the scripts' flag groups:
 import dataclasses
 from dataclasses import dataclass, field
 
-from serattn.define import ACTIVATIONS
+from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS
 from serattn.errors import InputError
 
 NORMALIZATIONS = ("global", "speaker", "none")
 CV_PROTOCOLS = ("loso", "kfold-speakers")
 LSTM_MODELS = ("attention-lstm", "basic-lstm")
-LSTM_POOLINGS = ("mean", "last")  # basic-lstm's utterance vector
 STRATEGIES = ("default", "mirrored", "multiworker")
 CLASS_WEIGHT_WORDS = ("balanced", "none")
+# --preset NAME sets these flags' defaults (flags given on the command line win). "recommended" is
+# chosen on the UA of validation speakers held out of the training speakers of each emodb_2s LOSO
+# fold, never on test folds (docs/RESULTS_EMODB.md, "Attention variants").
+PRESETS = {
+    "published": {},
+    "recommended": {},
+}
 XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
 
 
@@ -63,22 +69,52 @@ class ModelConfig:
     recurrent_dropout: float = 0.5
     attention_units: int = 50
     attention_activation: str = "tanh"
-    pooling: str = "mean"  # basic-lstm only
+    pooling: str = "attention"  # attention-lstm: ATTENTION_POOLINGS; basic-lstm: BASIC_POOLINGS
+    heads: int = 1  # pooling "multihead"
+    pool_inputs: bool = False  # attention also pools the input frames next to the LSTM outputs
     mask: bool = True  # False: published pre-padding, attention sees the padding
     max_length: int | None = None  # frames to pad to with pad_to_max
+    # Training-only layers of the attention LSTM (serattn.models.augment), and dropout on the pooled vector.
+    time_mask: int = 0
+    feature_mask: int = 0
+    mask_count: int = 2
+    input_noise: float = 0.0
+    pooled_dropout: float = 0.0
 
     def check(self):
         _check_choice("model", self.model, LSTM_MODELS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("attention activation", self.attention_activation, ACTIVATIONS)
-        _check_choice("pooling", self.pooling, LSTM_POOLINGS)
         for flag in ("units", "attention_units"):
             _check_positive(flag, getattr(self, flag))
         if not 0 <= self.recurrent_dropout < 1:
             raise InputError(f"--recurrent-dropout must be in [0, 1), got {self.recurrent_dropout}")
         if self.max_length is not None:
             _check_positive("max_length", self.max_length)
+        for flag in ("time_mask", "feature_mask", "mask_count", "input_noise"):
+            if getattr(self, flag) < 0:
+                raise InputError(f"--{flag.replace('_', '-')} must not be negative, got {getattr(self, flag)}")
+        if not 0 <= self.pooled_dropout < 1:
+            raise InputError(f"--pooled-dropout must be in [0, 1), got {self.pooled_dropout}")
+        self._check_pooling()
         return self
+
+    def _check_pooling(self):
+        """Refuse pooling flags the chosen model lacks."""
+        valid = ATTENTION_POOLINGS if self.model == "attention-lstm" else BASIC_POOLINGS
+        if self.pooling not in valid:
+            raise InputError(f"--pooling {self.pooling} does not apply to --model {self.model}; expected one of: "
+                             f"{', '.join(valid)}")
+        if self.heads < 1 or (self.heads > 1 and self.pooling != "multihead"):
+            raise InputError(f"--heads {self.heads} needs --pooling multihead and must be at least 1")
+        if self.model == "basic-lstm" and self.pool_inputs:
+            raise InputError("--pool-inputs applies to --model attention-lstm only")
+        if (self.pooling != "attention" or self.pool_inputs) and not self.mask:
+            raise InputError(f"--pooling {self.pooling} needs the padding mask; drop --no-mask")
+        if self.model == "basic-lstm" and (self.time_mask or self.feature_mask or self.input_noise
+                                           or self.pooled_dropout):
+            raise InputError("--time-mask, --feature-mask, --input-noise and --pooled-dropout apply to "
+                             "--model attention-lstm only")
 
 
 @dataclass(frozen=True)
@@ -96,6 +132,8 @@ class TrainConfig:
     strategy: str = "default"
     mixed_precision: bool = False
     jit_compile: bool = False  # XLA for the train and test steps; batches padded to multiples of XLA_PAD_MULTIPLE
+    weight_decay: float = 0.0  # > 0: AdamW instead of Adam
+    label_smoothing: float = 0.0
 
     @property
     def pad_multiple(self):
@@ -107,6 +145,10 @@ class TrainConfig:
             _check_positive(flag, getattr(self, flag))
         if self.learning_rate <= 0:
             raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise InputError(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         _check_choice("strategy", self.strategy, STRATEGIES)
         parse_class_weight_spec(self.class_weight)
         if self.jit_compile and self.strategy != "default":

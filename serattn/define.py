@@ -47,5 +47,9 @@ CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
 
 ACTIVATIONS = ("tanh", "relu")
 
+# Utterance pooling of the attention LSTM (serattn.models.pooling) and of the basic LSTM.
+ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean")
+BASIC_POOLINGS = ("mean", "last")
+
 # Keys of an .npz feature set (see serattn.features.feature_set).
 FEATURE_FILE_VERSION = 1

@@ -349,3 +349,41 @@ def summarize_cue_attention(mass, share, labels, split, classes):
                           if np.any(in_split & (labels == c))},
         }
     return report
+
+
+# --- sharpness ------------------------------------------------------------------------------
+
+TOP_FRACTION = 0.1
+
+
+def attention_diagnostics(values, lengths, top_fraction=TOP_FRACTION):
+    """How spread out each utterance's attention is, averaged over utterances.
+
+    Args:
+        values: (sum(L),) weights, each utterance's summing to 1 (ragged layout).
+        lengths: (N,) frames per utterance.
+        top_fraction: share of an utterance's frames (rounded up) whose mass is reported.
+
+    Returns:
+        dict with ``attention_effective_width``: the mean over utterances of
+        exp(entropy) / L (1.0 for uniform weights, 1/L for one frame);
+        ``attention_top10_mass``: the mean share of the weight held by the
+        ``ceil(top_fraction * L)`` highest-weighted frames (``top_fraction`` for
+        uniform weights); ``attention_utterances``: N.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    check_ragged(values, lengths)
+    starts = offsets_of(lengths)[:-1]
+    plogp = np.where(values > 0, values * np.log(np.where(values > 0, values, 1.0)), 0.0)
+    entropy = -np.add.reduceat(plogp, starts)  # (N,)
+    width = np.exp(entropy) / lengths
+    # Sort each utterance's weights in descending order in one go: by utterance, then by -weight.
+    utterance = np.repeat(np.arange(len(lengths)), lengths)
+    order = np.lexsort((-values, utterance))
+    rank = np.arange(len(values)) - np.repeat(starts, lengths)  # position within its utterance
+    top = np.ceil(top_fraction * lengths).astype(np.int64)
+    in_top = rank < np.repeat(top, lengths)
+    top_mass = np.add.reduceat(np.where(in_top, values[order], 0.0), starts)
+    return {"attention_effective_width": float(width.mean()), "attention_top10_mass": float(top_mass.mean()),
+            "attention_utterances": int(len(lengths))}

@@ -1,7 +1,9 @@
 """Models: the attention LSTM and its basic variant (Keras), static scikit-learn models.
 
-``import serattn.models`` registers every custom Keras object (see :mod:`.layers`),
-which is all a saved ``model.keras`` needs to load with ``safe_mode=True``.
+``import serattn.models`` registers every custom Keras object (the published layers
+and the UA metric in :mod:`.layers`, the pooling variants in :mod:`.pooling`, the
+training-only augmentation and smoothed loss in :mod:`.augment`), which is all a
+saved ``model.keras`` needs to load with ``safe_mode=True``.
 """
 
-from serattn.models import layers  # noqa: F401  (registers the custom objects)
+from serattn.models import augment, layers, pooling  # noqa: F401  (registers the custom objects)

@@ -15,10 +15,11 @@ spread weight over the padding); use it to compare with the published numbers.
 import keras
 from keras import layers
 
-from serattn.config import LSTM_POOLINGS
-from serattn.define import ACTIVATIONS
+from serattn.define import ACTIVATIONS, BASIC_POOLINGS
 from serattn.errors import InputError
+from serattn.models.augment import FrameAugment
 from serattn.models.layers import AttentionPooling, MaskedPooling, MaskedTimeSoftmax, UniformWeights
+from serattn.models.pooling import HeadMean, attention_head, check_pooling
 
 
 def build_attention_lstm(
@@ -30,8 +31,17 @@ def build_attention_lstm(
     attention_units=50,
     attention_activation="tanh",
     masked=True,
+    pooling="attention",
+    heads=1,
+    augment=None,
+    pooled_dropout=0.0,
+    pool_inputs=False,
 ):
     """Build the published attention LSTM (functional API, every layer named).
+
+    The defaults build the published model; ``pooling``, ``heads``, ``augment``,
+    ``pooled_dropout`` and ``pool_inputs`` select the variants of :mod:`serattn.models.pooling` and the
+    training-only regularizers of :mod:`serattn.models.augment`.
 
     Args:
         num_features: D, features per frame (32 for IS09 LLD + deltas).
@@ -42,6 +52,15 @@ def build_attention_lstm(
         attention_units: units of the first attention layer (published: 50).
         attention_activation: its activation (published: tanh).
         masked: skip padded frames (see module docstring).
+        pooling: ``"attention"`` (published) or another of
+            :data:`serattn.define.ATTENTION_POOLINGS`.
+        heads: attention heads (``pooling="multihead"`` only).
+        augment: keyword arguments of :class:`serattn.models.augment.FrameAugment`
+            (layer ``augment`` before the LSTM), or None for none.
+        pooled_dropout: dropout rate on the pooled vector (layer ``pooled_dropout``).
+        pool_inputs: pool the input frames next to the LSTM outputs (layer
+            ``pooled_frames``), with the same attention weights; scores still come
+            from the LSTM outputs.
 
     Returns:
         A ``keras.Model`` with inputs ``{"features", "mask"}`` and output
@@ -52,15 +71,30 @@ def build_attention_lstm(
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
 
+    check_pooling(pooling, heads)
+    if not masked and (pooling != "attention" or pool_inputs):
+        raise InputError(f"--pooling {pooling} needs the padding mask; drop --no-mask")
     lstm_mask = mask if masked else None
+    lstm_input = features
+    if augment:
+        lstm_input = FrameAugment(**augment, name="augment")(features, mask)  # training batches only
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
-                          return_sequences=True, name="lstm1")(features, mask=lstm_mask)
+                          return_sequences=True, name="lstm1")(lstm_input, mask=lstm_mask)
     # (batch, frames, units)
-    scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
-                          name="attention_dense1")(outputs)  # (batch, frames, attention_units)
-    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
-    weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
-    representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
+    if pooling == "attention" and not pool_inputs:
+        scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
+                              name="attention_dense1")(outputs)  # (batch, frames, attention_units)
+        scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
+        weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
+        representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
+    else:
+        values = outputs
+        if pool_inputs:  # pool the input frames next to the LSTM outputs
+            values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
+        representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
+                                        values=values)
+    if pooled_dropout:
+        representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
     return keras.Model({"features": features, "mask": mask}, probabilities, name="attention_lstm")
 
@@ -75,8 +109,8 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     alike; there is no ``attention_weights`` layer.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh")
-    if pooling not in LSTM_POOLINGS:
-        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(LSTM_POOLINGS)}")
+    if pooling not in BASIC_POOLINGS:
+        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(BASIC_POOLINGS)}")
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
@@ -93,11 +127,14 @@ def build_analysis_model(model):
         ``keras.Model`` mapping the same inputs to ``(probabilities (batch,
         classes), attention weights (batch, frames), representation (batch, units))``.
         A model without attention (basic LSTM) reports uniform weights over the
-        valid frames, i.e. what its mean pooling does.
+        valid frames, i.e. what its mean pooling does; a multi-head model the mean
+        of its heads' weights.
     """
     names = [layer.name for layer in model.layers]
     if "attention_weights" in names:
         weights = model.get_layer("attention_weights").output
+    elif "attention_heads" in names:  # multi-head pooling: the mean attention over heads
+        weights = HeadMean(name="attention_weights")(model.get_layer("attention_heads").output)
     else:
         mask = next(tensor for tensor in model.inputs if tensor.name == "mask")
         weights = UniformWeights(name="uniform_weights")(mask)

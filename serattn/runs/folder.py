@@ -117,9 +117,9 @@ class RunFolder:
 
         write_atomically(self.path / PREDICTIONS_FILE, write)
 
-    def write_attention(self, *arrays):
+    def write_attention(self, *arrays, head_weights=None):
         """attention.npz; see :func:`write_attention` for the arrays."""
-        write_attention(self.path / ATTENTION_FILE, *arrays)
+        write_attention(self.path / ATTENTION_FILE, *arrays, head_weights=head_weights)
 
     def write_evaluation(self, parts, outputs, classes):
         return write_evaluation(self.path, parts, outputs, classes)
@@ -306,8 +306,15 @@ def write_predictions(path, ids, speakers, split, true_labels, predicted_labels,
     write_atomically(path, write)
 
 
-def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass):
-    """attention.npz: ragged weights (sum of lengths,) with lengths, z (N, units), ids..."""
+def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass, head_weights=None):
+    """attention.npz: ragged weights (sum of lengths,) with lengths, z (N, units), ids...
+
+    ``head_weights`` (list of (T_i, heads) arrays), when given, is saved as
+    ``head_weights`` (sum of lengths, heads): the per-head attention of a multi-head
+    model, whose mean over heads is ``weights``.
+    """
+    extra = {} if head_weights is None else {"head_weights": np.concatenate(head_weights).astype(np.float32)}
+
     def write(temporary):
         with open(temporary, "wb") as handle:
             np.savez(
@@ -320,6 +327,7 @@ def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass
                 speakers=np.asarray(speakers, str),
                 split=np.asarray(split, str),
                 padding_mass=np.asarray(padding_mass, np.float32),
+                **extra,
             )
 
     write_atomically(path, write)
@@ -448,7 +456,9 @@ def write_evaluation(out, parts, outputs, classes):
     write_attention(out / ATTENTION_FILE, [w for name, _ in parts for w in outputs[name]["weights"]],
                     np.concatenate([outputs[name]["z"] for name, _ in parts]),
                     joined("ids"), joined("labels"), joined("speakers"), split,
-                    np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]))
+                    np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]),
+                    head_weights=([w for name, _ in parts for w in outputs[name]["head_weights"]]
+                                  if "head_weights" in outputs[parts[0][0]] else None))
     return predicted
 
 

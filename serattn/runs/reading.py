@@ -61,6 +61,7 @@ class AttentionSet:
     speakers: np.ndarray  # (N,) str
     split: np.ndarray  # (N,) str in SPLITS
     padding_mass: np.ndarray  # (N,) float32, attention on padding (0 when masked)
+    head_weights: np.ndarray | None = None  # (sum(L), heads) per-head weights of a multi-head model
 
     def __len__(self):
         return len(self.lengths)
@@ -86,6 +87,7 @@ class AttentionSet:
             speakers=self.speakers[selection],
             split=self.split[selection],
             padding_mass=self.padding_mass[selection],
+            head_weights=None if self.head_weights is None else self.head_weights[np.repeat(selection, self.lengths)],
         )
 
     def index_of(self, utterance_id, source=ATTENTION_FILE):
@@ -265,6 +267,7 @@ class Run:
             speakers=arrays["speakers"].astype(str),
             split=arrays["split"].astype(str),
             padding_mass=np.asarray(arrays.get("padding_mass", np.zeros(n)), dtype=np.float32),
+            head_weights=np.asarray(arrays["head_weights"], np.float32) if "head_weights" in arrays else None,
         )
         check_attention(attention, path)
         return attention

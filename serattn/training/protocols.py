@@ -24,6 +24,7 @@ from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.features.normalization import Normalization
 from serattn.config import parse_class_weight_spec
 from serattn.errors import InputError
+from serattn.analysis.attention import attention_diagnostics
 from serattn.analysis.metrics import evaluate_predictions
 
 def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None):
@@ -380,7 +381,15 @@ def write_pooled_run(run, folds, classes):
     if all(fold.has_attention for fold in fold_runs):
         tests = [fold.attention() for fold in fold_runs]
         tests = [attention.select(attention.split == "test") for attention in tests]
+        heads = None
+        if all(attention.head_weights is not None for attention in tests):
+            heads = [np.split(attention.head_weights, np.cumsum(attention.lengths)[:-1]) for attention in tests]
+            heads = [h for fold_heads in heads for h in fold_heads]
         run.write_attention([attention.utterance(i) for attention in tests for i in range(len(attention))],
                             *(np.concatenate([getattr(attention, key) for attention in tests])
-                              for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")))
+                              for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")),
+                            head_weights=heads)
+        metrics.update(attention_diagnostics(np.concatenate([attention.weights for attention in tests]),
+                                             np.concatenate([attention.lengths for attention in tests])))
+        run.write_metrics(metrics)
     return metrics

@@ -24,6 +24,7 @@ from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
 from serattn.models.layers import UnweightedAverageRecall
 from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
+from serattn.models.pooling import unmasked_lstm_view
 
 class EpochSeeds(keras.callbacks.Callback):
     """Sets each epoch's batch order and dropout randomness from ``(seed, epoch)``.
@@ -73,10 +74,22 @@ def build_model(model_config, train_config, num_features, num_classes):
             model = build_attention_lstm(
                 num_features, num_classes, units=m.units, activation=m.activation,
                 recurrent_dropout=m.recurrent_dropout, attention_units=m.attention_units,
-                attention_activation=m.attention_activation, masked=m.mask)
+                attention_activation=m.attention_activation, masked=m.mask, **attention_variant_args(m, train_config))
         compile_model(model, num_classes, train_config.learning_rate, train_config.clipnorm,
+                      weight_decay=train_config.weight_decay, label_smoothing=train_config.label_smoothing,
                       jit_compile=train_config.jit_compile)
     return model
+
+
+def attention_variant_args(model_config, train_config):
+    """Pooling and regularization keywords of ``build_attention_lstm`` from the configs
+    (their defaults build the published model)."""
+    m = model_config
+    augment = {"time_mask": m.time_mask, "feature_mask": m.feature_mask, "count": m.mask_count,
+               "noise_std": m.input_noise, "seed": train_config.seed}
+    active = m.time_mask or m.feature_mask or m.input_noise
+    return {"pooling": m.pooling, "heads": m.heads, "augment": augment if active else None,
+            "pooled_dropout": m.pooled_dropout, "pool_inputs": m.pool_inputs}
 
 
 def use_mixed_precision():
@@ -91,13 +104,27 @@ def tensorboard_callbacks(out):
     return [keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard"))]
 
 
-def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None, jit_compile=False):
-    """Adam, cross-entropy, UA and WA; ``jit_compile`` makes XLA compile the train and test steps."""
+def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None, weight_decay=0.0,
+                  label_smoothing=0.0, loss=None, jit_compile=False):
+    """Compile with Adam (AdamW when ``weight_decay`` > 0) and sparse cross-entropy, UA and WA.
+
+    ``label_smoothing`` > 0 smooths the targets towards uniform
+    (:class:`serattn.models.augment.SmoothedSparseCategoricalCrossentropy`); ``jit_compile``
+    makes XLA compile the train and test steps.
+    """
+    from serattn.models.augment import SmoothedSparseCategoricalCrossentropy
+
+    if optimizer is None and weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay,
+                                           clipnorm=clipnorm)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+    if loss is None:
+        loss = (SmoothedSparseCategoricalCrossentropy(label_smoothing) if label_smoothing
+                else keras.losses.SparseCategoricalCrossentropy())
     model.compile(
         optimizer=optimizer,
         jit_compile=jit_compile,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=loss,
         metrics=[UnweightedAverageRecall(num_classes), keras.metrics.SparseCategoricalAccuracy(name="wa")],
     )
 
@@ -116,6 +143,11 @@ def trainer_for(model, padding):
     lstm = model.get_layer("lstm1")
     if padding != "post" or not _lstm_is_masked(model):
         return model
+    if not _is_published_head(model):  # pooling variants, augmentation, pooled dropout
+        view = unmasked_lstm_view(model)
+        compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
+                      jit_compile=model.jit_compile)
+        return view
     features = keras.Input(shape=model.input["features"].shape[1:], name="features")
     mask = keras.Input(shape=model.input["mask"].shape[1:], dtype="bool", name="mask")
     outputs = lstm(features)  # (batch, frames, units), exact on valid frames for post-padding
@@ -128,8 +160,17 @@ def trainer_for(model, padding):
         representation = model.get_layer("attention_representation")(outputs, mask)  # (batch, units)
     view = keras.Model({"features": features, "mask": mask}, model.get_layer("output")(representation),
                        name=model.name)
-    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, jit_compile=model.jit_compile)
+    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
+                  jit_compile=model.jit_compile)
     return view
+
+
+def _is_published_head(model):
+    """Whether ``model`` is the published attention LSTM or the basic LSTM, nothing added."""
+    published = {"features", "mask", "lstm1", "attention_dense1", "attention_dense2", "attention_weights",
+                 "attention_representation", "output"}
+    return {layer.name for layer in model.layers} <= published and \
+        type(model.get_layer("attention_representation")).__name__ in ("AttentionPooling", "MaskedPooling")
 
 
 def _lstm_is_masked(model):
@@ -284,9 +325,14 @@ def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding
     Returns:
         dict with ``probabilities`` (N, classes), ``weights`` (list of (T_i,)
         arrays over each utterance's own frames), ``z`` (N, units) and
-        ``padding_mass`` (N,), the attention that fell on padding (0 when masked).
+        ``padding_mass`` (N,), the attention that fell on padding (0 when masked);
+        for a multi-head model also ``head_weights`` (list of (T_i, heads) arrays,
+        whose mean over heads is ``weights``).
     """
     analysis = build_analysis_model(model)
+    multihead = "attention_heads" in [layer.name for layer in model.layers]
+    if multihead:  # per-head weights too, (batch, frames, heads)
+        analysis = keras.Model(analysis.inputs, [*analysis.outputs, model.get_layer("attention_heads").output])
     # One trace for every batch shape; Keras' predict_on_batch would retrace per length.
     signature = [{"features": tf.TensorSpec((None, None, sequences[0].shape[1]), tf.float32),
                   "mask": tf.TensorSpec((None, None), tf.bool)}]
@@ -296,12 +342,18 @@ def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding
     z = np.zeros((n, analysis.outputs[2].shape[-1]), np.float32)
     weights = [None] * n
     padding_mass = np.zeros(n, np.float32)
+    head_weights = [None] * n
     for index, inputs in inference_batches(sequences, batch_size, pad_to, padding):
-        batch_probabilities, batch_weights, batch_z = (np.asarray(t) for t in step(inputs))
+        batch_probabilities, batch_weights, batch_z, *batch_heads = (np.asarray(t) for t in step(inputs))
         probabilities[index] = batch_probabilities
         z[index] = batch_z
         for row, i in enumerate(index):
             valid = inputs["mask"][row]
             weights[i] = batch_weights[row][valid]
             padding_mass[i] = batch_weights[row][~valid].sum()
-    return {"probabilities": probabilities, "weights": weights, "z": z, "padding_mass": padding_mass}
+            if multihead:
+                head_weights[i] = batch_heads[0][row][valid]  # (frames, heads)
+    result = {"probabilities": probabilities, "weights": weights, "z": z, "padding_mass": padding_mass}
+    if multihead:
+        result["head_weights"] = head_weights
+    return result

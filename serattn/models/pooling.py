@@ -1,0 +1,192 @@
+"""Pooling variants for the attention LSTM: how frames become one utterance vector.
+
+The published model pools the LSTM outputs with one attention head (weighted sum,
+:class:`serattn.model.AttentionPooling`). On emodb_2s that head is sharp (about 15%
+of the frames carry most of the weight) and drops utterance-level statistics that
+the mean over frames keeps (docs/RESULTS_EMODB.md). The variants here keep the same
+scoring layers and names, and differ in what they pool:
+
+* ``attentive-stats``: attention-weighted mean and standard deviation, concatenated
+  (Okabe, Koshinaka, Shinoda, "Attentive statistics pooling for deep speaker
+  embedding", Interspeech 2018, arXiv 1803.10963).
+* ``multihead``: H heads, each with its own scoring vector over the shared
+  ``attention_dense1`` hidden layer (the structured self-attention of Lin et al.,
+  ICLR 2017, arXiv 1703.03130); their pooled vectors are concatenated.
+* ``attention+mean``: the attention representation next to the mean over valid frames.
+
+Every layer takes the mask explicitly: padded frames get exactly zero weight, and a
+padded utterance gives the same output as the unpadded one. Layer names follow
+``build_analysis_model``: ``attention_weights`` is the attention over frames,
+``attention_representation`` the pooled vector; ``multihead`` has ``attention_heads``
+(per-head weights) instead, and its analysis model reports their mean over heads as
+``attention_weights``.
+"""
+
+import keras
+from keras import layers, ops
+
+from serattn.define import ATTENTION_POOLINGS
+from serattn.errors import InputError
+
+STD_FLOOR = 1e-6  # variance floor inside the square root: a finite gradient at zero spread
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedHeadSoftmax(layers.Layer):
+    """Softmax over time of (batch, frames, heads) scores; exactly zero on padding."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # the mask is an explicit input; none goes out
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, scores, mask):
+        mask = ops.expand_dims(ops.cast(mask, "bool"), -1)  # (batch, frames, 1)
+        lowest = ops.full_like(scores, float("-inf"))
+        peak = ops.max(ops.where(mask, scores, lowest), axis=1, keepdims=True)  # (batch, 1, heads)
+        exp = ops.where(mask, ops.exp(scores - peak), ops.zeros_like(scores))
+        return exp / ops.sum(exp, axis=1, keepdims=True)  # (batch, frames, heads)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class HeadMean(layers.Layer):
+    """Mean over heads of (batch, frames, heads) weights: one attention over frames."""
+
+    def call(self, head_weights):
+        return ops.mean(head_weights, axis=-1)  # (batch, frames)
+
+
+def _weighted_stats(values, weights):
+    """Weighted mean and standard deviation over frames.
+
+    values (batch, frames, units), weights (batch, frames, heads) summing to 1 over
+    frames -> mean and std, each (batch, heads, units).
+    """
+    mean = ops.einsum("bth,btu->bhu", weights, values)
+    second = ops.einsum("bth,btu->bhu", weights, values * values)
+    std = ops.sqrt(ops.maximum(second - mean * mean, 0.0) + STD_FLOOR)
+    return mean, std
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class AttentiveStatsPooling(layers.Layer):
+    """Attention-weighted mean and standard deviation, concatenated: (batch, 2 * units)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, values, weights):
+        # values (batch, frames, units), weights (batch, frames)
+        mean, std = _weighted_stats(values, ops.expand_dims(weights, -1))  # (batch, 1, units) each
+        return ops.concatenate([mean[:, 0], std[:, 0]], axis=-1)  # (batch, 2 * units)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class MultiHeadPooling(layers.Layer):
+    """Per-head weighted means (and optionally stds), concatenated: (batch, heads * units [* 2])."""
+
+    def __init__(self, stats=False, **kwargs):
+        super().__init__(**kwargs)
+        self.stats = stats
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, values, head_weights):
+        # values (batch, frames, units), head_weights (batch, frames, heads)
+        mean, std = _weighted_stats(values, head_weights)  # (batch, heads, units) each
+        pooled = ops.concatenate([mean, std], axis=-1) if self.stats else mean
+        size = pooled.shape[1] * pooled.shape[2]  # static, so the classifier can be built
+        return ops.reshape(pooled, (-1, size))  # (batch, heads * units [* 2])
+
+    def get_config(self):
+        return {**super().get_config(), "stats": self.stats}
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class AttentionMeanPooling(layers.Layer):
+    """Attention-weighted sum next to the mean over valid frames: (batch, 2 * units)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, values, weights, mask):
+        # values (batch, frames, units), weights and mask (batch, frames)
+        attended = ops.sum(values * ops.expand_dims(weights, -1), axis=1)  # (batch, units)
+        mask = ops.expand_dims(ops.cast(mask, values.dtype), -1)  # (batch, frames, 1)
+        mean = ops.sum(values * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)  # (batch, units)
+        return ops.concatenate([attended, mean], axis=-1)
+
+
+def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
+                   attention_activation="tanh", values=None):
+    """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
+
+    Args:
+        outputs: (batch, frames, units) LSTM outputs, which the attention scores.
+        mask: (batch, frames) bool, True on real frames.
+        pooling: one of :data:`ATTENTION_POOLINGS` (the published ``attention`` with
+            ``values`` other than ``outputs``; :func:`serattn.model.build_attention_lstm`
+            builds the published model itself).
+        heads: scoring heads of ``multihead``.
+        values: (batch, frames, V) frames to pool; ``outputs`` if None.
+
+    Returns:
+        The ``attention_representation`` tensor, (batch, pooled size).
+    """
+    from serattn.models.layers import AttentionPooling, MaskedTimeSoftmax  # the published single head
+
+    values = outputs if values is None else values
+
+    check_pooling(pooling, heads)
+    hidden = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
+                          name="attention_dense1")(outputs)  # (batch, frames, attention_units)
+    if pooling == "multihead":
+        scores = layers.Dense(heads, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, heads)
+        head_weights = MaskedHeadSoftmax(name="attention_heads")(scores, mask)  # (batch, frames, heads)
+        # build_analysis_model adds their mean over heads as "attention_weights".
+        return MultiHeadPooling(name="attention_representation")(values, head_weights)
+    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
+    weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)
+    if pooling == "attention":
+        return AttentionPooling(name="attention_representation")(values, weights)
+    if pooling == "attentive-stats":
+        return AttentiveStatsPooling(name="attention_representation")(values, weights)
+    return AttentionMeanPooling(name="attention_representation")(values, weights, mask)
+
+
+def check_pooling(pooling, heads=1):
+    if pooling not in ATTENTION_POOLINGS:
+        raise InputError(f"unknown pooling '{pooling}' for the attention LSTM; expected one of: "
+                         f"{', '.join(ATTENTION_POOLINGS)}")
+    if int(heads) != heads or heads < 1:
+        raise InputError(f"--heads must be a positive integer, got {heads!r}")
+    if heads > 1 and pooling != "multihead":
+        raise InputError(f"--heads {heads} needs --pooling multihead, got --pooling {pooling}")
+
+
+def unmasked_lstm_view(model):
+    """A model sharing every layer of ``model`` whose ``lstm1`` runs without its mask.
+
+    For post-padded batches this gives the same outputs on valid frames, faster
+    (see :func:`serattn.training.trainer_for`); the heads here all take the mask
+    explicitly, so nothing else changes.
+    """
+    def call_without_lstm_mask(layer, *args, **kwargs):
+        if layer.name == "lstm1":
+            kwargs.pop("mask", None)
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                    call_function=call_without_lstm_mask)

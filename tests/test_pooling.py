@@ -1,0 +1,152 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import train_attention_lstm
+from serattn.analysis.attention import attention_diagnostics
+from serattn.errors import InputError
+from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm
+from serattn.models.pooling import AttentiveStatsPooling, MultiHeadPooling
+from serattn.training.batches import pad_batch
+from serattn.training.trainer import predict_with_attention, trainer_for
+
+VARIANTS = [("attentive-stats", 1, 2), ("multihead", 3, 3), ("attention+mean", 1, 2)]  # pooling, heads, size / units
+TINY = ["--units", "8", "--attention-units", "4", "--epochs", "2", "--patience", "2", "--batch-size", "16",
+        "--recurrent-dropout", "0", "--quiet"]
+
+
+def outputs(model, sequences, length=None):
+    batch, mask = pad_batch(sequences, length)
+    analysis = build_analysis_model(model)
+    return [np.asarray(t) for t in analysis({"features": batch, "mask": mask}, training=False)] + [mask]
+
+
+@pytest.mark.parametrize("pool_inputs", [False, True])
+@pytest.mark.parametrize("pooling, heads, factor", VARIANTS + [("attention", 1, 1)])
+def test_variant_is_masked_padding_invariant_and_sized(pooling, heads, factor, pool_inputs):
+    if pooling == "attention" and not pool_inputs:
+        return  # the published model: tests/test_model.py
+    rng = np.random.default_rng(0)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling=pooling, heads=heads,
+                                 pool_inputs=pool_inputs)
+    size = 10 + 6 if pool_inputs else 10  # LSTM units (+ input features)
+    assert model.get_layer("attention_representation").output.shape == (None, size * factor)
+    sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19)]
+    p0, w0, z0, m0 = outputs(model, sequences)
+    p1, w1, z1, m1 = outputs(model, sequences, length=45)
+    assert np.all(w1[~m1] == 0.0)  # exactly zero on padding
+    np.testing.assert_allclose(w1.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(p0, p1, atol=1e-5)
+    np.testing.assert_allclose(z0, z1, atol=1e-5)
+    np.testing.assert_allclose(w0[m0], w1[m1], atol=1e-5)
+
+
+def test_attentive_stats_are_the_weighted_mean_and_std():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    weights = rng.random((2, 5)).astype(np.float32)
+    weights /= weights.sum(1, keepdims=True)
+    pooled = np.asarray(AttentiveStatsPooling()(values, weights))
+    mean = np.einsum("bt,btu->bu", weights, values)
+    std = np.sqrt(np.einsum("bt,btu->bu", weights, (values - mean[:, None]) ** 2) + 1e-6)
+    np.testing.assert_allclose(pooled, np.concatenate([mean, std], 1), rtol=1e-4, atol=1e-5)
+
+
+def test_multihead_concatenates_one_weighted_mean_per_head():
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(1, 4, 2)).astype(np.float32)
+    heads = np.zeros((1, 4, 2), np.float32)
+    heads[0, 1, 0] = heads[0, 3, 1] = 1.0  # head 0 looks at frame 1, head 1 at frame 3
+    pooled = np.asarray(MultiHeadPooling()(values, heads))
+    np.testing.assert_allclose(pooled[0], np.concatenate([values[0, 1], values[0, 3]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling, heads, factor", VARIANTS)
+def test_variant_saves_and_loads_in_safe_mode(tmp_path, pooling, heads, factor):
+    rng = np.random.default_rng(3)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling=pooling, heads=heads,
+                                 augment={"time_mask": 3, "feature_mask": 2, "noise_std": 0.1, "seed": 1},
+                                 pooled_dropout=0.3, pool_inputs=pooling == "attentive-stats")
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (9, 14)]
+    for before, after in zip(outputs(model, sequences), outputs(loaded, sequences)):
+        np.testing.assert_allclose(before, after, atol=1e-6)
+
+
+def test_trainer_view_shares_weights_and_agrees_on_post_padding():
+    rng = np.random.default_rng(4)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="multihead", heads=2, pool_inputs=True)
+    model.compile(loss="sparse_categorical_crossentropy")
+    view = trainer_for(model, "post")
+    assert view is not model and view.get_layer("lstm1") is model.get_layer("lstm1")
+    batch, mask = pad_batch([rng.normal(size=(n, 6)).astype(np.float32) for n in (8, 21)])
+    inputs = {"features": batch, "mask": mask}
+    np.testing.assert_allclose(np.asarray(view(inputs)), np.asarray(model(inputs)), atol=1e-5)
+
+
+def test_multihead_weights_per_head_average_to_the_attention():
+    rng = np.random.default_rng(5)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="multihead", heads=3)
+    result = predict_with_attention(model, [rng.normal(size=(n, 6)).astype(np.float32) for n in (5, 12, 30)])
+    assert [h.shape for h in result["head_weights"]] == [(5, 3), (12, 3), (30, 3)]
+    for heads, weights in zip(result["head_weights"], result["weights"]):
+        np.testing.assert_allclose(heads.sum(0), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(heads.mean(1), weights, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pooling="max"), "unknown pooling 'max'"),
+    (dict(pooling="attention", heads=2), "needs --pooling multihead"),
+    (dict(pooling="attentive-stats", masked=False), "needs the padding mask"),
+])
+def test_bad_pooling_arguments_are_input_errors(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        build_attention_lstm(6, 4, **kwargs)
+
+
+def test_diagnostics_of_uniform_and_one_hot_attention():
+    one_hot = np.zeros(20)
+    one_hot[3] = 1.0
+    values = np.concatenate([np.full(10, 0.1), one_hot])
+    report = attention_diagnostics(values, np.array([10, 20]))
+    assert report["attention_effective_width"] == pytest.approx((1.0 + 1 / 20) / 2)
+    assert report["attention_top10_mass"] == pytest.approx((0.1 + 1.0) / 2)
+
+
+def test_cv_run_writes_heads_and_diagnostics(feature_file, tmp_path):
+    out = tmp_path / "mh"
+    assert train_attention_lstm.main(["--data", str(feature_file), "--cv", "kfold-speakers", "2", "--pooling",
+                                      "multihead", "--heads", "2", "--out", str(out), *TINY]) == 0
+    for folder in (out, out / "fold-00"):
+        with np.load(folder / "attention.npz") as attention:
+            assert attention["head_weights"].shape == (len(attention["weights"]), 2)
+            np.testing.assert_allclose(attention["head_weights"].mean(1), attention["weights"], atol=1e-6)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert 0 < metrics["attention_effective_width"] <= 1 and 0 < metrics["attention_top10_mass"] <= 1
+    config = json.loads((out / "fold-00" / "config.json").read_text())
+    assert config["pooling"] == "multihead" and config["heads"] == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "basic-lstm", "--pooling", "attentive-stats"], "does not apply to --model basic-lstm"),
+    (["--pooling", "mean"], "does not apply to --model attention-lstm"),
+    (["--heads", "3"], "needs --pooling multihead"),
+    (["--pooling", "attention+mean", "--no-mask"], "needs the padding mask"),
+    (["--model", "basic-lstm", "--time-mask", "5"], "attention-lstm only"),
+    (["--label-smoothing", "1.5"], r"--label-smoothing must be in \[0, 1\)"),
+])
+def test_bad_pooling_flags_are_refused(feature_file, flags, message):
+    with pytest.raises(InputError, match=message):
+        train_attention_lstm.parse_args(["--data", str(feature_file), *flags])
+
+
+def test_pooling_defaults_per_model(feature_file):
+    def pooling(*flags):
+        experiment, _ = train_attention_lstm.parse_args(["--data", str(feature_file), *flags])
+        return experiment.model.pooling
+
+    assert pooling() == "attention"
+    assert pooling("--model", "basic-lstm") == "mean"
