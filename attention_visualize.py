@@ -25,7 +25,6 @@ from serattn.features.corpora import read_manifest
 from serattn.runs.reading import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits,
                                 open_run)
 
-CUE_COLUMNS = ("cue_start_s", "cue_end_s")
 
 
 def parse_args(argv):
@@ -126,27 +125,6 @@ def _manifest(run, path):
     return None, None
 
 
-def _manifest_rows(manifest, ids):
-    """Row of each id in the manifest, -1 where it is missing."""
-    paths = manifest["path"]
-    order = np.argsort(paths)
-    position = np.minimum(np.searchsorted(paths, ids, sorter=order), len(paths) - 1)
-    row = order[position]
-    return np.where(paths[row] == ids, row, -1)
-
-
-def _seconds(column):
-    """Manifest times as floats; empty or malformed cells become NaN."""
-    values = np.full(len(column), np.nan)
-    filled = np.char.str_len(column) > 0
-    try:
-        values[filled] = column[filled].astype(np.float64)
-    except ValueError:
-        raise InputError(f"manifest times must be numbers in seconds, got e.g. "
-                         f"'{column[filled][0]}'") from None
-    return values
-
-
 def cue_report(attention, manifest, manifest_path, classes):
     """Attention mass on the cue vs the cue's share of the duration (dict for JSON).
 
@@ -155,13 +133,11 @@ def cue_report(attention, manifest, manifest_path, classes):
     duration x frame rate do not shift the cue. None when the manifest has no
     cue columns or none of the run's utterances.
     """
-    if any(column not in manifest for column in CUE_COLUMNS + ("duration_s",)):
+    if any(column not in manifest for column in attn.CUE_COLUMNS):
         print(f"no cue columns in '{manifest_path}'; skipping the cue report")
         return None
-    row = _manifest_rows(manifest, attention.ids)
-    start = _seconds(manifest["cue_start_s"])[row] / _seconds(manifest["duration_s"])[row]
-    stop = _seconds(manifest["cue_end_s"])[row] / _seconds(manifest["duration_s"])[row]
-    usable = (row >= 0) & np.isfinite(start) & np.isfinite(stop) & (stop > start)
+    start, stop = attn.cue_fractions(manifest, attention.ids)
+    usable = np.isfinite(start) & np.isfinite(stop) & (stop > start)
     if not np.any(usable):
         print(f"no utterance of the run has a cue in '{manifest_path}'; skipping the cue report")
         return None
@@ -185,11 +161,9 @@ def plot_utterance(run, attention, utterance_id, manifest, manifest_path, out_di
     cue = None
     audio_root = manifest_path.parent if manifest_path is not None else run.audio_root
     waveform, sample_rate = _read_wav(audio_root, utterance_id) if audio_root else (None, None)
-    if manifest is not None and all(c in manifest for c in CUE_COLUMNS):
-        row = _manifest_rows(manifest, np.array([utterance_id]))[0]
-        if row >= 0:
-            cue = _seconds(manifest["cue_start_s"][[row]])[0], _seconds(manifest["cue_end_s"][[row]])[0]
-            cue = cue if np.all(np.isfinite(cue)) else None
+    if manifest is not None and all(c in manifest for c in attn.CUE_COLUMNS[:2]):
+        start, stop, _ = attn.cue_seconds(manifest, np.array([utterance_id]))
+        cue = (start[0], stop[0]) if np.isfinite(start[0]) and np.isfinite(stop[0]) else None
     if waveform is None:
         where = f"under '{audio_root}'" if audio_root else "(no manifest or corpus root in config.json)"
         print(f"audio of '{utterance_id}' not found {where}; plotting attention only")

@@ -209,10 +209,20 @@ def percent(values):
     return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
 
 
+# Attention diagnostics of metrics.json shown as columns when a run has them: (key, header, scale).
+DIAGNOSTICS = (("attention_effective_width", "attention width (%)", 100),
+               ("attention_top10_mass", "top-10% mass (%)", 100),
+               ("attention_cue_ratio", "cue ratio", 1))
+
+
 def summary_table(groups, keys):
-    """Table 1: per group n runs, seeds, UA and WA mean ± std, per-class recall means."""
+    """Table 1: per group n runs, seeds, UA and WA mean ± std, per-class recall means, and the
+    attention diagnostics (effective width, mass of the top 10% of frames, cue ratio) where present."""
     classes = list(dict.fromkeys(c for _, members in groups for _, m in members for c in m["classes"]))
-    header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + [f"recall {c} (%)" for c in classes]
+    diagnostics = [(key, name, scale) for key, name, scale in DIAGNOSTICS
+                   if any(m.get(key) is not None for _, members in groups for _, m in members)]
+    header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + [f"recall {c} (%)" for c in classes] + \
+        [name for _, name, _ in diagnostics]
     rows = []
     for values, members in groups:
         metrics = [m for _, m in members]
@@ -221,9 +231,13 @@ def summary_table(groups, keys):
         for c in classes:
             values_c = [m["per_class_recall"][c] for m in metrics if c in m["per_class_recall"]]
             recalls.append(f"{100 * np.mean(values_c):.1f}" if values_c else "-")
+        shown = []
+        for key, _, scale in diagnostics:
+            found = [m[key] for m in metrics if m.get(key) is not None]
+            shown.append(f"{scale * np.mean(found):.{1 if scale == 100 else 2}f}" if found else "-")
         rows.append([show_value(v) for v in values] + [
             str(len(members)), seeds, percent([m["ua"] for m in metrics]),
-            percent([m["wa"] for m in metrics])] + recalls)
+            percent([m["wa"] for m in metrics])] + recalls + shown)
     if not keys:
         header, rows = ["runs"] + header, [["all"] + row for row in rows]
     return "Unweighted (UA) and weighted (WA) average recall on the test set", header, rows

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import numpy as np
 
 from serattn import config
-from serattn.analysis.attention import attention_diagnostics
+from serattn.analysis.attention import attention_metrics
 from serattn.analysis.metrics import evaluate_predictions, format_report
 from serattn.config import LSTM_MODELS, NORMALIZATIONS, PRESETS, STRATEGIES
 from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS
@@ -233,7 +233,8 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
         weights = outputs["test"]["weights"]
-        metrics.update(attention_diagnostics(np.concatenate(weights), np.array([len(w) for w in weights])))
+        metrics.update(attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]), test.ids,
+                                         train.meta.get("manifest")))
         run.write_metrics(metrics)
     except (InputError, OSError):
         if not resuming:

@@ -69,3 +69,15 @@ def test_predict_refuses_a_run_on_foreign_features(feature_file, tmp_path):
     (tmp_path / "a.wav").write_bytes(b"")
     with pytest.raises(InputError, match="trained on features 'synthetic'"):
         predict.main([str(run), str(tmp_path / "a.wav")])
+
+
+def test_metrics_carry_the_attention_diagnostics_and_the_cue_ratio(demo_run):
+    _, _, run = demo_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < metrics["attention_effective_width"] <= 1 and 0 < metrics["attention_top10_mass"] <= 1
+    cue = json.loads((run / "figures" / "attention_cue.json").read_text()) if (run / "figures").exists() else None
+    assert metrics["attention_cue_ratio"] > 0  # the demo manifest knows each cue
+    if cue:  # the figure script's test-split ratio is the same number
+        assert metrics["attention_cue_ratio"] == pytest.approx(
+            cue["splits"]["test"]["all"]["mean_mass_in_cue"] / cue["splits"]["test"]["all"]["mean_cue_share"],
+            rel=1e-3)

@@ -24,6 +24,7 @@ numpy only: no per-utterance Python loop on the main path.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -315,6 +316,67 @@ def cue_attention(values, lengths, cue_start, cue_stop):
     return mass, share
 
 
+CUE_COLUMNS = ("cue_start_s", "cue_end_s", "duration_s")
+
+
+def cue_seconds(manifest, ids):
+    """Each utterance's cue and duration in seconds, from a manifest with cue columns.
+
+    Args:
+        manifest: ``{column: (M,) str array}`` (``Manifest.columns()``) with ``path``,
+            ``cue_start_s``, ``cue_end_s`` and ``duration_s``.
+        ids: (N,) utterance ids (the manifest's ``path`` values).
+
+    Returns:
+        ``(start, stop, duration)``, float64 (N,) each; NaN where the manifest lacks
+        the utterance, the column or the value.
+    """
+    paths = manifest["path"]
+    order = np.argsort(paths)
+    position = np.minimum(np.searchsorted(paths, ids, sorter=order), len(paths) - 1)
+    row = order[position]
+    found = paths[row] == np.asarray(ids)
+    return tuple(np.where(found, _seconds(manifest[column])[row], np.nan) if column in manifest
+                 else np.full(len(found), np.nan) for column in CUE_COLUMNS)
+
+
+def cue_fractions(manifest, ids):
+    """Each utterance's cue as fractions of its duration (see :func:`cue_seconds`)."""
+    start, stop, duration = cue_seconds(manifest, ids)
+    return start / duration, stop / duration
+
+
+def _seconds(column):
+    """Manifest times as floats; empty or malformed cells become NaN."""
+    values = np.full(len(column), np.nan)
+    filled = np.char.str_len(column) > 0
+    try:
+        values[filled] = column[filled].astype(np.float64)
+    except ValueError:
+        raise InputError(f"manifest times must be numbers in seconds, got e.g. "
+                         f"'{column[filled][0]}'") from None
+    return values
+
+
+def cue_ratio(values, lengths, ids, manifest_path):
+    """Mean attention mass on the cue over the cue's mean share of the duration (1.0: no
+    better than uniform attention), for corpora whose manifest records the cue; None otherwise."""
+    from serattn.features.corpora import read_manifest
+
+    if not manifest_path or not Path(manifest_path).is_file():
+        return None
+    manifest = read_manifest(manifest_path).columns()
+    if any(column not in manifest for column in CUE_COLUMNS):
+        return None
+    start, stop = cue_fractions(manifest, ids)
+    usable = np.isfinite(start) & np.isfinite(stop) & (stop > start)
+    if not np.any(usable):
+        return None
+    keep = np.repeat(usable, lengths)
+    mass, share = cue_attention(np.asarray(values)[keep], np.asarray(lengths)[usable], start[usable], stop[usable])
+    return float(np.mean(mass) / np.mean(share))
+
+
 def summarize_cue_attention(mass, share, labels, split, classes):
     """Mean cue mass vs mean cue share, per split and per class within each split.
 
@@ -387,3 +449,13 @@ def attention_diagnostics(values, lengths, top_fraction=TOP_FRACTION):
     top_mass = np.add.reduceat(np.where(in_top, values[order], 0.0), starts)
     return {"attention_effective_width": float(width.mean()), "attention_top10_mass": float(top_mass.mean()),
             "attention_utterances": int(len(lengths))}
+
+
+def attention_metrics(values, lengths, ids, manifest_path=None):
+    """The attention keys of metrics.json: :func:`attention_diagnostics`, and
+    ``attention_cue_ratio`` (:func:`cue_ratio`) where the corpus manifest records the cue."""
+    metrics = attention_diagnostics(values, lengths)
+    ratio = cue_ratio(values, lengths, ids, manifest_path)
+    if ratio is not None:
+        metrics["attention_cue_ratio"] = ratio
+    return metrics

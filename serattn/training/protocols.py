@@ -24,7 +24,7 @@ from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.features.normalization import Normalization
 from serattn.config import parse_class_weight_spec
 from serattn.errors import InputError
-from serattn.analysis.attention import attention_diagnostics
+from serattn.analysis.attention import attention_metrics
 from serattn.analysis.metrics import evaluate_predictions
 
 def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None):
@@ -389,7 +389,9 @@ def write_pooled_run(run, folds, classes):
                             *(np.concatenate([getattr(attention, key) for attention in tests])
                               for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")),
                             head_weights=heads)
-        metrics.update(attention_diagnostics(np.concatenate([attention.weights for attention in tests]),
-                                             np.concatenate([attention.lengths for attention in tests])))
+        metrics.update(attention_metrics(np.concatenate([attention.weights for attention in tests]),
+                                         np.concatenate([attention.lengths for attention in tests]),
+                                         np.concatenate([attention.ids for attention in tests]),
+                                         fold_runs[0].manifest_path))
         run.write_metrics(metrics)
     return metrics
