@@ -31,7 +31,7 @@ IGNORED_KEYS = ("seed", "out", "out_dir", "output", "run_dir", "name", "run_name
                 "run_format", "classes", "debug", "verbose", "quiet", "overwrite", "tensorboard",
                 "config", "resume", "val_speakers_used", "feature_names", "feature_meta.manifest",
                 "feature_meta.corpus_root", "member_runs", "member_seeds", "weights")
-IGNORED_PREFIXES = ("versions.", "data_files.", "class_weights.")
+IGNORED_PREFIXES = ("versions.", "data_files.", "class_weights.", "model_sha256.")
 FORMATS = ("text", "markdown", "csv")
 
 
