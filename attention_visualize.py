@@ -95,6 +95,10 @@ def main(argv=None):
     plots.save_figure(figure, out_dir / f"{stem}.png")
     plots.save_csv(out_dir / f"{stem}.csv", ("split", "label", "slot", "mean", "std"), rows)
     print(f"wrote {out_dir / f'{stem}.png'} and {stem}.csv")
+    if attention.head_weights is not None and not args.published_algorithm:
+        for split in args.split:
+            path = plot_heads(run, attention, split, args.slots, out_dir)
+            print(f"wrote {path}")
 
     # Does attention find the class cue? Only where the manifest knows the cue.
     if manifest is not None:
@@ -152,6 +156,22 @@ def cue_report(attention, manifest, manifest_path, classes):
         "splits": attn.summarize_cue_attention(mass, share, attention.labels, attention.split,
                                                classes),
     }
+
+
+def plot_heads(run, attention, split, slots, out_dir):
+    """A multi-head run's attention profiles of one split, one panel per head."""
+    in_split = attention.split == split
+    panels = []
+    for head in range(attention.head_weights.shape[1]):
+        profiles = attn.slot_profiles(attention.head_weights[:, head], attention.lengths, slots)
+        mean, std, counts = attn.class_statistics(profiles[in_split], attention.labels[in_split], run.classes)
+        panels.append((f"head {head + 1}, {split}", mean, std, counts))
+    figure = plots.plot_attention_slots(
+        panels, run.classes, attn.uniform_level(slots), "attention relative to uniform (1 = uniform)",
+        title=f"{run.name}: each head's attention over {slots} time slots ({split}), class means ± standard error")
+    path = out_dir / f"attention_slots_heads_{split}.png"
+    plots.save_figure(figure, path)
+    return path
 
 
 def plot_utterance(run, attention, utterance_id, manifest, manifest_path, out_dir):

@@ -128,6 +128,10 @@ def test_cv_run_writes_heads_and_diagnostics(feature_file, tmp_path):
         assert 0 < metrics["attention_effective_width"] <= 1 and 0 < metrics["attention_top10_mass"] <= 1
     config = json.loads((out / "fold-00" / "config.json").read_text())
     assert config["pooling"] == "multihead" and config["heads"] == 2
+    import attention_visualize  # the figure script draws one panel per head
+
+    assert attention_visualize.main([str(out), "--split", "test"]) in (0, None)
+    assert (out / "figures" / "attention_slots_heads_test.png").is_file()
 
 
 @pytest.mark.parametrize("flags, message", [
