@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_results  # noqa: E402
 
-SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "tsne")  # slowest last
+SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "tsne")  # slowest last
 EMODB_2S = ROOT.parent / "shared" / "data" / "emodb_2s"
 
 # Workload sizes: (full, quick).
@@ -127,9 +127,10 @@ def bench_step(figures, quick):
     pick = 1 if quick else 0
     rounds, steps = SIZES["step_rounds"][pick], SIZES["step_steps"][pick]
     variants = ["published", "rd0"] if quick else ["published", "lstm_mask", "rd0", "unmasked"]
-    keras_runs, torch_runs = [], []
-    for _ in range(1 if quick else 2):  # alternate the two libraries' processes
+    keras_runs, torch_runs, xla_runs = [], [], []
+    for _ in range(1 if quick else 2):  # alternate the libraries' processes
         keras_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=variants))
+        xla_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=["jit"]))
         torch_runs.append(run_worker("torch_step", steps=steps, rounds=rounds,
                                      threads=[1] if quick else [1, 2]))
     batch, frames = keras_runs[0]["batch_size"], keras_runs[0]["frames"]
@@ -155,6 +156,10 @@ def bench_step(figures, quick):
     figures.add("ratio_vs_pytorch_rd0", keras_fps("rd0") / torch_rd0, "both without recurrent dropout")
     figures.add("speedup_rd0_vs_published", keras_fps("rd0") / keras_fps("published"),
                 "what --recurrent-dropout 0 buys (per-gate cell with 8 small matmuls vs the fused 2)")
+    xla_fps = batch * frames / float(np.median([r["step_s"]["jit"] for r in xla_runs]))
+    figures.add("frames_per_s_xla", xla_fps, "--jit-compile: the same step compiled by XLA (compile time excluded)")
+    figures.add("speedup_train_vs_stock_keras", xla_fps / keras_fps("published"),
+                "published model, --jit-compile vs the stock Keras step (goal >= 2.5)")
     figures.add("lstm_step_us", 1e6 * batch / keras_fps("published"),
                 "microseconds per LSTM time step (forward + backward), published model")
     if "lstm_mask" in variants:
@@ -247,8 +252,32 @@ def bench_extraction(figures, quick):
                         + (" (--quick: start-up dominates)" if limit else ""))
 
 
+def bench_cv_jobs(figures, quick):
+    """A small leave-one-speaker-out run through the CLI with --jobs 2 vs --jobs 1 (same numbers)."""
+    from serattn.features.feature_set import save_feature_set
+    from serattn.testing import make_feature_set
+
+    utterances, epochs = (400, 3) if not quick else (160, 2)
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "frames.npz"
+        save_feature_set(make_feature_set(n=utterances, dim=32, speakers=4, min_length=100, max_length=300,
+                                          seed=0), data)
+        seconds = {1: [], 2: []}
+        for _ in range(1 if quick else 2):
+            for jobs in (1, 2):
+                command = [sys.executable, str(ROOT / "train_attention_lstm.py"), "--data", str(data), "--cv",
+                           "loso", "--epochs", str(epochs), "--quiet", "--jobs", str(jobs),
+                           "--out", str(Path(folder) / f"jobs{jobs}-{len(seconds[jobs])}")]
+                start = time.perf_counter()
+                subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+                seconds[jobs].append(time.perf_counter() - start)
+    figures.add("speedup_cv_jobs2", float(np.median(seconds[1]) / np.median(seconds[2])),
+                f"train_attention_lstm.py --cv loso, 4 folds x {epochs} epochs of {utterances} utterances "
+                f"(100-300 frames): --jobs 1 / --jobs 2 wall time, start-up included (goal >= 1.6 on 2 cores)")
+
+
 BENCHES = {"machine": bench_machine, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
-           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction}
+           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs}
 
 
 def environment():

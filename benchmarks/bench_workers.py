@@ -149,7 +149,9 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
 
     Variants (interleaved, ``steps`` steps each per round): ``published`` (as
     train_attention_lstm.py trains it), ``lstm_mask`` (the LSTM also consumes the
-    mask), ``rd0`` (recurrent dropout 0), ``unmasked`` (``--no-mask`` model).
+    mask), ``rd0`` (recurrent dropout 0), ``unmasked`` (``--no-mask`` model),
+    ``jit`` (``--jit-compile``: XLA; needs a worker of its own, since the other
+    variants turn on op determinism, under which Keras refuses XLA).
     """
     import tensorflow as tf
 
@@ -163,13 +165,12 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     targets = rng.integers(0, len(CLASSES), batch_size).astype(np.int32)
     weights = np.ones(batch_size, np.float32)
     settings = {"published": {}, "lstm_mask": {}, "rd0": {"recurrent_dropout": 0.0},
-                "unmasked": {"mask": False}, "jit": {}}
+                "unmasked": {"mask": False}, "jit": {"jit_compile": True}}
     trainers, traces = {}, {}
     for name in variants:
         model = training.build_model(*model_args(**settings[name]), 32, len(CLASSES))
         use_view = name != "lstm_mask" and settings[name].get("mask", True)
         trainers[name] = training.trainer_for(model, "post") if use_view else model
-        trainers[name].jit_compile = name == "jit"
     data = tf.data.Dataset.from_tensors((inputs, targets, weights)).repeat(steps)
     times = {name: [] for name in variants}
     for round_ in range(rounds + 1):  # round 0 traces

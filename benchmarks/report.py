@@ -7,6 +7,9 @@ GOALS = {
     "ratio_vs_pytorch": (">= 1.0", lambda v: v >= 1.0),
     "peak_rss_over_baseline_vs_ragged": ("<= 2", lambda v: v <= 2),
     "speedup_slots_vs_published_loop": (">= 100", lambda v: v >= 100),
+    "speedup_train_vs_stock_keras": (">= 2.5", lambda v: v >= 2.5),
+    "ratio_vs_pytorch_rd0": (">= 1.0", lambda v: v >= 1.0),
+    "speedup_cv_jobs2": (">= 1.6", lambda v: v >= 1.6),
 }
 
 
