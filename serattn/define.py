@@ -48,7 +48,7 @@ CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
 ACTIVATIONS = ("tanh", "relu")
 
 # Utterance pooling of the attention LSTM (serattn.models.pooling) and of the basic LSTM.
-ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean")
+ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean", "attention+stats")
 BASIC_POOLINGS = ("mean", "last")
 
 # Keys of an .npz feature set (see serattn.features.feature_set).

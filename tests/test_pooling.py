@@ -12,7 +12,7 @@ from serattn.models.pooling import AttentiveStatsPooling, MultiHeadPooling
 from serattn.training.batches import pad_batch
 from serattn.training.trainer import predict_with_attention, trainer_for
 
-VARIANTS = [("attentive-stats", 1, 2), ("multihead", 3, 3), ("attention+mean", 1, 2)]  # pooling, heads, size / units
+VARIANTS = [("attentive-stats", 1, 2), ("multihead", 3, 3), ("attention+mean", 1, 2), ("attention+stats", 1, 3)]  # pooling, heads, size / units
 TINY = ["--units", "8", "--attention-units", "4", "--epochs", "2", "--patience", "2", "--batch-size", "16",
         "--recurrent-dropout", "0", "--quiet"]
 

@@ -13,6 +13,10 @@ scoring layers and names, and differ in what they pool:
   ``attention_dense1`` hidden layer (the structured self-attention of Lin et al.,
   ICLR 2017, arXiv 1703.03130); their pooled vectors are concatenated.
 * ``attention+mean``: the attention representation next to the mean over valid frames.
+* ``attention+stats``: the attention representation next to the mean and standard
+  deviation over valid frames: the utterance statistics that a sharp head drops (with
+  ``--pool-inputs``, those of the input frames too, which alone carry most of what
+  the functionals carry).
 
 Every layer takes the mask explicitly: padded frames get exactly zero weight, and a
 padded utterance gives the same output as the unpadded one. Layer names follow
@@ -112,10 +116,12 @@ class MultiHeadPooling(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="serattn")
 class AttentionMeanPooling(layers.Layer):
-    """Attention-weighted sum next to the mean over valid frames: (batch, 2 * units)."""
+    """Attention-weighted sum next to the mean over valid frames: (batch, 2 * units);
+    with ``stats`` also the standard deviation over valid frames: (batch, 3 * units)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, stats=False, **kwargs):
         super().__init__(**kwargs)
+        self.stats = stats
         self.supports_masking = True
 
     def compute_mask(self, *args, **kwargs):
@@ -125,8 +131,16 @@ class AttentionMeanPooling(layers.Layer):
         # values (batch, frames, units), weights and mask (batch, frames)
         attended = ops.sum(values * ops.expand_dims(weights, -1), axis=1)  # (batch, units)
         mask = ops.expand_dims(ops.cast(mask, values.dtype), -1)  # (batch, frames, 1)
-        mean = ops.sum(values * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)  # (batch, units)
-        return ops.concatenate([attended, mean], axis=-1)
+        count = ops.maximum(ops.sum(mask, axis=1), 1.0)  # (batch, 1)
+        mean = ops.sum(values * mask, axis=1) / count  # (batch, units)
+        if not self.stats:
+            return ops.concatenate([attended, mean], axis=-1)
+        second = ops.sum(values * values * mask, axis=1) / count
+        std = ops.sqrt(ops.maximum(second - mean * mean, 0.0) + STD_FLOOR)  # (batch, units)
+        return ops.concatenate([attended, mean, std], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "stats": self.stats}
 
 
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
@@ -163,7 +177,8 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         return AttentionPooling(name="attention_representation")(values, weights)
     if pooling == "attentive-stats":
         return AttentiveStatsPooling(name="attention_representation")(values, weights)
-    return AttentionMeanPooling(name="attention_representation")(values, weights, mask)
+    return AttentionMeanPooling(stats=pooling == "attention+stats", name="attention_representation")(
+        values, weights, mask)
 
 
 def check_pooling(pooling, heads=1):
