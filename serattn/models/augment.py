@@ -17,12 +17,13 @@ Padding stays untouched, so the padding invariance of the model holds in trainin
 """
 
 import keras
-from keras import layers, ops
+from keras import ops
 
+from serattn.models.layers import MaskConsumer
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class FrameAugment(layers.Layer):
+class FrameAugment(MaskConsumer):
     """SpecAugment-style masking and input noise on training batches of (batch, frames, D)."""
 
     def __init__(self, time_mask=0, feature_mask=0, count=2, noise_std=0.0, seed=None, **kwargs):
@@ -33,10 +34,6 @@ class FrameAugment(layers.Layer):
         self.noise_std = float(noise_std)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = True
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, features, mask, training=None):
         if not training:

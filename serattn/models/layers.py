@@ -10,17 +10,28 @@ import keras
 from keras import layers, ops
 
 
+class MaskConsumer(layers.Layer):
+    """A layer that takes the padding mask as an explicit input and passes no Keras mask on.
+
+    Every masked layer of serattn receives the mask as a tensor (so padding gets exactly
+    zero weight); Keras' implicit mask propagation stops at these layers.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+
 @keras.saving.register_keras_serializable(package="serattn")
-class MaskedTimeSoftmax(layers.Layer):
+class MaskedTimeSoftmax(MaskConsumer):
     """Softmax over the time axis of (batch, frames, 1) scores; zero where masked."""
 
     def __init__(self, masked=True, **kwargs):
         super().__init__(**kwargs)
         self.masked = masked
-        self.supports_masking = True  # the mask is an explicit input; none goes out
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, scores, mask):
         scores = ops.squeeze(scores, axis=-1)  # (batch, frames)
@@ -39,15 +50,8 @@ class MaskedTimeSoftmax(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class AttentionPooling(layers.Layer):
+class AttentionPooling(MaskConsumer):
     """Sum over time of attention weights times the LSTM outputs."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # weights are already zero on padding
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, values, weights):
         # values (batch, frames, units), weights (batch, frames) -> (batch, units)
@@ -55,16 +59,12 @@ class AttentionPooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class MaskedPooling(layers.Layer):
+class MaskedPooling(MaskConsumer):
     """Mean over valid frames, or the last valid frame, of (batch, frames, units)."""
 
     def __init__(self, mode="mean", **kwargs):
         super().__init__(**kwargs)
         self.mode = mode
-        self.supports_masking = True
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, values, mask):
         mask = ops.cast(mask, values.dtype)  # (batch, frames)

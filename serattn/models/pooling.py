@@ -31,20 +31,14 @@ from keras import layers, ops
 
 from serattn.define import ATTENTION_POOLINGS
 from serattn.errors import InputError
+from serattn.models.layers import MaskConsumer
 
 STD_FLOOR = 1e-6  # variance floor inside the square root: a finite gradient at zero spread
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class MaskedHeadSoftmax(layers.Layer):
+class MaskedHeadSoftmax(MaskConsumer):
     """Softmax over time of (batch, frames, heads) scores; exactly zero on padding."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # the mask is an explicit input; none goes out
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, scores, mask):
         mask = ops.expand_dims(ops.cast(mask, "bool"), -1)  # (batch, frames, 1)
@@ -75,15 +69,8 @@ def _weighted_stats(values, weights):
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class AttentiveStatsPooling(layers.Layer):
+class AttentiveStatsPooling(MaskConsumer):
     """Attention-weighted mean and standard deviation, concatenated: (batch, 2 * units)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, values, weights):
         # values (batch, frames, units), weights (batch, frames)
@@ -92,16 +79,12 @@ class AttentiveStatsPooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class MultiHeadPooling(layers.Layer):
+class MultiHeadPooling(MaskConsumer):
     """Per-head weighted means (and optionally stds), concatenated: (batch, heads * units [* 2])."""
 
     def __init__(self, stats=False, **kwargs):
         super().__init__(**kwargs)
         self.stats = stats
-        self.supports_masking = True
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, values, head_weights):
         # values (batch, frames, units), head_weights (batch, frames, heads)
@@ -115,17 +98,13 @@ class MultiHeadPooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class AttentionMeanPooling(layers.Layer):
+class AttentionMeanPooling(MaskConsumer):
     """Attention-weighted sum next to the mean over valid frames: (batch, 2 * units);
     with ``stats`` also the standard deviation over valid frames: (batch, 3 * units)."""
 
     def __init__(self, stats=False, **kwargs):
         super().__init__(**kwargs)
         self.stats = stats
-        self.supports_masking = True
-
-    def compute_mask(self, *args, **kwargs):
-        return None
 
     def call(self, values, weights, mask):
         # values (batch, frames, units), weights and mask (batch, frames)
