@@ -80,6 +80,18 @@ def test_extraction_adds_one_copy_per_factor_with_its_source_id_label_speaker_an
     assert len(list((tmp_path / "cache").iterdir())) == 6
 
 
+def test_a_copy_too_short_to_extract_is_listed_and_its_source_kept(tmp_path, capsys):
+    write_wav(tmp_path / "short.wav", 0.04)  # 2 frames; at double speed 20 ms, less than one frame
+    write_manifest(tmp_path / "m.csv", [{"path": "short.wav", "label": "A", "speaker": "s1"}],
+                   columns=("path", "label", "speaker"))
+    extract_features.main(["--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "f.npz"), "--jobs", "1",
+                           "--no-cache", "--augment", "speed=0.5,2"])
+    assert "1 speed-perturbed copy (1 skipped)" in capsys.readouterr().out
+    fs = load_feature_set(tmp_path / "f.npz")
+    assert list(fs.ids) == ["short.wav", "short.wav#speed0.5"] and fs.meta["augmented_copies_skipped"] == 1
+    assert [row["path"] for row in read_csv(tmp_path / "f.skipped.csv")] == ["short.wav#speed2"]
+
+
 # --- the feature file ------------------------------------------------------------------
 
 
@@ -131,7 +143,8 @@ def test_a_split_file_tests_on_its_originals_and_trains_on_the_copies_of_train(t
     save_feature_set(add_copies(make_feature_set(n=30)), tmp_path / "aug.npz")
     train, test, _, _ = load_train_test(data=tmp_path / "aug.npz")
     assert not test.has_copies and set(test.split) == {"test"} and len(test) == 10
-    assert set(train.split) == {"train"} and set(train.ids) == set(train.originals().ids) | copies_of(train.originals().ids)
+    originals = train.originals().ids
+    assert set(train.split) == {"train"} and set(train.ids) == set(originals) | copies_of(originals)
 
 
 @pytest.mark.parametrize("method", ["global", "speaker"])
@@ -155,7 +168,8 @@ def test_cv_with_copies_tests_on_the_utterances_of_the_run_without_them(tmp_path
                                    "--out", str(tmp_path / f"run-{name}"), *TINY])
 
     pooled = read_csv(tmp_path / "run-aug" / "predictions.csv")
-    assert sorted(r["id"] for r in pooled) == sorted(r["id"] for r in read_csv(tmp_path / "run-plain" / "predictions.csv"))
+    pooled_plain = read_csv(tmp_path / "run-plain" / "predictions.csv")
+    assert sorted(r["id"] for r in pooled) == sorted(r["id"] for r in pooled_plain)
     assert not any("#" in r["id"] for r in pooled)
     for fold in ("fold-00", "fold-01", "fold-02"):
         with_copies, without = predictions(tmp_path / "run-aug" / fold), predictions(tmp_path / "run-plain" / fold)

@@ -277,16 +277,16 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         kept.append((i, row, frames))
         rates[str(rate)] = rates.get(str(rate), 0) + 1
         cached += hit
-    copies = []  # (source row, factor, frames) of every kept file, factor by factor
+    copies, skipped_copies = [], []  # copies: (source row, factor, frames) of kept files, factor by factor
     for factor in factors:
         for i, row, _ in kept:
             frames, reason, _, _, _ = everything[i, factor]
             if frames is None:
-                skipped.append((copy_id(row["path"], factor), reason))
+                skipped_copies.append((copy_id(row["path"], factor), reason))
             else:
                 copies.append((row, factor, frames))
     if out is not None:
-        _write_skipped(skipped + dropped, skipped_path(out))
+        _write_skipped(skipped + dropped + skipped_copies, skipped_path(out))
     source = manifest.meta.get("manifest") or manifest.meta.get("corpus_root") or str(manifest.root)
     if not kept:
         first_path, first_reason = skipped[0]
@@ -297,7 +297,8 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     rows = [row for _, row, _ in kept] + [row for row, _, _ in copies]
     ids = [row["path"] for _, row, _ in kept] + [copy_id(row["path"], factor) for row, factor, _ in copies]
     has_split = any(row["split"] for row in rows)
-    augmentation = {"augment": {"speed": list(factors)}, "augmented_copies": len(copies)} if factors else {}
+    augmentation = {"augment": {"speed": list(factors)}, "augmented_copies": len(copies),
+                    "augmented_copies_skipped": len(skipped_copies)} if factors else {}
     result = FeatureSet.from_sequences(
         [frames for _, _, frames in kept] + [frames for _, _, frames in copies],
         ids=ids,
@@ -315,7 +316,8 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     if out is not None:
         save_feature_set(result, out)
     if progress:
-        print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out))
+        print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out, len(skipped_copies),
+                       factors))
     return result
 
 
@@ -346,17 +348,21 @@ def skipped_path(out):
     return out.with_name(out.stem + ".skipped.csv")
 
 
-def _summary(result, n_files, cached, n_skipped, n_duplicates, out):
+def _summary(result, n_files, cached, n_skipped, n_duplicates, out, n_skipped_copies=0, factors=()):
     """One line: what was extracted, from where, and where it went."""
     n_copies = int(result.is_copy.sum())
+    augmented = ""
+    if factors:
+        augmented = f", {n_copies} speed-perturbed {'copy' if n_copies == 1 else 'copies'}"
+        if n_skipped_copies:
+            augmented += f" ({n_skipped_copies} skipped)"
     line = (f"extracted {len(result) - n_copies} of {n_files} files ({cached} from cache, {n_skipped} skipped), "
-            f"{n_duplicates} duplicate{'' if n_duplicates == 1 else 's'} dropped"
-            f"{f', {n_copies} speed-perturbed copies' if n_copies else ''}: "
+            f"{n_duplicates} duplicate{'' if n_duplicates == 1 else 's'} dropped{augmented}: "
             f"{len(np.unique(result.speakers))} speakers, {len(np.unique(result.labels))} classes, "
             f"{result.dim} features, {len(result.features)} frames")
     if out is not None:
         line += f" -> {out}"
-        if n_skipped or n_duplicates:
+        if n_skipped or n_duplicates or n_skipped_copies:
             line += f" (skipped files: {skipped_path(out)})"
     return line
 
