@@ -1,7 +1,7 @@
 """Extract openSMILE features (IS09 frames by default) of a corpus into one feature-set file.
 
     python extract_features.py --manifest data/demo/manifest.csv --out data/demo.npz
-    python extract_features.py --corpus emodb /path/to/emodb --out data/emodb.npz --jobs 2
+    python extract_features.py --corpus emodb /path/to/emodb --augment speed=0.9,1.1 --out data/emodb_sp.npz --jobs 2
     python extract_features.py --corpus ravdess /path/to/ravdess --out data/ravdess_func.npz \\
         --level functionals --labels "angry=angry,happy=happy,sad=sad,neutral=neutral,calm=neutral"
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 from serattn.features import corpora
 from serattn.define import DEFAULT_FEATURE_SET
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.features.extraction import FEATURE_LEVELS, OPENSMILE_SETS, check_output, extract_manifest
+from serattn.features.extraction import (FEATURE_LEVELS, OPENSMILE_SETS, check_output, extract_manifest,
+                                        parse_augment)
 
 
 def parse_args(argv):
@@ -40,6 +41,11 @@ def parse_args(argv):
     features.add_argument("--level", default="lld", choices=FEATURE_LEVELS,
                           help="lld: one row per 10 ms frame; functionals: one row per utterance "
                                "(default: lld)")
+    features.add_argument("--augment", default=None, metavar="speed=F1,F2",
+                          help="also extract a speed-perturbed copy of every file per factor (tempo and pitch "
+                               "together, e.g. speed=0.9,1.1; factors 0.5-2), ids ID#speedF; training uses a "
+                               "copy only where its source utterance trains, never in validation or test "
+                               "(default: none)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
@@ -63,6 +69,7 @@ def main(argv=None):
         raise InputError(f"--out must name a .npz file, got '{args.out}'")
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+    augment = parse_augment(args.augment)
     check_output(args.out, args.overwrite)
 
     # Data: a manifest, read from a CSV or prepared from a corpus as distributed.
@@ -78,7 +85,7 @@ def main(argv=None):
     # Features: extract, skip what cannot be used, save atomically.
     cache = None if args.no_cache else (args.cache or args.out.parent / ".feature_cache")
     extract_manifest(manifest, args.out, feature_set=args.feature_set, level=args.level,
-                     jobs=args.jobs, cache_dir=cache, progress=not args.quiet)
+                     jobs=args.jobs, cache_dir=cache, progress=not args.quiet, augment=augment)
     return 0
 
 

@@ -194,6 +194,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
             padding=padding,
             class_weights=dict(zip(classes, class_weights.round(6).tolist())),
             val_speakers_used=sorted(set(val_set.speakers)),
+            augmented_copies_used=int(fit_set.is_copy.sum()),
             test_speakers=sorted(set(test.speakers))))
         run.write_normalization(normalization)
 

@@ -188,9 +188,11 @@ def main(argv=None):
 
     # Data: every input is checked before anything is written.
     data = experiment.data
+    # Augmented copies (extract_features.py --augment) are dropped: static models train on originals only.
     train, test, sources, classes = protocols.load_train_test(
         data.data, data.train, data.test, data.cv,
-        prepare=lambda feature_set, path: static.utterance_features(feature_set, experiment.model.pool, path))
+        prepare=lambda feature_set, path: static.utterance_features(feature_set.originals(), experiment.model.pool,
+                                                                    path))
     data_files = runs.describe_data_files(sources)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.

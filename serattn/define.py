@@ -52,4 +52,4 @@ ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+me
 BASIC_POOLINGS = ("mean", "last")
 
 # Keys of an .npz feature set (see serattn.features.feature_set).
-FEATURE_FILE_VERSION = 1
+FEATURE_FILE_VERSION = 2  # 2: optional source_ids of augmented copies

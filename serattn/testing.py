@@ -39,3 +39,30 @@ def make_feature_set(n=60, dim=8, classes=("A", "E", "N", "P", "R"), speakers=6,
         sequences, ids=[f"u{i:04d}" for i in range(n)], labels=labels, speakers=speaker_ids,
         feature_names=[f"f{j}" for j in range(dim)], split=split_values,
         meta={"feature_set": "synthetic", "level": "lld", "frame_rate": 100})
+
+
+def add_copies(feature_set, factors=(0.9, 1.1)):
+    """``feature_set`` followed by one fabricated augmented copy of every utterance per factor.
+
+    A copy of utterance ``ID`` is ``ID#speedF``: its frames are the source's
+    stretched in time to ``round(L / F)`` frames (linear interpolation), and it has
+    its source's label, speaker and split, as ``extract_features.py --augment``
+    writes them.
+    """
+    copies, ids, sources = [], [], []
+    for factor in factors:
+        for i, frames in enumerate(feature_set.sequences()):
+            length = max(1, round(len(frames) / factor))
+            position = np.linspace(0, len(frames) - 1, length)
+            copies.append(np.stack([np.interp(position, np.arange(len(frames)), column) for column in frames.T],
+                                   axis=1))
+            ids.append(f"{feature_set.ids[i]}#speed{factor:g}")
+            sources.append(feature_set.ids[i])
+    repeat = len(factors)
+    return FeatureSet.from_sequences(
+        feature_set.sequences() + copies, ids=np.r_[feature_set.ids, ids],
+        labels=np.tile(feature_set.labels, repeat + 1), speakers=np.tile(feature_set.speakers, repeat + 1),
+        feature_names=feature_set.feature_names,
+        split=None if feature_set.split is None else np.tile(feature_set.split, repeat + 1),
+        meta={**feature_set.meta, "augment": {"speed": list(factors)}},
+        source_ids=np.r_[feature_set.ids, sources])

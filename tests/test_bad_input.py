@@ -21,7 +21,7 @@ import train_attention_lstm
 import tsne_plot
 from serattn.features.feature_set import save_feature_set
 from serattn.errors import run_main
-from serattn.testing import make_feature_set
+from serattn.testing import add_copies, make_feature_set
 from tests.fabricate import write_manifest, write_wav
 
 SCRIPTS = {
@@ -59,6 +59,15 @@ def one_speaker_class(tmp):
     feature_set.labels[(feature_set.labels == "P") & (feature_set.speakers != "s00")] = "N"
     feature_set.labels[np.flatnonzero(feature_set.speakers == "s00")[0]] = "P"
     save_feature_set(feature_set, tmp / "fs.npz")
+    return tmp / "fs.npz"
+
+
+def orphan_copy(tmp):
+    """A speed-perturbed copy whose source utterance is not in the file."""
+    feature_set = add_copies(make_feature_set(n=30), factors=(0.9,))
+    feature_set.source_ids[30] = "u9999"
+    np.savez(tmp / "fs.npz", features=feature_set.features, lengths=feature_set.lengths, ids=feature_set.ids,
+             labels=feature_set.labels, speakers=feature_set.speakers, source_ids=feature_set.source_ids)
     return tmp / "fs.npz"
 
 
@@ -151,6 +160,18 @@ CASES = [
     ("only unusable wavs", "extract",
      lambda t: ["--manifest", str(bad_wavs_manifest(t)), "--out", str(t / "f.npz"), "--jobs", "1", "--quiet"],
      "nothing extracted from '.*manifest.csv': all 5 files were skipped .*; see '.*f.skipped.csv'", "f.npz"),
+    ("speed factor zero", "extract",
+     lambda t: ["--manifest", str(bad_wavs_manifest(t)), "--out", str(t / "f.npz"), "--augment", "speed=0"],
+     "--augment speed: expected distinct factors from 0.5 to 2 other than 1, e.g. speed=0.9,1.1; got '0'", "f.npz"),
+    ("speed factor not a number", "extract",
+     lambda t: ["--manifest", str(bad_wavs_manifest(t)), "--out", str(t / "f.npz"), "--augment", "speed=abc"],
+     "--augment speed: expected distinct factors .* got 'abc' in 'speed=abc'", "f.npz"),
+    ("unknown augmentation", "extract",
+     lambda t: ["--manifest", str(bad_wavs_manifest(t)), "--out", str(t / "f.npz"), "--augment", "pitch=2"],
+     "--augment: unknown augmentation 'pitch' in 'pitch=2'; expected one of: speed", "f.npz"),
+    ("copy without its source", "train",
+     lambda t: ["--data", str(orphan_copy(t)), "--out", str(t / "run")],
+     "augmented copy 'u0000#speed0.9' in '.*fs.npz' names source 'u9999', which is not an original", "run"),
     ("run folder missing", "predict", lambda t: [str(t / "run"), str(t / "a.wav")], "does not exist", None),
     ("incomplete run", "predict", lambda t: [str(fake_run(t, incomplete=True)), str(t / "a.wav")],
      "is incomplete", None),

@@ -13,10 +13,20 @@ listed twice (one file under two spellings of its path, or two byte-identical
 files) is extracted once: with the same label and speaker the other rows are
 dropped as duplicates, with different ones the manifest is refused, since one
 recording could otherwise land in training and test at once.
+
+Augmentation (``augment={"speed": (0.9, 1.1)}``) adds, for every kept file, one
+speed-perturbed copy per factor, extracted like the original: the samples are
+read as if recorded at ``rate * factor`` and resampled to 16 kHz, so tempo and
+pitch change together and the copy lasts ``1 / factor`` as long (the speed
+perturbation of Kaldi and ESPnet, Ko et al., Interspeech 2015). A copy's id is
+``PATH#speed0.9``; it has its source's label, speaker and split, and its
+``source_ids`` entry names the source, so training can keep it on the source's side
+of every split (see :mod:`serattn.training.protocols`).
 """
 
 import csv
 import functools
+from fractions import Fraction
 import hashlib
 import io
 import json
@@ -43,6 +53,41 @@ from serattn.errors import InputError
 MIN_SAMPLES = int(0.025 * SAMPLE_RATE)  # one 25 ms analysis window
 CACHE_VERSION = 2  # bump when what a cached array means changes (2: files with NaN samples are skipped)
 NON_FINITE = "non-finite samples"  # start of the reason for audio with NaN or infinite samples
+AUGMENTATIONS = ("speed",)
+SPEED_RANGE = (0.5, 2.0)  # speed factors allowed, exclusive of 1 (Kaldi's recipes use 0.9 and 1.1)
+
+
+def parse_augment(spec):
+    """Parse ``--augment``: ``"speed=0.9,1.1"`` -> ``{"speed": (0.9, 1.1)}``.
+
+    Raises:
+        InputError: an unknown augmentation, or factors that are not distinct
+            numbers in ``SPEED_RANGE`` other than 1.
+    """
+    if spec is None:
+        return {}
+    kind, equals, values = spec.partition("=")
+    kind = kind.strip()
+    if kind not in AUGMENTATIONS:
+        raise InputError(f"--augment: unknown augmentation '{kind}' in '{spec}'; expected one of: "
+                         f"{', '.join(AUGMENTATIONS)} (e.g. --augment speed=0.9,1.1)")
+    low, high = SPEED_RANGE
+    factors = []
+    for value in values.split(",") if equals else [""]:
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = math.nan
+        if not (low <= factor <= high) or factor == 1 or factor in factors:
+            raise InputError(f"--augment speed: expected distinct factors from {low:g} to {high:g} other than 1, "
+                             f"e.g. speed=0.9,1.1; got '{value.strip()}' in '{spec}'")
+        factors.append(factor)
+    return {kind: tuple(factors)}
+
+
+def copy_id(source_id, factor):
+    """The id of the speed-perturbed copy of utterance ``source_id``: ``ID#speed0.9``."""
+    return f"{source_id}#speed{factor:g}"
 
 
 def check_settings(feature_set, level):
@@ -95,11 +140,17 @@ def read_audio(source):
     return signal.mean(axis=1), rate
 
 
-def to_sample_rate(signal, rate):
-    """``signal`` resampled from ``rate`` to the 16 kHz the features are defined at."""
-    if rate != SAMPLE_RATE and len(signal):
-        divisor = math.gcd(SAMPLE_RATE, rate)
-        signal = resample_poly(signal, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
+def to_sample_rate(signal, rate, speed=1):
+    """``signal`` resampled from ``rate`` to the 16 kHz the features are defined at.
+
+    With ``speed`` other than 1 the samples are read as if recorded at ``rate *
+    speed``: the result plays ``speed`` times faster, pitch raised by that factor
+    (speed perturbation), and has about ``len(signal) / speed`` samples at 16 kHz.
+    """
+    source_rate = Fraction(rate) * Fraction(speed).limit_denominator(1000)
+    if source_rate != SAMPLE_RATE and len(signal):
+        ratio = Fraction(SAMPLE_RATE) / source_rate  # in lowest terms: the smallest polyphase filter
+        signal = resample_poly(signal, ratio.numerator, ratio.denominator).astype(np.float32)
     return signal
 
 
@@ -156,7 +207,7 @@ def extract_file(path, feature_set="is09", level="lld"):
 
 
 def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", jobs=None,
-                     cache_dir=None, progress=True):
+                     cache_dir=None, progress=True, augment=None):
     """Extract the features of every file of a manifest.
 
     Files that are missing, unreadable, empty or shorter than one frame are
@@ -173,10 +224,13 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         jobs: worker processes (default: all cores).
         cache_dir: folder of cached per-file features (default: no cache).
         progress: show a progress bar and print a one-line summary.
+        augment: ``{"speed": factors}`` (see :func:`parse_augment`): one
+            speed-perturbed copy of every kept file per factor, after the
+            originals, with ``source_ids`` naming its source.
 
     Returns:
         The :class:`serattn.features.feature_set.FeatureSet`: ids are the manifest's ``path``
-        values; ``split`` is None when the manifest has none.
+        values (``PATH#speedF`` for copies); ``split`` is None when the manifest has none.
 
     Raises:
         InputError: a bad manifest or setting, or no file could be extracted.
@@ -190,10 +244,16 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     duplicates = same_files(manifest)
     check_duplicates(manifest, duplicates)
     todo = [i for i in range(len(manifest.rows)) if i not in duplicates]
-    tasks = [(str(manifest.audio_path(manifest.rows[i])), settings, None if cache_dir is None else str(cache_dir))
-             for i in todo]
+    # Copies are extracted in the same pass; the factor is part of their settings, so of their cache key.
+    factors = tuple((augment or {}).get("speed", ()))
+    keys = [(i, None) for i in todo] + [(i, factor) for factor in factors for i in todo]
+    tasks = [(str(manifest.audio_path(manifest.rows[i])),
+              settings if factor is None else {**settings, "speed": factor},
+              None if cache_dir is None else str(cache_dir))
+             for i, factor in keys]
     jobs = min(jobs or len(os.sched_getaffinity(0)), len(tasks))
-    results = dict(zip(todo, _run(tasks, jobs, progress)))
+    everything = dict(zip(keys, _run(tasks, jobs, progress)))
+    results = {i: everything[i, None] for i in todo}
 
     # Byte-identical files under different names: found by their content hash.
     first_with_content = {}
@@ -214,11 +274,19 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         if frames is None:
             skipped.append((row["path"], reason))
             continue
-        kept.append((row, frames))
+        kept.append((i, row, frames))
         rates[str(rate)] = rates.get(str(rate), 0) + 1
         cached += hit
+    copies, skipped_copies = [], []  # copies: (source row, factor, frames) of kept files, factor by factor
+    for factor in factors:
+        for i, row, _ in kept:
+            frames, reason, _, _, _ = everything[i, factor]
+            if frames is None:
+                skipped_copies.append((copy_id(row["path"], factor), reason))
+            else:
+                copies.append((row, factor, frames))
     if out is not None:
-        _write_skipped(skipped + dropped, skipped_path(out))
+        _write_skipped(skipped + dropped + skipped_copies, skipped_path(out))
     source = manifest.meta.get("manifest") or manifest.meta.get("corpus_root") or str(manifest.root)
     if not kept:
         first_path, first_reason = skipped[0]
@@ -226,11 +294,14 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         raise InputError(f"nothing extracted from '{source}': all {len(skipped)} files were skipped "
                          f"(first: '{first_path}': {first_reason}){where}")
 
-    rows = [row for row, _ in kept]
+    rows = [row for _, row, _ in kept] + [row for row, _, _ in copies]
+    ids = [row["path"] for _, row, _ in kept] + [copy_id(row["path"], factor) for row, factor, _ in copies]
     has_split = any(row["split"] for row in rows)
+    augmentation = {"augment": {"speed": list(factors)}, "augmented_copies": len(copies),
+                    "augmented_copies_skipped": len(skipped_copies)} if factors else {}
     result = FeatureSet.from_sequences(
-        [frames for _, frames in kept],
-        ids=[row["path"] for row in rows],
+        [frames for _, _, frames in kept] + [frames for _, _, frames in copies],
+        ids=ids,
         labels=[row["label"] for row in rows],
         speakers=[row["speaker"] for row in rows],
         feature_names=feature_names(feature_set, level),
@@ -239,12 +310,14 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
               "frame_rate": FRAME_RATE if level == "lld" else None,
               "sample_rate": SAMPLE_RATE, **manifest.meta,
               "original_sample_rates": rates, "skipped": len(skipped), "duplicates": len(dropped),
-              "opensmile": opensmile.__version__},
+              **augmentation, "opensmile": opensmile.__version__},
+        source_ids=[row["path"] for row in rows] if factors else None,
     )
     if out is not None:
         save_feature_set(result, out)
     if progress:
-        print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out))
+        print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out, len(skipped_copies),
+                       factors))
     return result
 
 
@@ -275,15 +348,21 @@ def skipped_path(out):
     return out.with_name(out.stem + ".skipped.csv")
 
 
-def _summary(result, n_files, cached, n_skipped, n_duplicates, out):
+def _summary(result, n_files, cached, n_skipped, n_duplicates, out, n_skipped_copies=0, factors=()):
     """One line: what was extracted, from where, and where it went."""
-    line = (f"extracted {len(result)} of {n_files} files ({cached} from cache, {n_skipped} skipped), "
-            f"{n_duplicates} duplicate{'' if n_duplicates == 1 else 's'} dropped: "
+    n_copies = int(result.is_copy.sum())
+    augmented = ""
+    if factors:
+        augmented = f", {n_copies} speed-perturbed {'copy' if n_copies == 1 else 'copies'}"
+        if n_skipped_copies:
+            augmented += f" ({n_skipped_copies} skipped)"
+    line = (f"extracted {len(result) - n_copies} of {n_files} files ({cached} from cache, {n_skipped} skipped), "
+            f"{n_duplicates} duplicate{'' if n_duplicates == 1 else 's'} dropped{augmented}: "
             f"{len(np.unique(result.speakers))} speakers, {len(np.unique(result.labels))} classes, "
             f"{result.dim} features, {len(result.features)} frames")
     if out is not None:
         line += f" -> {out}"
-        if n_skipped or n_duplicates:
+        if n_skipped or n_duplicates or n_skipped_copies:
             line += f" (skipped files: {skipped_path(out)})"
     return line
 
@@ -337,7 +416,8 @@ def _extract_task(task):
     if problem:
         return None, problem, rate, False, content
     try:
-        frames = extract_signal(to_sample_rate(signal, rate), settings["feature_set"], settings["level"])
+        frames = extract_signal(to_sample_rate(signal, rate, settings.get("speed", 1)), settings["feature_set"],
+                                settings["level"])
     except Exception as error:  # one odd file must not end a long run; its reason is listed
         return None, f"openSMILE failed: {error}", rate, False, content
     if len(frames) == 0 or not np.all(np.isfinite(frames)):

@@ -11,6 +11,8 @@ key                shape           meaning
 ``labels``         (N,)            str class labels
 ``speakers``       (N,)            str speaker ids
 ``split``          (N,)            str, optional (e.g. ``train``/``test``)
+``source_ids``     (N,)            str, optional: the utterance an augmented copy was
+                                   made from (its own id for an original); format 2
 ``feature_names``  (D,)            str
 ``meta``           ()              str, optional JSON (feature set, frame rate...)
 =================  ==============  ===============================================
@@ -18,6 +20,12 @@ key                shape           meaning
 The published scripts stored padded arrays instead; :func:`load_feature_set`
 also reads those (``X`` of shape (N, T_max, D), zero-padded at the front or the
 back) so old feature files keep working.
+
+Augmented copies (``extract_features.py --augment``) are rows whose ``source_ids``
+differ from their ``ids``. A copy has its source's label, speaker and split, and its
+source is in the same set (checked on load and save), so every speaker or split
+partition puts it where its source goes; the training protocols then keep copies in
+the fitting part of a training set only (:meth:`FeatureSet.originals`).
 """
 
 import dataclasses
@@ -43,6 +51,7 @@ class FeatureSet:
     feature_names: np.ndarray  # (D,) str
     split: np.ndarray | None = None  # (N,) str
     meta: dict = dataclasses.field(default_factory=dict)
+    source_ids: np.ndarray | None = None  # (N,) str: a copy's source utterance (None: no copies)
 
     def __len__(self):
         return len(self.lengths)
@@ -63,6 +72,21 @@ class FeatureSet:
     def sequences(self):
         return np.split(self.features, np.cumsum(self.lengths)[:-1])
 
+    @property
+    def is_copy(self):
+        """(N,) bool: True for augmented copies, False for original utterances."""
+        if self.source_ids is None:
+            return np.zeros(len(self), dtype=bool)
+        return self.source_ids != self.ids
+
+    @property
+    def has_copies(self):
+        return bool(self.is_copy.any())
+
+    def originals(self):
+        """The original utterances only: augmented copies dropped (this set itself when it has none)."""
+        return self.subset(~self.is_copy) if self.has_copies else self
+
     def subset(self, selection):
         """The utterances picked by a boolean mask or an index array, in that order.
 
@@ -82,6 +106,7 @@ class FeatureSet:
             labels=self.labels[index],
             speakers=self.speakers[index],
             split=None if self.split is None else self.split[index],
+            source_ids=None if self.source_ids is None else self.source_ids[index],
         )
 
     def with_features(self, features):
@@ -89,7 +114,8 @@ class FeatureSet:
         return dataclasses.replace(self, features=np.asarray(features, dtype=np.float32))
 
     @classmethod
-    def from_sequences(cls, sequences, ids, labels, speakers, feature_names, split=None, meta=None):
+    def from_sequences(cls, sequences, ids, labels, speakers, feature_names, split=None, meta=None,
+                       source_ids=None):
         sequences = [np.asarray(s, dtype=np.float32) for s in sequences]
         dim = len(feature_names)
         features = np.concatenate(sequences) if sequences else np.zeros((0, dim), np.float32)
@@ -102,6 +128,7 @@ class FeatureSet:
             feature_names=np.asarray(feature_names, dtype=str),
             split=None if split is None else np.asarray(split, dtype=str),
             meta=dict(meta or {}),
+            source_ids=None if source_ids is None else np.asarray(source_ids, dtype=str),
         )
 
 
@@ -109,6 +136,7 @@ def concatenate(feature_sets):
     """One feature set holding all utterances of several (same features)."""
     first = feature_sets[0]
     has_split = all(fs.split is not None for fs in feature_sets)
+    has_sources = any(fs.source_ids is not None for fs in feature_sets)
     return dataclasses.replace(
         first,
         features=np.concatenate([fs.features for fs in feature_sets]),
@@ -117,6 +145,8 @@ def concatenate(feature_sets):
         labels=np.concatenate([fs.labels for fs in feature_sets]),
         speakers=np.concatenate([fs.speakers for fs in feature_sets]),
         split=np.concatenate([fs.split for fs in feature_sets]) if has_split else None,
+        source_ids=np.concatenate([fs.ids if fs.source_ids is None else fs.source_ids for fs in feature_sets])
+        if has_sources else None,
     )
 
 
@@ -133,10 +163,13 @@ def save_feature_set(feature_set, path):
         labels=feature_set.labels.astype(str),
         speakers=feature_set.speakers.astype(str),
         feature_names=feature_set.feature_names.astype(str),
-        meta=np.array(json.dumps({"format_version": FEATURE_FILE_VERSION, **feature_set.meta})),
+        meta=np.array(json.dumps({**feature_set.meta, "format_version": FEATURE_FILE_VERSION})),
     )
     if feature_set.split is not None:
         arrays["split"] = feature_set.split.astype(str)
+    if feature_set.has_copies:
+        arrays["source_ids"] = feature_set.source_ids.astype(str)
+
     def write(temporary):
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
@@ -275,6 +308,10 @@ def _from_ragged_arrays(arrays, path):
             meta = json.loads(str(arrays["meta"]))
         except ValueError:
             raise InputError(f"'meta' in '{path}' is not valid JSON") from None
+    version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
+    if not isinstance(version, int) or version > FEATURE_FILE_VERSION:
+        raise InputError(f"feature file '{path}' has format version {version}, newer than this serattn reads "
+                         f"({FEATURE_FILE_VERSION}); update serattn")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_feature_set
         frames = features.astype(np.float32, copy=False) if features.dtype.kind == "f" \
             else _float_frames(features, path)
@@ -289,6 +326,7 @@ def _from_ragged_arrays(arrays, path):
             "feature_names", path),
         split=_strings(arrays["split"], "split", path) if "split" in arrays else None,
         meta=meta,
+        source_ids=_strings(arrays["source_ids"], "source_ids", path) if "source_ids" in arrays else None,
     )
 
 
@@ -381,7 +419,8 @@ def check_feature_set(fs, source):
     if int(fs.lengths.sum()) != len(fs.features):
         raise InputError(f"lengths in '{source}' add up to {int(fs.lengths.sum())} frames "
                          f"but 'features' has {len(fs.features)} rows")
-    for name in ("ids", "labels", "speakers") + (("split",) if fs.split is not None else ()):
+    optional = tuple(name for name in ("split", "source_ids") if getattr(fs, name) is not None)
+    for name in ("ids", "labels", "speakers") + optional:
         values = getattr(fs, name)
         if values.shape != (n,):
             raise InputError(f"'{name}' in '{source}' has shape {values.shape}, expected ({n},) "
@@ -398,6 +437,27 @@ def check_feature_set(fs, source):
         raise InputError(f"utterance ids in '{source}' are not unique")
     if np.any(fs.labels == ""):
         raise InputError(f"'{source}' has utterances with an empty label")
+    check_copies(fs, source)
+
+
+def check_copies(fs, source):
+    """Raise InputError unless every augmented copy's source is an original of ``fs`` with the
+    copy's label, speaker and split: what keeps a copy on its source's side of every split."""
+    copies = np.flatnonzero(fs.is_copy)
+    if not len(copies):
+        return
+    row_of = {utterance: i for i, utterance in enumerate(fs.ids)}
+    for i in copies:
+        source_row = row_of.get(fs.source_ids[i])
+        if source_row is None or fs.is_copy[source_row]:
+            raise InputError(f"augmented copy '{fs.ids[i]}' in '{source}' names source '{fs.source_ids[i]}', "
+                             f"which is not an original utterance of that file; re-extract it")
+        for name, what in (("labels", "label"), ("speakers", "speaker"), ("split", "split")):
+            values = getattr(fs, name)
+            if values is not None and values[i] != values[source_row]:
+                raise InputError(f"augmented copy '{fs.ids[i]}' in '{source}' has {what} '{values[i]}' but its "
+                                 f"source '{fs.source_ids[i]}' has '{values[source_row]}'; a copy must go where "
+                                 f"its source goes: re-extract it")
 
 
 def check_same_features(train, test, train_source, test_source):

@@ -5,6 +5,11 @@ scales each speaker with its own statistics (CMVN per speaker, as the published
 system did; for test speakers that uses their unlabelled audio); ``none`` leaves
 the features as they are. ``normalization.json`` records the method and, for
 ``global``, the statistics: only what :meth:`Normalization.apply` uses.
+
+Statistics come from original utterances only: augmented copies (speed-perturbed
+audio, see ``extract_features.py --augment``) are scaled with their speaker's (or the
+training speakers') statistics but do not shift them, so a run with copies
+normalizes every original frame exactly as the same run without them.
 """
 
 import dataclasses
@@ -38,7 +43,7 @@ class Normalization:
             raise InputError(f"unknown normalization '{method}'; expected one of: {', '.join(NORMALIZATIONS)}")
         if method != "global":
             return cls(method)  # none needs nothing; speaker statistics come from each set applied to
-        mean, std = _mean_std(feature_set.features)
+        mean, std = _mean_std(feature_set.originals().features)
         return cls(method, mean, std)
 
     @property
@@ -55,11 +60,16 @@ class Normalization:
             return feature_set.with_features(features)
         features = np.empty_like(feature_set.features)
         offsets = feature_set.offsets
+        original = ~feature_set.is_copy
         for speaker in np.unique(feature_set.speakers):
-            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1])
-                                   for i in np.flatnonzero(feature_set.speakers == speaker)])
+            utterances = np.flatnonzero(feature_set.speakers == speaker)
+            rows = _frame_rows(offsets, utterances)
             frames = feature_set.features[rows]
-            mean, std = _mean_std(frames)
+            sources = utterances[original[utterances]]
+            if len(sources) in (0, len(utterances)):
+                mean, std = _mean_std(frames)
+            else:  # the speaker's augmented copies are scaled by the statistics of their originals
+                mean, std = _mean_std(feature_set.features[_frame_rows(offsets, sources)])
             frames -= mean
             frames /= std
             features[rows] = frames
@@ -84,6 +94,11 @@ class Normalization:
         return cls(values["method"],
                    None if mean is None else np.asarray(mean, np.float32),
                    None if mean is None else np.asarray(values["std"], np.float32))
+
+
+def _frame_rows(offsets, utterances):
+    """Rows of ``features`` holding the frames of ``utterances`` (indices), in order."""
+    return np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in utterances])
 
 
 def _mean_std(frames, chunk=1 << 16):

@@ -4,6 +4,13 @@ Each fold tests on speakers that training never heard; the folds' test
 predictions are pooled for one confusion matrix, and UA/WA are reported both over
 the pooled predictions and as mean +- std over folds (the two differ, and papers
 mix them up, so both are named).
+
+Augmented copies (``extract_features.py --augment``) share their source's speaker
+and split, so every split here puts them where their source goes; they are then
+dropped from every test and validation set. Folds and validation speakers are drawn
+from the original utterances, so a run with copies tests and validates on exactly
+the utterances of the same run without them, and trains on its fitting speakers'
+originals and their copies only.
 """
 
 import dataclasses
@@ -40,7 +47,8 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
 
     Returns:
         ``(train, test or None, sources, classes)``; sources maps data/train/test
-        to paths, classes are the sorted training labels.
+        to paths, classes are the sorted training labels. The test set holds
+        original utterances only (augmented copies dropped).
     """
     def load(path):
         feature_set = load_feature_set(path, padding)
@@ -56,10 +64,11 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
         if unknown:
             raise InputError(f"'{data}' has split values {', '.join(unknown)}; expected only train and test")
         train_set, test_set = (feature_set.subset(feature_set.split == s) for s in ("train", "test"))
+        test_set = test_set.originals()
         if len(train_set) == 0 or len(test_set) == 0:
             raise InputError(f"'{data}' needs utterances of both splits, train and test")
     else:
-        train_set, test_set, sources = load(train), load(test), {"train": train, "test": test}
+        train_set, test_set, sources = load(train), load(test).originals(), {"train": train, "test": test}
         check_same_features(train_set, test_set, train, test)
     return train_set, test_set, sources, check_classes(train_set, test_set, sources.get("test", data))
 
@@ -145,11 +154,16 @@ def split_validation_speakers(speakers, spec, seed):
 def hold_out_validation(train, classes, spec, seed, out):
     """Split ``train`` into (fit, validation) feature sets by speaker (see split_validation_speakers).
 
-    InputError when holding out the validation speakers leaves a class without
-    training utterances: the model could never predict it.
+    The validation speakers are drawn among the original utterances, as without
+    augmented copies; the copies of fitting speakers stay in the fit set, those of
+    validation speakers are dropped. InputError when holding out the validation
+    speakers leaves a class without training utterances: the model could never
+    predict it.
     """
-    is_val = split_validation_speakers(train.speakers, spec, seed)
-    fit_set, val_set = train.subset(~is_val), train.subset(is_val)
+    originals = train.originals()
+    val_speakers = np.unique(originals.speakers[split_validation_speakers(originals.speakers, spec, seed)])
+    is_val = np.isin(train.speakers, val_speakers)
+    fit_set, val_set = train.subset(~is_val), train.subset(is_val).originals()
     missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
     if missing:
         raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
@@ -251,11 +265,11 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
         finished yet (a resumed run keeps its finished folds).
     """
     protocol, folds = experiment.data.cv
-    splits = speaker_folds(data.speakers, protocol, folds)
+    fold_sets = cross_validation_sets(data, protocol, folds)
     out = experiment.output.out
     resuming = bool(resume) and Path(out).exists()  # a finished folder is refused there
     parent = RunFolder.reopen(out, data_files) if resuming else RunFolder.create(out, experiment.output.overwrite)
-    fold_runs = [parent.fold(k) for k in range(len(splits))]
+    fold_runs = [parent.fold(k) for k in range(len(fold_sets))]
     try:
         parent.write_config(runs.run_config(experiment.to_flags(), parent.path, classes, data, data_files,
                                             folds=[fold.path.name for fold in fold_runs]))
@@ -263,10 +277,24 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
         if not parent.resumed:
             parent.remove()
         raise
-    tasks = [RunTask(train_one_run, experiment, data.subset(train_index), data.subset(test_index), classes,
-                     fold.path, data_files)
-             for fold, (train_index, test_index) in zip(fold_runs, splits) if not fold.is_complete]
+    tasks = [RunTask(train_one_run, experiment, train, test, classes, fold.path, data_files)
+             for fold, (train, test) in zip(fold_runs, fold_sets) if not fold.is_complete]
     return parent, fold_runs, tasks
+
+
+def cross_validation_sets(data, protocol, folds=None):
+    """``(train, test)`` feature sets of each speaker fold of ``data``.
+
+    Folds are drawn over the original utterances (the folds of the same data
+    without augmented copies); a fold's training set holds its training speakers'
+    originals and copies, its test set the test speakers' originals only.
+    """
+    originals = data.originals()
+    sets = []
+    for train_index, test_index in speaker_folds(originals.speakers, protocol, folds):
+        train_speakers = np.unique(originals.speakers[train_index])
+        sets.append((data.subset(np.isin(data.speakers, train_speakers)), originals.subset(test_index)))
+    return sets
 
 
 @dataclasses.dataclass(frozen=True)
