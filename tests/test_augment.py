@@ -104,6 +104,9 @@ def test_presets_set_defaults_that_flags_override(feature_file):
     args = train_attention_lstm.parse_args(["--data", str(feature_file), "--preset", "recommended",
                                             "--epochs", "3", "--pooling", "attention"])
     assert args.epochs == 3 and args.pooling == "attention"
+    args = train_attention_lstm.parse_args(["--data", str(feature_file), "--preset", "recommended",
+                                            "--no-pool-inputs"])
+    assert not args.pool_inputs
     published = train_attention_lstm.parse_args(["--data", str(feature_file), "--preset", "published"])
     default = train_attention_lstm.parse_args(["--data", str(feature_file)])
     assert vars(published) | {"preset": None} == vars(default)
