@@ -27,7 +27,7 @@ MODELS = ("attention-lstm", "basic-lstm")
 
 # --preset NAME sets these flags' defaults (flags given on the command line win). "recommended" is
 # the candidate with the best mean validation UA (2 speakers held out of the training speakers of
-# each emodb_2s LOSO fold; test folds never used) among the 13 of docs/ATTENTION_VARIANTS.md.
+# each emodb_2s LOSO fold; test folds never used) among the 12 of docs/ATTENTION_VARIANTS.md.
 # It sets the model and its regularizers, not the epochs: model selection stays as flagged.
 PRESETS = {
     "published": {},
