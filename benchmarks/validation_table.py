@@ -57,14 +57,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     times = read_times(args.times)
     rows = [row for row in (summarize(run_dir, times) for run_dir in args.run_dirs) if row is not None]
-    rows.sort(key=lambda row: -row["val_ua_mean"])
+    rows.sort(key=lambda row: (np.isnan(row["val_ua_mean"]), -np.nan_to_num(row["val_ua_mean"]), row["run"]))
     print("| run | val UA (mean over folds) | median best epoch | test UA pooled | test UA fold mean ± std "
           "| attention width | top-10% mass | minutes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         width = f"{r['width']:.2f}" if r["width"] is not None else ""
         top = f"{r['top10']:.2f}" if r["top10"] is not None else ""
-        print(f"| {r['run']} | {r['val_ua_mean']:.1f} | {r['best_epoch_median']:.0f} | {r['test_ua_pooled']:.1f} "
+        val = "–" if np.isnan(r["val_ua_mean"]) else f"{r['val_ua_mean']:.1f}"
+        print(f"| {r['run']} | {val} | {r['best_epoch_median']:.0f} | {r['test_ua_pooled']:.1f} "
               f"| {r['test_ua_fold_mean']:.1f} ± {r['test_ua_fold_std']:.1f} | {width} | {top} "
               f"| {r['minutes']:.1f} |")
     groups = {}
