@@ -170,11 +170,27 @@ def percent(values):
     return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
 
 
+# Attention diagnostics of metrics.json (runs written before them have none: shown as '-').
+DIAGNOSTICS = {"attention_effective_width": "attention width", "attention_top10_mass": "top-10% mass"}
+
+
+def attention_cells(metrics, shown):
+    """Mean ± std over runs of each attention diagnostic, or nothing when no run has them."""
+    if not shown:
+        return []
+    cells = []
+    for key in DIAGNOSTICS:
+        values = [m[key] for m in metrics if m.get(key) is not None]
+        cells.append(percent(values) if values else "-")
+    return cells
+
+
 def summary_table(groups, keys):
     """Table 1: per group n runs, seeds, UA and WA mean ± std, per-class recall means."""
     classes = list(dict.fromkeys(c for _, members in groups for _, m in members for c in m["classes"]))
     header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + [f"recall {c} (%)" for c in classes]
     rows = []
+    diagnostics = any(key in m for _, members in groups for _, m in members for key in DIAGNOSTICS)
     for values, members in groups:
         metrics = [m for _, m in members]
         seeds = ",".join(show_value(run.config.get("seed")) for run, _ in members)
@@ -184,7 +200,9 @@ def summary_table(groups, keys):
             recalls.append(f"{100 * np.mean(values_c):.1f}" if values_c else "-")
         rows.append([show_value(v) for v in values] + [
             str(len(members)), seeds, percent([m["ua"] for m in metrics]),
-            percent([m["wa"] for m in metrics])] + recalls)
+            percent([m["wa"] for m in metrics])] + recalls + attention_cells(metrics, diagnostics))
+    if diagnostics:
+        header += [f"{name} (%)" for name in DIAGNOSTICS.values()]
     if not keys:
         header, rows = ["runs"] + header, [["all"] + row for row in rows]
     return "Unweighted (UA) and weighted (WA) average recall on the test set", header, rows
