@@ -46,7 +46,7 @@ def summarize(run_dir, times=None):
         "test_ua_fold_std": 100 * pooled["ua_fold_std"],
         "width": pooled.get("attention_effective_width"),
         "top10": pooled.get("attention_top10_mass"),
-        "minutes": (times or {}).get(run_dir.name, float("nan")) / 60,
+        "minutes": (times or {}).get(run_dir.resolve().name, float("nan")) / 60,
     }
 
 
