@@ -324,7 +324,7 @@ def trainer_for(model, padding):
         representation = model.get_layer("attention_representation")(outputs, mask)  # (batch, units)
     view = keras.Model({"features": features, "mask": mask}, model.get_layer("output")(representation),
                        name=model.name)
-    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer)
+    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss)
     return view
 
 
