@@ -6,6 +6,7 @@
     python train_attention_lstm.py --resume results/demo          # continue an interrupted run
 """
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def build_parser():
                             "and std), multihead (--heads H), attention+mean; basic-lstm: mean (default) over "
                             "valid frames, or the last valid frame")
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
-    model.add_argument("--pool-inputs", action="store_true",
+    model.add_argument("--pool-inputs", action=argparse.BooleanOptionalAction, default=False,
                        help="attention-lstm: pool the input frames next to the LSTM outputs, with the same weights")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
@@ -114,7 +115,8 @@ def build_parser():
     output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
     output.add_argument("--preset", choices=sorted(PRESETS),
                         help="published: the published model (the defaults); recommended: "
-                             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PRESETS["recommended"].items())
+                             + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                                        for k, v in PRESETS["recommended"].items())
                              + " (flags given here win)")
     output.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     return parser

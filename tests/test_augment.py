@@ -107,4 +107,16 @@ def test_presets_set_defaults_that_flags_override(feature_file):
         assert args[key] == value
     args = flags("--preset", "recommended", "--epochs", "3", "--pooling", "attention")
     assert args["epochs"] == 3 and args["pooling"] == "attention"
+    assert not flags("--preset", "recommended", "--no-pool-inputs")["pool_inputs"]
     assert flags("--preset", "published") == flags()
+
+
+@pytest.mark.parametrize("pooling", ["attention", "attentive-stats"])
+def test_training_view_keeps_the_smoothed_loss(pooling):
+    from serattn.training.trainer import compile_model, trainer_for
+
+    model = build_attention_lstm(6, 4, units=8, attention_units=4, pooling=pooling)
+    compile_model(model, 4, 1e-3, label_smoothing=0.2)
+    view = trainer_for(model, "post")
+    assert view is not model and view.loss is model.loss
+    assert isinstance(view.loss, SmoothedSparseCategoricalCrossentropy) and view.loss.smoothing == 0.2

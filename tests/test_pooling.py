@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import compare_runs
 import train_attention_lstm
 from serattn.analysis.attention import attention_diagnostics
 from serattn.errors import InputError
@@ -116,7 +117,7 @@ def test_diagnostics_of_uniform_and_one_hot_attention():
     assert report["attention_top10_mass"] == pytest.approx((0.1 + 1.0) / 2)
 
 
-def test_cv_run_writes_heads_and_diagnostics(feature_file, tmp_path):
+def test_cv_run_writes_heads_and_diagnostics(feature_file, tmp_path, capsys):
     out = tmp_path / "mh"
     assert train_attention_lstm.main(["--data", str(feature_file), "--cv", "kfold-speakers", "2", "--pooling",
                                       "multihead", "--heads", "2", "--out", str(out), *TINY]) == 0
@@ -128,6 +129,8 @@ def test_cv_run_writes_heads_and_diagnostics(feature_file, tmp_path):
         assert 0 < metrics["attention_effective_width"] <= 1 and 0 < metrics["attention_top10_mass"] <= 1
     config = json.loads((out / "fold-00" / "config.json").read_text())
     assert config["pooling"] == "multihead" and config["heads"] == 2
+    assert compare_runs.main([str(out), "--csv"]) == 0
+    assert "attention width (%),top-10% mass (%)" in capsys.readouterr().out
     import attention_visualize  # the figure script draws one panel per head
 
     assert attention_visualize.main([str(out), "--split", "test"]) in (0, None)
