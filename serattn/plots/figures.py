@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import textwrap
 
 import numpy as np
 from matplotlib import colors as mcolors
@@ -25,6 +26,7 @@ from serattn.define import CLASS_COLORS, FAU_CLASS_NAMES, PALETTE
 
 FONT_SIZE = 11
 DPI = 150
+TITLE_CHARACTERS_PER_INCH = 11  # at FONT_SIZE + 1 points
 
 
 # --- classes: colors and names -----------------------------------------------------
@@ -66,6 +68,13 @@ def _new_figure(n_panels, panel_size=(5.8, 4.2), sharey=True, nrows=1):
     for ax in axes:
         ax.tick_params(labelsize=FONT_SIZE - 1)
     return figure, axes
+
+
+def _suptitle(figure, title):
+    """The figure title, wrapped to the figure's width (a one-panel figure would cut it off)."""
+    if title:
+        characters_per_line = int(figure.get_figwidth() * TITLE_CHARACTERS_PER_INCH)
+        figure.suptitle(textwrap.fill(title, characters_per_line), fontsize=FONT_SIZE + 1)
 
 
 # --- attention over relative time -----------------------------------------------------
@@ -114,8 +123,7 @@ def plot_attention_slots(panels, classes, reference, ylabel, title=""):
     top = max(np.nanmax(mean + std / np.sqrt(np.maximum(counts, 1))[:, None])
               for _, mean, std, counts in panels)
     axes[0].set_ylim(0.0, max(top, reference) * 1.1)  # attention is never negative
-    if title:
-        figure.suptitle(title, fontsize=FONT_SIZE + 1)
+    _suptitle(figure, title)
     return figure
 
 
@@ -161,8 +169,7 @@ def plot_utterance_attention(weights, frame_rate, waveform=None, sample_rate=Non
     for a in axes:
         a.grid(alpha=0.3)
         a.tick_params(labelsize=FONT_SIZE - 1)
-    if title:
-        figure.suptitle(title, fontsize=FONT_SIZE + 1)
+    _suptitle(figure, title)
     return figure
 
 
@@ -200,8 +207,7 @@ def plot_tsne(panels, classes, title=""):
         ax.set_yticks([])
         ax.legend(fontsize=FONT_SIZE - 2, loc="upper center", bbox_to_anchor=(0.5, -0.06),
                   ncol=3, frameon=False)
-    if title:
-        figure.suptitle(title, fontsize=FONT_SIZE + 1)
+    _suptitle(figure, title)
     return figure
 
 
