@@ -39,8 +39,7 @@ def build_parser():
     data.add_argument("--val-speakers", default="0.2",
                       help="validation speakers held out of training for model selection: a fraction, "
                            "a count, comma-separated ids, or 0 for none (train all epochs, keep the last)")
-    data.add_argument("--cv", nargs="+", metavar="PROTOCOL",
-                      help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K'")
+    config.add_speaker_fold_flags(data)
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="attention-lstm", choices=LSTM_MODELS,

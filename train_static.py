@@ -24,8 +24,7 @@ def build_parser():
     data.add_argument("--data", help="one feature set (.npz) whose 'split' says train/test (any split with --cv)")
     data.add_argument("--train", help="training feature set (.npz)")
     data.add_argument("--test", help="test feature set (.npz)")
-    data.add_argument("--cv", nargs="+", metavar="PROTOCOL",
-                      help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K'")
+    config.add_speaker_fold_flags(data)
     data.add_argument("--val-speakers", default="0.2",
                       help="validation speakers held out of training to choose hyper-parameters (and give "
                            "the val predictions ensemble.py tunes on): a fraction, a count, comma-separated "
@@ -100,7 +99,8 @@ def parse_args(argv):
     seeds = config.parse_seeds(args.seeds, args.seed)
     several_runs = bool(args.cv) or len(seeds) > 1  # --jobs then runs whole folds and seeds side by side
     data = config.DataConfig(data=args.data, train=args.train, test=args.test, norm=args.norm,
-                             val_speakers=args.val_speakers, cv=config.parse_cv(args.cv)).check()
+                             val_speakers=args.val_speakers, cv=config.parse_cv(args.cv),
+                             stratify_speakers_by=args.stratify_speakers_by, repeats=args.repeats).check()
     model = config.StaticModelConfig(model=args.model, grid=static.parse_grid(args.grid, args.model),
                                      hidden=hidden if args.model == "mlp" else None, max_iter=max_iter,
                                      calibration=args.calibration, pool=args.pool)

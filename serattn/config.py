@@ -50,6 +50,10 @@ class DataConfig:
     norm: str = "global"  # see serattn.features.normalization
     val_speakers: str = "0.2"  # fraction, count, ids, or "0"
     cv: tuple | None = None  # ("loso", None) or ("kfold-speakers", K)
+    # kfold-speakers: folds balanced by the utterances' classes ("classes") or by a speaker attribute
+    # (a manifest column; "gender" on RAVDESS), and repeated with other shuffles of the speakers.
+    stratify_speakers_by: str | None = None
+    repeats: int = 1
 
     def check(self):
         if self.data and (self.train or self.test):
@@ -59,6 +63,11 @@ class DataConfig:
         if self.cv and not self.data:
             raise InputError("--cv splits one --data file by speaker; --train/--test have a fixed split")
         _check_choice("normalization", self.norm, NORMALIZATIONS)
+        if self.repeats < 1 or int(self.repeats) != self.repeats:
+            raise InputError(f"--repeats must be at least 1, got {self.repeats}")
+        if (self.repeats > 1 or self.stratify_speakers_by) and (not self.cv or self.cv[0] != "kfold-speakers"):
+            raise InputError("--repeats and --stratify-speakers-by apply to --cv kfold-speakers K only "
+                             "(leave-one-speaker-out has a single way to split)")
         return self
 
 
@@ -238,6 +247,20 @@ class Experiment:
         if self.is_lstm:
             flags["tensorboard"] = self.output.tensorboard
         return flags
+
+
+def add_speaker_fold_flags(group):
+    """The speaker-fold flags that train_attention_lstm.py, train_static.py and search.py share."""
+    group.add_argument("--cv", nargs="+", metavar="PROTOCOL",
+                       help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K' (speakers shuffled "
+                            "with --seed)")
+    group.add_argument("--stratify-speakers-by", metavar="COLUMN", default=None,
+                       help="kfold-speakers: balance folds by the utterances' classes ('classes', scikit-learn's "
+                            "StratifiedGroupKFold) or by a speaker attribute: a column of the corpus's CSV "
+                            "manifest ('gender' on RAVDESS: odd actors male, even female)")
+    group.add_argument("--repeats", type=int, default=1,
+                       help="kfold-speakers: repeat the K folds with R shuffles of the speakers; pooled and "
+                            "per-repeat UA (default: %(default)s)")
 
 
 def from_flags(flags, groups):

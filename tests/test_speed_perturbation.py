@@ -9,6 +9,7 @@ import pytest
 import extract_features
 import train_attention_lstm
 import train_static
+from serattn.config import DataConfig
 from serattn.errors import InputError
 from serattn.features.extraction import to_sample_rate
 from serattn.features.feature_set import load_feature_set, save_feature_set
@@ -129,7 +130,8 @@ def test_folds_and_validation_speakers_keep_copies_with_their_source_and_out_of_
     plain = make_feature_set(n=48, speakers=6, split=False)
     augmented = add_copies(plain)
     classes = sorted(set(plain.labels))
-    fold_pairs = zip(cross_validation_sets(augmented, protocol, folds), cross_validation_sets(plain, protocol, folds))
+    cv = DataConfig(cv=(protocol, folds))
+    fold_pairs = zip(cross_validation_sets(augmented, cv, 1), cross_validation_sets(plain, cv, 1))
     for (train, test), (plain_train, plain_test) in fold_pairs:
         assert list(test.ids) == list(plain_test.ids) and not test.has_copies
         assert set(train.ids) == set(plain_train.ids) | copies_of(plain_train.ids)

@@ -50,6 +50,7 @@ INCOMPLETE = "INCOMPLETE"
 LOCK_FILE = "LOCK"  # held with flock by the process writing the folder; holds its pid
 MODEL_SHA256_KEY = "model_sha256"  # config.json: {model file name: SHA-256}, checked before loading
 FIGURES_DIR = "figures"
+FOLDS_FILE = "folds.csv"  # cross-validation parents: the test speakers of each fold (and repeat)
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
 
 
@@ -109,13 +110,11 @@ class RunFolder:
 
     def write_prediction_rows(self, rows):
         """predictions.csv from dict rows (cross-validation parents add a ``fold`` column)."""
-        def write(temporary):
-            with open(temporary, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+        write_csv_rows(self.path / PREDICTIONS_FILE, rows)
 
-        write_atomically(self.path / PREDICTIONS_FILE, write)
+    def write_folds(self, rows):
+        """folds.csv of a cross-validation parent: ``fold, repeat, test_speaker, test_utterances`` rows."""
+        write_csv_rows(self.path / FOLDS_FILE, rows)
 
     def write_attention(self, *arrays, head_weights=None):
         """attention.npz; see :func:`write_attention` for the arrays."""
@@ -275,6 +274,17 @@ def run_config(flags, out, classes, feature_set, data_files, **resolved):
     return {**flags, "out": str(out), "classes": classes, **resolved, "data_files": data_files,
             "feature_meta": feature_set.meta, "feature_names": feature_set.feature_names.tolist(),
             "run_format": RUN_FORMAT, **environment_info()}
+
+
+def write_csv_rows(path, rows):
+    """A CSV file of dict rows (the first row's keys are the header), written atomically."""
+    def write(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
 
 
 def write_json(path, values):

@@ -13,15 +13,18 @@ the utterances of the same run without them, and trains on its fitting speakers'
 originals and their copies only.
 """
 
+import csv
 import dataclasses
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import joblib
 import numpy as np
 import threadpoolctl
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
+from sklearn.model_selection import (GroupKFold, GroupShuffleSplit, LeaveOneGroupOut, StratifiedGroupKFold,
+                                     StratifiedKFold)
 from sklearn.utils.class_weight import compute_class_weight
 
 from serattn.runs import folder as runs
@@ -184,15 +187,82 @@ def split_and_normalize(experiment, train, test, classes, out):
     return fit_set, val_set, test, normalization
 
 
-def speaker_folds(speakers, protocol, folds=None):
-    """(train index, test index) pairs whose test speakers never occur in training."""
+def speaker_folds(speakers, protocol, folds=None, seed=None, labels=None, attribute=None, repeats=1):
+    """(train index, test index) pairs whose test speakers never occur in training.
+
+    ``kfold-speakers`` shuffles the speakers with ``seed`` before dealing them into
+    ``folds`` folds (scikit-learn's GroupKFold sorts them, which on RAVDESS, odd actors
+    male and even female, can give single-gender folds); ``seed=None`` keeps that
+    unshuffled order.
+
+    Args:
+        speakers: (N,) speaker of each utterance.
+        protocol: ``loso`` or ``kfold-speakers``.
+        folds: K of kfold-speakers.
+        seed: shuffles the speakers (kfold-speakers); None: no shuffle.
+        labels: (N,) classes: balance the folds' class counts (StratifiedGroupKFold).
+        attribute: {speaker: value}: balance the folds by a speaker attribute (e.g. gender).
+        repeats: R > 1 repeats the K folds with R shuffles; repeat r's folds are pairs
+            ``r*K`` to ``r*K + K - 1``.
+
+    Returns:
+        A list of (train index, test index), ``K * R`` long for kfold-speakers.
+    """
     speakers = np.asarray(speakers)
-    count = len(np.unique(speakers))
-    if count < 2 or (folds and folds > count):
+    unique = np.unique(speakers)
+    if len(unique) < 2 or (folds and folds > len(unique)):
         raise InputError(f"--cv {protocol}{' ' + str(folds) if folds else ''} needs at least "
-                         f"{folds or 2} speakers; the data has {count}")
-    splitter = LeaveOneGroupOut() if protocol == "loso" else GroupKFold(n_splits=folds)
-    return list(splitter.split(speakers, groups=speakers))
+                         f"{folds or 2} speakers; the data has {len(unique)}")
+    if protocol == "loso":
+        return list(LeaveOneGroupOut().split(speakers, groups=speakers))
+    pairs = []
+    for repeat in range(repeats):
+        state = None if seed is None else int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0])
+        with warnings.catch_warnings():  # a class or attribute value rarer than K folds: balanced as far as it goes
+            warnings.simplefilter("ignore", UserWarning)
+            if attribute is not None:
+                values = np.array([str(attribute[s]) for s in unique])
+                splitter = StratifiedKFold(n_splits=folds, shuffle=state is not None, random_state=state)
+                pairs += [(np.flatnonzero(~np.isin(speakers, unique[test])), np.flatnonzero(np.isin(speakers, unique[test])))
+                          for _, test in splitter.split(unique, values)]
+            elif labels is not None:
+                splitter = StratifiedGroupKFold(n_splits=folds, shuffle=state is not None, random_state=state)
+                pairs += list(splitter.split(speakers, np.asarray(labels), groups=speakers))
+            else:
+                splitter = GroupKFold(n_splits=folds, shuffle=state is not None, random_state=state)
+                pairs += list(splitter.split(speakers, groups=speakers))
+    return pairs
+
+
+def speaker_attribute(data, column):
+    """{speaker: value} of a speaker attribute for ``--stratify-speakers-by COLUMN``.
+
+    RAVDESS's ``gender`` comes from the actor number (odd male, even female); any other
+    column is read from the CSV manifest the features were extracted from, and must
+    hold one value per speaker.
+    """
+    speakers = sorted({str(s) for s in data.speakers})
+    if data.meta.get("corpus") == "ravdess" and column == "gender":
+        return {s: "male" if int(s.rsplit("_", 1)[-1]) % 2 else "female" for s in speakers}
+    manifest = data.meta.get("manifest")
+    if not manifest or not Path(manifest).is_file():
+        raise InputError(f"--stratify-speakers-by {column}: the feature set was not extracted from a CSV manifest "
+                         f"(or it has moved: '{manifest}'); use 'classes', or 'gender' on RAVDESS")
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or column not in rows[0]:
+        raise InputError(f"--stratify-speakers-by: manifest '{manifest}' has no column '{column}'; columns: "
+                         f"{', '.join(rows[0]) if rows else 'none'}")
+    values = {}
+    for row in rows:
+        if values.setdefault(row["speaker"], row[column]) != row[column]:
+            raise InputError(f"--stratify-speakers-by: column '{column}' of '{manifest}' has several values for "
+                             f"speaker '{row['speaker']}' ('{values[row['speaker']]}', '{row[column]}'); it must "
+                             f"describe the speaker")
+    missing = [s for s in speakers if s not in values]
+    if missing:
+        raise InputError(f"--stratify-speakers-by: speaker(s) {', '.join(missing[:5])} are not in manifest '{manifest}'")
+    return {s: values[s] for s in speakers}
 
 
 def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
@@ -252,7 +322,7 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
             best = f", best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") is not None else ""
             yield metrics, f"{outs[0]}: test set{best}"
             continue
-        metrics = write_pooled_run(parent, folds, classes)
+        metrics = write_pooled_run(parent, folds, classes, seeded.data.repeats)
         parent.mark_complete()
         yield metrics, f"{parent}: pooled test predictions of {len(folds)} {seeded.data.cv[0]} folds"
 
@@ -264,8 +334,7 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
         ``(parent RunFolder, fold RunFolders, tasks)``: a task for every fold not
         finished yet (a resumed run keeps its finished folds).
     """
-    protocol, folds = experiment.data.cv
-    fold_sets = cross_validation_sets(data, protocol, folds)
+    fold_sets = cross_validation_sets(data, experiment.data, experiment.seed)
     out = experiment.output.out
     resuming = bool(resume) and Path(out).exists()  # a finished folder is refused there
     parent = RunFolder.reopen(out, data_files) if resuming else RunFolder.create(out, experiment.output.overwrite)
@@ -273,6 +342,7 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
     try:
         parent.write_config(runs.run_config(experiment.to_flags(), parent.path, classes, data, data_files,
                                             folds=[fold.path.name for fold in fold_runs]))
+        parent.write_folds(fold_table(fold_runs, fold_sets, experiment.data.repeats))
     except BaseException:
         if not parent.resumed:
             parent.remove()
@@ -282,19 +352,38 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
     return parent, fold_runs, tasks
 
 
-def cross_validation_sets(data, protocol, folds=None):
+def cross_validation_sets(data, data_config, seed):
     """``(train, test)`` feature sets of each speaker fold of ``data``.
 
     Folds are drawn over the original utterances (the folds of the same data
     without augmented copies); a fold's training set holds its training speakers'
     originals and copies, its test set the test speakers' originals only.
+
+    Args:
+        data: the feature set to split.
+        data_config: its :class:`~serattn.config.DataConfig`: ``cv``, ``stratify_speakers_by``, ``repeats``.
+        seed: shuffles the speakers of kfold-speakers.
     """
+    protocol, folds = data_config.cv
     originals = data.originals()
+    by = data_config.stratify_speakers_by
+    attribute = speaker_attribute(originals, by) if by and by != "classes" else None
     sets = []
-    for train_index, test_index in speaker_folds(originals.speakers, protocol, folds):
+    for train_index, test_index in speaker_folds(originals.speakers, protocol, folds, seed=seed,
+                                                 labels=originals.labels if by == "classes" else None,
+                                                 attribute=attribute, repeats=data_config.repeats):
         train_speakers = np.unique(originals.speakers[train_index])
         sets.append((data.subset(np.isin(data.speakers, train_speakers)), originals.subset(test_index)))
     return sets
+
+
+def fold_table(fold_runs, fold_sets, repeats=1):
+    """folds.csv rows: which speakers each fold tests, and how many utterances."""
+    per_repeat = len(fold_sets) // repeats
+    return [{"fold": run.path.name, "repeat": index // per_repeat, "test_speaker": str(speaker),
+             "test_utterances": int(np.sum(test.speakers == speaker))}
+            for index, (run, (_, test)) in enumerate(zip(fold_runs, fold_sets))
+            for speaker in np.unique(test.speakers)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,20 +445,25 @@ def _run_in_own_process(index, task):
     return index, run_in_fresh_process(task)
 
 
-def pool_folds(folds, classes):
+def pool_folds(folds, classes, repeats=1):
     """Pooled and per-fold scores of finished fold run folders.
 
     Args:
         folds: the folds' :class:`~serattn.runs.folder.RunFolder`, in fold order.
         classes: class labels in model order.
+        repeats: R of repeated k-fold: the folds are R runs of K folds; each repeat's
+            pooled UA/WA go to ``repeats`` (and their mean and std), and the pooled
+            predictions hold every utterance R times (with a ``repeat`` column).
 
     Returns:
         ``(metrics, rows)``: the parent's metrics dict, and the pooled test rows of
         the folds' predictions.csv with a ``fold`` column added.
     """
     rows, per_fold = [], []
+    per_repeat = len(folds) // repeats
     for index, fold in enumerate(folds):
-        test_rows = [dict(row, fold=index) for row in open_run(fold.path).prediction_rows() if row["split"] == "test"]
+        extra = {"fold": index} | ({"repeat": index // per_repeat} if repeats > 1 else {})
+        test_rows = [dict(row, **extra) for row in open_run(fold.path).prediction_rows() if row["split"] == "test"]
         scores = evaluate_predictions([r["true"] for r in test_rows], [r["predicted"] for r in test_rows],
                                       classes)
         per_fold.append({"fold": index, "test_speakers": sorted({r["speaker"] for r in test_rows}),
@@ -385,13 +479,23 @@ def pool_folds(folds, classes):
         wa_fold_mean=float(np.mean(fold_wa)), wa_fold_std=float(np.std(fold_wa)),
         folds=per_fold,
     )
+    if repeats > 1:
+        metrics["repeats"] = []
+        for repeat in range(repeats):
+            part = [r for r in rows if r["repeat"] == repeat]
+            scores = evaluate_predictions([r["true"] for r in part], [r["predicted"] for r in part], classes)
+            metrics["repeats"].append({"repeat": repeat, "ua": scores["ua"], "wa": scores["wa"], "n": scores["n"]})
+        metrics.update(pooled="ua and wa are over the pooled test predictions of all folds of all repeats "
+                              "(each utterance once per repeat)",
+                       ua_repeat_mean=float(np.mean([r["ua"] for r in metrics["repeats"]])),
+                       ua_repeat_std=float(np.std([r["ua"] for r in metrics["repeats"]])))
     fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
     if all(seconds is not None for seconds in fold_seconds):
         metrics["seconds"] = round(sum(fold_seconds), 3)
     return metrics, rows
 
 
-def write_pooled_run(run, folds, classes):
+def write_pooled_run(run, folds, classes, repeats=1):
     """Pool finished folds into the parent run folder ``run``.
 
     Writes ``metrics.json`` (pooled and per-fold scores), ``predictions.csv`` (the
@@ -402,7 +506,7 @@ def write_pooled_run(run, folds, classes):
     Returns:
         The pooled metrics.
     """
-    metrics, rows = pool_folds(folds, classes)
+    metrics, rows = pool_folds(folds, classes, repeats)
     run.write_metrics(metrics)
     run.write_prediction_rows(rows)
     fold_runs = [open_run(fold.path) for fold in folds]
