@@ -246,6 +246,12 @@ def train_one_run(experiment, train, test, classes, out, data_files):
     return metrics
 
 
+def load_data(experiment):
+    """``(train, test, sources, classes)`` of the experiment's feature sets, checked (as search.py loads them too)."""
+    data = experiment.data
+    return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding)
+
+
 def main(argv=None):
     experiment, saved_config = parse_args(argv)
     if experiment.training.strategy == "multiworker":
@@ -253,9 +259,7 @@ def main(argv=None):
         experiment = experiment.with_out(worker_out(experiment.output.out))
 
     # Data: every input is checked before anything is written.
-    data = experiment.data
-    train, test, sources, classes = protocols.load_train_test(data.data, data.train, data.test, data.cv,
-                                                              data.input_padding)
+    train, test, sources, classes = load_data(experiment)
     data_files = runs.describe_data_files(sources)
     if not experiment.output.resume:
         runs.warn_if_data_changed(saved_config, data_files)

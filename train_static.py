@@ -76,13 +76,36 @@ def build_parser():
     output.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     output.add_argument("--quiet", action="store_true", help="no per-fold progress lines")
     output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    output.add_argument("--config", help="rerun with the flags of a run's config.json (or a search's "
+                                         "best/config.json); flags given here win")
     return parser
+
+
+# Saved keys that a rerun does not take over: how the earlier command was run.
+NOT_SAVED = ("debug", "quiet", "overwrite", "config", "seeds", "out", "jobs", "dask_scheduler")
+
+
+def saved_defaults(saved, parser):
+    """A config.json's flags as parser defaults: the grid, hidden sizes and cv back in their flag form."""
+    flags = {action.dest for action in parser._actions}
+    defaults = {k: v for k, v in saved.items() if k in flags and k not in NOT_SAVED}
+    if isinstance(defaults.get("grid"), dict):
+        defaults["grid"] = ";".join(f"{name}={','.join(str(v) for v in values)}"
+                                    for name, values in defaults["grid"].items()) or None
+    if isinstance(defaults.get("hidden"), list):
+        defaults["hidden"] = ",".join(str(units) for units in defaults["hidden"])
+    if defaults.get("hidden") is None:
+        defaults.pop("hidden", None)
+    return defaults
 
 
 def parse_args(argv):
     """The flags as an :class:`~serattn.config.Experiment` of a static model, every value checked."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config:
+        parser.set_defaults(**saved_defaults(runs.read_config(args.config), parser))
+        args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.inner_folds < 2:
@@ -183,16 +206,23 @@ def train_one_run(experiment, train, test, classes, out, data_files):
     return metrics
 
 
+def load_data(experiment):
+    """``(train, test, sources, classes)``: one row of functionals per utterance, checked.
+
+    Augmented copies (extract_features.py --augment) are dropped: static models train on originals only.
+    """
+    data = experiment.data
+    return protocols.load_train_test(
+        data.data, data.train, data.test, data.cv,
+        prepare=lambda feature_set, path: static.utterance_features(feature_set.originals(), experiment.model.pool,
+                                                                    path))
+
+
 def main(argv=None):
     experiment = parse_args(argv)
 
     # Data: every input is checked before anything is written.
-    data = experiment.data
-    # Augmented copies (extract_features.py --augment) are dropped: static models train on originals only.
-    train, test, sources, classes = protocols.load_train_test(
-        data.data, data.train, data.test, data.cv,
-        prepare=lambda feature_set, path: static.utterance_features(feature_set.originals(), experiment.model.pool,
-                                                                    path))
+    train, test, sources, classes = load_data(experiment)
     data_files = runs.describe_data_files(sources)
 
     # One run per seed (sibling folders when there are several), each a fold set with --cv.

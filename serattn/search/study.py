@@ -1,0 +1,288 @@
+"""Trials of a search: Optuna studies whose objective is a speaker cross-validation.
+
+Objective without peeking: a trial trains on the search speakers only (a whole
+corpus, its training split, or with ``--nested`` one outer fold's training
+speakers), as a speaker-grouped inner cross-validation, and returns the UA of the
+folds' pooled test predictions. The outer test speakers are never handed to the
+objective: :func:`run_nested` gives each outer fold's search the outer training set
+alone. Every trial is a normal cross-validation run folder (``STUDY/trial-NNNN``);
+pruned trials are removed.
+
+Storage (:func:`open_storage`): an SQLite file in ``--out`` (default), Optuna's
+journal file (``journal:PATH``), or any SQLAlchemy URL (``postgresql://...``): the
+same command on several machines joins one study. Relational storages keep a
+heartbeat, so the trial of a killed worker is marked failed and retried with the
+same parameters (Optuna's RetryHeartbeatStaleTrialCallback).
+"""
+
+import dataclasses
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import optuna
+import threadpoolctl
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from serattn.errors import InputError
+from serattn.runs import folder as runs
+from serattn.runs.folder import RunFolder
+from serattn.runs.reading import open_run
+from serattn.training import protocols
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_RETRY = 3  # a trial whose worker died is rerun at most this often
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchJob:
+    """One study's trials, as picklable work for worker processes.
+
+    ``parse_args`` and ``train_one_run`` are the trainer script's own (argv ->
+    Experiment; the single-split run that writes a run folder); ``data`` holds the
+    search speakers only.
+    """
+
+    parse_args: object
+    build_parser: object
+    train_one_run: object
+    base_argv: tuple  # the trainer flags of the command
+    space: object  # serattn.search.space.Space
+    data: object  # FeatureSet of the search speakers
+    classes: list
+    data_files: dict
+    inner_cv: tuple  # ("loso", None) or ("kfold-speakers", K)
+    storage: str  # as given to open_storage
+    study: str
+    trials: int
+    timeout: float | None
+    folder: Path  # the study's folder: trial-NNNN run folders, trials.csv, best/, figures/
+    seed: int
+    heartbeat: int = 60
+    prune: bool = True
+    seeded_sampler: bool = True  # False when several workers share the study: each draws its own
+
+    def base_experiment(self):
+        """The command's own experiment (its trainer flags, nothing searched)."""
+        result = self.parse_args(list(self.base_argv))
+        return result[0] if isinstance(result, tuple) else result
+
+    def experiment(self, values, out, cv=None):
+        """The trainer's experiment for a trial's ``values``, built by the trainer's own parser.
+
+        Args:
+            values: {param name: value}.
+            out: its run folder.
+            cv: the speaker protocol recorded (the inner CV for trials).
+        """
+        result = self.parse_args(list(self.base_argv) + self.space.to_argv(values, self.build_parser()))
+        experiment = result[0] if isinstance(result, tuple) else result
+        stratify = experiment.data.stratify_speakers_by if cv and cv[0] == "kfold-speakers" else None
+        data = dataclasses.replace(experiment.data, cv=cv, stratify_speakers_by=stratify, repeats=1)
+        output = dataclasses.replace(experiment.output, out=str(out), quiet=True, overwrite=True, resume=None, jobs=1)
+        return dataclasses.replace(experiment, data=data, output=output, seeds=(experiment.seed,))
+
+
+def open_storage(spec, out, heartbeat=60):
+    """The Optuna storage of ``--storage`` (None: ``OUT/study.db``).
+
+    Raises:
+        InputError: a malformed URL, an unreachable server, a missing driver.
+    """
+    if spec and spec.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(spec.removeprefix("journal:"))
+        if not path.parent.is_dir():
+            raise InputError(f"--storage {spec}: folder '{path.parent}' does not exist")
+        return JournalStorage(JournalFileBackend(str(path)))
+    url = spec or f"sqlite:///{Path(out, 'study.db').resolve()}"
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise InputError(f"--storage: '{url}' is not an SQLAlchemy URL (e.g. sqlite:///study.db, "
+                         f"postgresql://user:password@host/db) or journal:PATH") from None
+    shown = engine.render_as_string(hide_password=True)
+    connect = {"timeout": 60} if engine.get_backend_name() == "sqlite" else (
+        {"connect_timeout": 10} if engine.get_backend_name() == "postgresql" else {})
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())
+        raise InputError(f"--storage: cannot open study storage '{shown}': {reason[:300]}") from None
+
+
+def storage_name(spec):
+    """``--storage`` as search.json records it: passwords hidden."""
+    if not spec or spec.startswith("journal:"):
+        return spec or "sqlite (study.db in --out)"
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(spec).render_as_string(hide_password=True)
+
+
+def load_study(job, storage=None, worker=0):
+    """Create or join ``job.study``; TPE sampler, median pruner on the running fold mean."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage or open_storage(job.storage, job.folder.parent, job.heartbeat)
+    seed = job.seed if job.seeded_sampler else int(np.random.SeedSequence([job.seed, worker, os.getpid()])
+                                                   .generate_state(1)[0])
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1) if job.prune \
+        else optuna.pruners.NopPruner()
+    return optuna.create_study(storage=storage, study_name=job.study, direction="maximize", load_if_exists=True,
+                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+
+
+def finished_trials(study):
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_trial(job, trial):
+    """The objective: pooled UA of the inner speaker folds of the search speakers.
+
+    After each fold the mean fold UA so far is reported; the pruner may stop the trial
+    there (its folder is then removed).
+    """
+    start = time.perf_counter()
+    values = job.space.suggest(trial)
+    out = job.folder / f"trial-{trial.number:04d}"
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    try:
+        experiment = job.experiment(values, out, job.inner_cv)
+    except InputError as error:  # a combination the trainer refuses (e.g. --heads 2 without multihead)
+        trial.set_user_attr("error", str(error))
+        raise optuna.TrialPruned(str(error)) from None
+    parent, folds, tasks = protocols.start_cross_validation(job.train_one_run, experiment, job.data, job.classes,
+                                                            job.data_files)
+    fold_ua = []
+    try:
+        for task in tasks:
+            fold_ua.append(float(task()["ua"]))
+            trial.set_user_attr("fold_ua", fold_ua)
+            trial.report(float(np.mean(fold_ua)), step=len(fold_ua) - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"mean UA of {len(fold_ua)} folds below the median of earlier trials")
+        metrics = protocols.write_pooled_run(parent, folds, job.classes)
+    except BaseException:
+        parent.remove()
+        raise
+    parent.mark_complete()
+    trial.set_user_attr("run", str(out))
+    trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+    return metrics["ua"]
+
+
+def run_worker(job, worker=0, threads=None):
+    """Run trials of the study until ``job.trials`` have finished in total (or the timeout)."""
+    if threads:  # before TensorFlow starts in this process
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+    with threadpoolctl.threadpool_limits(threads):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = load_study(job, worker=worker)
+        left = job.trials - finished_trials(study)
+        if left > 0:
+            study.optimize(lambda trial: run_trial(job, trial), n_trials=left, timeout=job.timeout,
+                           callbacks=[optuna.study.MaxTrialsCallback(job.trials, states=FINISHED)])
+    return os.getpid()
+
+
+def run_search(job, jobs=1):
+    """Run (or continue) one study with ``jobs`` local worker processes, the cores divided among them.
+
+    The trials of workers that died (heartbeat older than twice ``job.heartbeat``)
+    are marked failed first, which queues their retries, and their folders are removed.
+
+    Returns:
+        The study.
+    """
+    job.folder.mkdir(parents=True, exist_ok=True)
+    study = load_study(job)
+    optuna.storages.fail_stale_trials(study)
+    remove_failed_trial_folders(study, job.folder)
+    if jobs == 1:
+        run_worker(job)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        job = dataclasses.replace(job, seeded_sampler=False)
+        joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_worker)(job, worker, threads) for worker in range(jobs))
+    remove_failed_trial_folders(study, job.folder)
+    return study
+
+
+def remove_failed_trial_folders(study, folder):
+    """Remove the half-written folders of failed trials (not those another process still writes)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        path = folder / f"trial-{trial.number:04d}"
+        if path.exists():
+            try:
+                runs.check_unlocked(path)
+            except InputError:
+                continue
+            runs.remove_run_dir(path)
+
+
+def best_values(study):
+    """{param: value} of the best finished trial; InputError when no trial finished."""
+    try:
+        return dict(study.best_trial.params)
+    except ValueError:
+        raise InputError(f"study '{study.study_name}' has no complete trial yet; run more --trials, or look at "
+                         f"the failed ones in trials.csv") from None
+
+
+def run_nested(job, outer_data, out, jobs=1, report=None):
+    """The nested estimate: per outer fold a search on its training speakers, then one final run.
+
+    Args:
+        job: the search, its ``data``/``study``/``folder`` replaced per outer fold.
+        outer_data: every utterance; the outer folds come from the trainer's ``--cv``.
+        out: the pooled cross-validation run folder (``OUT/nested``) with one final run per fold.
+        report: ``f(study, job)`` called after each outer search.
+
+    Returns:
+        ``(pooled metrics, [{outer fold, test speakers, best params, search UA, test UA}])``.
+    """
+    base = job.base_experiment().with_out(out)
+    fold_sets = protocols.cross_validation_sets(outer_data, base.data, base.seed)
+    resuming = Path(out).exists()
+    if resuming and runs.is_complete(out):
+        raise InputError(f"the nested estimate in '{out}' is finished; choose another --out, or pass --overwrite")
+    parent = RunFolder.reopen(out, job.data_files) if resuming else RunFolder.create(out)
+    folds = [parent.fold(k) for k in range(len(fold_sets))]
+    summary = []
+    try:
+        parent.write_config(runs.run_config(base.to_flags(), parent.path, job.classes, outer_data, job.data_files,
+                                            folds=[f.path.name for f in folds], nested_search=job.study))
+        parent.write_folds(protocols.fold_table(folds, fold_sets, base.data.repeats))
+        for k, (train, test) in enumerate(fold_sets):
+            name = f"{job.study}-outer-{k:02d}"
+            fold_job = dataclasses.replace(job, data=train, study=name, folder=job.folder.parent / name)
+            study = run_search(fold_job, jobs)
+            if report:
+                report(study, fold_job)
+            values = best_values(study)
+            if not folds[k].is_complete:
+                final = fold_job.experiment(values, folds[k].path, base.data.cv)
+                job.train_one_run(final, train, test, job.classes, folds[k].path, job.data_files)
+            test_ua = open_run(folds[k].path).metrics()["ua"]
+            summary.append({"outer_fold": k, "test_speakers": sorted(str(s) for s in set(test.speakers)),
+                            "search_speakers": sorted(str(s) for s in set(train.speakers)),
+                            "best_params": values, "search_ua": study.best_value, "test_ua": test_ua})
+        metrics = protocols.write_pooled_run(parent, folds, job.classes, base.data.repeats)
+    except InputError:
+        if not parent.resumed:
+            parent.remove()
+        raise
+    parent.mark_complete()
+    return metrics, summary
