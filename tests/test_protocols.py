@@ -1,3 +1,4 @@
+import csv
 import json
 import shutil
 
@@ -7,6 +8,8 @@ import pytest
 import train_attention_lstm
 from serattn.errors import InputError
 from serattn.config import parse_cv
+from serattn.features.feature_set import save_feature_set
+from serattn.testing import make_feature_set
 from serattn.training.protocols import speaker_folds
 
 TINY = ["--units", "8", "--attention-units", "4", "--epochs", "3", "--batch-size", "16", "--quiet"]
@@ -76,3 +79,65 @@ def test_seeds_write_sibling_runs_and_basic_lstm_trains(feature_file, tmp_path):
     with np.load(tmp_path / "basic-seed1" / "attention.npz") as npz:  # uniform weights stand in for attention
         first_utterance = npz["weights"][:npz["lengths"][0]]
         np.testing.assert_allclose(first_utterance, 1 / npz["lengths"][0], rtol=1e-5)
+
+
+def test_kfold_speakers_shuffles_with_the_seed_and_balances_on_request(tmp_path):
+    speakers = np.repeat([f"Actor_{i:02d}" for i in range(1, 13)], 4)
+    tested = lambda pairs: [sorted(set(speakers[test])) for _, test in pairs]  # noqa: E731
+    one, again, other = (speaker_folds(speakers, "kfold-speakers", 3, seed=s) for s in (1, 1, 2))
+    assert tested(one) == tested(again) and tested(one) != tested(other)
+    for pairs in (one, other):  # every speaker tested once, never trained on in its fold
+        assert sorted(s for fold in tested(pairs) for s in fold) == sorted(set(speakers))
+        assert all(not set(speakers[train]) & set(speakers[test]) for train, test in pairs)
+    # balanced by a speaker attribute (RAVDESS gender): every fold 2 male + 2 female actors
+    gender = {s: "male" if int(s[-2:]) % 2 else "female" for s in speakers}
+    for _, test in speaker_folds(speakers, "kfold-speakers", 3, seed=4, attribute=gender):
+        assert sorted(gender[s] for s in set(speakers[test])) == ["female"] * 2 + ["male"] * 2
+    # repeated k-fold: R partitions of the speakers, each different
+    repeated = speaker_folds(speakers, "kfold-speakers", 3, seed=1, repeats=2)
+    assert len(repeated) == 6 and tested(repeated[:3]) == tested(one) and tested(repeated[3:]) != tested(one)
+    # class balance: StratifiedGroupKFold keeps each fold's class shares near the corpus's
+    labels = np.array(["A", "B"] * 24)
+    labels[:16] = "A"
+    for _, test in speaker_folds(speakers, "kfold-speakers", 3, seed=1, labels=labels):
+        assert 0.5 < np.mean(labels[test] == "A") < 0.8
+
+
+def test_stratify_speakers_by_reads_ravdess_gender_and_manifest_columns(tmp_path):
+    from serattn.training.protocols import speaker_attribute
+
+    data = make_feature_set(n=24, speakers=4, split=False)
+    data.meta["corpus"] = "ravdess"
+    data = data.subset(np.arange(24))
+    with pytest.raises(InputError, match="not extracted from a CSV manifest"):
+        speaker_attribute(data, "age")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label,speaker,group\n" + "".join(f"{i}.wav,A,s{i % 4:02d},g{i % 2}\n" for i in range(8)))
+    data.meta["manifest"] = str(manifest)
+    assert speaker_attribute(data, "group") == {"s00": "g0", "s01": "g1", "s02": "g0", "s03": "g1"}
+    with pytest.raises(InputError, match="has no column 'age'; columns: path, label, speaker, group"):
+        speaker_attribute(data, "age")
+    manifest.write_text("path,label,speaker,group\na.wav,A,s00,x\nb.wav,A,s00,y\n")
+    with pytest.raises(InputError, match="several values for speaker 's00'"):
+        speaker_attribute(data, "group")
+
+
+def test_repeated_kfold_writes_folds_and_per_repeat_ua(tmp_path):
+    import train_static
+
+    data = make_feature_set(n=72, dim=6, classes=("A", "B", "C"), speakers=6, min_length=1, max_length=1,
+                            signal=3.0, split=False)
+    path = tmp_path / "functionals.npz"
+    save_feature_set(data, path)
+    out = tmp_path / "run"
+    train_static.main(["--data", str(path), "--cv", "kfold-speakers", "3", "--repeats", "2", "--stratify-speakers-by",
+                       "classes", "--grid", "C=1", "--val-speakers", "0", "--quiet", "--out", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 6 and metrics["n_test"] == 144 and len(metrics["repeats"]) == 2
+    assert metrics["ua_repeat_mean"] == pytest.approx(np.mean([r["ua"] for r in metrics["repeats"]]))
+    with open(out / "folds.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for repeat in ("0", "1"):  # each repeat tests every speaker exactly once
+        assert sorted(r["test_speaker"] for r in rows if r["repeat"] == repeat) == [f"s{i:02d}" for i in range(6)]
+    with pytest.raises(InputError, match="apply to --cv kfold-speakers K only"):
+        train_static.main(["--data", str(path), "--cv", "loso", "--repeats", "2", "--out", str(tmp_path / "x")])
