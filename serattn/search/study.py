@@ -113,13 +113,20 @@ def open_storage(spec, out, heartbeat=60):
     shown = engine.render_as_string(hide_password=True)
     connect = {"timeout": 60} if engine.get_backend_name() == "sqlite" else (
         {"connect_timeout": 10} if engine.get_backend_name() == "postgresql" else {})
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
-        reason = " ".join(str(getattr(error, "orig", None) or error).split())
-        raise InputError(f"--storage: cannot open study storage '{shown}': {reason[:300]}") from None
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        except sqlalchemy.exc.IntegrityError:
+            # machines starting together on a new database race to create Optuna's tables; the loser retries
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+            reason = " ".join(str(getattr(error, "orig", None) or error).split())
+            raise InputError(f"--storage: cannot open study storage '{shown}': {reason[:300]}") from None
 
 
 def storage_name(spec):
