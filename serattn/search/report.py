@@ -56,7 +56,7 @@ def write_study_report(study, job):
     states = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
-    summary = {"study": study.study_name, "trials": states, "folder": str(folder)}
+    summary = {"study": study.study_name, "trials": states, "folder": str(folder), **throughput(study)}
     complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     if complete:
         best = study.best_trial
@@ -71,6 +71,16 @@ def write_study_report(study, job):
                        best_run=best.user_attrs.get("run"), best_config=str(folder / BEST_DIR / runs.CONFIG_FILE))
     summary["figures"] = write_figures(study, folder / runs.FIGURES_DIR)
     return summary
+
+
+def throughput(study):
+    """Finished trials per hour, from the first trial's start to the last one's end (every worker and machine)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete
+              and t.state.name in ("COMPLETE", "PRUNED")]
+    if len(trials) < 2:
+        return {}
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    return {"trial_span_seconds": round(span, 1), "trials_per_hour": round(3600 * len(trials) / span, 1)}
 
 
 def write_figures(study, folder):
