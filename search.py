@@ -31,7 +31,7 @@ SAME_SEARCH = ("space", "trainer_flags", "nested", "inner_cv", "study")
 
 
 def build_parser():
-    parser = ArgumentParser(description=__doc__.split("\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,  # other flags go to the trainer
                             epilog="Other flags (--data, --cv, --norm, --val-speakers, --epochs, --model, ...) go to "
                                    "the trainer named in the space file; see its --help.")
     search = parser.add_argument_group("search")
@@ -178,8 +178,8 @@ def main(argv=None):
               f"{100 * metrics['ua']:.1f}% (pooled), WA {100 * metrics['wa']:.1f}%; per fold best values and test UA "
               f"in search.json", file=sys.stderr)
     else:
-        study = studies.run_search(job, args.jobs)
-        result = report.write_study_report(study, job)
+        study, workers = studies.run_search(job, args.jobs)
+        result = report.write_study_report(study, job) | {"worker_pids": workers}
         if "best_ua" not in result:
             raise InputError(f"no trial of study '{args.study}' completed; see {job.folder / report.TRIALS_FILE}")
         print(f"{args.out}: best pooled inner-CV UA {100 * result['best_ua']:.1f}% (trial {result['best_trial']}: "

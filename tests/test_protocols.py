@@ -106,9 +106,13 @@ def test_kfold_speakers_shuffles_with_the_seed_and_balances_on_request(tmp_path)
 def test_stratify_speakers_by_reads_ravdess_gender_and_manifest_columns(tmp_path):
     from serattn.training.protocols import speaker_attribute
 
+    actors = make_feature_set(n=8, speakers=4, split=False)
+    actors = type(actors).from_sequences(actors.sequences(), ids=actors.ids, labels=actors.labels,
+                                         speakers=[f"Actor_{i % 4 + 1:02d}" for i in range(8)],
+                                         feature_names=actors.feature_names, meta={"corpus": "ravdess"})
+    assert speaker_attribute(actors, "gender") == {"Actor_01": "male", "Actor_02": "female", "Actor_03": "male",
+                                                   "Actor_04": "female"}
     data = make_feature_set(n=24, speakers=4, split=False)
-    data.meta["corpus"] = "ravdess"
-    data = data.subset(np.arange(24))
     with pytest.raises(InputError, match="not extracted from a CSV manifest"):
         speaker_attribute(data, "age")
     manifest = tmp_path / "manifest.csv"

@@ -128,16 +128,15 @@ def test_outer_test_speakers_never_reach_the_objective(tmp_path):
 
 
 def test_two_worker_processes_share_a_journal_study(functionals_file, tmp_path):
-    out = tmp_path / "journal"
-    out.mkdir()
-    journal = tmp_path / "study.log"
-    out.rmdir()
+    out, journal = tmp_path / "journal", tmp_path / "study.log"
     assert search.main(["--space", str(STATIC_SPACE), "--data", str(functionals_file), *STATIC, "--trials", "6",
                         "--jobs", "2", "--storage", f"journal:{journal}", "--out", str(out)]) == 0
     rows = read_rows(out / "search" / "trials.csv")
     finished = [r for r in rows if r["state"] in ("complete", "pruned")]
     assert 6 <= len(finished) <= 7  # each worker may finish the trial it had started when the 6th finished
-    assert len({r["pid"] for r in rows}) == 2 and str(os.getpid()) not in {r["pid"] for r in rows}
+    workers = json.loads((out / "search.json").read_text())["worker_pids"]
+    assert len(set(workers)) == 2 and os.getpid() not in workers  # two processes of their own joined the study
+    assert {int(r["pid"]) for r in rows} <= set(workers)
     assert journal.stat().st_size > 0
 
 

@@ -211,20 +211,21 @@ def run_search(job, jobs=1):
     are marked failed first, which queues their retries, and their folders are removed.
 
     Returns:
-        The study.
+        ``(study, worker pids)``.
     """
     job.folder.mkdir(parents=True, exist_ok=True)
     study = load_study(job)
     optuna.storages.fail_stale_trials(study)
     remove_failed_trial_folders(study, job.folder)
     if jobs == 1:
-        run_worker(job)
+        workers = [run_worker(job)]
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         job = dataclasses.replace(job, seeded_sampler=False)
-        joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_worker)(job, worker, threads) for worker in range(jobs))
+        workers = joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_worker)(job, worker, threads)
+                                               for worker in range(jobs))
     remove_failed_trial_folders(study, job.folder)
-    return study
+    return study, workers
 
 
 def remove_failed_trial_folders(study, folder):
@@ -275,7 +276,7 @@ def run_nested(job, outer_data, out, jobs=1, report=None):
         for k, (train, test) in enumerate(fold_sets):
             name = f"{job.study}-outer-{k:02d}"
             fold_job = dataclasses.replace(job, data=train, study=name, folder=job.folder.parent / name)
-            study = run_search(fold_job, jobs)
+            study, _ = run_search(fold_job, jobs)
             if report:
                 report(study, fold_job)
             values = best_values(study)
