@@ -4,6 +4,7 @@ The file names of a search folder live here (its trials are run folders, whose
 names live in :mod:`serattn.runs.folder`).
 """
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -60,7 +61,10 @@ def write_study_report(study, job):
     complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     if complete:
         best = study.best_trial
-        config = job.experiment(best.params, folder / BEST_DIR, job.base_experiment().data.cv)
+        base = job.base_experiment().data  # the command's own protocol, with the best values
+        config = job.experiment(best.params, folder / BEST_DIR, base.cv)
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, cv=base.cv, stratify_speakers_by=base.stratify_speakers_by, repeats=base.repeats))
         flags = config.to_flags()
         flags.pop("out")
         runs.write_json(folder / BEST_DIR / runs.CONFIG_FILE, {
