@@ -98,7 +98,8 @@ def load_search_data(trainer, base, inner_cv, nested):
     """(search or outer data, classes, data files, what the search speakers are)."""
     if nested or not base.data.data:
         train, _, sources, classes = trainer.load_data(base)
-        which = "every speaker of --data (split by the outer --cv)" if nested else f"the speakers of '{base.data.train}'"
+        which = ("every speaker of --data (split by the outer --cv)" if nested
+                 else f"the speakers of '{base.data.train}'")
         return train, classes, runs.describe_data_files(sources), which
     # one --data file: all of it is read; only its training split is searched on
     train, _, sources, classes = trainer.load_data(dataclasses.replace(base, data=dataclasses.replace(base.data,

@@ -43,7 +43,8 @@ class Param:
     def suggest(self, trial):
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
-        if isinstance(self.low, int) and isinstance(self.high, int) and (self.step is None or isinstance(self.step, int)):
+        integers = isinstance(self.low, int) and isinstance(self.high, int)
+        if integers and (self.step is None or isinstance(self.step, int)):
             return trial.suggest_int(self.name, self.low, self.high, step=self.step or 1, log=self.log)
         return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
 

@@ -223,8 +223,8 @@ def speaker_folds(speakers, protocol, folds=None, seed=None, labels=None, attrib
             if attribute is not None:
                 values = np.array([str(attribute[s]) for s in unique])
                 splitter = StratifiedKFold(n_splits=folds, shuffle=state is not None, random_state=state)
-                pairs += [(np.flatnonzero(~np.isin(speakers, unique[test])), np.flatnonzero(np.isin(speakers, unique[test])))
-                          for _, test in splitter.split(unique, values)]
+                tested = [np.isin(speakers, unique[test]) for _, test in splitter.split(unique, values)]
+                pairs += [(np.flatnonzero(~is_test), np.flatnonzero(is_test)) for is_test in tested]
             elif labels is not None:
                 splitter = StratifiedGroupKFold(n_splits=folds, shuffle=state is not None, random_state=state)
                 pairs += list(splitter.split(speakers, np.asarray(labels), groups=speakers))
@@ -261,7 +261,8 @@ def speaker_attribute(data, column):
                              f"describe the speaker")
     missing = [s for s in speakers if s not in values]
     if missing:
-        raise InputError(f"--stratify-speakers-by: speaker(s) {', '.join(missing[:5])} are not in manifest '{manifest}'")
+        raise InputError(f"--stratify-speakers-by: speaker(s) {', '.join(missing[:5])} are not in manifest "
+                         f"'{manifest}'")
     return {s: values[s] for s in speakers}
 
 
