@@ -518,10 +518,13 @@ def write_pooled_run(run, folds, classes, repeats=1):
         if all(attention.head_weights is not None for attention in tests):
             heads = [np.split(attention.head_weights, np.cumsum(attention.lengths)[:-1]) for attention in tests]
             heads = [h for fold_heads in heads for h in fold_heads]
-        run.write_attention([attention.utterance(i) for attention in tests for i in range(len(attention))],
-                            *(np.concatenate([getattr(attention, key) for attention in tests])
-                              for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")),
-                            head_weights=heads)
+        if len({attention.z.shape[1] for attention in tests}) == 1:
+            run.write_attention([attention.utterance(i) for attention in tests for i in range(len(attention))],
+                                *(np.concatenate([getattr(attention, key) for attention in tests])
+                                  for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")),
+                                head_weights=heads)
+        else:  # folds of a nested search may choose different model sizes: their representations do not stack
+            metrics["attention_not_pooled"] = "the folds' representations differ in size; see each fold's attention.npz"
         metrics.update(attention_metrics(np.concatenate([attention.weights for attention in tests]),
                                          np.concatenate([attention.lengths for attention in tests]),
                                          np.concatenate([attention.ids for attention in tests]),
