@@ -72,9 +72,11 @@ def describe_corpus(ids, labels, speakers, classes, split=None, lengths=None, fr
     """
     ids, labels, speakers = (np.asarray(a, str) for a in (ids, labels, speakers))
     classes = [str(c) for c in classes]
+    split = None if split is None else np.asarray(split, str)
+    lengths = None if lengths is None else np.asarray(lengths, np.int64)
     copies = np.zeros(len(ids), bool) if source_ids is None else np.asarray(source_ids, str) != ids
     names, table = class_table(speakers, labels, classes)
-    duration = None if lengths is None else np.asarray(lengths, np.float64) / frame_rate
+    duration = None if lengths is None else lengths / frame_rate
     per_speaker_classes = (table > 0).sum(axis=1)
 
     def stats(mask):
@@ -82,7 +84,7 @@ def describe_corpus(ids, labels, speakers, classes, split=None, lengths=None, fr
         if duration is not None and mask.any():
             row.update(seconds=float(duration[mask].sum()), mean_s=float(duration[mask].mean()),
                        min_s=float(duration[mask].min()), max_s=float(duration[mask].max()),
-                       mean_frames=float(np.asarray(lengths)[mask].mean()))
+                       mean_frames=float(lengths[mask].mean()))
         return row
 
     description = {
@@ -106,7 +108,6 @@ def describe_corpus(ids, labels, speakers, classes, split=None, lengths=None, fr
         "speakers_in_several_splits": [],
     }
     if split is not None:
-        split = np.asarray(split, str)
         for name in sorted(set(split)):
             in_split = split == name
             description["splits"].append({

@@ -14,6 +14,7 @@ import io
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from serattn.plots.figures import FONT_SIZE, _suptitle, class_names
 
@@ -94,6 +95,7 @@ def plot_learning_curves(history, best_epoch=None):
                         label=key.replace("val_", "validation ").replace("ua", "UA").replace("wa", "WA"))
         if best_epoch:
             ax.axvline(best_epoch, color="0.4", linestyle=":", label=f"best epoch ({best_epoch})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch", fontsize=FONT_SIZE)
         ax.set_ylabel(label, fontsize=FONT_SIZE)
         ax.grid(alpha=0.3)
@@ -133,6 +135,10 @@ def plot_utterance(weights, frame_rate, waveform=None, sample_rate=None, feature
         top.imshow(np.asarray(features).T, aspect="auto", origin="lower", cmap="coolwarm", vmin=-3, vmax=3,
                    extent=(0, len(features) / frame_rate, 0, np.asarray(features).shape[1]))
         top.set_ylabel("feature", fontsize=FONT_SIZE - 1)
+    else:
+        top.text(0.5, 0.5, "no audio, and the run's feature file is not here", transform=top.transAxes,
+                 ha="center", va="center", fontsize=FONT_SIZE - 1, color="0.4")
+        top.set_yticks([])
     edges = np.arange(len(weights) + 1) / frame_rate
     bottom.stairs(weights, edges, color="tab:purple", fill=True, alpha=0.6, linewidth=1.2)
     bottom.axhline(1 / len(weights), color="0.35", linestyle="--", linewidth=1)

@@ -82,7 +82,9 @@ def header(run, metrics, predictions):
         protocol += f"; normalization {config['norm']}"
     flags = [(key, json.dumps(value) if not isinstance(value, str) else value)
              for key, value in config.items() if key not in NOT_FLAGS]
-    meta = {k: v for k, v in run.feature_meta.items() if not isinstance(v, (dict, list))}
+    # Paths as file names: the page may travel to machines where they mean nothing.
+    meta = {k: Path(v).name if k in ("manifest", "corpus_root") and v else v
+            for k, v in run.feature_meta.items() if not isinstance(v, (dict, list))}
     return {
         "data_files": data_files, "protocol": protocol, "flags": flags,
         "feature_meta": sorted(meta.items()),
@@ -243,7 +245,8 @@ def run_report(run, options, budget):
     section = {"name": run.name, "path": str(run.path), "kind": kind,
                "header": header(run, metrics, predictions),
                "scores": scores(run, metrics, counts, options.resamples, options.seed),
-               "folds": folds_table(metrics)}
+               "folds": folds_table(metrics), "attention": None, "attention_note": None,
+               "gallery": None, "gallery_note": None}
     section["curves"], section["curves_note"] = learning_curves(run, metrics) if kind != "cross-validation" \
         else (None, "a cross-validation has one history per fold (fold-KK/history.csv)")
     feature_set, data_note = load_data_file(run)
