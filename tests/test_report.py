@@ -178,3 +178,23 @@ def test_compare_runs_gains_interval_and_p_columns(runs, capsys):
     assert header[5:10] == ["UA 95% CI", "WA 95% CI", "ΔUA vs first", "p", "p (Holm)"]
     assert re.search(r',"\[\d+\.\d, \d+\.\d\]",', lines[2]) and ",first," in lines[2]
     assert re.search(r'"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]",0\.\d+,0\.\d+', lines[3])
+
+
+def test_trainers_warn_once_when_speaker_norm_meets_single_class_speakers(tmp_path, capsys):
+    import dataclasses
+
+    import train_static
+
+    features = make_feature_set(n=90, dim=8, classes=("A", "B", "C"), speakers=6, min_length=1, max_length=1,
+                                signal=3.0, seed=3)
+    # Every "A" utterance of the training speakers by one speaker: that speaker covers a single class.
+    speakers = np.where((features.labels == "A") & (features.split == "train"), "only-A", features.speakers)
+    data = tmp_path / "functionals.npz"
+    save_feature_set(dataclasses.replace(features, speakers=speakers), data)
+    argv = ["--data", str(data), "--grid", "C=1", "--quiet", "--val-speakers", "0", "--cv", "kfold-speakers", "2"]
+    assert train_static.main([*argv, "--norm", "speaker", "--out", str(tmp_path / "spk")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: --norm speaker")]
+    assert len(warnings) == 1  # once per command, not per fold
+    assert "1 of 7 speakers have a single class (only-A)" in warnings[0]
+    assert train_static.main([*argv, "--norm", "global", "--out", str(tmp_path / "global")]) == 0
+    assert "warning: --norm speaker" not in capsys.readouterr().err
