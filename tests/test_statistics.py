@@ -65,7 +65,7 @@ def test_paired_p_values_are_uniform_under_the_null():
     rng = np.random.default_rng(7)
     p_values = []
     for i in range(300):
-        first = counts_of(rng, speakers=20)
+        first = counts_of(rng, speakers=20)  # 2^20 swaps: 1,000 random ones
         second = counts_of(rng, speakers=20)  # same design, independent predictions, same recall
         second = st.SpeakerCounts(first.speakers, first.classes, first.total, second.correct)
         p_values.append(st.paired_test(first, second, seed=i)["p_value"])

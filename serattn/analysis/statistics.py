@@ -24,6 +24,7 @@ from serattn.errors import InputError
 RESAMPLES = 1000
 CONFIDENCE = 0.95
 SEED = 0
+EXACT_UP_TO = 2 ** 12  # speaker swaps enumerated in full (an exact test) up to this many, e.g. 12 speakers
 FEW_SPEAKERS = 10  # below this, speaker-level intervals and p-values are coarse (said in reports)
 
 
@@ -136,9 +137,9 @@ def paired_test(first, second, resamples=RESAMPLES, confidence=CONFIDENCE, seed=
     Both runs must have scored the same test utterances. The p-value is that of a
     two-sided paired permutation test: under the null hypothesis the two runs are
     exchangeable on every speaker, so each speaker's counts are swapped between them
-    at random (all 2^S swaps when there are at most ``resamples``, an exact test;
-    otherwise ``resamples`` random ones, with the +1 correction that keeps the test
-    valid). The interval of the difference comes from a paired speaker bootstrap
+    at random (all 2^S swaps when there are at most ``max(resamples, EXACT_UP_TO)``,
+    an exact test; otherwise ``resamples`` random ones, with the +1 correction that
+    keeps the test valid). The interval of the difference comes from a paired speaker bootstrap
     (the same resampled speakers for both runs).
 
     Returns:
@@ -156,7 +157,7 @@ def paired_test(first, second, resamples=RESAMPLES, confidence=CONFIDENCE, seed=
     boot_a, boot_b = scores_of(*_weighted(first, weights)), scores_of(*_weighted(second, weights))
 
     # Permutation: swap[b, s] says whether speaker s's counts trade places in permutation b.
-    exact = 2 ** n_speakers <= resamples
+    exact = 2 ** n_speakers <= max(resamples, EXACT_UP_TO)
     if exact:
         swap = (np.arange(2 ** n_speakers)[:, None] >> np.arange(n_speakers)) & 1
     else:

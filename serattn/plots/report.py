@@ -26,7 +26,7 @@ def data_uri(figure, dpi=REPORT_DPI, photo=False):
     """The figure as a data URI: PNG, or JPEG for ``photo`` figures (spectrograms: a tenth of the PNG's size)."""
     buffer = io.BytesIO()
     if photo:
-        figure.savefig(buffer, format="jpeg", dpi=dpi, pil_kwargs={"quality": 80})
+        figure.savefig(buffer, format="jpeg", dpi=dpi, pil_kwargs={"quality": 70})
     else:
         figure.savefig(buffer, format="png", dpi=dpi)
     kind = "jpeg" if photo else "png"
@@ -127,7 +127,9 @@ def plot_utterance(weights, frame_rate, waveform=None, sample_rate=None, feature
     figure.subplots_adjust(left=UTTERANCE_AXES[0], right=UTTERANCE_AXES[1], top=0.97, bottom=0.14, hspace=0.08)
     if waveform is not None:
         nfft = 512 if sample_rate >= 16000 else 256
-        top.specgram(waveform + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft * 3 // 4, cmap="magma",
+        # A -120 dB dither: digital silence (zero padding) would have -inf dB, which breaks the color scale.
+        dither = 1e-6 * np.random.default_rng(0).standard_normal(len(waveform))
+        top.specgram(waveform + dither, NFFT=nfft, Fs=sample_rate, noverlap=nfft * 3 // 4, cmap="magma",
                      xextent=(0, len(waveform) / sample_rate))
         top.set_ylim(0, min(sample_rate / 2, 8000))
         top.set_ylabel("Hz", fontsize=FONT_SIZE - 1)

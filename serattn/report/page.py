@@ -56,7 +56,9 @@ def build_report(run_dirs, out, options=ReportOptions(), data=None):
     if len(runs) > 1:
         compare.check_comparable(runs, predictions)
     budget = AudioBudget(int(options.max_audio_mb * 1e6), out)
-    sections = [run_sections.run_report(run, options, budget) for run in runs]
+    # A comparison shows the gallery of the first run only: one per run would make a page of hundreds of MB.
+    sections = [run_sections.run_report(run, options if i == 0 else dataclasses.replace(options, gallery=0), budget)
+                for i, run in enumerate(runs)]
     comparison = None
     if len(runs) > 1:
         counts = [run_sections.counts_of(run, columns) for run, columns in zip(runs, predictions)]
