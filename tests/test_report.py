@@ -143,12 +143,15 @@ def test_existing_page_is_not_replaced_silently(single_page, capsys):
 
 
 def test_static_and_cross_validation_runs(tmp_path):
-    static = make_fake_run(tmp_path, "svm", manifest=False, config={"model": "linear-svm"}, **SMALL)
+    static = make_fake_run(tmp_path, "svm", audio=True, config={"model": "linear-svm"}, **SMALL)
     (static / ATTENTION_FILE).unlink()
     (static / HISTORY_FILE).unlink()
     status, page = run_report([str(static), "--out", str(tmp_path / "s.html"), "--gallery", "1"])
     assert status == 0
     assert "static runs have no attention weights" in page and "static runs have no history.csv" in page
+    # Without attention the gallery still plays each utterance over its spectrogram.
+    assert "the figures show the audio only" in page
+    assert page.count("<audio") == page.count('class="seekable"') > 0
 
     cv = make_fake_run(tmp_path, "cv", manifest=False, config={"cv": ["loso", None], "folds": ["fold-00", "fold-01"]},
                        **SMALL)

@@ -62,8 +62,9 @@ def describe_corpus(ids, labels, speakers, classes, split=None, lengths=None, fr
         ids, labels, speakers: (N,) per utterance.
         classes: class order.
         split: (N,) split names, or None.
-        lengths: (N,) frames per utterance, or None (durations unknown).
-        frame_rate: frames per second (durations = lengths / frame_rate).
+        lengths: (N,) frames per utterance, or None.
+        frame_rate: frames per second (durations = lengths / frame_rate); None when
+            the frames are not time (functionals: one row per utterance).
         features: (sum(lengths), D) frames, to find utterances with identical features.
         source_ids: (N,) the source of augmented copies (their own id for originals).
 
@@ -76,7 +77,7 @@ def describe_corpus(ids, labels, speakers, classes, split=None, lengths=None, fr
     lengths = None if lengths is None else np.asarray(lengths, np.int64)
     copies = np.zeros(len(ids), bool) if source_ids is None else np.asarray(source_ids, str) != ids
     names, table = class_table(speakers, labels, classes)
-    duration = None if lengths is None else lengths / frame_rate
+    duration = None if lengths is None or not frame_rate else lengths / frame_rate
     per_speaker_classes = (table > 0).sum(axis=1)
 
     def stats(mask):

@@ -107,7 +107,8 @@ def plot_utterance(weights, frame_rate, waveform=None, sample_rate=None, feature
     """An utterance's spectrogram (or its feature frames) over its attention curve, one time axis.
 
     Args:
-        weights: (L,) attention weights of the utterance's frames.
+        weights: (L,) attention weights of the utterance's frames, or None (a run without
+            attention: the spectrogram alone).
         frame_rate: frames per second.
         waveform: (samples,) mono audio, or None.
         sample_rate: of ``waveform``.
@@ -118,13 +119,18 @@ def plot_utterance(weights, frame_rate, waveform=None, sample_rate=None, feature
         ``(figure, duration_s)``; the axes span :data:`UTTERANCE_AXES` of the width
         and ``0..duration_s`` in time.
     """
-    weights = np.asarray(weights, dtype=np.float64)
-    duration = len(weights) / frame_rate
+    duration = 0.0 if weights is None else len(weights) / frame_rate
     if waveform is not None:
         duration = max(duration, len(waveform) / sample_rate)
-    figure = Figure(figsize=(7.5, 3.3))
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.3, 1]})
-    figure.subplots_adjust(left=UTTERANCE_AXES[0], right=UTTERANCE_AXES[1], top=0.97, bottom=0.14, hspace=0.08)
+    if weights is None:
+        figure = Figure(figsize=(7.5, 2.0))
+        top, bottom = figure.subplots(1, 1), None
+        figure.subplots_adjust(left=UTTERANCE_AXES[0], right=UTTERANCE_AXES[1], top=0.95, bottom=0.22)
+    else:
+        figure = Figure(figsize=(7.5, 3.3))
+        top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.3, 1]})
+        figure.subplots_adjust(left=UTTERANCE_AXES[0], right=UTTERANCE_AXES[1], top=0.97, bottom=0.14,
+                               hspace=0.08)
     if waveform is not None:
         nfft = 512 if sample_rate >= 16000 else 256
         # A -120 dB dither: digital silence (zero padding) would have -inf dB, which breaks the color scale.
@@ -141,17 +147,20 @@ def plot_utterance(weights, frame_rate, waveform=None, sample_rate=None, feature
         top.text(0.5, 0.5, "no audio, and the run's feature file is not here", transform=top.transAxes,
                  ha="center", va="center", fontsize=FONT_SIZE - 1, color="0.4")
         top.set_yticks([])
-    edges = np.arange(len(weights) + 1) / frame_rate
-    bottom.stairs(weights, edges, color="tab:purple", fill=True, alpha=0.6, linewidth=1.2)
-    bottom.axhline(1 / len(weights), color="0.35", linestyle="--", linewidth=1)
-    bottom.set_ylabel("attention", fontsize=FONT_SIZE - 1)
-    bottom.set_xlabel("time (s)", fontsize=FONT_SIZE - 1)
-    bottom.set_xlim(0, duration)
-    bottom.grid(alpha=0.3)
-    if cue is not None:
-        for ax in (top, bottom):
+    axes = [top]
+    if bottom is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        edges = np.arange(len(weights) + 1) / frame_rate
+        bottom.stairs(weights, edges, color="tab:purple", fill=True, alpha=0.6, linewidth=1.2)
+        bottom.axhline(1 / len(weights), color="0.35", linestyle="--", linewidth=1)
+        bottom.set_ylabel("attention", fontsize=FONT_SIZE - 1)
+        bottom.grid(alpha=0.3)
+        axes.append(bottom)
+    axes[-1].set_xlabel("time (s)", fontsize=FONT_SIZE - 1)
+    axes[-1].set_xlim(0, duration)
+    for ax in axes:
+        if cue is not None:
             ax.axvspan(cue[0], cue[1], facecolor="none", edgecolor="gold", hatch="//", linewidth=0)
-    for ax in (top, bottom):
         ax.tick_params(labelsize=FONT_SIZE - 2)
     return figure, duration
 

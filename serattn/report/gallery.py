@@ -87,6 +87,7 @@ def gallery_items(run, predictions, attention, budget, k, features=None, manifes
     classes = run.classes
     audio_root = run.audio_root
     sections, missing_audio = [], 0
+    attention_ids = set() if attention is None else set(attention.ids)
     for label, kind, rows in pick_gallery(predictions, classes, k):
         items = []
         for row in rows:
@@ -102,14 +103,15 @@ def gallery_items(run, predictions, attention, budget, k, features=None, manifes
                     waveform = waveform.mean(axis=1)
                 except (sf.LibsndfileError, RuntimeError, OSError):
                     path = None
-            if attention is not None and utterance_id in set(attention.ids):
+            weights = None
+            if attention is not None and utterance_id in attention_ids:
                 weights = attention.utterance(attention.index_of(utterance_id))
-                cue = _cue(manifest, utterance_id)
+            if weights is not None or waveform is not None:
                 frames = None if waveform is not None or features is None else features.get(utterance_id)
                 figure, duration = report_plots.plot_utterance(weights, run.frame_rate, waveform, sample_rate,
-                                                               frames, cue)
+                                                               frames, _cue(manifest, utterance_id))
                 item.update(figure=report_plots.data_uri(figure, photo=True), duration=duration,
-                            axes=report_plots.UTTERANCE_AXES, frames=len(weights))
+                            axes=report_plots.UTTERANCE_AXES)
             if path is not None:
                 item["audio"], item["embedded"] = budget.source(path)
                 item["audio_seconds"] = len(waveform) / sample_rate

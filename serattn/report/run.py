@@ -32,10 +32,10 @@ NOT_FLAGS = ("classes", "data_files", "versions", "git_commit", "feature_names",
 def kind_of(run):
     """'cross-validation', 'ensemble', 'static' or the LSTM model name."""
     config = run.config
-    if config.get("folds"):
-        return "cross-validation"
     if config.get("member_runs"):
         return "ensemble"
+    if config.get("folds"):
+        return "cross-validation"
     return config.get("model", "attention-lstm") if config.get("model", "attention-lstm") in (
         "attention-lstm", "basic-lstm") else "static"
 
@@ -206,10 +206,11 @@ def corpus_section(run, feature_set=None, note=None):
 
 
 def describe_feature_set(feature_set, note=None):
+    frames = feature_set.meta.get("level") != "functionals"  # a functionals row says nothing of duration
     description = describe_corpus(
         feature_set.ids, feature_set.labels, feature_set.speakers, sorted(set(feature_set.labels)),
         split=feature_set.split, lengths=feature_set.lengths,
-        frame_rate=float(feature_set.meta.get("frame_rate") or 100), features=feature_set.features,
+        frame_rate=float(feature_set.meta.get("frame_rate") or 100) if frames else None, features=feature_set.features,
         source_ids=feature_set.source_ids)
     return _with_figure(description, note)
 
@@ -247,7 +248,7 @@ def run_report(run, options, budget):
                "scores": scores(run, metrics, counts, options.resamples, options.seed),
                "folds": folds_table(metrics), "attention": None, "attention_note": None,
                "gallery": None, "gallery_note": None}
-    section["curves"], section["curves_note"] = learning_curves(run, metrics) if kind != "cross-validation" \
+    section["curves"], section["curves_note"] = learning_curves(run, metrics) if not run.config.get("folds") \
         else (None, "a cross-validation has one history per fold (fold-KK/history.csv)")
     feature_set, data_note = load_data_file(run)
     section["corpus"] = corpus_section(run, feature_set, data_note)
@@ -268,6 +269,6 @@ def run_report(run, options, budget):
             run, predictions, attention, budget, options.gallery, features, manifest)
         if attention is None:
             section["gallery_note"] = ((section["gallery_note"] + "; ") if section["gallery_note"] else "") + \
-                "this run has no attention weights, so only the audio is shown"
+                "this run has no attention weights, so the figures show the audio only"
     return section
 
