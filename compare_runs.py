@@ -250,8 +250,8 @@ def interval_columns(groups, resamples=stats.RESAMPLES, seed=stats.SEED):
         if test is None:
             columns.append(interval + ["first" if i == 0 else "-", "-", "-"])
         else:
-            columns.append(interval + [f"{100 * test['ua_difference'][0]:+.1f} "
-                                       f"[{100 * test['ua_difference'][1]:+.1f}, {100 * test['ua_difference'][2]:+.1f}]",
+            difference, low, high = (100 * value for value in test["ua_difference"])
+            columns.append(interval + [f"{difference:+.1f} [{low:+.1f}, {high:+.1f}]",
                                        stats.format_p(test["p_value"]), stats.format_p(test["p_holm"])])
     return columns
 

@@ -16,6 +16,7 @@ from serattn.plots import report as report_plots
 def check_comparable(runs, predictions):
     """Raise InputError (one line, naming both runs) unless all runs share classes and test utterances."""
     first, first_ids = runs[0], set(predictions[0]["id"])
+    truth = {i: (t, s) for i, t, s in zip(predictions[0]["id"], predictions[0]["true"], predictions[0]["speaker"])}
     for run, columns in zip(runs[1:], predictions[1:]):
         if run.classes != first.classes:
             raise InputError(f"cannot compare '{first.path}' and '{run.path}': classes {','.join(first.classes)} "
@@ -25,12 +26,10 @@ def check_comparable(runs, predictions):
             raise InputError(f"cannot compare '{first.path}' and '{run.path}': different test utterances "
                              f"({len(first_ids)} vs {len(ids)}, {len(first_ids & ids)} in common); paired tests "
                              f"need runs scored on the same utterances")
-        same = {i: (t, s) for i, t, s in zip(predictions[0]["id"], predictions[0]["true"],
-                                             predictions[0].get("speaker", predictions[0]["id"]))}
-        for i, t, s in zip(columns["id"], columns["true"], columns.get("speaker", columns["id"])):
-            if same[i] != (t, s):
-                raise InputError(f"cannot compare '{first.path}' and '{run.path}': utterance '{i}' has label or "
-                                 f"speaker {same[i]} in one and {(t, s)} in the other")
+        for i, t, s in zip(columns["id"], columns["true"], columns["speaker"]):
+            if truth[i] != (t, s):
+                raise InputError(f"cannot compare '{first.path}' and '{run.path}': utterance '{i}' has label and "
+                                 f"speaker {truth[i]} in one and {(t, s)} in the other")
 
 
 def comparison(runs, sections, counts, options):
@@ -53,13 +52,10 @@ def comparison(runs, sections, counts, options):
                   "differences": [stats.format_interval(t["recall_difference"][c]) for t in tests]}
                  for c in classes]
     confusions = report_plots.data_uri(report_plots.plot_confusions(
-        [(run.name, np.asarray(section_metrics(run))) for run in runs], classes))
+        [(run.name, np.asarray(run.metrics()["confusion"])) for run in runs], classes))
     exact = tests[0]["exact"] if tests else False
     return {"rows": rows, "per_class": per_class, "others": [run.name for run in runs[1:]],
             "confusions": confusions, "speakers": len(counts[0].speakers), "exact": exact,
             "permutations": tests[0]["permutations"] if tests else 0,
             "few_speakers": len(counts[0].speakers) < stats.FEW_SPEAKERS}
 
-
-def section_metrics(run):
-    return run.metrics()["confusion"]

@@ -92,7 +92,7 @@ def gallery_items(run, predictions, attention, budget, k, features=None, manifes
         items = []
         for row in rows:
             utterance_id = str(predictions["id"][row])
-            item = {"id": utterance_id, "dom_id": budget.next_id(), "speaker": str(predictions.get("speaker", [""] * (row + 1))[row]),
+            item = {"id": utterance_id, "dom_id": budget.next_id(), "speaker": str(predictions["speaker"][row]),
                     "true": label, "predicted": str(predictions["predicted"][row]),
                     "probabilities": [(c, float(predictions[f"p_{c}"][row])) for c in classes]}
             path = _audio_path(audio_root, utterance_id)

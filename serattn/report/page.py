@@ -73,9 +73,10 @@ def build_report(run_dirs, out, options=ReportOptions(), data=None):
         title = f"{len(runs)} runs compared: {', '.join(run.name for run in runs)}"
     else:
         title = f"corpus {Path(data).name}"
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return environment().get_template("report.html.j2").render(
         title=title, runs=sections, comparison=comparison, corpus=corpus, options=options,
-        linked_audio=budget.linked, generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        linked_audio=budget.linked, generated=generated)
 
 
 def write_report(html, out):

@@ -46,6 +46,9 @@ def test_predictions(run):
     test = predictions["split"] == "test"
     if not test.any():
         raise InputError(f"'{run.path / 'predictions.csv'}' has no test rows; nothing to report")
+    if "speaker" not in predictions:
+        raise InputError(f"'{run.path / 'predictions.csv'}' has no 'speaker' column; speaker-level "
+                         f"intervals need one (re-run with this version)")
     missing = [c for c in run.classes if f"p_{c}" not in predictions]
     if missing:
         raise InputError(f"'{run.path / 'predictions.csv'}' lacks the column(s) "
@@ -56,9 +59,6 @@ def test_predictions(run):
 def counts_of(run, predictions=None):
     """The run's :class:`~serattn.analysis.statistics.SpeakerCounts` on its test utterances."""
     predictions = predictions if predictions is not None else test_predictions(run)
-    if "speaker" not in predictions:
-        raise InputError(f"'{run.path / 'predictions.csv'}' has no 'speaker' column; speaker-level "
-                         f"intervals need one (re-run with this version)")
     return stats.speaker_counts(predictions["true"], predictions["predicted"], predictions["speaker"],
                                 run.classes)
 
