@@ -9,7 +9,6 @@
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
@@ -202,7 +201,6 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         run.write_normalization(normalization)
 
         # Train: early stopping and model selection on validation UA.
-        start = time.perf_counter()
         print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
               f"validating on {len(val_set)} ({len(set(val_set.speakers))} speakers), "
               f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
@@ -235,7 +233,6 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         metrics["n_test"] = metrics.pop("n")
         metrics["best_epoch"] = best_epoch
         metrics["diverged_epoch"] = diverged_epoch
-        metrics["seconds"] = round(time.perf_counter() - start, 3)  # this process's training and inference
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
         weights = outputs["test"]["weights"]

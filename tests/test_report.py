@@ -201,3 +201,17 @@ def test_trainers_warn_once_when_speaker_norm_meets_single_class_speakers(tmp_pa
     assert "1 of 7 speakers have a single class (only-A)" in warnings[0]
     assert train_static.main([*argv, "--norm", "global", "--out", str(tmp_path / "global")]) == 0
     assert "warning: --norm speaker" not in capsys.readouterr().err
+
+
+def test_training_seconds_come_from_the_run_files_when_not_recorded(runs, tmp_path):
+    import os
+
+    from serattn.report.run import elapsed_seconds
+    from serattn.runs.folder import NORMALIZATION_FILE
+
+    run = open_run(runs[0])
+    os.utime(runs[0] / NORMALIZATION_FILE, (1000.0, 1000.0))
+    os.utime(runs[0] / METRICS_FILE, (1042.5, 1042.5))
+    assert elapsed_seconds(run) == pytest.approx(42.5)
+    os.utime(runs[0] / METRICS_FILE, (900.0, 900.0))  # a copy that lost the order: no guess
+    assert elapsed_seconds(run) is None

@@ -21,7 +21,7 @@ from serattn.features.feature_set import load_feature_set
 from serattn.plots import figures as plots
 from serattn.plots import report as report_plots
 from serattn.report.gallery import gallery_items
-from serattn.runs.folder import FIGURES_DIR, HISTORY_FILE, file_sha256
+from serattn.runs.folder import FIGURES_DIR, HISTORY_FILE, METRICS_FILE, NORMALIZATION_FILE, file_sha256
 from serattn.runs.reading import read_csv_columns
 
 # config.json keys that are not flags: shown elsewhere in the header, or too long for it.
@@ -80,6 +80,7 @@ def header(run, metrics, predictions):
         protocol += f"; validation speakers {', '.join(config['val_speakers_used'])}"
     if config.get("norm"):
         protocol += f"; normalization {config['norm']}"
+    seconds = metrics.get("seconds")
     flags = [(key, json.dumps(value) if not isinstance(value, str) else value)
              for key, value in config.items() if key not in NOT_FLAGS]
     # Paths as file names: the page may travel to machines where they mean nothing.
@@ -90,11 +91,29 @@ def header(run, metrics, predictions):
         "feature_meta": sorted(meta.items()),
         "versions": sorted((config.get("versions") or {}).items()),
         "git_commit": config.get("git_commit") or "unknown",
-        "seconds": metrics.get("seconds"),
+        "seconds": seconds if seconds is not None else elapsed_seconds(run),
+        "seconds_estimated": seconds is None,
         "test_utterances": int(len(predictions["id"])),
         "test_speakers": int(len(set(predictions.get("speaker", [])))),
         "classes": list(run.classes),
     }
+
+
+def elapsed_seconds(run):
+    """Training time from the run's own files: normalization.json is written before training,
+    metrics.json after it (summed over the folds of a cross-validation). None when the files
+    are missing or their times are out of order (a copied folder)."""
+    folders = [run.path / fold for fold in run.config.get("folds") or []] or [run.path]
+    total = 0.0
+    for folder in folders:
+        start, stop = folder / NORMALIZATION_FILE, folder / METRICS_FILE
+        if not (start.is_file() and stop.is_file()):
+            return None
+        seconds = stop.stat().st_mtime - start.stat().st_mtime
+        if seconds <= 0:
+            return None
+        total += seconds
+    return total
 
 
 def scores(run, metrics, counts, resamples, seed):
