@@ -72,7 +72,7 @@ def build_report(run_dirs, out, options=ReportOptions(), data=None):
     elif runs:
         title = f"{len(runs)} runs compared: {', '.join(run.name for run in runs)}"
     else:
-        title = f"corpus {Path(data).name}"
+        title = f"What {Path(data).name} holds"
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return environment().get_template("report.html.j2").render(
         title=title, runs=sections, comparison=comparison, corpus=corpus, options=options,
