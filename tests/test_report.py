@@ -47,6 +47,9 @@ def runs(tmp_path_factory):
     other = make_fake_run(root, "four", classes=CLASSES[:4], manifest=False, **SMALL)
     history = "epoch,loss,ua,val_loss,val_ua,val_wa,wa\n0,1.6,0.2,1.5,0.3,0.3,0.25\n1,1.4,0.3,1.45,0.35,0.3,0.3\n"
     (first / HISTORY_FILE).write_text(history)
+    metrics = json.loads((first / METRICS_FILE).read_text())
+    metrics.update(attention_effective_width=0.4213, attention_top10_mass=0.3, attention_cue_ratio=1.734)
+    (first / METRICS_FILE).write_text(json.dumps(metrics))
     return first, second, other
 
 
@@ -78,7 +81,8 @@ def test_one_run_page_has_intervals_curves_and_attention(single_page, runs):
     assert "speaker-level (cluster) bootstrap" in " ".join(page.split())
     assert 'alt="learning curves"' in page and 'alt="confusion matrix"' in page
     assert 'alt="attention over time slots per class"' in page and 'alt="t-SNE map"' in page
-    assert "effective width" not in page or "cue ratio" in page
+    diagnostics = " ".join(re.sub(r"<[^>]+>", " ", page.split("diagnostic (test)")[1].split("</table>")[0]).split())
+    assert "effective width (%) 42.1" in diagnostics and "cue ratio 1.73" in diagnostics
     assert "sha256 " + "0" * 63 + "1" in page  # the fake run's data hash
     assert "Cramér's V" in page
 
