@@ -54,7 +54,7 @@ from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RA
 from serattn.errors import InputError
 
 MIN_SAMPLES = int(0.025 * SAMPLE_RATE)  # one 25 ms analysis window
-CACHE_VERSION = 3  # bump when what a cached array means changes (2: NaN files skipped, 3: one-pass IS09)
+CACHE_VERSION = 2  # bump when what a cached array means changes (2: files with NaN samples are skipped)
 NON_FINITE = "non-finite samples"  # start of the reason for audio with NaN or infinite samples
 AUGMENTATIONS = ("speed",)
 SPEED_RANGE = (0.5, 2.0)  # speed factors allowed, exclusive of 1 (Kaldi's recipes use 0.9 and 1.1)
