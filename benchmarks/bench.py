@@ -130,7 +130,7 @@ def bench_step(figures, quick):
     keras_runs, torch_runs, xla_runs = [], [], []
     for _ in range(1 if quick else 2):  # alternate the libraries' processes
         keras_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=variants))
-        xla_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=["jit"]))
+        xla_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=["jit", "jit_rd0"]))
         torch_runs.append(run_worker("torch_step", steps=steps, rounds=rounds,
                                      threads=[1] if quick else [1, 2]))
     batch, frames = keras_runs[0]["batch_size"], keras_runs[0]["frames"]
@@ -160,6 +160,10 @@ def bench_step(figures, quick):
     figures.add("frames_per_s_xla", xla_fps, "--jit-compile: the same step compiled by XLA (compile time excluded)")
     figures.add("speedup_train_vs_stock_keras", xla_fps / keras_fps("published"),
                 "published model, --jit-compile vs the stock Keras step (goal >= 2.5)")
+    xla_rd0_fps = batch * frames / float(np.median([r["step_s"]["jit_rd0"] for r in xla_runs]))
+    figures.add("frames_per_s_xla_rd0", xla_rd0_fps, "--jit-compile --recurrent-dropout 0")
+    figures.add("ratio_vs_pytorch_rd0_xla", xla_rd0_fps / torch_rd0,
+                "both without recurrent dropout, Keras compiled by XLA vs PyTorch's fused nn.LSTM")
     figures.add("lstm_step_us", 1e6 * batch / keras_fps("published"),
                 "microseconds per LSTM time step (forward + backward), published model")
     if "lstm_mask" in variants:

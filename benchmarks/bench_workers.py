@@ -151,7 +151,8 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     train_attention_lstm.py trains it), ``lstm_mask`` (the LSTM also consumes the
     mask), ``rd0`` (recurrent dropout 0), ``unmasked`` (``--no-mask`` model),
     ``jit`` (``--jit-compile``: XLA; needs a worker of its own, since the other
-    variants turn on op determinism, under which Keras refuses XLA).
+    variants turn on op determinism, under which Keras refuses XLA), ``jit_rd0``
+    (XLA and recurrent dropout 0).
     """
     import tensorflow as tf
 
@@ -165,7 +166,8 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     targets = rng.integers(0, len(CLASSES), batch_size).astype(np.int32)
     weights = np.ones(batch_size, np.float32)
     settings = {"published": {}, "lstm_mask": {}, "rd0": {"recurrent_dropout": 0.0},
-                "unmasked": {"mask": False}, "jit": {"jit_compile": True}}
+                "unmasked": {"mask": False}, "jit": {"jit_compile": True},
+                "jit_rd0": {"jit_compile": True, "recurrent_dropout": 0.0}}
     trainers, traces = {}, {}
     for name in variants:
         model = training.build_model(*model_args(**settings[name]), 32, len(CLASSES))
