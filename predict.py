@@ -154,6 +154,8 @@ def predict_stream(run, args, feature_set, source=None, sink=None):
                                    feature_set)
     predictor(predictor.normalize(warm)[None])
     classes = np.asarray(run.classes)
+    print(f"reading 16 kHz mono s16le PCM from stdin: one line per {args.hop:g} s hop, windows of {args.window:g} s",
+          file=sys.stderr, flush=True)
     while True:
         data = os.read(source, 1 << 14)
         if not data:
