@@ -22,12 +22,12 @@ def plot_timeline(timeline, signal, sample_rate, title=""):
         with every window's attention peak marked.
     """
     duration = len(signal) / sample_rate
-    figure = Figure(figsize=(max(9.0, min(24.0, 0.08 * duration + 8)), 8.2), layout="constrained", dpi=DPI)
+    figure = Figure(figsize=(max(9.0, min(16.0, 0.05 * duration + 8)), 8.2), layout="constrained", dpi=DPI)
     axes = figure.subplots(3, 1, sharex=True, height_ratios=(1.2, 1.4, 1.0))
 
-    # Spectrogram, dB, up to 8 kHz.
-    axes[0].specgram(signal, NFFT=512, Fs=sample_rate, noverlap=352, cmap="magma",
-                     scale="dB", vmin=None)
+    # Spectrogram, dB, up to 8 kHz; about 2,000 columns whatever the duration (finer is not visible).
+    hop = int(min(512, max(160, len(signal) // 2000)))
+    axes[0].specgram(signal, NFFT=512, Fs=sample_rate, noverlap=512 - hop, cmap="magma", scale="dB")
     axes[0].set_ylabel("frequency (Hz)", fontsize=FONT_SIZE)
 
     # Class probabilities at window centres, and the predicted class as a band.
