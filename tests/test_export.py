@@ -61,9 +61,12 @@ def run_utterances(demo):
 def test_export_matches_keras_on_the_run_test_utterances(demo, fmt, tmp_path):
     run = open_run(demo["run"])
     out = tmp_path / fmt
-    assert export_model.main([str(demo["run"]), "--format", fmt, "--out", str(out)]) == 0
+    assert export_model.main([str(demo["run"]), "--format", fmt, "--out", str(out), "--check",
+                              str(demo["features"])]) == 0
     exported = export.load_exported(out)
     ids, utterances = run_utterances(demo)
+    card = json.loads((out / export.MODEL_CARD).read_text())
+    assert card["parity"]["utterances"] == len(export.PROBE_LENGTHS) + len(ids) - 2  # probes + test utterances
     report = export.parity_report(run.load_keras_model(), run.normalization(), exported, fmt, ids, utterances)
     assert report["ok"], report
     assert report["max_abs_diff_probabilities"] <= 1e-5 and report["max_abs_diff_attention"] <= 1e-5
@@ -72,7 +75,6 @@ def test_export_matches_keras_on_the_run_test_utterances(demo, fmt, tmp_path):
     assert probabilities.shape == (5,) and attention.shape == (LONG_FRAMES,)
     assert attention.sum() == pytest.approx(1, abs=1e-5)
 
-    card = json.loads((out / export.MODEL_CARD).read_text())
     assert card["classes"] == list(run.classes) and card["features"]["names"] == run.config["feature_names"]
     assert card["features"]["frame_rate"] == 100 and card["normalization"]["folded_in"] is True
     assert card["training_data"]["data"]["sha256"] == run.config["data_files"]["data"]["sha256"]

@@ -351,11 +351,25 @@ def check_out(out, overwrite):
                          f"only those: choose another --out")
 
 
-def export_run(run, fmt, out, overwrite=False):
+def check_utterances(path, split="test"):
+    """Ids and raw frames of a feature file's ``split`` utterances (all of them if it has no split)."""
+    from serattn.features.feature_set import load_feature_set
+
+    data = load_feature_set(path)
+    chosen = range(len(data)) if data.split is None else [i for i in range(len(data)) if data.split[i] == split]
+    if not chosen:
+        raise InputError(f"'{path}' has no '{split}' utterances to check the export on")
+    sequences = data.sequences()
+    return [str(data.ids[i]) for i in chosen], [sequences[i] for i in chosen]
+
+
+def export_run(run, fmt, out, overwrite=False, check=None):
     """Export ``run``'s model to ``fmt`` in folder ``out``, checked against Keras first.
 
     The folder appears whole or not at all: it is written as a temporary sibling and
-    renamed once the parity check has passed.
+    renamed once the parity check has passed. ``check``: ``(ids, raw utterances)``
+    checked next to the probe utterances (e.g. :func:`check_utterances` of the run's
+    test set).
 
     Returns:
         The model card (also written as ``out/model_card.json``).
@@ -380,6 +394,8 @@ def export_run(run, fmt, out, overwrite=False):
         card = model_card(run, fmt, normalization)
         (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
         ids, utterances, stats = probe_utterances(normalization, dim)
+        if check is not None:
+            ids, utterances = ids + list(check[0]), utterances + list(check[1])
         report = parity_report(model, normalization, load_exported(temporary), fmt, ids, utterances, stats)
         check_parity(report)
         card["parity"] = report
