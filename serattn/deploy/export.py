@@ -14,7 +14,8 @@ called with ``training=False``, except that
   at inference, are left out: their random-state variables would otherwise be
   captured by the exported function;
 * the LSTM runs without its mask, which is all ones for one unpadded utterance (the
-  attention layers still take it), so its loop has no per-step selects.
+  attention layers still take it), so its loop has no per-step selects; the basic
+  LSTM's ``last`` pooling takes the last frame directly.
 
 Every export is checked against Keras (float32) on probe utterances of several
 lengths (1 frame to 30 s) before it is written; the differences go into the model card.
@@ -80,6 +81,7 @@ def inference_model(model):
 
     from serattn.models.attention_lstm import build_analysis_model
     from serattn.models.augment import FrameAugment
+    from serattn.models.layers import MaskedPooling
 
     analysis = build_analysis_model(model)
 
@@ -93,6 +95,8 @@ def inference_model(model):
     def call(layer, *args, **kwargs):
         if isinstance(layer, FrameAugment):  # identity at inference
             return args[0]
+        if isinstance(layer, MaskedPooling) and layer.mode == "last":  # no padding: the last frame
+            return args[0][:, -1]  # (batch, units); its argmax over the mask has no TFLite/ONNX kernel
         if isinstance(layer, keras.layers.LSTM):
             kwargs.pop("mask", None)
         return layer(*args, **kwargs)
