@@ -3,6 +3,7 @@
     python benchmarks/bench.py                 # full suite (~20 min on 2 cores), writes benchmarks/RESULTS.md
     python benchmarks/bench.py --quick         # ~2 min, smaller workloads, writes a scratch file
     python benchmarks/bench.py --only epoch,step
+    python benchmarks/bench.py --quick --only deploy   # ONNX vs Keras, live-stream speed and latency (~1 min)
 
 Prints one ``name=value`` line per figure. Timings on shared machines vary by tens of
 percent between runs, so every figure that compares two ways of doing something
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_results  # noqa: E402
 
-SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "tsne")  # slowest last
+SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "deploy", "tsne")  # slowest last
 EMODB_2S = ROOT.parent / "shared" / "data" / "emodb_2s"
 
 # Workload sizes: (full, quick).
@@ -287,7 +288,28 @@ def bench_cv_jobs(figures, quick):
                 f"(100-300 frames): --jobs 1 / --jobs 2 wall time, start-up included (goal >= 1.6 on 2 cores)")
 
 
-BENCHES = {"machine": bench_machine, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
+def bench_deploy(figures, quick):
+    """Exported ONNX vs Keras inference; predict.py --stream speed and latency (benchmarks/bench_deploy.py)."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_deploy.py"), json.dumps({"quick": quick})]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(f"bench_deploy.py failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    figures.add("ratio_onnx_vs_keras_predict", result["keras_s"] / result["onnx_s"],
+                f"Keras predict step (batches of 32, traced) / onnxruntime (one utterance per call) on the same "
+                f"{result['utterances']} demo utterances ({result['frames']} frames), 1-epoch published-size model")
+    figures.add("ratio_onnx_vs_keras_predict_per_utterance", result["keras_single_s"] / result["onnx_s"],
+                "the same, Keras also one utterance per call (the exported graph's granularity)")
+    figures.add("stream_rtf", result["stream_rtf"],
+                f"predict.py --stream - fed {result['stream_audio_s']} s of PCM as fast as the pipe takes it: seconds "
+                f"from first byte to last of {result['stream_windows']} lines / audio seconds (< 1: faster than real time)")
+    figures.add("stream_latency_ms", result["stream_latency_ms"],
+                f"fed at real-time pace in 100 ms chunks: median from a window's last chunk to its line over "
+                f"{result['stream_latency_windows']} windows (max {result['stream_latency_ms_max']:.0f} ms)")
+
+
+BENCHES = {"machine": bench_machine, "deploy": bench_deploy, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
            "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs}
 
 
