@@ -22,7 +22,7 @@ CLASSES = ("A", "E", "N", "P", "R")
 FAST = ["--resamples", "200"]
 
 
-def run_report(argv, capsys=None):
+def run_report(argv):
     """report.main; (status, html of --out)."""
     status = report.main([*argv, *FAST])
     out = Path(argv[argv.index("--out") + 1])
