@@ -34,13 +34,14 @@ lock: $(LOCK_TOOL)/bin/uv
 	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	  --custom-compile-command "make lock" --quiet $(LOCK_FLAGS)
 
-# Demo corpus (generated, deterministic) -> IS09 features -> training -> figures.
+# Demo corpus (generated, deterministic) -> IS09 features -> training -> figures -> the HTML report.
 demo: $(VENV)/installed
 	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
 	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz --overwrite
 	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --out results/demo --overwrite
 	$(PY) attention_visualize.py results/demo
 	$(PY) tsne_plot.py results/demo
+	$(PY) report.py results/demo --overwrite
 
 # Table 1 (tanh vs ReLU, 3 seeds), Table 2 (confusion) and Figure 2 on the demo corpus.
 paper: $(VENV)/installed

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serattn.analysis import statistics as stats
 from serattn.atomic import write_atomically
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
@@ -52,6 +53,11 @@ def parse_args(argv):
                            help="also print this run's confusion matrix (Table 2)")
     confusion.add_argument("--confusion-group", action="store_true",
                            help="also print each group's confusion matrix, summed over its runs")
+    statistics = parser.add_argument_group("statistics")
+    statistics.add_argument("--resamples", type=int, default=stats.RESAMPLES,
+                            help="speaker bootstrap resamples and random permutations (default: %(default)s)")
+    statistics.add_argument("--seed", type=int, default=stats.SEED,
+                            help="seed of the resampling (default: %(default)s)")
     output = parser.add_argument_group("output")
     style = output.add_mutually_exclusive_group()
     style.add_argument("--markdown", dest="format", action="store_const", const="markdown",
@@ -61,7 +67,10 @@ def parse_args(argv):
     output.add_argument("--out", metavar="FILE",
                         help="also write the tables to FILE (markdown unless --csv)")
     output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resamples < 100:
+        parser.error(f"--resamples must be at least 100, got {args.resamples}")
+    return args
 
 
 def main(argv=None):
@@ -77,7 +86,7 @@ def main(argv=None):
         keys = [TEST_SET_KEY, *keys]
     groups = group_runs(runs, configs, keys)
     check_same_test_sets(groups)
-    tables = [summary_table(groups, keys)]
+    tables = [summary_table(groups, keys, interval_columns(groups, args.resamples, args.seed))]
 
     # Table 2: confusion matrices, of one run or summed per group.
     if args.confusion:
@@ -215,16 +224,51 @@ DIAGNOSTICS = (("attention_effective_width", "attention width (%)", 100),
                ("attention_cue_ratio", "cue ratio", 1))
 
 
-def summary_table(groups, keys):
+INTERVAL_HEADER = ("UA 95% CI", "WA 95% CI", "ΔUA vs first", "p", "p (Holm)")
+
+
+def interval_columns(groups, resamples=stats.RESAMPLES, seed=stats.SEED):
+    """Per group: UA and WA intervals of a speaker bootstrap, and the paired test against the first group.
+
+    A group of several runs (seeds) is scored by its runs' mean correct counts
+    (:func:`~serattn.analysis.statistics.mean_counts`): the interval is that of the
+    seed-mean UA over resampled speakers, and the test compares seed-means. Groups
+    scored on other test utterances than the first get no test ('-').
+    """
+    from serattn.report.run import counts_of
+
+    counts = [stats.mean_counts([counts_of(run) for run, _ in members]) for _, members in groups]
+    first_set = test_set_of(*groups[0][1][0])
+    comparable = [i for i, (_, members) in enumerate(groups) if i and test_set_of(*members[0]) == first_set]
+    tests = dict(zip(comparable, stats.compare_to_first([counts[0]] + [counts[i] for i in comparable],
+                                                        resamples, seed=seed)))
+    columns = []
+    for i, group_counts in enumerate(counts):
+        boot = stats.bootstrap_scores(group_counts, resamples, seed=seed)
+        interval = [f"[{100 * boot[key][1]:.1f}, {100 * boot[key][2]:.1f}]" for key in ("ua", "wa")]
+        test = tests.get(i)
+        if test is None:
+            columns.append(interval + ["first" if i == 0 else "-", "-", "-"])
+        else:
+            difference, low, high = (100 * value for value in test["ua_difference"])
+            columns.append(interval + [f"{difference:+.1f} [{low:+.1f}, {high:+.1f}]",
+                                       stats.format_p(test["p_value"]), stats.format_p(test["p_holm"])])
+    return columns
+
+
+def summary_table(groups, keys, intervals=None):
     """Table 1: per group n runs, seeds, UA and WA mean ± std, per-class recall means, and the
-    attention diagnostics (effective width, mass of the top 10% of frames, cue ratio) where present."""
+    attention diagnostics (effective width, mass of the top 10% of frames, cue ratio) where present.
+
+    ``intervals``: per group the :data:`INTERVAL_HEADER` columns (:func:`interval_columns`), or None."""
     classes = list(dict.fromkeys(c for _, members in groups for _, m in members for c in m["classes"]))
     diagnostics = [(key, name, scale) for key, name, scale in DIAGNOSTICS
                    if any(m.get(key) is not None for _, members in groups for _, m in members)]
-    header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + [f"recall {c} (%)" for c in classes] + \
+    header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + \
+        (list(INTERVAL_HEADER) if intervals else []) + [f"recall {c} (%)" for c in classes] + \
         [name for _, name, _ in diagnostics]
     rows = []
-    for values, members in groups:
+    for index, (values, members) in enumerate(groups):
         metrics = [m for _, m in members]
         seeds = ",".join(show_value(run.config.get("seed")) for run, _ in members)
         recalls = []
@@ -237,10 +281,14 @@ def summary_table(groups, keys):
             shown.append(f"{scale * np.mean(found):.{1 if scale == 100 else 2}f}" if found else "-")
         rows.append([show_value(v) for v in values] + [
             str(len(members)), seeds, percent([m["ua"] for m in metrics]),
-            percent([m["wa"] for m in metrics])] + recalls + shown)
+            percent([m["wa"] for m in metrics])] + (intervals[index] if intervals else []) + recalls + shown)
     if not keys:
         header, rows = ["runs"] + header, [["all"] + row for row in rows]
-    return "Unweighted (UA) and weighted (WA) average recall on the test set", header, rows
+    title = "Unweighted (UA) and weighted (WA) average recall on the test set"
+    if intervals:
+        title += (" (95% CI: speaker bootstrap of the group's mean; ΔUA and p: paired speaker permutation test "
+                  "against the first group, Holm-adjusted)")
+    return title, header, rows
 
 
 def summed_confusion(members):

@@ -1,7 +1,9 @@
-"""Predict emotion labels of new recordings with a saved run's model.
+"""Predict emotion labels of new recordings with a saved run's model: whole files, timelines, live audio.
 
     python predict.py results/demo data/demo/wav/spk00_0001.wav
     python predict.py results/emodb my_recordings/ --csv predictions.csv --attention-plot plots/
+    python predict.py results/emodb long.wav --window 2.0 --hop 0.5 --smooth 3 --out timelines/
+    sox -d -t raw -r 16000 -e signed -b 16 -c 1 - | python predict.py results/emodb --stream -
 """
 
 import os
@@ -25,13 +27,38 @@ AUDIO_SUFFIXES = tuple(sorted({f".{name.lower()}" for name in sf.available_forma
 def parse_args(argv):
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="a finished run folder (results/NAME)")
-    parser.add_argument("inputs", nargs="+", help="audio files, or folders searched for audio files")
+    parser.add_argument("inputs", nargs="*", help="audio files, or folders searched for audio files")
     parser.add_argument("--csv", help="also write the predictions to this CSV file")
     parser.add_argument("--attention-plot", metavar="DIR",
                         help="save each file's waveform with its attention weights to DIR")
-    parser.add_argument("--batch-size", type=int, default=32, help="files per forward pass")
+    parser.add_argument("--batch-size", type=int, default=32, help="files (or windows) per forward pass")
+    long = parser.add_argument_group("long recordings and live audio")
+    long.add_argument("--window", type=float, metavar="SECONDS",
+                      help="classify windows of this length (seconds) instead of whole files: writes a timeline "
+                           "CSV and plot per file to --out")
+    long.add_argument("--hop", type=float, default=0.5, metavar="SECONDS", help="step between windows (seconds)")
+    long.add_argument("--smooth", type=int, default=1, metavar="N",
+                      help="median filter over N windows (odd) of each class probability; 1 = none")
+    long.add_argument("--out", default="timelines", help="folder of the timeline CSVs and plots")
+    long.add_argument("--overwrite", action="store_true", help="replace existing timeline files")
+    long.add_argument("--stream", metavar="-", help="read 16 kHz mono s16le PCM from stdin ('-') and print "
+                                                      "'start end class probability' per hop (window 2 s by default)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.stream is not None:
+        if args.stream != "-":
+            raise InputError(f"--stream reads standard input only: give '--stream -', got '{args.stream}'")
+        if args.inputs:
+            raise InputError("--stream reads audio from standard input; give no input files with it")
+        args.window = 2.0 if args.window is None else args.window
+    elif not args.inputs:
+        raise InputError("give audio files or folders, or --stream - (see --help)")
+    if args.window is not None and not (args.window >= 0.025 and 0.01 <= args.hop):
+        raise InputError(f"--window must be at least 0.025 s and --hop at least 0.01 s, "
+                         f"got --window {args.window} --hop {args.hop}")
+    if args.smooth < 1 or args.smooth % 2 == 0:
+        raise InputError(f"--smooth must be an odd number of windows (1 = none), got {args.smooth}")
+    return args
 
 
 def find_audio(inputs):
@@ -64,6 +91,87 @@ def check_feature_settings(run):
     return feature_set, level
 
 
+def read_signal(path):
+    """16 kHz mono samples of an audio file; InputError if it cannot be used."""
+    try:
+        signal, rate = features.read_audio(path)
+    except Exception as error:  # soundfile raises many types for bad audio
+        raise InputError(f"cannot read '{path}': {error}") from None
+    problem = features.signal_problem(signal, rate)
+    if problem:
+        raise InputError(f"'{path}' has {problem}" if problem.startswith(features.NON_FINITE)
+                         else f"'{path}': {problem}")
+    return features.to_sample_rate(signal, rate)
+
+
+def timeline_paths(path, out):
+    return Path(out) / f"{path.stem}_timeline.csv", Path(out) / f"{path.stem}_timeline.png"
+
+
+def predict_timelines(run, files, args, feature_set):
+    """--window: each file's features extracted once, windowed, classified; a CSV and a plot per file."""
+    from serattn.deploy.timeline import WindowPredictor, timeline_of_frames
+    from serattn.plots.figures import save_csv, save_figure
+    from serattn.plots.timeline import plot_timeline
+
+    for path in files:
+        for target in timeline_paths(path, args.out):
+            if target.exists() and not args.overwrite:
+                raise InputError(f"'{target}' already exists; choose another --out, or pass --overwrite")
+    stems = [path.stem for path in files]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise InputError(f"several files are named '{repeated[0]}': their timelines would overwrite each other; "
+                         f"give them one at a time with different --out")
+    signals = {path: read_signal(path) for path in files}
+    frames = {path: features.extract_signal(signal, feature_set) for path, signal in signals.items()}
+    predictor = WindowPredictor(run.load_keras_model(), run.normalization(), len(run.config["feature_names"]))
+    for path in files:
+        timeline = timeline_of_frames(predictor, frames[path], run.classes, args.window, args.hop, args.smooth,
+                                      run.frame_rate, args.batch_size)
+        header, rows = timeline.rows()
+        csv_path, plot_path = timeline_paths(path, args.out)
+        save_csv(csv_path, header, rows)
+        title = (f"{path.name}: {len(rows)} windows of {args.window:g} s every {args.hop:g} s"
+                 + (f", median over {args.smooth}" if args.smooth > 1 else ""))
+        save_figure(plot_timeline(timeline, signals[path], features.SAMPLE_RATE, title), plot_path)
+        shares = {c: float(np.mean(timeline.predicted == c)) for c in run.classes}
+        print(f"{path}: {len(rows)} windows, predicted " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in shares.items()
+                                                                     if v) + f" -> {csv_path}, {plot_path}")
+    return 0
+
+
+def predict_stream(run, args, feature_set, source=None, sink=None):
+    """--stream -: one line per hop as soon as its window has arrived: start, end, class, probability."""
+    from serattn.deploy.timeline import StreamWindows, WindowPredictor
+
+    source = sys.stdin.buffer.fileno() if source is None else source
+    sink = sys.stdout if sink is None else sink
+    predictor = WindowPredictor(run.load_keras_model(), run.normalization(), len(run.config["feature_names"]))
+    windows = StreamWindows(args.window, args.hop)
+    # Warm up openSMILE and the traced model, so the first window is not late.
+    warm = features.extract_signal(np.random.default_rng(0).normal(0, 0.1, windows.window).astype(np.float32),
+                                   feature_set)
+    predictor(predictor.normalize(warm)[None])
+    classes = np.asarray(run.classes)
+    print(f"reading 16 kHz mono s16le PCM from stdin: one line per {args.hop:g} s hop, windows of {args.window:g} s",
+          file=sys.stderr, flush=True)
+    while True:
+        data = os.read(source, 1 << 14)
+        if not data:
+            break
+        for start, samples in windows.push(data):
+            frames = features.extract_signal(samples, feature_set) if np.any(samples) else np.zeros((0, 0))
+            if len(frames) == 0 or not np.all(np.isfinite(frames)):
+                print(f"{start:.2f}\t{start + args.window:.2f}\t-\t0.000", file=sink, flush=True)  # silence
+                continue
+            probabilities, _ = predictor(predictor.normalize(frames)[None])
+            best = int(probabilities[0].argmax())
+            print(f"{start:.2f}\t{start + args.window:.2f}\t{classes[best]}\t{probabilities[0, best]:.3f}",
+                  file=sink, flush=True)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
 
@@ -72,7 +180,11 @@ def main(argv=None):
     feature_set, level = check_feature_settings(run)
     classes = run.classes
     normalization = run.normalization()
+    if args.stream is not None:
+        return predict_stream(run, args, feature_set)
     files = find_audio(args.inputs)
+    if args.window is not None:
+        return predict_timelines(run, files, args, feature_set)
 
     # Features of every readable file; unreadable ones are reported and skipped.
     sequences, waveforms, kept = [], [], []

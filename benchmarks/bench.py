@@ -3,6 +3,7 @@
     python benchmarks/bench.py                 # full suite (~20 min on 2 cores), writes benchmarks/RESULTS.md
     python benchmarks/bench.py --quick         # ~2 min, smaller workloads, writes a scratch file
     python benchmarks/bench.py --only epoch,step
+    python benchmarks/bench.py --quick --only deploy   # ONNX vs Keras, live-stream speed and latency (~1 min)
 
 Prints one ``name=value`` line per figure. Timings on shared machines vary by tens of
 percent between runs, so every figure that compares two ways of doing something
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_results  # noqa: E402
 
-SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "tsne")  # slowest last
+SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "deploy", "tsne")  # slowest last
 EMODB_2S = ROOT.parent / "shared" / "data" / "emodb_2s"
 
 # Workload sizes: (full, quick).
@@ -130,7 +131,7 @@ def bench_step(figures, quick):
     keras_runs, torch_runs, xla_runs = [], [], []
     for _ in range(1 if quick else 2):  # alternate the libraries' processes
         keras_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=variants))
-        xla_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=["jit"]))
+        xla_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=["jit", "jit_rd0"]))
         torch_runs.append(run_worker("torch_step", steps=steps, rounds=rounds,
                                      threads=[1] if quick else [1, 2]))
     batch, frames = keras_runs[0]["batch_size"], keras_runs[0]["frames"]
@@ -160,6 +161,10 @@ def bench_step(figures, quick):
     figures.add("frames_per_s_xla", xla_fps, "--jit-compile: the same step compiled by XLA (compile time excluded)")
     figures.add("speedup_train_vs_stock_keras", xla_fps / keras_fps("published"),
                 "published model, --jit-compile vs the stock Keras step (goal >= 2.5)")
+    xla_rd0_fps = batch * frames / float(np.median([r["step_s"]["jit_rd0"] for r in xla_runs]))
+    figures.add("frames_per_s_xla_rd0", xla_rd0_fps, "--jit-compile --recurrent-dropout 0")
+    figures.add("ratio_vs_pytorch_rd0_xla", xla_rd0_fps / torch_rd0,
+                "both without recurrent dropout, Keras compiled by XLA vs PyTorch's fused nn.LSTM")
     figures.add("lstm_step_us", 1e6 * batch / keras_fps("published"),
                 "microseconds per LSTM time step (forward + backward), published model")
     if "lstm_mask" in variants:
@@ -231,7 +236,8 @@ def bench_tsne(figures, quick):
 
 
 def bench_extraction(figures, quick):
-    """Figure 4c: openSMILE IS09 extraction speed with 1 and all cores, as times real time."""
+    """Figure 4c: openSMILE IS09 extraction speed with 1 and all cores, as times real time; and
+    what extract_manifest costs over openSMILE's own IS09 LLD pass over the same files."""
     if not (EMODB_2S / "wav").is_dir():
         figures.add("extraction_realtime_factor", "skipped", f"{EMODB_2S} not found")
         return
@@ -250,6 +256,12 @@ def bench_extraction(figures, quick):
                         f"{audio_s:.0f} s of audio ({files} emodb_2s files) / wall seconds of "
                         f"extract_features.py --jobs {jobs} --no-cache, start-up included"
                         + (" (--quick: start-up dominates)" if limit else ""))
+    seconds = run_worker("extraction", root=str(EMODB_2S), limit=limit, rounds=1 if quick else 2)
+    figures.add("extraction_overhead_vs_opensmile", seconds["manifest_jobs1"] / seconds["opensmile_lld"],
+                "extract_manifest(jobs=1) / opensmile.Smile(IS09, LowLevelDescriptors).process_file over the "
+                f"same {files} files, in one process, medians of interleaved rounds")
+    figures.add("speedup_extraction_jobs2", seconds["manifest_jobs1"] / seconds["manifest_jobs2"],
+                "extract_manifest jobs=1 / jobs=2 (spawned workers: their start-up included)")
 
 
 def bench_cv_jobs(figures, quick):
@@ -276,7 +288,28 @@ def bench_cv_jobs(figures, quick):
                 f"(100-300 frames): --jobs 1 / --jobs 2 wall time, start-up included (goal >= 1.6 on 2 cores)")
 
 
-BENCHES = {"machine": bench_machine, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
+def bench_deploy(figures, quick):
+    """Exported ONNX vs Keras inference; predict.py --stream speed and latency (benchmarks/bench_deploy.py)."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_deploy.py"), json.dumps({"quick": quick})]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(f"bench_deploy.py failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    figures.add("ratio_onnx_vs_keras_predict", result["keras_s"] / result["onnx_s"],
+                f"Keras predict step (batches of 32, traced) / onnxruntime (one utterance per call) on the same "
+                f"{result['utterances']} demo utterances ({result['frames']} frames), 1-epoch published-size model")
+    figures.add("ratio_onnx_vs_keras_predict_per_utterance", result["keras_single_s"] / result["onnx_s"],
+                "the same, Keras also one utterance per call (the exported graph's granularity)")
+    figures.add("stream_rtf", result["stream_rtf"],
+                f"predict.py --stream - fed {result['stream_audio_s']} s of PCM as fast as the pipe takes it: seconds "
+                f"from first byte to last of {result['stream_windows']} lines / audio seconds (< 1: faster than real time)")
+    figures.add("stream_latency_ms", result["stream_latency_ms"],
+                f"fed at real-time pace in 100 ms chunks: median from a window's last chunk to its line over "
+                f"{result['stream_latency_windows']} windows (max {result['stream_latency_ms_max']:.0f} ms)")
+
+
+BENCHES = {"machine": bench_machine, "deploy": bench_deploy, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
            "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs}
 
 

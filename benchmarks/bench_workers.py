@@ -151,7 +151,8 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     train_attention_lstm.py trains it), ``lstm_mask`` (the LSTM also consumes the
     mask), ``rd0`` (recurrent dropout 0), ``unmasked`` (``--no-mask`` model),
     ``jit`` (``--jit-compile``: XLA; needs a worker of its own, since the other
-    variants turn on op determinism, under which Keras refuses XLA).
+    variants turn on op determinism, under which Keras refuses XLA), ``jit_rd0``
+    (XLA and recurrent dropout 0).
     """
     import tensorflow as tf
 
@@ -165,7 +166,8 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     targets = rng.integers(0, len(CLASSES), batch_size).astype(np.int32)
     weights = np.ones(batch_size, np.float32)
     settings = {"published": {}, "lstm_mask": {}, "rd0": {"recurrent_dropout": 0.0},
-                "unmasked": {"mask": False}, "jit": {"jit_compile": True}}
+                "unmasked": {"mask": False}, "jit": {"jit_compile": True},
+                "jit_rd0": {"jit_compile": True, "recurrent_dropout": 0.0}}
     trainers, traces = {}, {}
     for name in variants:
         model = training.build_model(*model_args(**settings[name]), 32, len(CLASSES))
@@ -244,6 +246,37 @@ def memory_worker(sequences=9_959, batch_size=32, steps=None, seed=0):
             "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
+def extraction_worker(root, limit=None, rounds=2):
+    """Figure 4c: extract_manifest with 1 and 2 workers vs openSMILE's own IS09 LLD pass.
+
+    The bare pass reads each file with opensmile.Smile.process_file (one pipeline run,
+    LLDs only); extract_manifest does everything extract_features.py does per file
+    (read, hash, check, resample if needed, LLDs and deltas). Rounds are interleaved.
+    """
+    import opensmile  # before TensorFlow, which this worker never loads
+
+    from serattn.features.corpora import limit as limit_manifest, prepare_corpus
+    from serattn.features.extraction import extract_manifest
+
+    manifest = prepare_corpus("emodb", root)
+    if limit:
+        manifest = limit_manifest(manifest, limit)
+    paths = [str(manifest.audio_path(row)) for row in manifest.rows]
+    bare = opensmile.Smile(opensmile.FeatureSet.IS09, opensmile.FeatureLevel.LowLevelDescriptors)
+    extract_manifest(manifest, jobs=1, progress=False)  # builds the extractors once, as a worker does
+    seconds = {"opensmile_lld": [], "manifest_jobs1": [], "manifest_jobs2": []}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for path in paths:
+            bare.process_file(path)
+        seconds["opensmile_lld"].append(time.perf_counter() - start)
+        for jobs in (1, 2):
+            start = time.perf_counter()
+            extract_manifest(manifest, jobs=jobs, progress=False)
+            seconds[f"manifest_jobs{jobs}"].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in seconds.items()}
+
+
 def _rss_now():
     return _proc_status("VmRSS")
 
@@ -260,7 +293,7 @@ def _proc_status(key):
 
 
 WORKERS = {"epoch": epoch_worker, "keras_step": keras_step_worker, "torch_step": torch_step_worker,
-           "memory": memory_worker}
+           "memory": memory_worker, "extraction": extraction_worker}
 
 
 def main(argv=None):

@@ -10,6 +10,10 @@ GOALS = {
     "speedup_train_vs_stock_keras": (">= 2.5", lambda v: v >= 2.5),
     "ratio_vs_pytorch_rd0": (">= 1.0", lambda v: v >= 1.0),
     "speedup_cv_jobs2": (">= 1.6", lambda v: v >= 1.6),
+    "extraction_overhead_vs_opensmile": ("<= 1.10", lambda v: v <= 1.10),
+    "speedup_extraction_jobs2": (">= 1.7", lambda v: v >= 1.7),
+    "stream_rtf": ("< 1 (real time)", lambda v: v < 1),
+    "stream_latency_ms": ("< 500 (one hop)", lambda v: v < 500),
 }
 
 

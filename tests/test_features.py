@@ -35,6 +35,34 @@ def test_feature_names_are_the_16_llds_then_their_16_deltas():
     assert [n.replace("_de", "") for n in names[16:]] == names[:16]
 
 
+def _two_passes_joined_on_time(signal):
+    """IS09 as extracted before the one-pass config: opensmile-python's LLD and delta
+    levels, each a whole pass, joined on frame start time (first occurrence kept)."""
+    import opensmile
+
+    tables = [opensmile.Smile(opensmile.FeatureSet.IS09, level).process_signal(signal, 16_000)
+              for level in (opensmile.FeatureLevel.LowLevelDescriptors,
+                            opensmile.FeatureLevel.LowLevelDescriptors_Deltas)]
+    starts = [table.index.get_level_values("start").to_numpy().astype("int64") for table in tables]
+    _, in_lld, in_deltas = np.intersect1d(*starts, return_indices=True)
+    return np.hstack([tables[0].to_numpy()[in_lld], tables[1].to_numpy()[in_deltas]]).astype(np.float32)
+
+
+def test_one_pass_is09_equals_the_two_opensmile_passes_joined_on_time(tmp_path):
+    from serattn.features.demo_corpus import draw_speakers, synthesize
+
+    rng = np.random.default_rng(0)
+    speakers = draw_speakers(rng, 2)
+    signals = [synthesize(rng, speakers[i % 2], label, duration, 0.2, duration - 0.2)
+               for i, (label, duration) in enumerate([("A", 2.0), ("N", 0.6), ("P", 3.37), ("E", 1.21)])]
+    signals += [load_audio(write_wav(tmp_path / f"{d}.wav", d, seed=3))[0] for d in (0.05, 0.5)]
+    assert len(features._smiles("is09", "lld")) == 1  # one openSMILE pass
+    for signal in signals:
+        one_pass, reference = features.extract_signal(signal), _two_passes_joined_on_time(signal)
+        assert one_pass.shape == reference.shape, len(signal)
+        np.testing.assert_allclose(one_pass, reference, rtol=1e-6, atol=1e-6, err_msg=f"{len(signal)} samples")
+
+
 @pytest.mark.parametrize("rate, channels", [(44_100, 1), (8_000, 1), (16_000, 2), (22_050, 2)])
 def test_other_rates_and_stereo_become_16k_mono_with_the_same_pitch(tmp_path, rate, channels):
     path = write_wav(tmp_path / "x.wav", 1.5, rate=rate, channels=channels, f0=150.0)

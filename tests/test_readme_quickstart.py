@@ -23,6 +23,7 @@ TINY_FLAGS = {
     "extract_features.py": "--jobs 1",
     "train_attention_lstm.py": "--epochs 1 --units 8 --attention-units 4",
     "tsne_plot.py": "--perplexity 5",
+    "report.py": "--gallery 1 --resamples 200",
 }
 
 
@@ -67,6 +68,7 @@ def test_quick_start_runs_top_to_bottom(tmp_path):
     for figure in ["attention_slots.png", "tsne.png"]:  # Figure 2
         assert (tmp_path / "results/demo/figures" / figure).is_file(), figure
     assert list((tmp_path / "plots").glob("*_attention.png"))  # predict.py --attention-plot
+    assert "<audio" in (tmp_path / "results/demo/report.html").read_text()  # report.py
     assert "tanh" in table and "relu" in table and "Confusion matrix" in table
 
 

@@ -1,10 +1,12 @@
 """openSMILE features of audio files: frame-level low-level descriptors or functionals.
 
 The published system fed the 16 IS09 low-level descriptors and their 16 deltas
-(32 values per 10 ms frame) to an attention LSTM. openSMILE computes LLDs and
-deltas in two passes whose last frames do not line up (a 2 s file gives 199 LLD
-rows and 201 delta rows, with repeated start times at the end), so the two are
-joined on frame start time.
+(32 values per 10 ms frame) to an attention LSTM. IS09's LLDs and deltas come from
+one openSMILE pass (``lld_with_deltas.conf`` joins the two levels of the feature
+set's own config), not from opensmile-python's two feature levels, each of which
+runs the whole pipeline. openSMILE repeats the last frame's start time at the end
+of the input; the repeated frames are dropped. ComParE keeps the two passes joined
+on frame start time: there one pass gives other deltas on the last frame.
 
 Extraction of a manifest runs in a process pool, skips files it cannot use (and
 says why), and caches each file's features under a hash of its content and of the
@@ -33,6 +35,7 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -55,6 +58,9 @@ CACHE_VERSION = 2  # bump when what a cached array means changes (2: files with 
 NON_FINITE = "non-finite samples"  # start of the reason for audio with NaN or infinite samples
 AUGMENTATIONS = ("speed",)
 SPEED_RANGE = (0.5, 2.0)  # speed factors allowed, exclusive of 1 (Kaldi's recipes use 0.9 and 1.1)
+ONE_PASS_SETS = ("is09",)  # LLDs and deltas in one pass; tested equal to the two passes joined on time
+ONE_PASS_CONFIG = Path(__file__).with_name("lld_with_deltas.conf")
+OPENSMILE_CONFIGS = {"is09": "is09-13/IS09_emotion.conf"}  # inside opensmile's package, for ONE_PASS_SETS
 
 
 def parse_augment(spec):
@@ -109,6 +115,9 @@ def _smiles(feature_set, level):
     opensmile_set = opensmile.FeatureSet[name]
     if level == "functionals":
         return (opensmile.Smile(opensmile_set, opensmile.FeatureLevel.Functionals),)
+    if has_deltas and feature_set in ONE_PASS_SETS:
+        config = Path(opensmile.__file__).parent / "core" / "config" / OPENSMILE_CONFIGS[feature_set]
+        return (opensmile.Smile(str(ONE_PASS_CONFIG), "lld_with_deltas", options={"featureSetConf": str(config)}),)
     lld = opensmile.Smile(opensmile_set, opensmile.FeatureLevel.LowLevelDescriptors)
     if not has_deltas:
         return (lld,)
@@ -181,20 +190,24 @@ def extract_signal(signal, feature_set="is09", level="lld"):
 
     Returns:
         float32 array of shape (frames, D): at level ``lld`` one row per 10 ms
-        frame (LLDs then deltas, joined on frame start time), at ``functionals``
-        a single row.
+        frame (LLDs then deltas), at ``functionals`` a single row.
     """
     check_settings(feature_set, level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Segment too short": we check for NaN
-        tables = [smile.process_signal(signal, SAMPLE_RATE) for smile in _smiles(feature_set, level)]
-    if len(tables) == 1:
-        return tables[0].to_numpy(dtype=np.float32)
-    lld, deltas = tables
-    starts = [t.index.get_level_values("start").to_numpy().astype("int64") for t in tables]
-    # intersect1d keeps the first occurrence of a repeated start time, in time order.
+        # Smile.process gives (starts, ends, values) without building a DataFrame.
+        passes = [smile.process(signal, SAMPLE_RATE) for smile in _smiles(feature_set, level)]
+    if level == "functionals" or not OPENSMILE_SETS[feature_set][1]:
+        return passes[0][2].astype(np.float32)
+    # openSMILE repeats the last frame's start time at the end of the input: such frames
+    # are dropped, and two passes are joined on start time (unique keeps the first).
+    starts = [starts.to_numpy().astype("int64") for starts, _, _ in passes]
+    if len(passes) == 1:
+        _, first = np.unique(starts[0], return_index=True)
+        return passes[0][2][first].astype(np.float32)
     _, in_lld, in_deltas = np.intersect1d(*starts, return_indices=True)
-    return np.hstack([lld.to_numpy()[in_lld], deltas.to_numpy()[in_deltas]]).astype(np.float32)
+    (_, _, lld), (_, _, deltas) = passes
+    return np.hstack([lld[in_lld], deltas[in_deltas]]).astype(np.float32)
 
 
 def extract_file(path, feature_set="is09", level="lld"):
@@ -373,9 +386,11 @@ def _run(tasks, jobs, progress):
     if jobs <= 1:
         return [_extract_task(task) for task in tqdm(tasks, **bar)]
     chunksize = max(1, min(16, len(tasks) // (8 * jobs)))
-    # Spawned, not forked, workers: forking a process that has loaded TensorFlow
-    # (tests, notebooks) copies its thread pools' locks and can hang or crash.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Forked workers start at once with openSMILE loaded. A process that has loaded
+    # TensorFlow (tests, notebooks) spawns them instead: forking it copies its thread
+    # pools' locks and can hang or crash.
+    start_method = "spawn" if "tensorflow" in sys.modules else "fork"
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(start_method)) as pool:
         return list(tqdm(pool.map(_extract_task, tasks, chunksize=chunksize), **bar))
 
 

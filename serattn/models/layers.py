@@ -39,8 +39,10 @@ class MaskedTimeSoftmax(MaskConsumer):
             return ops.softmax(scores, axis=-1)
         mask = ops.cast(mask, "bool")
         # Subtract the max over valid frames only, then zero the padding exactly
-        # (adding a large negative number leaves tiny non-zero weights behind).
-        lowest = ops.full_like(scores, float("-inf"))
+        # (adding a large negative number leaves tiny non-zero weights behind). Padding
+        # is replaced by the smallest score rather than -inf: tf2onnx turns ``where`` into
+        # mask * a + (1 - mask) * b, where 0 * -inf would be NaN (see serattn.deploy.export).
+        lowest = ops.min(scores, axis=-1, keepdims=True)  # (batch, 1)
         peak = ops.max(ops.where(mask, scores, lowest), axis=-1, keepdims=True)
         exp = ops.where(mask, ops.exp(scores - peak), ops.zeros_like(scores))
         return exp / ops.sum(exp, axis=-1, keepdims=True)  # (batch, frames)

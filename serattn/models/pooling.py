@@ -42,7 +42,7 @@ class MaskedHeadSoftmax(MaskConsumer):
 
     def call(self, scores, mask):
         mask = ops.expand_dims(ops.cast(mask, "bool"), -1)  # (batch, frames, 1)
-        lowest = ops.full_like(scores, float("-inf"))
+        lowest = ops.min(scores, axis=1, keepdims=True)  # not -inf: see MaskedTimeSoftmax
         peak = ops.max(ops.where(mask, scores, lowest), axis=1, keepdims=True)  # (batch, 1, heads)
         exp = ops.where(mask, ops.exp(scores - peak), ops.zeros_like(scores))
         return exp / ops.sum(exp, axis=1, keepdims=True)  # (batch, frames, heads)

@@ -50,6 +50,7 @@ INCOMPLETE = "INCOMPLETE"
 LOCK_FILE = "LOCK"  # held with flock by the process writing the folder; holds its pid
 MODEL_SHA256_KEY = "model_sha256"  # config.json: {model file name: SHA-256}, checked before loading
 FIGURES_DIR = "figures"
+REPORT_FILE = "report.html"  # report.py's page of the run, when written into the run folder
 FOLDS_FILE = "folds.csv"  # cross-validation parents: the test speakers of each fold (and repeat)
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
 

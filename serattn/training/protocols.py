@@ -35,6 +35,7 @@ from serattn.features.normalization import Normalization
 from serattn.config import parse_class_weight_spec
 from serattn.errors import InputError
 from serattn.analysis.attention import attention_metrics
+from serattn.analysis.corpus import speaker_normalization_warning
 from serattn.analysis.metrics import evaluate_predictions
 
 def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None):
@@ -286,6 +287,8 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
     Yields:
         ``(metrics, title)`` per seed, for the end-of-run report.
     """
+    if experiment.data.norm == "speaker":
+        warn_speaker_normalization(train, test)
     outs = [f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
             for seed in experiment.seeds]
     for out in outs:  # before any training: a refused --out should not cost a run
@@ -326,6 +329,19 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
         metrics = write_pooled_run(parent, folds, classes, seeded.data.repeats)
         parent.mark_complete()
         yield metrics, f"{parent}: pooled test predictions of {len(folds)} {seeded.data.cv[0]} folds"
+
+
+def warn_speaker_normalization(train, test):
+    """Print one line when per-speaker normalization meets speakers of one class or few utterances.
+
+    Both trainers come through :func:`run_seeds`, so this is the one place the check runs
+    (once per command, not per fold or seed).
+    """
+    sets = [train.originals()] + ([test] if test is not None else [])
+    warning = speaker_normalization_warning(np.concatenate([fs.speakers for fs in sets]),
+                                            np.concatenate([fs.labels for fs in sets]))
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def start_cross_validation(train_one_run, experiment, data, classes, data_files, resume=None):

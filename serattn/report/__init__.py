@@ -1,0 +1,1 @@
+"""report.py's page: one self-contained HTML file per run, comparison or corpus."""
