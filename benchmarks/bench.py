@@ -165,6 +165,14 @@ def bench_step(figures, quick):
     figures.add("frames_per_s_xla_rd0", xla_rd0_fps, "--jit-compile --recurrent-dropout 0")
     figures.add("ratio_vs_pytorch_rd0_xla", xla_rd0_fps / torch_rd0,
                 "both without recurrent dropout, Keras compiled by XLA vs PyTorch's fused nn.LSTM")
+    peak = figures.values.get("matmul_gflops_2threads")
+    if isinstance(peak, float):
+        # Multiply-adds per frame of the LSTM (input and recurrent, 4 gates) and the attention scorer,
+        # times 2 FLOPs, times 3 for forward + backward; the once-per-utterance layers are negligible.
+        flops_per_frame = 3 * 2 * (32 * 240 + 60 * 240 + 60 * 50 + 50)
+        figures.add("fraction_of_peak", keras_fps("published") * flops_per_frame / 1e9 / peak,
+                    f"published training step: {flops_per_frame:,} FLOPs per frame x frames_per_s / "
+                    "matmul_gflops_2threads")
     figures.add("lstm_step_us", 1e6 * batch / keras_fps("published"),
                 "microseconds per LSTM time step (forward + backward), published model")
     if "lstm_mask" in variants:
