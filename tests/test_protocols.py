@@ -69,6 +69,30 @@ def test_cross_validation_resumes_fold_by_fold(cv_run, tmp_path):
     assert json.loads((copy / "metrics.json").read_text()) == json.loads((cv_run / "metrics.json").read_text())
 
 
+@pytest.mark.parametrize("change", ["no folds.csv", "other folds"])
+def test_resume_refuses_folds_other_than_the_recorded_ones(cv_run, tmp_path, change):
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    shutil.rmtree(copy / "fold-02")
+    (copy / "metrics.json").unlink()
+    (copy / "INCOMPLETE").write_text("")
+    config_before = (copy / "config.json").read_text()
+    if change == "no folds.csv":  # started before kfold-speakers shuffled: its folds were others
+        (copy / "folds.csv").unlink()
+        message = "has no folds.csv: it was started before kfold-speakers shuffled speakers"
+    else:
+        rows = list(csv.DictReader(open(copy / "folds.csv", newline="")))
+        rows[0]["test_speaker"], rows[-1]["test_speaker"] = rows[-1]["test_speaker"], rows[0]["test_speaker"]
+        with open(copy / "folds.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        message = "differ from the folds this command plans"
+    with pytest.raises(InputError, match=message):
+        train_attention_lstm.main(["--resume", str(copy)])
+    assert not (copy / "fold-02").exists() and (copy / "config.json").read_text() == config_before
+
+
 def test_seeds_write_sibling_runs_and_basic_lstm_trains(feature_file, tmp_path):
     out = tmp_path / "basic"
     train_attention_lstm.main(["--data", str(feature_file), "--model", "basic-lstm", "--pooling", "last",

@@ -117,6 +117,26 @@ class RunFolder:
         """folds.csv of a cross-validation parent: ``fold, repeat, test_speaker, test_utterances`` rows."""
         write_csv_rows(self.path / FOLDS_FILE, rows)
 
+    def check_same_folds(self, rows, shuffled):
+        """Refuse to resume a cross-validation whose folds would differ from the recorded ones.
+
+        ``rows`` are the folds.csv rows planned now; ``shuffled``: the planned folds depend
+        on a shuffle (kfold-speakers), so a parent started before folds.csv was recorded,
+        when kfold-speakers did not shuffle, cannot be resumed safely.
+        """
+        path = self.path / FOLDS_FILE
+        if not path.exists():
+            if shuffled:
+                raise InputError(f"run '{self.path}' has no {FOLDS_FILE}: it was started before kfold-speakers "
+                                 f"shuffled speakers, so its unfinished folds would test other speakers; "
+                                 f"start it again with --config {self.path / CONFIG_FILE} --out NEW")
+            return
+        with open(path, newline="") as handle:
+            recorded = list(csv.DictReader(handle))
+        if recorded != [{key: str(value) for key, value in row.items()} for row in rows]:
+            raise InputError(f"the folds of run '{self.path}' ({path.name}) differ from the folds this command "
+                             f"plans (other data, seed or fold flags); cannot resume")
+
     def write_attention(self, *arrays, head_weights=None):
         """attention.npz; see :func:`write_attention` for the arrays."""
         write_attention(self.path / ATTENTION_FILE, *arrays, head_weights=head_weights)

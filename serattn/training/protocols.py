@@ -357,9 +357,12 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
     parent = RunFolder.reopen(out, data_files) if resuming else RunFolder.create(out, experiment.output.overwrite)
     fold_runs = [parent.fold(k) for k in range(len(fold_sets))]
     try:
+        folds = fold_table(fold_runs, fold_sets, experiment.data.repeats)
+        if parent.resumed:  # before anything is rewritten
+            parent.check_same_folds(folds, shuffled=experiment.data.cv[0] != "loso")
         parent.write_config(runs.run_config(experiment.to_flags(), parent.path, classes, data, data_files,
                                             folds=[fold.path.name for fold in fold_runs]))
-        parent.write_folds(fold_table(fold_runs, fold_sets, experiment.data.repeats))
+        parent.write_folds(folds)
     except BaseException:
         if not parent.resumed:
             parent.remove()
