@@ -52,8 +52,10 @@ def build_parser():
                        help="activation of the first attention layer")
     model.add_argument("--pooling", default=None, choices=ATTENTION_POOLINGS + BASIC_POOLINGS,
                        help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
-                            "and std), multihead (--heads H), attention+mean; basic-lstm: mean (default) over "
-                            "valid frames, or the last valid frame")
+                            "and std), multihead (--heads H), attention+mean, attention+stats (mean and std "
+                            "over frames), attention+functionals (9 functionals of the input frames); "
+                            "basic-lstm: mean (default) over valid frames, the last valid frame, or "
+                            "mean+functionals")
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
     model.add_argument("--pool-inputs", action=argparse.BooleanOptionalAction, default=False,
                        help="attention-lstm: pool the input frames next to the LSTM outputs, with the same weights")

@@ -29,12 +29,13 @@ CLASS_WEIGHT_WORDS = ("balanced", "none")
 # --preset NAME sets these flags' defaults (flags given on the command line win). "recommended" is
 # the candidate with the best validation UA, averaged over folds and seeds 1-3 (2 speakers held out
 # of the training speakers of each emodb_2s LOSO fold; test folds never used), among those of
-# docs/ATTENTION_VARIANTS.md. It sets the model and its regularizers, not the epochs: model
-# selection stays as flagged.
+# docs/ATTENTION_VARIANTS.md: the attention next to nine functionals of the input frames, trained
+# with a learning rate at which those functionals' weights learn in tens of epochs. It sets the
+# model, optimizer and regularizers, not the epochs: model selection stays as flagged.
 PRESETS = {
     "published": {},
-    "recommended": {"pooling": "attention+stats", "pool_inputs": True, "time_mask": 25, "feature_mask": 6,
-                    "input_noise": 0.2, "weight_decay": 0.3, "recurrent_dropout": 0.0},
+    "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 0.3,
+                    "recurrent_dropout": 0.0},
 }
 XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
 

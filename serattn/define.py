@@ -48,8 +48,9 @@ CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
 ACTIVATIONS = ("tanh", "relu")
 
 # Utterance pooling of the attention LSTM (serattn.models.pooling) and of the basic LSTM.
-ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean", "attention+stats")
-BASIC_POOLINGS = ("mean", "last")
+ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean", "attention+stats",
+                      "attention+functionals")
+BASIC_POOLINGS = ("mean", "last", "mean+functionals")
 
 # Keys of an .npz feature set (see serattn.features.feature_set).
 FEATURE_FILE_VERSION = 2  # 2: optional source_ids of augmented copies

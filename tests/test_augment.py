@@ -107,7 +107,7 @@ def test_presets_set_defaults_that_flags_override(feature_file):
         assert args[key] == value
     args = flags("--preset", "recommended", "--epochs", "3", "--pooling", "attention")
     assert args["epochs"] == 3 and args["pooling"] == "attention"
-    assert not flags("--preset", "recommended", "--no-pool-inputs")["pool_inputs"]
+    assert flags("--preset", "recommended", "--learning-rate", "0.002")["learning_rate"] == 0.002
     assert flags("--preset", "published") == flags()
 
 

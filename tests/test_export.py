@@ -113,6 +113,8 @@ VARIANTS = {
     "attention+mean": dict(pooling="attention+mean", recurrent_dropout=0.0),
     "attention+stats-pool-inputs-augment": dict(pooling="attention+stats", pool_inputs=True,
                                                 augment=dict(time_mask=5, feature_mask=3, noise_std=0.2)),
+    "attention+functionals": dict(pooling="attention+functionals", recurrent_dropout=0.0),
+    "basic-lstm-mean+functionals": dict(model="basic-lstm", pooling="mean+functionals"),
     "basic-lstm-last": dict(model="basic-lstm", pooling="last"),  # uniform attention over the frames
     "basic-lstm-mean": dict(model="basic-lstm", pooling="mean"),
 }

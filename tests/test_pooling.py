@@ -8,12 +8,13 @@ import compare_runs
 import train_attention_lstm
 from serattn.analysis.attention import attention_diagnostics
 from serattn.errors import InputError
-from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm
-from serattn.models.pooling import AttentiveStatsPooling, MultiHeadPooling
+from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm, build_basic_lstm
+from serattn.models.pooling import AttentiveStatsPooling, MaskedFunctionals, MultiHeadPooling
 from serattn.training.batches import pad_batch
 from serattn.training.trainer import predict_with_attention, trainer_for
 
-VARIANTS = [("attentive-stats", 1, 2), ("multihead", 3, 3), ("attention+mean", 1, 2), ("attention+stats", 1, 3)]  # pooling, heads, size / units
+VARIANTS = [("attentive-stats", 1, 2), ("multihead", 3, 3), ("attention+mean", 1, 2), ("attention+stats", 1, 3),
+            ("attention+functionals", 1, 1)]  # pooling, heads, size / units
 TINY = ["--units", "8", "--attention-units", "4", "--epochs", "2", "--patience", "2", "--batch-size", "16",
         "--recurrent-dropout", "0", "--quiet"]
 
@@ -53,6 +54,28 @@ def test_attentive_stats_are_the_weighted_mean_and_std():
     mean = np.einsum("bt,btu->bu", weights, values)
     std = np.sqrt(np.einsum("bt,btu->bu", weights, (values - mean[:, None]) ** 2) + 1e-6)
     np.testing.assert_allclose(pooled, np.concatenate([mean, std], 1), rtol=1e-4, atol=1e-5)
+
+
+def test_functionals_are_those_of_the_valid_frames_alone():
+    from scipy import stats
+
+    rng = np.random.default_rng(6)
+    frames = rng.normal(size=(9, 3)).astype(np.float32)
+    padded = np.concatenate([frames, np.full((5, 3), 50.0, np.float32)])[None]  # loud padding must not count
+    mask = np.arange(14)[None] < 9
+    got = np.asarray(MaskedFunctionals()(padded, mask))[0].reshape(9, 3)
+    time = np.linspace(0, 1, 9)
+    expected = [frames.mean(0), frames.std(0), stats.skew(frames), stats.kurtosis(frames), frames.min(0),
+                frames.max(0), time[frames.argmin(0)], time[frames.argmax(0)], np.polyfit(time, frames, 1)[0]]
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_functionals_ablation_swaps_attention_for_the_mean():
+    model = build_basic_lstm(6, 4, units=10, pooling="mean+functionals")
+    assert model.get_layer("pooled").output.shape == (None, 10 + 9 * 6)
+    attention = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="attention+functionals")
+    assert attention.get_layer("pooled").output.shape == (None, 10 + 9 * 6)
+    assert "attention_weights" in [layer.name for layer in attention.layers]
 
 
 def test_multihead_concatenates_one_weighted_mean_per_head():

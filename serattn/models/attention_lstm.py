@@ -19,7 +19,7 @@ from serattn.define import ACTIVATIONS, BASIC_POOLINGS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
 from serattn.models.layers import AttentionPooling, MaskedPooling, MaskedTimeSoftmax, UniformWeights
-from serattn.models.pooling import HeadMean, attention_head, check_pooling
+from serattn.models.pooling import HeadMean, MaskedFunctionals, attention_head, check_pooling
 
 
 def build_attention_lstm(
@@ -93,6 +93,8 @@ def build_attention_lstm(
             values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
         representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
                                         values=values)
+    if pooling == "attention+functionals":  # the classifier also sees the functionals of the input frames
+        representation = with_functionals(representation, lstm_input, mask)
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
@@ -106,7 +108,9 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     The utterance vector is the mean of the LSTM outputs over valid frames
     (``pooling="mean"``) or the output at the last valid frame (``"last"``). It is
     named ``attention_representation`` too, so analysis code treats both models
-    alike; there is no ``attention_weights`` layer.
+    alike; there is no ``attention_weights`` layer. ``"mean+functionals"`` is the
+    ablation of ``--pooling attention+functionals``: the same functionals of the input
+    frames next to the mean instead of the attention.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh")
     if pooling not in BASIC_POOLINGS:
@@ -115,9 +119,20 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
                           return_sequences=True, name="lstm1")(features, mask=mask if masked else None)
-    representation = MaskedPooling(pooling, name="attention_representation")(outputs, mask)  # (batch, units)
+    representation = MaskedPooling(pooling.split("+")[0], name="attention_representation")(outputs, mask)
+    # (batch, units)
+    if pooling == "mean+functionals":
+        representation = with_functionals(representation, features, mask)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
     return keras.Model({"features": features, "mask": mask}, probabilities, name="basic_lstm")
+
+
+def with_functionals(representation, frames, mask):
+    """The pooled vector next to the standardized functionals of ``frames``: the classifier's input."""
+    functionals = MaskedFunctionals(name="frame_functionals")(frames, mask)  # (batch, 9 * D)
+    # kurtosis and slopes are on other scales than z-normalized means: standardize, as a static model does
+    functionals = layers.BatchNormalization(name="functionals_norm")(functionals)
+    return layers.Concatenate(name="pooled")([representation, functionals])
 
 
 def build_analysis_model(model):

@@ -17,6 +17,12 @@ scoring layers and names, and differ in what they pool:
   deviation over valid frames: the utterance statistics that a sharp head drops (with
   ``--pool-inputs``, those of the input frames too, which alone carry most of what
   the functionals carry).
+* ``attention+functionals``: the attention representation next to functionals of the
+  input frames over valid frames (mean, standard deviation, skewness, kurtosis,
+  minimum, maximum, their relative positions, and the slope of a line fitted over
+  the utterance: the moments, extremes and regression of the IS09 functionals). The
+  functionals carry what a static model sees; the attention carries what the LSTM
+  finds in time, and an ablation shows what each is worth.
 
 Every layer takes the mask explicitly: padded frames get exactly zero weight, and a
 padded utterance gives the same output as the unpadded one. Layer names follow
@@ -122,6 +128,58 @@ class AttentionMeanPooling(MaskConsumer):
         return {**super().get_config(), "stats": self.stats}
 
 
+FUNCTIONALS = ("mean", "std", "skewness", "kurtosis", "min", "max", "min_position", "max_position", "slope")
+
+
+def _first_position(values, extreme, position, weight):
+    """Position (batch, D) of the first valid frame where ``values`` equals ``extreme``.
+
+    Comparisons and cumulative sums only: argmin/argmax in Keras' TensorFlow backend
+    bring ops that TFLite lacks.
+    """
+    hit = ops.cast(ops.equal(values, extreme), values.dtype) * weight  # (batch, frames, D)
+    first = hit * ops.cast(ops.equal(ops.cumsum(hit, axis=1), 1.0), values.dtype)
+    return ops.sum(first * ops.expand_dims(position, -1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedFunctionals(MaskConsumer):
+    """Functionals over valid frames, per feature: (batch, frames, D) -> (batch, 9 * D).
+
+    In the order of :data:`FUNCTIONALS`, each block D wide. Padding never enters:
+    extremes see padded frames as the utterance's mean, and positions and the
+    slope's time axis count valid frames only (0 at the first, 1 at the last).
+    """
+
+    def call(self, values, mask):
+        # values (batch, frames, D), mask (batch, frames)
+        valid = ops.cast(mask, "bool")
+        weight = ops.expand_dims(ops.cast(valid, values.dtype), -1)  # (batch, frames, 1)
+        count = ops.maximum(ops.sum(weight, axis=1), 1.0)  # (batch, 1)
+        mean = ops.sum(values * weight, axis=1) / count  # (batch, D)
+        centred = (values - ops.expand_dims(mean, 1)) * weight  # zero on padding
+        variance = ops.sum(centred * centred, axis=1) / count
+        std = ops.sqrt(variance + STD_FLOOR)
+        z = centred / ops.expand_dims(std, 1)
+        skewness = ops.sum(z * z * z, axis=1) / count
+        kurtosis = ops.sum(z * z * z * z, axis=1) / count - 3.0
+        # padding -> the utterance mean, which is never below its minimum or above its maximum
+        filled = ops.where(ops.expand_dims(valid, -1), values, ops.expand_dims(mean, 1))
+        minimum = ops.min(filled, axis=1)
+        maximum = ops.max(filled, axis=1)
+        # time 0..1 over the valid frames
+        position = ops.cumsum(ops.cast(valid, values.dtype), axis=1) - 1.0  # (batch, frames)
+        position = position / ops.maximum(count - 1.0, 1.0)
+        min_position = _first_position(filled, ops.expand_dims(minimum, 1), position, weight)  # (batch, D)
+        max_position = _first_position(filled, ops.expand_dims(maximum, 1), position, weight)
+        position = (position - ops.sum(position * weight[..., 0], axis=1, keepdims=True) / count)
+        position = ops.expand_dims(position, -1) * weight  # (batch, frames, 1), zero on padding
+        slope = ops.sum(position * centred, axis=1) / ops.maximum(
+            ops.sum(position * position, axis=1), STD_FLOOR)
+        return ops.concatenate([mean, std, skewness, kurtosis, minimum, maximum, min_position, max_position,
+                                slope], axis=-1)
+
+
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
                    attention_activation="tanh", values=None):
     """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
@@ -156,6 +214,8 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         return AttentionPooling(name="attention_representation")(values, weights)
     if pooling == "attentive-stats":
         return AttentiveStatsPooling(name="attention_representation")(values, weights)
+    if pooling == "attention+functionals":
+        return AttentionPooling(name="attention_representation")(values, weights)
     return AttentionMeanPooling(stats=pooling == "attention+stats", name="attention_representation")(
         values, weights, mask)
 
