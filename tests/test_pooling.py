@@ -180,3 +180,17 @@ def test_pooling_defaults_per_model(feature_file):
 
     assert pooling() == "attention"
     assert pooling("--model", "basic-lstm") == "mean"
+
+
+@pytest.mark.parametrize("flags", [["--preset", "recommended"],
+                                   ["--model", "basic-lstm", "--pooling", "mean+functionals"]])
+def test_functionals_runs_train_save_and_reload_in_safe_mode(feature_file, tmp_path, flags):
+    out = tmp_path / "run"
+    assert train_attention_lstm.main(["--data", str(feature_file), "--out", str(out), *flags, *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["pooling"] in ("attention+functionals", "mean+functionals")
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    functionals = model.get_layer("functionals_norm")  # trained: batch statistics moved off their start
+    assert not np.allclose(np.asarray(functionals.moving_mean), 0.0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["ua"] <= 1.0 and np.asarray(metrics["confusion"]).shape == (5, 5)
