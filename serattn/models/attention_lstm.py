@@ -119,8 +119,8 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
                           return_sequences=True, name="lstm1")(features, mask=mask if masked else None)
-    representation = MaskedPooling(pooling.split("+")[0], name="attention_representation")(outputs, mask)
-    # (batch, units)
+    pooled = MaskedPooling(pooling.split("+")[0], name="attention_representation")  # mean+functionals: mean
+    representation = pooled(outputs, mask)  # (batch, units)
     if pooling == "mean+functionals":
         representation = with_functionals(representation, features, mask)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)

@@ -210,12 +210,10 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         return MultiHeadPooling(name="attention_representation")(values, head_weights)
     scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
     weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)
-    if pooling == "attention":
+    if pooling in ("attention", "attention+functionals"):  # the functionals join in build_attention_lstm
         return AttentionPooling(name="attention_representation")(values, weights)
     if pooling == "attentive-stats":
         return AttentiveStatsPooling(name="attention_representation")(values, weights)
-    if pooling == "attention+functionals":
-        return AttentionPooling(name="attention_representation")(values, weights)
     return AttentionMeanPooling(stats=pooling == "attention+stats", name="attention_representation")(
         values, weights, mask)
 
