@@ -20,16 +20,23 @@ It reads the test speaker's frames only to score them; every C is reported, none
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, like bench.py
+from serattn.features.feature_set import load_feature_set  # noqa: E402
+from serattn.features.normalization import Normalization  # noqa: E402
+
 C_GRID = (0.003, 0.01, 0.03, 0.1)
 
 
 def per_speaker_z(values, speakers):
+    """Rows z-normalized per speaker: the statistics of (2) and (3), one row per utterance."""
     values = values.astype(np.float64).copy()
     for speaker in np.unique(speakers):
         rows = speakers == speaker
@@ -93,13 +100,13 @@ def main():
     parser.add_argument("--keras", action="store_true", help="also train the Dense softmax of (4)")
     args = parser.parse_args()
 
-    with np.load(args.frames) as data:
-        frames, lengths = data["features"], data["lengths"]
-        labels, speakers, ids = data["labels"], data["speakers"], data["ids"]
+    # the frames normalized per speaker exactly as train_attention_lstm.py --norm speaker does
+    frame_set = Normalization.fit(load_feature_set(args.frames), "speaker").apply(load_feature_set(args.frames))
+    frames, lengths = frame_set.features, frame_set.lengths
+    labels, speakers, ids = frame_set.labels, frame_set.speakers, frame_set.ids
     with np.load(args.functionals) as data:
         assert (data["ids"] == ids).all(), "the two feature sets must list the same utterances in order"
         opensmile = data["features"]
-    frames = per_speaker_z(frames, np.repeat(speakers, lengths))
 
     rows = {
         "mean + std of frames (64)": frame_statistics(frames, lengths, functionals=False),
