@@ -19,6 +19,7 @@ from serattn.features import extraction as features
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
+from serattn.deploy.export import check_one_utterance
 
 # Every format this soundfile reads (mp3 too, with libsndfile 1.1+), but RAW, which needs its rate given.
 AUDIO_SUFFIXES = tuple(sorted({f".{name.lower()}" for name in sf.available_formats() if name != "RAW"} | {".aif"}))
@@ -180,6 +181,8 @@ def main(argv=None):
     feature_set, level = check_feature_settings(run)
     classes = run.classes
     normalization = run.normalization()
+    if args.stream is not None or args.window is not None:
+        check_one_utterance(run, "predict.py --window/--stream")
     if args.stream is not None:
         return predict_stream(run, args, feature_set)
     files = find_audio(args.inputs)
@@ -214,20 +217,23 @@ def main(argv=None):
         kept.append(path)
     if not kept:
         raise InputError("none of the given files could be read; nothing to predict")
+    functionals_norm = run.config.get("functionals_norm", "batch")
     if normalization.per_speaker:
-        print("note: the run normalizes per speaker; the given files are treated as one speaker",
-              file=sys.stderr)
+        print("note: the run normalizes per speaker; the given files are treated as one speaker"
+              + (" (its functionals too: give several of the speaker's files)" if functionals_norm == "speaker"
+                 else ""), file=sys.stderr)
     batch = FeatureSet.from_sequences(sequences, ids=[str(p) for p in kept], labels=["?"] * len(kept),
                                       speakers=["new"] * len(kept), feature_names=run.config["feature_names"])
     batch = normalization.apply(batch)
 
     # Predict, with the padding the run was trained with.
     model = run.load_keras_model()
-    from serattn.training.trainer import predict_with_attention
+    from serattn.training.trainer import predict_with_attention, utterance_inputs
 
     pad_to = run.config.get("max_length_used")
     padding = run.config.get("padding", "post")
-    outputs = predict_with_attention(model, batch.sequences(), args.batch_size, pad_to, padding)
+    outputs = predict_with_attention(model, batch.sequences(), args.batch_size, pad_to, padding,
+                                     utterance_inputs(batch, functionals_norm))
     probabilities = outputs["probabilities"]
     predicted = np.asarray(classes)[probabilities.argmax(1)]
 

@@ -19,7 +19,7 @@ from serattn import config
 from serattn.analysis.attention import attention_metrics
 from serattn.analysis.metrics import evaluate_predictions, format_report
 from serattn.config import LSTM_MODELS, NORMALIZATIONS, PRESETS, STRATEGIES
-from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS
+from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNCTIONALS_NORMS
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs import folder as runs
 from serattn.training import protocols
@@ -59,6 +59,11 @@ def build_parser():
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
     model.add_argument("--pool-inputs", action=argparse.BooleanOptionalAction, default=False,
                        help="attention-lstm: pool the input frames next to the LSTM outputs, with the same weights")
+    model.add_argument("--functionals-norm", default="batch", choices=FUNCTIONALS_NORMS + ("auto",),
+                       help="how the +functionals poolings standardize their functionals: batch normalization "
+                            "(default), each speaker's own statistics (needs --norm speaker; uses the test "
+                            "speakers' unlabelled audio as --norm speaker does), or auto: speaker with --norm "
+                            "speaker, batch otherwise")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
     model.add_argument("--max-length", type=int, default=None,
@@ -150,6 +155,9 @@ def parse_args(argv):
                                 and args.pooling in BASIC_POOLINGS):
         # the model's own default; a config.json from before pooling variants said 'mean' for basic-lstm only
         args.pooling = "attention" if args.model == "attention-lstm" else "mean"
+    if args.functionals_norm == "auto":  # config.json records what was used
+        args.functionals_norm = "speaker" if args.norm == "speaker" and args.pooling.endswith("+functionals") \
+            else "batch"
     flags = vars(args) | {"cv": config.parse_cv(args.cv),
                           "pad_to_max": args.pad_to_max or not args.mask}  # the published model padded everything
     data, model, training = config.from_flags(flags, (config.DataConfig, config.ModelConfig, config.TrainConfig))
@@ -205,13 +213,17 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
               f"validating on {len(val_set)} ({len(set(val_set.speakers))} speakers), "
               f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
+        extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
+                        for name, fs in [("fit", fit_set), ("val", val_set), ("test", test)]}
         batches = EpochBatches(fit_set.sequences(), targets, class_weights[targets], train_config.batch_size,
                                train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
-                               padding=padding, pad_multiple=train_config.pad_multiple)
+                               padding=padding, pad_multiple=train_config.pad_multiple,
+                               utterance_inputs=extra_inputs["fit"])
         validation = None
         if len(val_set):
             validation = evaluation_dataset(val_set.sequences(), [class_index[c] for c in val_set.labels],
-                                            train_config.batch_size, pad_to, padding, train_config.pad_multiple)
+                                            train_config.batch_size, pad_to, padding, train_config.pad_multiple,
+                                            extra_inputs["val"])
         callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
         best_epoch, resumed_at, diverged_epoch = training.fit(
             model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,
@@ -227,7 +239,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         # Evaluate: predictions, attention and representations for every split.
         parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
         outputs = {name: training.predict_with_attention(model, fs.sequences(), train_config.batch_size, pad_to,
-                                                         padding)
+                                                         padding, extra_inputs["fit" if name == "train" else name])
                    for name, fs in parts}
         predicted = run.write_evaluation(parts, outputs, classes)
         metrics = evaluate_predictions(test.labels, predicted["test"], classes)

@@ -18,7 +18,7 @@ Groups follow the scripts' flag groups:
 import dataclasses
 from dataclasses import dataclass, field
 
-from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS
+from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 
 NORMALIZATIONS = ("global", "speaker", "none")
@@ -30,12 +30,13 @@ CLASS_WEIGHT_WORDS = ("balanced", "none")
 # the candidate with the best validation UA, averaged over folds and seeds 1-3 (2 speakers held out
 # of the training speakers of each emodb_2s LOSO fold; test folds never used), among those of
 # docs/ATTENTION_VARIANTS.md: the attention next to nine functionals of the input frames, trained
-# with a learning rate at which those functionals' weights learn in tens of epochs. It sets the
-# model, optimizer and regularizers, not the epochs: model selection stays as flagged.
+# with a learning rate at which those functionals' weights learn in tens of epochs, the functionals
+# normalized per speaker when the frames are (--functionals-norm auto). It sets the model, optimizer
+# and regularizers, not the epochs: model selection stays as flagged.
 PRESETS = {
     "published": {},
     "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 0.3,
-                    "recurrent_dropout": 0.0},
+                    "recurrent_dropout": 0.0, "functionals_norm": "auto"},
 }
 XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
 
@@ -85,6 +86,7 @@ class ModelConfig:
     pooling: str = "attention"  # attention-lstm: ATTENTION_POOLINGS; basic-lstm: BASIC_POOLINGS
     heads: int = 1  # pooling "multihead"
     pool_inputs: bool = False  # attention also pools the input frames next to the LSTM outputs
+    functionals_norm: str = "batch"  # "+functionals" poolings: batch normalization, or per speaker (FUNCTIONALS_NORMS)
     mask: bool = True  # False: published pre-padding, attention sees the padding
     max_length: int | None = None  # frames to pad to with pad_to_max
     # Training-only layers of the attention LSTM (serattn.models.augment), and dropout on the pooled vector.
@@ -120,6 +122,10 @@ class ModelConfig:
                              f"{', '.join(valid)}")
         if self.heads < 1 or (self.heads > 1 and self.pooling != "multihead"):
             raise InputError(f"--heads {self.heads} needs --pooling multihead and must be at least 1")
+        _check_choice("functionals normalization", self.functionals_norm, FUNCTIONALS_NORMS)
+        if self.functionals_norm != "batch" and not self.pooling.endswith("+functionals"):
+            raise InputError(f"--functionals-norm {self.functionals_norm} needs a pooling with functionals "
+                             f"(attention+functionals or mean+functionals), got --pooling {self.pooling}")
         if self.model == "basic-lstm" and self.pool_inputs:
             raise InputError("--pool-inputs applies to --model attention-lstm only")
         if (self.pooling != "attention" or self.pool_inputs) and not self.mask:
@@ -218,6 +224,11 @@ class Experiment:
     training: TrainConfig | StaticTrainConfig
     output: OutputConfig
     seeds: tuple = (1,)
+
+    def __post_init__(self):
+        if getattr(self.model, "functionals_norm", "batch") == "speaker" and self.data.norm != "speaker":
+            raise InputError(f"--functionals-norm speaker uses each speaker's statistics, as --norm speaker does; "
+                             f"use it with --norm speaker, not --norm {self.data.norm}")
 
     @property
     def seed(self):

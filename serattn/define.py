@@ -51,6 +51,8 @@ ACTIVATIONS = ("tanh", "relu")
 ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean", "attention+stats",
                       "attention+functionals")
 BASIC_POOLINGS = ("mean", "last", "mean+functionals")
+# How the "+functionals" poolings standardize their functionals: batch normalization or per speaker.
+FUNCTIONALS_NORMS = ("batch", "speaker")
 
 # Keys of an .npz feature set (see serattn.features.feature_set).
 FEATURE_FILE_VERSION = 2  # 2: optional source_ids of augmented copies

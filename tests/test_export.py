@@ -99,7 +99,8 @@ def variant_run(demo, tmp_path, norm="global", **model_args):
     model.save(run / KERAS_MODEL_FILE)
     config = json.loads((run / CONFIG_FILE).read_text())
     config.pop(MODEL_SHA256_KEY)
-    config.update({k: v for k, v in model_args.items() if k in ("model", "pooling", "heads", "pool_inputs")},
+    config.update({k: v for k, v in model_args.items()
+                   if k in ("model", "pooling", "heads", "pool_inputs", "functionals_norm")},
                   norm=norm)
     (run / CONFIG_FILE).write_text(json.dumps(config))
     if norm != "global":
@@ -155,6 +156,31 @@ def test_a_parity_failure_names_the_format_and_the_worst_utterance():
     with pytest.raises(export.ParityError, match=r"onnx export .*probabilities differ by 0.0001 on utterance "
                                                  r"'u0042' \(4 frames\)"):
         export.check_parity(report)
+
+
+def test_speaker_functionals_runs_classify_whole_files_only(demo, tmp_path):
+    run = variant_run(demo, tmp_path, norm="speaker", pooling="attention+functionals", functionals_norm="speaker")
+    wavs = sorted(str(p) for p in (demo["root"] / "demo" / "wav").glob("*.wav"))[:6]
+    assert predict.main([str(run), *wavs, "--csv", str(tmp_path / "p.csv")]) == 0
+    rows = list(__import__("csv").DictReader(open(tmp_path / "p.csv")))
+    probabilities = np.array([[float(row[f"p_{c}"]) for c in "AENPR"] for row in rows])
+    # the files are one speaker: frames and functionals normalized with their joint statistics
+    from serattn.features.feature_set import FeatureSet
+    from serattn.features.normalization import Normalization
+    from serattn.training.trainer import predict_with_attention, utterance_inputs
+
+    frames = [extraction.extract_signal(extraction.load_audio(w)[0]) for w in wavs]
+    names = json.loads((run / CONFIG_FILE).read_text())["feature_names"]
+    files = Normalization("speaker").apply(FeatureSet.from_sequences(
+        frames, ids=wavs, labels=["?"] * 6, speakers=["new"] * 6, feature_names=names))
+    expected = predict_with_attention(open_run(run).load_keras_model(), files.sequences(),
+                                      utterance_inputs=utterance_inputs(files, "speaker"))["probabilities"]
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    with pytest.raises(InputError, match="--functionals-norm speaker.*export_model.py does not have"):
+        export_model.main([str(run), "--format", "onnx", "--out", str(tmp_path / "x")])
+    with pytest.raises(InputError, match="--functionals-norm speaker"):
+        predict.main([str(run), str(demo["long_wav"]), "--window", "2.0", "--out", str(tmp_path / "t")])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "t").exists()
 
 
 def test_export_refuses_what_it_must_not_write(demo, tmp_path):

@@ -9,7 +9,8 @@ import train_attention_lstm
 from serattn.analysis.attention import attention_diagnostics
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model, build_attention_lstm, build_basic_lstm
-from serattn.models.pooling import AttentiveStatsPooling, MaskedFunctionals, MultiHeadPooling
+from serattn.models.pooling import (AttentiveStatsPooling, MaskedFunctionals, MultiHeadPooling,
+                                    speaker_functional_statistics)
 from serattn.training.batches import pad_batch
 from serattn.training.trainer import predict_with_attention, trainer_for
 
@@ -68,6 +69,36 @@ def test_functionals_are_those_of_the_valid_frames_alone():
     expected = [frames.mean(0), frames.std(0), stats.skew(frames), stats.kurtosis(frames), frames.min(0),
                 frames.max(0), time[frames.argmin(0)], time[frames.argmax(0)], np.polyfit(time, frames, 1)[0]]
     np.testing.assert_allclose(got, np.array(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_speaker_statistics_standardize_each_speakers_functionals():
+    rng = np.random.default_rng(2)
+    sequences = [rng.normal(loc=3.0 * (i % 2), size=(int(rng.integers(5, 30)), 4)).astype(np.float32)
+                 for i in range(12)]
+    speakers = np.array(["a", "b"] * 6)
+    is_copy = np.zeros(12, bool)
+    is_copy[[10, 11]] = True  # copies of a and b: scaled with their originals' statistics, not shifting them
+    sequences[10] = sequences[10] * 5
+    statistics = speaker_functional_statistics(sequences, speakers, is_copy, batch_size=5)
+    assert statistics.shape == (12, 2, 9 * 4)
+    functionals = np.concatenate([np.asarray(MaskedFunctionals()(*pad_batch([s]))) for s in sequences])
+    for speaker in "ab":
+        rows, sources = speakers == speaker, (speakers == speaker) & ~is_copy
+        np.testing.assert_allclose(statistics[rows], np.broadcast_to(
+            [functionals[sources].mean(0), functionals[sources].std(0)], (rows.sum(), 2, 36)), rtol=1e-5, atol=1e-5)
+
+    model = build_attention_lstm(4, 3, units=5, attention_units=3, pooling="attention+functionals",
+                                 functionals_norm="speaker")
+    assert set(model.input) == {"features", "mask", "speaker_functionals"}
+    standardized = keras.Model(model.inputs, model.get_layer("functionals_norm").output)
+    batch, mask = pad_batch(sequences)
+    z = np.asarray(standardized({"features": batch, "mask": mask, "speaker_functionals": statistics}))
+    for speaker in "ab":  # each speaker's original utterances: mean 0, std 1 per functional
+        sources = (speakers == speaker) & ~is_copy
+        np.testing.assert_allclose(z[sources].mean(0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(z[sources].std(0), 1.0, atol=1e-3)
+    with pytest.raises(InputError, match="needs a pooling with functionals"):
+        build_attention_lstm(4, 3, pooling="attention", functionals_norm="speaker")
 
 
 def test_functionals_ablation_swaps_attention_for_the_mean():
@@ -167,6 +198,9 @@ def test_cv_run_writes_heads_and_diagnostics(feature_file, tmp_path, capsys):
     (["--pooling", "attention+mean", "--no-mask"], "needs the padding mask"),
     (["--model", "basic-lstm", "--time-mask", "5"], "attention-lstm only"),
     (["--label-smoothing", "1.5"], r"--label-smoothing must be in \[0, 1\)"),
+    (["--norm", "speaker", "--functionals-norm", "speaker"], "needs a pooling with functionals"),
+    (["--pooling", "attention+functionals", "--functionals-norm", "speaker"], "use it with --norm speaker, not "
+                                                                                "--norm global"),
 ])
 def test_bad_pooling_flags_are_refused(feature_file, flags, message):
     with pytest.raises(InputError, match=message):
@@ -194,3 +228,36 @@ def test_functionals_runs_train_save_and_reload_in_safe_mode(feature_file, tmp_p
     assert not np.allclose(np.asarray(functionals.moving_mean), 0.0)
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["ua"] <= 1.0 and np.asarray(metrics["confusion"]).shape == (5, 5)
+
+
+def test_speaker_functionals_run_predicts_with_each_speakers_statistics(feature_file, tmp_path):
+    out = tmp_path / "run"
+    assert train_attention_lstm.main(["--data", str(feature_file), "--out", str(out), "--preset", "recommended",
+                                      "--norm", "speaker", "--functionals-norm", "speaker", "--cv", "kfold-speakers",
+                                      "2", *TINY]) == 0
+    fold = out / "fold-00"
+    config = json.loads((fold / "config.json").read_text())
+    assert config["functionals_norm"] == "speaker" and config["pooling"] == "attention+functionals"
+    model = keras.saving.load_model(fold / "model.keras", safe_mode=True)
+    assert "speaker_functionals" in model.input
+    # The saved test probabilities are the model's on per-speaker normalized frames and statistics.
+    from serattn.features.feature_set import load_feature_set
+    from serattn.features.normalization import Normalization
+    from serattn.runs.reading import open_run
+    from serattn.training.trainer import utterance_inputs
+
+    run = open_run(fold)
+    saved = run.predictions()
+    is_test = saved["split"] == "test"
+    ids = saved["id"][is_test]
+    probabilities = np.stack([saved[f"p_{c}"][is_test] for c in run.classes], 1)
+    data = load_feature_set(feature_file)
+    test = Normalization("speaker").apply(data.subset(np.isin(data.ids, ids)))
+    assert sorted(test.ids) == sorted(ids) and len(set(test.speakers)) > 1
+    order = [list(test.ids).index(i) for i in ids]
+    again = predict_with_attention(model, test.sequences(), 16, utterance_inputs=utterance_inputs(test, "speaker"))
+    np.testing.assert_allclose(again["probabilities"][order], probabilities, atol=2e-5)
+    # Another speaker's statistics give other probabilities: the input is used.
+    swapped = utterance_inputs(test, "speaker")["speaker_functionals"][::-1].copy()
+    other = predict_with_attention(model, test.sequences(), 16, utterance_inputs={"speaker_functionals": swapped})
+    assert np.abs(other["probabilities"] - again["probabilities"]).max() > 1e-3

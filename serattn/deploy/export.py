@@ -65,7 +65,18 @@ def check_exportable(run):
                          f"does not have; export a masked run")
     if not run.config.get("feature_names"):
         raise InputError(f"run '{run.path}' records no feature names in config.json; re-run training")
+    check_one_utterance(run, "export_model.py")
     run.keras_model_file(), run.normalization()  # InputError if either is missing
+
+
+def check_one_utterance(run, command):
+    """Raise InputError when ``run``'s model needs more than one utterance's frames (its
+    speaker's functional statistics): graphs of one utterance and windows cannot give them."""
+    if run.config.get("functionals_norm", "batch") == "speaker":
+        raise InputError(f"run '{run.path}' was trained with --functionals-norm speaker: its model needs the "
+                         f"functional statistics of the speaker's other utterances, which {command} does not "
+                         f"have for one utterance; classify whole files with predict.py, or train with "
+                         f"--functionals-norm batch")
 
 
 def inference_model(model):

@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer
 from serattn.config import NORMALIZATIONS
 from serattn.errors import InputError
 
-
+STD_MIN = 1e-8  # a std below this is a constant feature: divided by 1, not by zero
 
 
 @dataclasses.dataclass
@@ -115,7 +115,7 @@ def _mean_std(frames, chunk=1 << 16):
     for start in range(0, len(frames), chunk):
         squares += np.square(frames[start:start + chunk] - mean).sum(axis=0)
     std = np.sqrt(squares / max(len(frames), 1))
-    std[std < 1e-8] = 1.0  # a constant feature stays constant instead of dividing by zero
+    std[std < STD_MIN] = 1.0  # a constant feature stays constant instead of dividing by zero
     return mean.astype(np.float32), std.astype(np.float32)
 
 

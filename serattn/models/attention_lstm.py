@@ -15,11 +15,12 @@ spread weight over the padding); use it to compare with the published numbers.
 import keras
 from keras import layers
 
-from serattn.define import ACTIVATIONS, BASIC_POOLINGS
+from serattn.define import ACTIVATIONS, BASIC_POOLINGS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
 from serattn.models.layers import AttentionPooling, MaskedPooling, MaskedTimeSoftmax, UniformWeights
-from serattn.models.pooling import HeadMean, MaskedFunctionals, attention_head, check_pooling
+from serattn.models.pooling import (FUNCTIONALS, HeadMean, MaskedFunctionals, SpeakerStandardize, attention_head,
+                                    check_pooling)
 
 
 def build_attention_lstm(
@@ -36,6 +37,7 @@ def build_attention_lstm(
     augment=None,
     pooled_dropout=0.0,
     pool_inputs=False,
+    functionals_norm="batch",
 ):
     """Build the published attention LSTM (functional API, every layer named).
 
@@ -61,15 +63,20 @@ def build_attention_lstm(
         pool_inputs: pool the input frames next to the LSTM outputs (layer
             ``pooled_frames``), with the same attention weights; scores still come
             from the LSTM outputs.
+        functionals_norm: how ``attention+functionals`` normalizes its functionals:
+            ``"batch"`` (batch normalization) or ``"speaker"`` (with the speaker's
+            statistics, a third input; see :func:`with_functionals`).
 
     Returns:
-        A ``keras.Model`` with inputs ``{"features", "mask"}`` and output
+        A ``keras.Model`` with inputs ``{"features", "mask"}`` (and
+        ``"speaker_functionals"`` with ``functionals_norm="speaker"``) and output
         ``(batch, num_classes)`` probabilities.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout,
                      attention_units, attention_activation)
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
+    inputs = {"features": features, "mask": mask} | functionals_inputs(num_features, functionals_norm, pooling)
 
     check_pooling(pooling, heads)
     if not masked and (pooling != "attention" or pool_inputs):
@@ -94,15 +101,15 @@ def build_attention_lstm(
         representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
                                         values=values)
     if pooling == "attention+functionals":  # the classifier also sees the functionals of the input frames
-        representation = with_functionals(representation, lstm_input, mask)
+        representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
-    return keras.Model({"features": features, "mask": mask}, probabilities, name="attention_lstm")
+    return keras.Model(inputs, probabilities, name="attention_lstm")
 
 
 def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,
-                     pooling="mean", masked=True):
+                     pooling="mean", masked=True, functionals_norm="batch"):
     """The series' basic dynamic model: the same LSTM without attention.
 
     The utterance vector is the mean of the LSTM outputs over valid frames
@@ -117,21 +124,42 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
         raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(BASIC_POOLINGS)}")
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
+    inputs = {"features": features, "mask": mask} | functionals_inputs(num_features, functionals_norm, pooling)
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
                           return_sequences=True, name="lstm1")(features, mask=mask if masked else None)
     pooled = MaskedPooling(pooling.split("+")[0], name="attention_representation")  # mean+functionals: mean
     representation = pooled(outputs, mask)  # (batch, units)
     if pooling == "mean+functionals":
-        representation = with_functionals(representation, features, mask)
+        representation = with_functionals(representation, features, mask, inputs.get("speaker_functionals"))
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
-    return keras.Model({"features": features, "mask": mask}, probabilities, name="basic_lstm")
+    return keras.Model(inputs, probabilities, name="basic_lstm")
 
 
-def with_functionals(representation, frames, mask):
-    """The pooled vector next to the standardized functionals of ``frames``: the classifier's input."""
+def functionals_inputs(num_features, functionals_norm, pooling):
+    """``{"speaker_functionals": Input (2, 9 * D)}`` for per-speaker functionals, else ``{}``."""
+    if functionals_norm not in FUNCTIONALS_NORMS:
+        raise InputError(f"unknown functionals normalization '{functionals_norm}'; expected one of: "
+                         f"{', '.join(FUNCTIONALS_NORMS)}")
+    if functionals_norm == "batch":
+        return {}
+    if not pooling.endswith("+functionals"):
+        raise InputError(f"--functionals-norm speaker needs a pooling with functionals, got --pooling {pooling}")
+    return {"speaker_functionals": keras.Input(shape=(2, len(FUNCTIONALS) * num_features),
+                                               name="speaker_functionals")}
+
+
+def with_functionals(representation, frames, mask, speaker_statistics=None):
+    """The pooled vector next to the standardized functionals of ``frames``: the classifier's input.
+
+    Kurtosis and slopes are on other scales than z-normalized means, so the functionals
+    are standardized, as a static model's are: with batch normalization (global
+    statistics), or with ``speaker_statistics`` (batch, 2, 9 * D), each speaker's own.
+    """
     functionals = MaskedFunctionals(name="frame_functionals")(frames, mask)  # (batch, 9 * D)
-    # kurtosis and slopes are on other scales than z-normalized means: standardize, as a static model does
-    functionals = layers.BatchNormalization(name="functionals_norm")(functionals)
+    if speaker_statistics is None:
+        functionals = layers.BatchNormalization(name="functionals_norm")(functionals)
+    else:
+        functionals = SpeakerStandardize(name="functionals_norm")(functionals, speaker_statistics)
     return layers.Concatenate(name="pooled")([representation, functionals])
 
 

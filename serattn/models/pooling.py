@@ -33,6 +33,7 @@ padded utterance gives the same output as the unpadded one. Layer names follow
 """
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from serattn.define import ATTENTION_POOLINGS
@@ -178,6 +179,55 @@ class MaskedFunctionals(MaskConsumer):
             ops.sum(position * position, axis=1), STD_FLOOR)
         return ops.concatenate([mean, std, skewness, kurtosis, minimum, maximum, min_position, max_position,
                                 slope], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class SpeakerStandardize(layers.Layer):
+    """Z-normalize utterance functionals with their speaker's statistics.
+
+    (batch, F) functionals and (batch, 2, F) statistics (mean, std over the speaker's
+    utterances, from :func:`speaker_functional_statistics`) -> (batch, F). The static
+    models get about 3 UA points from normalizing functionals per speaker
+    (docs/ATTENTION_VARIANTS.md); batch normalization can only normalize them globally.
+    """
+
+    def call(self, functionals, statistics):
+        return (functionals - statistics[:, 0]) / statistics[:, 1]
+
+
+def speaker_functional_statistics(sequences, speakers, is_copy=None, batch_size=64):
+    """Per-utterance (2, 9 * D) mean and std of its speaker's :class:`MaskedFunctionals`.
+
+    The input of :class:`SpeakerStandardize`: every utterance gets the statistics of its
+    speaker's utterances (original ones only when ``is_copy`` marks augmented copies, as
+    :class:`~serattn.features.normalization.Normalization` does for frames). Like
+    ``--norm speaker``, this uses the test speakers' unlabelled audio.
+
+    Args:
+        sequences: list of (T_i, D) normalized frames.
+        speakers: (N,) speaker of each utterance.
+        is_copy: (N,) bool, True for augmented copies, or None.
+
+    Returns:
+        (N, 2, 9 * D) float32.
+    """
+    from serattn.features.normalization import STD_MIN
+    from serattn.training.batches import pad_batch
+
+    layer = MaskedFunctionals()
+    functionals = np.zeros((len(sequences), len(FUNCTIONALS) * sequences[0].shape[1]), np.float32)
+    for start in range(0, len(sequences), batch_size):
+        batch, mask = pad_batch(sequences[start:start + batch_size])
+        functionals[start:start + len(batch)] = np.asarray(layer(batch, mask))
+    speakers = np.asarray(speakers)
+    is_copy = np.zeros(len(sequences), bool) if is_copy is None else np.asarray(is_copy, bool)
+    statistics = np.zeros((len(sequences), 2, functionals.shape[1]), np.float32)
+    for speaker in np.unique(speakers):
+        rows = speakers == speaker
+        sources = rows & ~is_copy if (rows & ~is_copy).any() else rows
+        std = functionals[sources].std(axis=0)
+        statistics[rows] = np.stack([functionals[sources].mean(axis=0), np.where(std < STD_MIN, 1.0, std)])
+    return statistics
 
 
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,

@@ -88,10 +88,12 @@ class EpochBatches:
         pad_to: pad every batch to this many frames (published fixed padding).
         padding: ``"post"`` or ``"pre"`` (published).
         pad_multiple: otherwise pad each batch to a multiple of this many frames.
+        utterance_inputs: more model inputs, one row per utterance: ``{name: (N, ...)
+            array}`` (e.g. ``speaker_functionals``), batched alongside the frames.
     """
 
     def __init__(self, sequences, targets, sample_weights, batch_size, seed,
-                 bucketing=True, pad_to=None, padding="post", pad_multiple=1):
+                 bucketing=True, pad_to=None, padding="post", pad_multiple=1, utterance_inputs=None):
         self.sequences = sequences
         self.targets = np.asarray(targets, dtype=np.int32)
         self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
@@ -102,6 +104,7 @@ class EpochBatches:
         self.pad_to = pad_to
         self.padding = padding
         self.pad_multiple = pad_multiple
+        self.utterance_inputs = utterance_inputs or {}
         self.epoch = 0
 
     def __len__(self):
@@ -117,13 +120,13 @@ class EpochBatches:
         for index in self.batch_indices(self.epoch):
             batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding,
                                     self.pad_multiple)
-            yield {"features": batch, "mask": mask}, self.targets[index], self.sample_weights[index]
+            inputs = {"features": batch, "mask": mask} | {name: values[index]
+                                                          for name, values in self.utterance_inputs.items()}
+            yield inputs, self.targets[index], self.sample_weights[index]
 
     def dataset(self):
-        dim = self.sequences[0].shape[1]
         signature = (
-            {"features": tf.TensorSpec((None, None, dim), tf.float32),
-             "mask": tf.TensorSpec((None, None), tf.bool)},
+            input_signature(self.sequences[0].shape[1], self.utterance_inputs),
             tf.TensorSpec((None,), tf.int32),
             tf.TensorSpec((None,), tf.float32),
         )
@@ -131,28 +134,36 @@ class EpochBatches:
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
 
-def inference_batches(sequences, batch_size, pad_to=None, padding="post", pad_multiple=1):
+def input_signature(dim, utterance_inputs=None):
+    """``{name: tf.TensorSpec}`` of a batch's model inputs: frames, mask, and ``utterance_inputs``."""
+    return ({"features": tf.TensorSpec((None, None, dim), tf.float32),
+             "mask": tf.TensorSpec((None, None), tf.bool)}
+            | {name: tf.TensorSpec((None, *values.shape[1:]), tf.as_dtype(values.dtype))
+               for name, values in (utterance_inputs or {}).items()})
+
+
+def inference_batches(sequences, batch_size, pad_to=None, padding="post", pad_multiple=1, utterance_inputs=None):
     """Length-sorted padded batches for prediction, with the indices they hold."""
     order = np.argsort([len(s) for s in sequences], kind="stable")
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding, pad_multiple)
-        yield index, {"features": batch, "mask": mask}
+        yield index, {"features": batch, "mask": mask} | {name: values[index]
+                                                          for name, values in (utterance_inputs or {}).items()}
 
 
-def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post", pad_multiple=1):
+def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post", pad_multiple=1,
+                       utterance_inputs=None):
     """A fixed tf.data pipeline of (inputs, targets) for validation."""
     targets = np.asarray(targets, dtype=np.int32)
-    batches = list(inference_batches(sequences, batch_size, pad_to, padding, pad_multiple))
-    dim = sequences[0].shape[1]
+    batches = list(inference_batches(sequences, batch_size, pad_to, padding, pad_multiple, utterance_inputs))
 
     def generate():
         for index, inputs in batches:
             yield inputs, targets[index]
 
     signature = (
-        {"features": tf.TensorSpec((None, None, dim), tf.float32),
-         "mask": tf.TensorSpec((None, None), tf.bool)},
+        input_signature(sequences[0].shape[1], utterance_inputs),
         tf.TensorSpec((None,), tf.int32),
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)

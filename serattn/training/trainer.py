@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from serattn.training.batches import inference_batches
+from serattn.training.batches import inference_batches, input_signature
 from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
@@ -69,7 +69,8 @@ def build_model(model_config, train_config, num_features, num_classes):
     with get_strategy(train_config.strategy).scope():  # variables on every replica
         if m.model == "basic-lstm":
             model = build_basic_lstm(num_features, num_classes, units=m.units, activation=m.activation,
-                                     recurrent_dropout=m.recurrent_dropout, pooling=m.pooling, masked=m.mask)
+                                     recurrent_dropout=m.recurrent_dropout, pooling=m.pooling, masked=m.mask,
+                                     functionals_norm=m.functionals_norm)
         else:
             model = build_attention_lstm(
                 num_features, num_classes, units=m.units, activation=m.activation,
@@ -89,7 +90,18 @@ def attention_variant_args(model_config, train_config):
                "noise_std": m.input_noise, "seed": train_config.seed}
     active = m.time_mask or m.feature_mask or m.input_noise
     return {"pooling": m.pooling, "heads": m.heads, "augment": augment if active else None,
-            "pooled_dropout": m.pooled_dropout, "pool_inputs": m.pool_inputs}
+            "pooled_dropout": m.pooled_dropout, "pool_inputs": m.pool_inputs, "functionals_norm": m.functionals_norm}
+
+
+def utterance_inputs(feature_set, functionals_norm="batch"):
+    """The model's inputs beyond frames and mask for the (normalized) ``feature_set``:
+    ``{"speaker_functionals": (N, 2, F)}`` with ``--functionals-norm speaker``, else ``{}``."""
+    if functionals_norm != "speaker" or not len(feature_set):
+        return {}
+    from serattn.models.pooling import speaker_functional_statistics
+
+    return {"speaker_functionals": speaker_functional_statistics(feature_set.sequences(), feature_set.speakers,
+                                                                 feature_set.is_copy)}
 
 
 def use_mixed_precision():
@@ -319,8 +331,11 @@ def keep_history_rows(path, epochs):
 # --- inference ---------------------------------------------------------------------
 
 
-def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding="post"):
+def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding="post", utterance_inputs=None):
     """Class probabilities, attention weights and representations per utterance.
+
+    ``utterance_inputs`` are the model's inputs beyond frames and mask, one row per
+    utterance (see :class:`~serattn.training.batches.EpochBatches`).
 
     Returns:
         dict with ``probabilities`` (N, classes), ``weights`` (list of (T_i,)
@@ -334,8 +349,7 @@ def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding
     if multihead:  # per-head weights too, (batch, frames, heads)
         analysis = keras.Model(analysis.inputs, [*analysis.outputs, model.get_layer("attention_heads").output])
     # One trace for every batch shape; Keras' predict_on_batch would retrace per length.
-    signature = [{"features": tf.TensorSpec((None, None, sequences[0].shape[1]), tf.float32),
-                  "mask": tf.TensorSpec((None, None), tf.bool)}]
+    signature = [input_signature(sequences[0].shape[1], utterance_inputs)]
     step = tf.function(lambda inputs: analysis(inputs, training=False), input_signature=signature)
     n = len(sequences)
     probabilities = np.zeros((n, model.output.shape[-1]), np.float32)
@@ -343,7 +357,7 @@ def predict_with_attention(model, sequences, batch_size=64, pad_to=None, padding
     weights = [None] * n
     padding_mass = np.zeros(n, np.float32)
     head_weights = [None] * n
-    for index, inputs in inference_batches(sequences, batch_size, pad_to, padding):
+    for index, inputs in inference_batches(sequences, batch_size, pad_to, padding, utterance_inputs=utterance_inputs):
         batch_probabilities, batch_weights, batch_z, *batch_heads = (np.asarray(t) for t in step(inputs))
         probabilities[index] = batch_probabilities
         z[index] = batch_z
