@@ -158,7 +158,7 @@ def test_a_parity_failure_names_the_format_and_the_worst_utterance():
         export.check_parity(report)
 
 
-def test_speaker_functionals_runs_classify_whole_files_only(demo, tmp_path):
+def test_speaker_functionals_runs_predict_and_export_with_the_speakers_statistics(demo, tmp_path):
     run = variant_run(demo, tmp_path, norm="speaker", pooling="attention+functionals", functionals_norm="speaker")
     wavs = sorted(str(p) for p in (demo["root"] / "demo" / "wav").glob("*.wav"))[:6]
     assert predict.main([str(run), *wavs, "--csv", str(tmp_path / "p.csv")]) == 0
@@ -176,11 +176,21 @@ def test_speaker_functionals_runs_classify_whole_files_only(demo, tmp_path):
     expected = predict_with_attention(open_run(run).load_keras_model(), files.sequences(),
                                       utterance_inputs=utterance_inputs(files, "speaker"))["probabilities"]
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
-    with pytest.raises(InputError, match="--functionals-norm speaker.*export_model.py does not have"):
-        export_model.main([str(run), "--format", "onnx", "--out", str(tmp_path / "x")])
-    with pytest.raises(InputError, match="--functionals-norm speaker"):
+    with pytest.raises(InputError, match="--functionals-norm speaker.*predict.py --window/--stream does not have"):
         predict.main([str(run), str(demo["long_wav"]), "--window", "2.0", "--out", str(tmp_path / "t")])
-    assert not (tmp_path / "x").exists() and not (tmp_path / "t").exists()
+    assert not (tmp_path / "t").exists()
+
+    # The export takes the speaker's functional statistics as a fourth input, and matches Keras with them.
+    card = export.export_run(open_run(run), "onnx", tmp_path / "x")
+    assert list(card["inputs"]) == ["frames", "speaker_mean", "speaker_std", "speaker_functionals"]
+    assert card["inputs"]["speaker_functionals"]["shape"] == [2, 9 * 32] and card["parity"]["ok"]
+    exported = export.load_exported(tmp_path / "x")
+    mean, std = np.concatenate(frames).mean(0), np.concatenate(frames).std(0)
+    statistics = utterance_inputs(files, "speaker")["speaker_functionals"][0]
+    with pytest.raises(InputError, match="give speaker_functionals"):
+        exported(frames[0], mean, std)
+    for k in range(len(wavs)):
+        np.testing.assert_allclose(exported(frames[k], mean, std, statistics)[0], expected[k], atol=1e-4)
 
 
 def test_export_refuses_what_it_must_not_write(demo, tmp_path):

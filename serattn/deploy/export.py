@@ -3,7 +3,8 @@
 The exported graph maps one utterance's raw frames ``frames`` (T, D), any T >= 1,
 to ``probabilities`` (C,) and ``attention`` (T,). The run's normalization is part of
 the graph: global statistics as constants; per-speaker normalization as two more
-inputs, ``speaker_mean`` and ``speaker_std`` (D,), which ``model_card.json`` says how
+inputs, ``speaker_mean`` and ``speaker_std`` (D,), and, for ``--functionals-norm
+speaker`` runs, ``speaker_functionals`` (2, 9 * D), which ``model_card.json`` says how
 to compute. Converters are the ones made for the job: ``tf.saved_model.save``,
 ``tf.lite.TFLiteConverter`` and tf2onnx (run with onnxruntime).
 
@@ -65,18 +66,16 @@ def check_exportable(run):
                          f"does not have; export a masked run")
     if not run.config.get("feature_names"):
         raise InputError(f"run '{run.path}' records no feature names in config.json; re-run training")
-    check_one_utterance(run, "export_model.py")
     run.keras_model_file(), run.normalization()  # InputError if either is missing
 
 
 def check_one_utterance(run, command):
-    """Raise InputError when ``run``'s model needs more than one utterance's frames (its
-    speaker's functional statistics): graphs of one utterance and windows cannot give them."""
+    """Raise InputError when ``run``'s model needs its speaker's functional statistics, which
+    windows of one recording, classified as they come, cannot give."""
     if run.config.get("functionals_norm", "batch") == "speaker":
         raise InputError(f"run '{run.path}' was trained with --functionals-norm speaker: its model needs the "
-                         f"functional statistics of the speaker's other utterances, which {command} does not "
-                         f"have for one utterance; classify whole files with predict.py, or train with "
-                         f"--functionals-norm batch")
+                         f"functional statistics of the speaker's utterances, which {command} does not have; "
+                         f"classify whole files with predict.py, or train with --functionals-norm batch")
 
 
 def inference_model(model):
@@ -128,14 +127,17 @@ def serving_module(model, normalization, dim):
         dim: D, features per frame.
 
     Returns:
-        The module; ``serve(frames (T, D)[, speaker_mean (D,), speaker_std (D,)])`` ->
-        ``{"probabilities": (C,), "attention": (T,)}``.
+        The module; ``serve(frames (T, D)[, speaker_mean (D,), speaker_std (D,)][,
+        speaker_functionals (2, 9 * D)])`` -> ``{"probabilities": (C,), "attention": (T,)}``.
     """
     import tensorflow as tf
 
     twin = inference_model(model)
     module = tf.Module()
     module.model = twin  # tracked, so its variables are saved
+    functionals = speaker_functionals_shape(model)
+    if functionals:  # --functionals-norm speaker: one more input, after the frame statistics
+        return _serving_with_speaker_functionals(module, twin, normalization, dim, functionals)
 
     def predict(normalized):
         batch = normalized[None]  # (1, T, D)
@@ -157,6 +159,36 @@ def serving_module(model, normalization, dim):
                                    input_signature=[frames, *statistics])
     else:
         module.serve = tf.function(predict, input_signature=[frames])
+    return module
+
+
+def speaker_functionals_shape(model):
+    """(2, F) of the model's ``speaker_functionals`` input, or None when it has none."""
+    inputs = model.input if isinstance(model.input, dict) else {}
+    return tuple(inputs["speaker_functionals"].shape[1:]) if "speaker_functionals" in inputs else None
+
+
+def _serving_with_speaker_functionals(module, twin, normalization, dim, shape):
+    """``serve(frames, speaker_mean, speaker_std, speaker_functionals)`` (training enforces
+    ``--norm speaker`` for these runs)."""
+    import tensorflow as tf
+
+    if normalization.method != "speaker":
+        raise InputError("a --functionals-norm speaker model needs --norm speaker, and this run has "
+                         f"--norm {normalization.method}")
+
+    def serve(frames, speaker_mean, speaker_std, speaker_functionals):
+        batch = ((frames - speaker_mean) / speaker_std)[None]  # (1, T, D)
+        mask = tf.ones(tf.shape(batch)[:2], tf.bool)
+        probabilities, attention, _ = twin({"features": batch, "mask": mask,
+                                            "speaker_functionals": speaker_functionals[None]}, training=False)
+        return {"probabilities": probabilities[0], "attention": attention[0]}
+
+    module.serve = tf.function(serve, input_signature=[
+        tf.TensorSpec((None, dim), tf.float32, name="frames"),
+        tf.TensorSpec((dim,), tf.float32, name="speaker_mean"),
+        tf.TensorSpec((dim,), tf.float32, name="speaker_std"),
+        tf.TensorSpec(shape, tf.float32, name="speaker_functionals")])
     return module
 
 
@@ -213,7 +245,7 @@ class ExportedModel:
     def format(self):
         return self.card["format"]
 
-    def __call__(self, frames, speaker_mean=None, speaker_std=None):
+    def __call__(self, frames, speaker_mean=None, speaker_std=None, speaker_functionals=None):
         """``(probabilities (C,), attention (T,))`` of raw frames (T, D)."""
         inputs = {"frames": np.asarray(frames, np.float32)}
         if "speaker_mean" in self.card["inputs"]:
@@ -221,6 +253,10 @@ class ExportedModel:
                 raise InputError(f"'{self.path}' normalizes per speaker: give speaker_mean and speaker_std")
             inputs["speaker_mean"] = np.asarray(speaker_mean, np.float32)
             inputs["speaker_std"] = np.asarray(speaker_std, np.float32)
+        if "speaker_functionals" in self.card["inputs"]:
+            if speaker_functionals is None:
+                raise InputError(f"'{self.path}' normalizes functionals per speaker: give speaker_functionals")
+            inputs["speaker_functionals"] = np.asarray(speaker_functionals, np.float32)
         outputs = self._run(inputs)
         return np.asarray(outputs["probabilities"]), np.asarray(outputs["attention"])
 
@@ -267,7 +303,8 @@ def keras_outputs(model, normalization, utterances, speaker_stats=None):
     Args:
         model: the run's Keras model.
         normalization: the run's normalization (global applied here; per speaker with
-            ``speaker_stats``, a (mean, std) pair).
+            ``speaker_stats``, a (mean, std) pair, or (mean, std, functional statistics)
+            for a model with a ``speaker_functionals`` input).
         utterances: list of raw (T, D) frames.
 
     Returns:
@@ -278,11 +315,14 @@ def keras_outputs(model, normalization, utterances, speaker_stats=None):
     if normalization.method == "global":
         normalized = [(frames - normalization.mean) / normalization.std for frames in utterances]
     elif normalization.method == "speaker":
-        mean, std = speaker_stats
+        mean, std = speaker_stats[:2]
         normalized = [(frames - mean) / std for frames in utterances]
     else:
         normalized = list(utterances)
-    outputs = predict_with_attention(model, [np.asarray(f, np.float32) for f in normalized], batch_size=1)
+    extra = {} if speaker_stats is None or len(speaker_stats) < 3 else \
+        {"speaker_functionals": np.repeat(np.asarray(speaker_stats[2], np.float32)[None], len(utterances), 0)}
+    outputs = predict_with_attention(model, [np.asarray(f, np.float32) for f in normalized], batch_size=1,
+                                     utterance_inputs=extra)
     return list(zip(outputs["probabilities"], outputs["weights"]))
 
 
@@ -325,12 +365,13 @@ def check_parity(report):
                       + "; ".join(problems))
 
 
-def probe_utterances(normalization, dim, lengths=PROBE_LENGTHS, seed=0):
+def probe_utterances(normalization, dim, lengths=PROBE_LENGTHS, seed=0, functionals=None):
     """Raw frames of random utterances with the training frames' scale, and speaker statistics.
 
     Returns:
         ``(ids, utterances, speaker_stats)``: ``speaker_stats`` is a (mean, std) pair for
-        per-speaker runs, else None.
+        per-speaker runs (and functional statistics of shape ``functionals`` when given),
+        else None.
     """
     rng = np.random.default_rng(seed)
     mean = normalization.mean if normalization.mean is not None else np.zeros(dim, np.float32)
@@ -339,6 +380,9 @@ def probe_utterances(normalization, dim, lengths=PROBE_LENGTHS, seed=0):
     stats = None
     if normalization.method == "speaker":
         stats = ((0.3 * rng.normal(size=dim)).astype(np.float32), rng.uniform(0.5, 2.0, dim).astype(np.float32))
+        if functionals:
+            size = functionals[1]
+            stats += (np.stack([0.3 * rng.normal(size=size), rng.uniform(0.5, 2.0, size)]).astype(np.float32),)
     return [f"probe-{length}-frames" for length in lengths], utterances, stats
 
 
@@ -346,7 +390,8 @@ def parity_report(model, normalization, exported, fmt, ids, utterances, speaker_
                   tolerance=PARITY_TOLERANCE):
     """:func:`compare` an export with Keras on the given raw utterances."""
     reference = keras_outputs(model, normalization, utterances, speaker_stats)
-    extra = {} if speaker_stats is None else {"speaker_mean": speaker_stats[0], "speaker_std": speaker_stats[1]}
+    names = ("speaker_mean", "speaker_std", "speaker_functionals")
+    extra = {} if speaker_stats is None else dict(zip(names, speaker_stats))
     got = [exported(frames, **extra) for frames in utterances]
     return compare(got, reference, ids, [len(u) for u in utterances], fmt, tolerance)
 
@@ -408,7 +453,7 @@ def export_run(run, fmt, out, overwrite=False, check=None):
         write_model(module, fmt, temporary)
         card = model_card(run, fmt, normalization)
         (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
-        ids, utterances, stats = probe_utterances(normalization, dim)
+        ids, utterances, stats = probe_utterances(normalization, dim, functionals=speaker_functionals_shape(model))
         if check is not None:
             ids, utterances = ids + list(check[0]), utterances + list(check[1])
         report = parity_report(model, normalization, load_exported(temporary), fmt, ids, utterances, stats)
@@ -450,6 +495,13 @@ def model_card(run, fmt, normalization):
         for name, what in (("speaker_mean", "mean"), ("speaker_std", "standard deviation")):
             inputs[name] = {"shape": [len(names)], "dtype": "float32",
                             "meaning": f"per-feature {what} of the speaker's raw frames (see 'normalization')"}
+    if run.config.get("functionals_norm", "batch") == "speaker":
+        inputs["speaker_functionals"] = {
+            "shape": [2, 9 * len(names)], "dtype": "float32",
+            "meaning": "mean (row 0) and population standard deviation (row 1, below 1e-8 replaced by 1) over the "
+                       "speaker's recordings of their nine functionals per feature (mean, std, skewness, kurtosis, "
+                       "min, max, min and max positions, slope, each block D wide) of the per-speaker-normalized "
+                       "frames: serattn.models.pooling.speaker_functional_statistics"}
     normalization_card = {
         "global": {"method": "global", "folded_in": True,
                    "how": "(frames - mean) / std with the training speakers' statistics, inside the graph"},
@@ -480,8 +532,8 @@ def model_card(run, fmt, normalization):
                             "(process_signal), joined on frame start time: serattn.features.extraction.extract_signal"
                      if meta.get("feature_set") == "is09" else "see serattn.features.extraction.extract_signal"},
         "normalization": normalization_card,
-        "model": {key: run.config.get(key) for key in ("model", "pooling", "heads", "pool_inputs", "units",
-                                                       "attention_units", "activation", "recurrent_dropout")},
+        "model": {key: run.config.get(key) for key in ("model", "pooling", "heads", "pool_inputs", "functionals_norm",
+                                                       "units", "attention_units", "activation", "recurrent_dropout")},
         "training_data": run.config.get("data_files"),
         "metrics": {key: _builtin(metrics[key]) for key in ("ua", "wa", "n_test", "best_epoch", "val_ua",
                                                               "per_class_recall") if key in metrics},
