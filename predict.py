@@ -19,7 +19,7 @@ from serattn.features import extraction as features
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import open_run
-from serattn.deploy.export import check_one_utterance
+from serattn.deploy.timeline import check_windowed
 
 # Every format this soundfile reads (mp3 too, with libsndfile 1.1+), but RAW, which needs its rate given.
 AUDIO_SUFFIXES = tuple(sorted({f".{name.lower()}" for name in sf.available_formats() if name != "RAW"} | {".aif"}))
@@ -182,7 +182,7 @@ def main(argv=None):
     classes = run.classes
     normalization = run.normalization()
     if args.stream is not None or args.window is not None:
-        check_one_utterance(run, "predict.py --window/--stream")
+        check_windowed(run)
     if args.stream is not None:
         return predict_stream(run, args, feature_set)
     files = find_audio(args.inputs)

@@ -69,15 +69,6 @@ def check_exportable(run):
     run.keras_model_file(), run.normalization()  # InputError if either is missing
 
 
-def check_one_utterance(run, command):
-    """Raise InputError when ``run``'s model needs its speaker's functional statistics, which
-    windows of one recording, classified as they come, cannot give."""
-    if run.config.get("functionals_norm", "batch") == "speaker":
-        raise InputError(f"run '{run.path}' was trained with --functionals-norm speaker: its model needs the "
-                         f"functional statistics of the speaker's utterances, which {command} does not have; "
-                         f"classify whole files with predict.py, or train with --functionals-norm batch")
-
-
 def inference_model(model):
     """A Keras model sharing ``model``'s weights, for one unpadded utterance at inference.
 

@@ -17,9 +17,20 @@ import dataclasses
 import numpy as np
 
 from serattn.define import FRAME_RATE, SAMPLE_RATE
+from serattn.errors import InputError
 
 FRAME_LENGTH_S = 0.025  # openSMILE IS09 frame: 25 ms every 10 ms
 BYTES_PER_SAMPLE = 2  # s16le
+
+
+def check_windowed(run):
+    """Raise InputError when ``run``'s model needs its speaker's functional statistics
+    (``--functionals-norm speaker``), which windows classified as they come cannot give."""
+    if run.config.get("functionals_norm", "batch") == "speaker":
+        raise InputError(f"run '{run.path}' was trained with --functionals-norm speaker: its model needs the "
+                         f"functional statistics of the speaker's utterances, which predict.py --window/--stream "
+                         f"does not have; classify whole files with predict.py, or train with "
+                         f"--functionals-norm batch")
 
 
 def frames_in(window_s, frame_rate=FRAME_RATE):
