@@ -35,7 +35,7 @@ CLASS_WEIGHT_WORDS = ("balanced", "none")
 # and regularizers, not the epochs: model selection stays as flagged.
 PRESETS = {
     "published": {},
-    "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 0.3,
+    "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 1.0,
                     "recurrent_dropout": 0.0, "functionals_norm": "auto"},
 }
 XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
