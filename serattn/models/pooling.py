@@ -212,13 +212,12 @@ def speaker_functional_statistics(sequences, speakers, is_copy=None, batch_size=
         (N, 2, 9 * D) float32.
     """
     from serattn.features.normalization import STD_MIN
-    from serattn.training.batches import pad_batch
+    from serattn.training.batches import inference_batches
 
     layer = MaskedFunctionals()
     functionals = np.zeros((len(sequences), len(FUNCTIONALS) * sequences[0].shape[1]), np.float32)
-    for start in range(0, len(sequences), batch_size):
-        batch, mask = pad_batch(sequences[start:start + batch_size])
-        functionals[start:start + len(batch)] = np.asarray(layer(batch, mask))
+    for index, inputs in inference_batches(sequences, batch_size):  # length-sorted: little padding
+        functionals[index] = np.asarray(layer(inputs["features"], inputs["mask"]))
     speakers = np.asarray(speakers)
     is_copy = np.zeros(len(sequences), bool) if is_copy is None else np.asarray(is_copy, bool)
     statistics = np.zeros((len(sequences), 2, functionals.shape[1]), np.float32)

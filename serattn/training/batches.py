@@ -120,9 +120,8 @@ class EpochBatches:
         for index in self.batch_indices(self.epoch):
             batch, mask = pad_batch([self.sequences[i] for i in index], self.pad_to, self.padding,
                                     self.pad_multiple)
-            inputs = {"features": batch, "mask": mask} | {name: values[index]
-                                                          for name, values in self.utterance_inputs.items()}
-            yield inputs, self.targets[index], self.sample_weights[index]
+            yield batch_inputs(batch, mask, self.utterance_inputs, index), self.targets[index], \
+                self.sample_weights[index]
 
     def dataset(self):
         signature = (
@@ -132,6 +131,11 @@ class EpochBatches:
         )
         dataset = tf.data.Dataset.from_generator(self, output_signature=signature)
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
+
+
+def batch_inputs(batch, mask, utterance_inputs, index):
+    """A batch's model inputs: padded frames, their mask, and rows ``index`` of ``utterance_inputs``."""
+    return {"features": batch, "mask": mask} | {name: values[index] for name, values in (utterance_inputs or {}).items()}
 
 
 def input_signature(dim, utterance_inputs=None):
@@ -148,8 +152,7 @@ def inference_batches(sequences, batch_size, pad_to=None, padding="post", pad_mu
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding, pad_multiple)
-        yield index, {"features": batch, "mask": mask} | {name: values[index]
-                                                          for name, values in (utterance_inputs or {}).items()}
+        yield index, batch_inputs(batch, mask, utterance_inputs, index)
 
 
 def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post", pad_multiple=1,
