@@ -40,8 +40,12 @@ def parse_args(argv):
     resolved = [Path(d).resolve() for d in args.run_dirs]
     if len(set(resolved)) != len(resolved):
         parser.error("a run folder is given twice")
-    if Path(args.out).resolve() in resolved:
-        parser.error(f"--out '{args.out}' is one of the runs to combine")
+    out = Path(args.out).resolve()
+    for run_dir, path in zip(args.run_dirs, resolved):
+        if out == path or path in out.parents or out in path.parents:
+            parser.error(f"--out '{args.out}' is, is inside, or holds the run '{run_dir}' to combine; "
+                         f"write the ensemble elsewhere")
+    ensemble.check_step(args.step)
     runs.check_output(args.out, args.overwrite)  # before reading the members
     return args
 
@@ -133,6 +137,7 @@ def main(argv=None):
 
     # Members: every run checked before anything is written.
     parents = [ensemble.read_member(path) for path in args.run_dirs]
+    ensemble.check_distinct(parents)
     ensemble.check_classes(parents)
     folds = ensemble.cv_folds(parents)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from serattn.analysis import statistics as stats
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.report.page import ReportOptions, build_report, write_report
+from serattn.report.page import ReportOptions, build_report, check_replaceable, write_report
 from serattn.runs.folder import REPORT_FILE
 
 
@@ -54,10 +54,12 @@ def parse_args(argv):
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         parser.error(f"--out must name an .html file, got '{args.out}'")
-    if out.exists() and not args.overwrite:
-        raise InputError(f"'{out}' already exists; choose another --out, or pass --overwrite to replace it")
     if out.is_dir():
         raise InputError(f"--out '{out}' is a folder; name an .html file")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"'{out}' already exists; choose another --out, or pass --overwrite to replace it")
+    if out.exists():
+        check_replaceable(out)
     return args
 
 

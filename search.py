@@ -119,6 +119,7 @@ def prepare_out(out, record, overwrite, storage):
             raise InputError(f"output folder '{out}' exists and is not a search folder (no {report.SEARCH_FILE}); "
                              f"choose another --out")
         if overwrite:
+            report.check_only_ours(out, previous.get("study", record["study"]))
             shutil.rmtree(out)
             delete_studies(storage, record["study"])
         elif {k: previous.get(k) for k in SAME_SEARCH} != {k: record[k] for k in SAME_SEARCH}:

@@ -38,7 +38,9 @@ def import_tensorflow():
 
     Those lines (oneDNN, CUDA probing, CPU features) are written to file
     descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so they would stand
-    before a user's one-line error. Anything else written meanwhile is passed on.
+    before a user's one-line error; oneDNN's once-per-process note on boolean ops is
+    provoked here too, so it does not interrupt training. Anything else written
+    meanwhile is passed on.
     """
     if "keras" in sys.modules:
         return
@@ -58,6 +60,9 @@ def import_tensorflow():
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # the CUDA probe logs here, not at import
+            # oneDNN logs once per process, at the first transpose of booleans (the masks), that it
+            # lacks a bool kernel on CPUs without AVX-512: an "E0000" line in every training run.
+            tf.transpose(tf.constant([[True]]))
         finally:
             os.dup2(saved, 2)
             os.close(saved)

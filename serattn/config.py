@@ -16,6 +16,8 @@ Groups follow the scripts' flag groups:
 """
 
 import dataclasses
+import importlib.util
+import math
 from dataclasses import dataclass, field
 
 from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNCTIONALS_NORMS
@@ -70,6 +72,7 @@ class DataConfig:
         if (self.repeats > 1 or self.stratify_speakers_by) and (not self.cv or self.cv[0] != "kfold-speakers"):
             raise InputError("--repeats and --stratify-speakers-by apply to --cv kfold-speakers K only "
                              "(leave-one-speaker-out has a single way to split)")
+        validation_speaker_count(self.val_speakers)
         return self
 
 
@@ -102,6 +105,8 @@ class ModelConfig:
         _check_choice("attention activation", self.attention_activation, ACTIVATIONS)
         for flag in ("units", "attention_units"):
             _check_positive(flag, getattr(self, flag))
+        for flag in ("recurrent_dropout", "input_noise", "pooled_dropout"):
+            _check_finite(flag, getattr(self, flag))
         if not 0 <= self.recurrent_dropout < 1:
             raise InputError(f"--recurrent-dropout must be in [0, 1), got {self.recurrent_dropout}")
         if self.max_length is not None:
@@ -162,6 +167,8 @@ class TrainConfig:
     def check(self):
         for flag in ("epochs", "batch_size", "patience"):
             _check_positive(flag, getattr(self, flag))
+        for flag in ("learning_rate", "weight_decay", "label_smoothing", "clipnorm"):
+            _check_finite(flag, getattr(self, flag))
         if self.learning_rate <= 0:
             raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
@@ -209,6 +216,11 @@ class OutputConfig:
     jobs: int = 1  # processes that run the folds and seeds of the command
     dask_scheduler: str | None = None  # tcp://HOST:8786: run folds and seeds on a Dask cluster instead
     grid_jobs: int = 1  # parallel grid-search fits inside one static run
+
+    def __post_init__(self):
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise InputError("--tensorboard needs the tensorboard package, which is not installed: "
+                             "pip install tensorboard (in .venv), or drop the flag")
 
 
 @dataclass(frozen=True)
@@ -295,11 +307,28 @@ def parse_class_weight_spec(spec):
             weight = float(value)
         except ValueError:
             weight = -1.0
-        if not sep or weight < 0:
+        if not sep or not math.isfinite(weight) or weight < 0:
             raise InputError(f"--class-weight: expected balanced, none or CLASS=WEIGHT,... with "
-                             f"non-negative weights, got '{item}'")
+                             f"finite, non-negative weights, got '{item}'")
         weights[name.strip()] = weight
     return weights
+
+
+def validation_speaker_count(spec):
+    """``--val-speakers`` as a number (a fraction in (0, 1) or a whole count), None for speaker ids or "0".
+
+    Checked with the other flags, before any data is read; the speaker ids are checked against the data.
+    """
+    if spec in ("0", "none", ""):
+        return None
+    try:
+        size = float(spec)
+    except ValueError:
+        return None
+    if not math.isfinite(size) or size <= 0 or (size >= 1 and size != int(size)):
+        raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
+                         f"speaker ids, got '{spec}'")
+    return size
 
 
 def parse_cv(values):
@@ -327,6 +356,11 @@ def parse_seeds(text, seed):
 def _check_choice(name, value, choices):
     if value not in choices:
         raise InputError(f"unknown {name} '{value}'; expected one of: {', '.join(choices)}")
+
+
+def _check_finite(flag, value):
+    if value is not None and not math.isfinite(value):
+        raise InputError(f"--{flag.replace('_', '-')} must be a finite number, got {value}")
 
 
 def _check_positive(flag, value):

@@ -10,6 +10,16 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
 
+def unweighted_average_recall(true_labels, predicted_labels):
+    """UA as a scikit-learn score: mean recall over the classes present in ``true_labels``.
+
+    The same number as ``balanced_accuracy_score``, without its warning when a prediction
+    names a class the truth lacks (as on a validation fold missing a class).
+    """
+    present = np.unique(true_labels)
+    return float(recall_score(true_labels, predicted_labels, labels=present, average="macro", zero_division=0.0))
+
+
 def evaluate_predictions(true_labels, predicted_labels, classes):
     """Scores of predicted against true class labels.
 

@@ -36,10 +36,14 @@ import numpy as np
 
 from serattn.define import FRAME_RATE, SAMPLE_RATE
 from serattn.errors import InputError
+from serattn.runs.folder import check_only_ours
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 MODEL_FILES = {"savedmodel": "saved_model.pb", "tflite": "model.tflite", "onnx": "model.onnx"}
 MODEL_CARD = "model_card.json"
+# What an export folder holds (a SavedModel adds its variables, assets and fingerprint); --overwrite
+# refuses a folder with anything else in it rather than delete the user's files with the old export.
+EXPORT_ENTRIES = (MODEL_CARD, *MODEL_FILES.values(), "variables", "assets", "fingerprint.pb")
 PARITY_TOLERANCE = 1e-5  # max absolute difference to Keras float32, probabilities and attention
 PROBE_LENGTHS = (1, 2, 37, 400, 3000)  # frames of the probe utterances checked at export (3000 = 30 s)
 ONNX_OPSET = 17
@@ -400,6 +404,7 @@ def check_out(out, overwrite):
     if out.is_symlink() or not out.is_dir() or not ((out / MODEL_CARD).is_file() or not any(out.iterdir())):
         raise InputError(f"output folder '{out}' is not an export folder (no {MODEL_CARD}); --overwrite replaces "
                          f"only those: choose another --out")
+    check_only_ours(out, EXPORT_ENTRIES)
 
 
 def check_utterances(path, split="test"):

@@ -1,2 +1,11 @@
 """Plots: the published figures (attention slots, t-SNE, one utterance's attention) and
-their numbers as CSV/JSON, written atomically (``figures``)."""
+their numbers as CSV/JSON, written atomically (``figures``).
+
+Text is drawn as written: class labels, ids and file names come from the user's
+corpus, and a ``$`` in them must not start matplotlib's mathtext (``$\\x{$`` failed
+to parse and ended the figure scripts with a traceback).
+"""
+
+import matplotlib
+
+matplotlib.rcParams["text.parse_math"] = False

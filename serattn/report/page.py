@@ -20,6 +20,9 @@ from serattn.report.gallery import AudioBudget
 from serattn.runs.reading import open_run
 
 
+GENERATOR = "serattn report.py"  # the page's <meta name="generator">: --overwrite replaces only such pages
+
+
 @dataclasses.dataclass(frozen=True)
 class ReportOptions:
     gallery: int = 3  # utterances per class and kind (right, wrong) in the gallery
@@ -75,8 +78,20 @@ def build_report(run_dirs, out, options=ReportOptions(), data=None):
         title = f"What {Path(data).name} holds"
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return environment().get_template("report.html.j2").render(
-        title=title, runs=sections, comparison=comparison, corpus=corpus, options=options,
+        generator=GENERATOR, title=title, runs=sections, comparison=comparison, corpus=corpus, options=options,
         linked_audio=budget.linked, generated=generated)
+
+
+def check_replaceable(out):
+    """Raise InputError unless ``out`` is a page report.py wrote (its generator tag near the top)."""
+    try:
+        with open(out, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+    except OSError as error:
+        raise InputError(f"cannot read '{out}': {error.strerror}") from None
+    if f'<meta name="generator" content="{GENERATOR}">' not in head:
+        raise InputError(f"'{out}' is not a page written by report.py; --overwrite replaces only those: "
+                         f"choose another --out")
 
 
 def write_report(html, out):

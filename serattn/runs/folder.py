@@ -18,6 +18,7 @@ The kernel drops the lock when its process dies, so a killed run resumes freely.
 
 import csv
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -52,6 +53,13 @@ MODEL_SHA256_KEY = "model_sha256"  # config.json: {model file name: SHA-256}, ch
 FIGURES_DIR = "figures"
 REPORT_FILE = "report.html"  # report.py's page of the run, when written into the run folder
 FOLDS_FILE = "folds.csv"  # cross-validation parents: the test speakers of each fold (and repeat)
+TENSORBOARD_DIR = "tensorboard"
+FOLD_DIRS = "fold-[0-9][0-9]*"  # cross-validation folds, run folders themselves
+# Everything serattn writes into a run folder; --overwrite refuses a folder holding anything else (the user's
+# notes, data), rather than deleting it. ``.NAME.*.tmp`` are atomic writes a killed process left behind.
+RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, ATTENTION_FILE, HISTORY_FILE, NORMALIZATION_FILE,
+               KERAS_MODEL_FILE, STATIC_MODEL_FILE, CHECKPOINT_DIR, INCOMPLETE, LOCK_FILE, FIGURES_DIR, REPORT_FILE,
+               FOLDS_FILE, TENSORBOARD_DIR, FOLD_DIRS, ".*.tmp")
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
 
 
@@ -244,6 +252,33 @@ def check_replaceable(path):
     if leftovers and not is_run_folder(path):
         raise InputError(f"output folder '{path}' is not a serattn run folder (no {CONFIG_FILE} with "
                          f"'run_format'); --overwrite replaces only run folders: choose another --out")
+    check_only_ours(path, RUN_ENTRIES, nested={FOLD_DIRS: RUN_ENTRIES})
+
+
+def check_only_ours(path, owned, nested=None):
+    """Raise InputError if folder ``path`` holds entries that serattn did not write.
+
+    ``owned``: the names (fnmatch patterns) a program writes there; ``nested``: pattern ->
+    owned names, for the subfolders that are checked the same way (a run's folds).
+    """
+    foreign = foreign_entries(Path(path), owned, nested or {})
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                                                 else "")
+        raise InputError(f"output folder '{path}' holds files serattn did not write ({shown}); --overwrite "
+                         f"deletes only its own files: move them, or choose another --out")
+
+
+def foreign_entries(path, owned, nested):
+    """Relative paths under ``path`` that match none of ``owned`` (subfolders of ``nested`` checked inside)."""
+    foreign = []
+    for entry in sorted(path.iterdir()):
+        inner = next((names for pattern, names in nested.items() if fnmatch.fnmatchcase(entry.name, pattern)), None)
+        if inner is not None and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{entry.name}/{name}" for name in foreign_entries(entry, inner, nested)]
+        elif not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in owned):
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    return foreign
 
 
 def is_run_folder(path):
@@ -448,9 +483,14 @@ def reopen_run_dir(path, data_files):
     saved = read_config(path / CONFIG_FILE)
     for name, current in data_files.items():
         if saved["data_files"][name]["sha256"] != current["sha256"]:
-            raise InputError(f"the {name} data '{current['path']}' changed since run '{path}' started; "
+            raise InputError(f"{describe_data_file(name, current['path'])} changed since run '{path}' started; "
                              f"cannot resume on different data")
     return path, lock_run_dir(path)
+
+
+def describe_data_file(name, path):
+    """'the feature file X' (--data) or 'the train feature file X' (--train/--test), for messages."""
+    return f"the feature file '{path}'" if name == "data" else f"the {name} feature file '{path}'"
 
 
 def warn_if_data_changed(saved_config, data_files):
@@ -459,7 +499,7 @@ def warn_if_data_changed(saved_config, data_files):
     for name, current in data_files.items():
         before = saved_config.get("data_files", {}).get(name, {}).get("sha256")
         if before and before != current["sha256"]:
-            print(f"warning: the {name} data '{current['path']}' differs from the one the saved config "
+            print(f"warning: {describe_data_file(name, current['path'])} differs from the one the saved config "
                   f"was trained on", file=sys.stderr)
 
 

@@ -216,7 +216,31 @@ class Run:
         missing = [c for c in classes if c not in metrics["per_class_recall"]]
         if missing:
             raise InputError(f"'per_class_recall' in '{path}' lacks class(es) {', '.join(missing)}")
+        self._check_scores_match_predictions(metrics, classes, confusion, path)
         return {**metrics, "classes": classes, "confusion": confusion}
+
+    def _check_scores_match_predictions(self, metrics, classes, confusion, path):
+        """Refuse a metrics.json whose UA, WA or confusion differ from its own predictions.csv's test rows.
+
+        Every reader (compare_runs.py's table, report.py's intervals, ensembles) then shows the
+        numbers that the predictions give, never an edited or stale summary next to them.
+        """
+        from serattn.analysis.metrics import evaluate_predictions
+
+        if not (self.path / PREDICTIONS_FILE).is_file():
+            return
+        rows = self.prediction_rows()
+        test = [row for row in rows if row.get("split") == "test"]
+        if not test or not all("true" in row and "predicted" in row for row in test):
+            return
+        scores = evaluate_predictions([r["true"] for r in test], [r["predicted"] for r in test], classes)
+        differ = [key for key in ("ua", "wa") if scores[key] is not None and abs(scores[key] - metrics[key]) > 5e-5]
+        if differ or not np.array_equal(np.asarray(scores["confusion"]), confusion):
+            key = (differ or ["confusion"])[0]
+            shown = (f"{key.upper()} {100 * metrics[key]:.1f}% there, {100 * scores[key]:.1f}% from the predictions"
+                     if differ else "the confusion matrix differs")
+            raise InputError(f"'{path}' does not match the test rows of {PREDICTIONS_FILE} ({shown}); the run "
+                             f"folder was edited or damaged: train it again")
 
     def predictions(self):
         """``predictions.csv`` as a dict of columns (str arrays; ``p_*`` as float64)."""

@@ -118,6 +118,14 @@ def write_figures(study, folder):
     return written
 
 
+def check_only_ours(out, study):
+    """Raise InputError if the search folder ``out`` holds anything a search did not write (for --overwrite)."""
+    study_entries = (TRIALS_FILE, "trial-[0-9]*", BEST_DIR, runs.FIGURES_DIR, ".*.tmp")
+    runs.check_only_ours(out, (SEARCH_FILE, "study.db", "study.db-*", ".*.tmp"), nested={
+        study: study_entries, f"{study}-outer-[0-9]*": study_entries, NESTED_DIR: runs.RUN_ENTRIES,
+        runs.FOLD_DIRS: runs.RUN_ENTRIES})
+
+
 def read_search(out):
     """search.json of a search folder, or None."""
     try:

@@ -10,6 +10,7 @@ weights on its own validation speakers.
 
 import dataclasses
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
-from serattn.runs.folder import PREDICTIONS_FILE
+from serattn.runs.folder import CONFIG_FILE, PREDICTIONS_FILE, file_sha256
 from serattn.runs.reading import open_run
 
 METHODS = ("mean", "weighted")
@@ -82,6 +83,43 @@ def read_member(path):
                   true=columns["true"], probabilities=probabilities)
 
 
+def check_distinct(members):
+    """Refuse members that count one model twice: a copy of another member, or an ensemble containing one.
+
+    A copy is found by its config.json and predictions.csv (the same bytes under another folder: a
+    run's config records its own path, so two runs never share it); an ensemble by the member runs
+    its config.json records, followed down through nested ensembles.
+    """
+    seen = {}
+    for member in members:
+        digest = tuple(file_sha256(member.path / name) for name in (CONFIG_FILE, PREDICTIONS_FILE))
+        if digest in seen:
+            raise InputError(f"'{seen[digest].name}' and '{member.name}' have identical config.json and "
+                             f"predictions.csv files (a copy of one run?); an ensemble counts each run once")
+        seen[digest] = member
+    runs = [underlying_runs(member.path, member.config) for member in members]
+    for (a, runs_a), (b, runs_b) in itertools.combinations(zip(members, runs), 2):
+        shared = runs_a & runs_b
+        if shared:
+            raise InputError(f"'{a.name}' and '{b.name}' both contain the run '{sorted(shared)[0]}'; an ensemble "
+                             f"counts each run once")
+
+
+def underlying_runs(path, config):
+    """The resolved folders of the trained runs behind ``path``: itself, or an ensemble's members, recursively."""
+    members = config.get("member_runs") if config.get("model") == "ensemble" else None
+    if not members:
+        return {Path(path).resolve()}
+    found = set()
+    for member in members:
+        try:
+            member_config = json.loads((Path(member) / CONFIG_FILE).read_text())
+        except (OSError, ValueError):
+            member_config = {}
+        found |= underlying_runs(member, member_config if isinstance(member_config, dict) else {})
+    return found
+
+
 def check_classes(members):
     """The common class order (the first member's); InputError if the class sets differ."""
     classes = members[0].classes
@@ -143,15 +181,21 @@ def common_val_ids(members):
     return [i for i in members[0].rows("val") if i in shared]
 
 
+def check_step(step):
+    """The number of equal parts ``step`` divides 1 into; InputError unless it does (0, NaN, 0.3 do not)."""
+    parts = round(1 / step) if 0 < step <= 1 else 0
+    if not parts or abs(parts * step - 1) > 1e-9:
+        raise InputError(f"--step must divide 1 into equal parts (e.g. 0.1, 0.05, 0.25), got {step}")
+    return parts
+
+
 def simplex_grid(count, step):
     """Every weight vector of ``count`` non-negative multiples of ``step`` summing to 1.
 
     Returns:
         (K, count) float array, K = C(1/step + count - 1, count - 1).
     """
-    parts = round(1 / step)
-    if not 0 < step <= 1 or abs(parts * step - 1) > 1e-9:
-        raise InputError(f"--step must divide 1 into equal parts (e.g. 0.1, 0.05, 0.25), got {step}")
+    parts = check_step(step)
     points = math.comb(parts + count - 1, count - 1)
     if points > MAX_GRID_POINTS:
         raise InputError(f"a step of {step} for {count} runs gives {points} weight vectors (more than "

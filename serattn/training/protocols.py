@@ -32,7 +32,7 @@ from serattn.runs.folder import RunFolder, check_output, check_unlocked
 from serattn.runs.reading import open_run
 from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.features.normalization import Normalization
-from serattn.config import parse_class_weight_spec
+from serattn.config import parse_class_weight_spec, validation_speaker_count
 from serattn.errors import InputError
 from serattn.analysis.attention import attention_metrics
 from serattn.analysis.corpus import speaker_normalization_warning
@@ -129,9 +129,8 @@ def split_validation_speakers(speakers, spec, seed):
     unique = np.unique(speakers)
     if spec in ("0", "none", ""):
         return np.zeros(len(speakers), dtype=bool)
-    try:
-        size = float(spec)
-    except ValueError:
+    size = validation_speaker_count(spec)
+    if size is None:
         chosen = [s.strip() for s in spec.split(",") if s.strip()]
         unknown = [s for s in chosen if s not in unique]
         if unknown:
@@ -139,9 +138,6 @@ def split_validation_speakers(speakers, spec, seed):
                              f"training speakers ({', '.join(unique[:20])}{'...' if len(unique) > 20 else ''})")
         is_val = np.isin(speakers, chosen)
     else:
-        if size <= 0 or (size >= 1 and size != int(size)):
-            raise InputError(f"--val-speakers: expected a fraction in (0, 1), a speaker count, or "
-                             f"speaker ids, got '{spec}'")
         if len(unique) < 2:
             raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
                              f"speaker-disjoint validation set is possible; use --val-speakers 0")
@@ -296,6 +292,7 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
             check_unlocked(out)
         else:
             check_output(out, experiment.output.overwrite)
+    scheduler = connect_to_scheduler(experiment.output.dask_scheduler)  # before any folder: nothing left on failure
     seeds, tasks = [], []
     try:
         for seed, out in zip(experiment.seeds, outs):
@@ -309,7 +306,7 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
                 seeds.append((seeded, None, None, [out]))
                 tasks.append(RunTask(train_one_run, seeded, train, test, classes, out, data_files))
         results = {}
-        for task, metrics in run_tasks(tasks, experiment.output.jobs, experiment.output.dask_scheduler):
+        for task, metrics in run_tasks(tasks, experiment.output.jobs, scheduler):
             results[str(task.out)] = metrics
             if len(tasks) > 1:
                 print(f"{task.out}: finished ({len(results)} of {len(tasks)} runs), test UA "
@@ -319,6 +316,9 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
             if parent is not None and (resume is None or (isinstance(error, InputError) and not parent.resumed)):
                 parent.remove()
         raise
+    finally:
+        if scheduler is not None:
+            scheduler.close()
 
     for seeded, parent, folds, outs in seeds:
         if parent is None:
@@ -422,30 +422,42 @@ class RunTask:
         return self.train_one_run(self.experiment, self.train, self.test, self.classes, self.out, self.data_files)
 
 
-def run_tasks(tasks, jobs=1, dask_scheduler=None):
+def connect_to_scheduler(address, timeout=10):
+    """A Dask client of the scheduler at ``address`` (None without one); one line if none answers there."""
+    if address is None:
+        return None
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, ValueError, TimeoutError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"--dask-scheduler: no Dask scheduler answers at '{address}' ({reason}); start one "
+                         f"(dask scheduler) and give its address as tcp://HOST:8786") from None
+
+
+def run_tasks(tasks, jobs=1, scheduler=None):
     """Run tasks here, in ``jobs`` local processes, or on a Dask cluster; yield ``(task, result)``
     as each finishes.
 
     Local workers share the cores: each gets ``cores // jobs`` TensorFlow and BLAS
-    threads. With ``dask_scheduler`` (``tcp://HOST:8786``) joblib hands the tasks to
-    the cluster's workers, which need this repository on their path and the run
-    folders on a file system every machine sees; a worker that dies has its task
-    rerun by Dask.
+    threads. With ``scheduler`` (a client of :func:`connect_to_scheduler`) joblib hands
+    the tasks to the cluster's workers, which need this repository on their path and
+    the run folders on a file system every machine sees; a worker that dies has its
+    task rerun by Dask.
     """
-    if dask_scheduler is None and (jobs == 1 or len(tasks) <= 1):
+    if scheduler is None and (jobs == 1 or len(tasks) <= 1):
         for task in tasks:
             yield task, task()
         return
-    if dask_scheduler is None:
+    if scheduler is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         calls = (joblib.delayed(_run_in_worker)(index, task, threads) for index, task in enumerate(tasks))
         for index, result in joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(calls):
             yield tasks[index], result
         return
-    from dask.distributed import Client
-
     calls = (joblib.delayed(_run_in_own_process)(index, task) for index, task in enumerate(tasks))
-    with Client(dask_scheduler), joblib.parallel_config(backend="dask"):
+    with joblib.parallel_config(backend="dask", client=scheduler):
         for index, result in joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(calls):
             yield tasks[index], result
 

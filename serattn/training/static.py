@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, GroupKFold, PredefinedSplit, StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -27,6 +28,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import InputError
+from serattn.analysis.metrics import unweighted_average_recall
 from serattn.training.protocols import class_weights
 
 STATIC_MODELS = ("linear-svm", "rbf-svm", "logreg", "mlp")
@@ -216,7 +218,7 @@ def select_hyperparameters(pipeline, grid, features, labels, speakers, is_val, f
                              f"--grid with one value per parameter")
         cv = GroupKFold(n_splits=min(inner_folds, count))
         how = f"mean UA over {min(inner_folds, count)} inner speaker folds"
-    search = GridSearchCV(pipeline, {f"classify__{k}": v for k, v in grid.items()}, scoring="balanced_accuracy",
+    search = GridSearchCV(pipeline, {f"classify__{k}": v for k, v in grid.items()}, scoring=make_scorer(unweighted_average_recall),
                           cv=cv, refit=False, n_jobs=jobs, error_score="raise")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
