@@ -67,6 +67,11 @@ class Manifest:
         """Rows whose ``path`` leads out of :attr:`root` (``../x.wav``, ``/elsewhere/x.wav``)."""
         return [row for row in self.rows if confined_path(self.root, row["path"]) is None]
 
+    def columns(self):
+        """The rows as ``{column: (N,) str array}``, for vectorized look-ups by the figure scripts."""
+        names = list(self.rows[0])
+        return {name: np.array([row[name] or "" for row in self.rows], dtype=str) for name in names}
+
 
 def confined_path(root, relative):
     """``root / relative`` if it stays inside ``root``, else None.
@@ -83,7 +88,7 @@ def check_inside_root(manifest):
     """Raise InputError if a manifest row names audio outside the manifest's folder.
 
     A manifest could otherwise make extraction (and the report's gallery, which embeds
-    the audio of run's utterances) read any file the user can read.
+    the audio of a run's utterances) read any file the user can read.
     """
     outside = manifest.outside_root()
     if outside:
@@ -91,11 +96,6 @@ def check_inside_root(manifest):
         raise InputError(f"'{source}': {len(outside)} row(s) name audio outside '{manifest.root}' (first: "
                          f"'{outside[0]['path']}'); move the audio under the manifest's folder, or pass "
                          f"--allow-outside-root if the manifest really points elsewhere")
-
-    def columns(self):
-        """The rows as ``{column: (N,) str array}``, for vectorized look-ups by the figure scripts."""
-        names = list(self.rows[0])
-        return {name: np.array([row[name] or "" for row in self.rows], dtype=str) for name in names}
 
 
 def read_manifest(path):
