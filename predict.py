@@ -60,7 +60,8 @@ def parse_args(argv):
     elif not args.inputs:
         raise InputError("give audio files or folders, or --stream - (see --help)")
     elif args.window is None:
-        check_unused(args, ("hop", "smooth", "out"), "they shape the timelines of --window SECONDS")
+        check_unused(args, ("hop", "smooth", "out"),
+                     "--hop, --smooth and --out shape the timelines of --window SECONDS")
     else:
         check_unused(args, ("csv", "attention_plot"), "--window writes a timeline CSV and plot per file to --out")
     args.hop = 0.5 if args.hop is None else args.hop

@@ -175,7 +175,7 @@ CASES = [
      "model.keras of train_attention_lstm.py runs"),
     # flags that would be ignored
     ("--hop without --window", "predict", lambda t: [run(t), wav(t), "--hop", "1"],
-     "--hop would be ignored here: they shape the timelines of --window SECONDS; drop it"),
+     "--hop would be ignored here: --hop, --smooth and --out shape the timelines of --window SECONDS; drop it"),
     ("--smooth and --out without --window", "predict", lambda t: [run(t), wav(t), "--smooth", "3", "--out", "x"],
      "--smooth, --out would be ignored here: .*; drop them"),
     ("--csv with --window", "predict",

@@ -8,13 +8,14 @@ runs the whole pipeline. openSMILE repeats the last frame's start time at the en
 of the input; the repeated frames are dropped. ComParE keeps the two passes joined
 on frame start time: there one pass gives other deltas on the last frame.
 
-Extraction of a manifest runs in a process pool, skips files it cannot use (and
-says why: among them anything but a regular file, since a FIFO blocks for ever and
-``/dev/zero`` never ends, files over a size limit, and float audio outside [-1, 1],
-which openSMILE's int16 conversion would wrap around), and caches each file's features under a hash of its content and of the
-feature settings, so a second run only extracts new files. The same recording
-listed twice (one file under two spellings of its path, or two files whose
-decoded samples are identical, e.g. a WAV and its FLAC copy) is extracted once: with the same label and speaker the other rows are
+Extraction of a manifest runs in a process pool, skips files it cannot use and
+says why (among them anything but a regular file, since a FIFO blocks for ever and
+``/dev/zero`` never ends; files over a size limit; float audio outside [-1, 1],
+which openSMILE's int16 conversion would wrap around), and caches each file's
+features under a hash of its content and of the feature settings, so a second run
+only extracts new files. The same recording listed twice (one file under two
+spellings of its path, or two files whose decoded samples are identical, e.g. a WAV
+and its FLAC copy) is extracted once: with the same label and speaker the other rows are
 dropped as duplicates, with different ones the manifest is refused, since one
 recording could otherwise land in training and test at once.
 
