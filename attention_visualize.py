@@ -21,7 +21,7 @@ import numpy as np
 from serattn.analysis import attention as attn
 from serattn.plots import figures as plots
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.features.corpora import read_manifest
+from serattn.features.corpora import confined_path, read_manifest
 from serattn.runs.reading import (ATTENTION_FILE, PREDICTIONS_FILE, check_splits,
                                 open_run)
 
@@ -221,7 +221,9 @@ def safe_name(text):
 
 def _read_wav(base, relative):
     """(samples, sample_rate) of a PCM wav found relative to ``base``, or (None, None)."""
-    path = Path(relative) if Path(relative).is_absolute() else Path(base) / relative
+    path = confined_path(base, relative)  # never a file outside the corpus folder (../x.wav, /abs.wav)
+    if path is None:
+        return None, None
     try:
         with wave.open(str(path), "rb") as handle:
             width, channels = handle.getsampwidth(), handle.getnchannels()

@@ -12,8 +12,8 @@ from pathlib import Path
 from serattn.features import corpora
 from serattn.define import DEFAULT_FEATURE_SET
 from serattn.errors import ArgumentParser, InputError, run_main
-from serattn.features.extraction import (FEATURE_LEVELS, OPENSMILE_SETS, check_output, extract_manifest,
-                                        parse_augment)
+from serattn.features.extraction import (FEATURE_LEVELS, MAX_FILE_MB, OPENSMILE_SETS, check_output,
+                                        extract_manifest, parse_augment)
 
 
 def parse_args(argv):
@@ -30,6 +30,11 @@ def parse_args(argv):
                       help='keep and rename classes: "OLD=NEW,OLD2=NEW,KEEP" (several OLD may share a '
                            'NEW to merge them, a lone name keeps its class as is); classes not listed '
                            'are dropped (default: keep all)')
+    data.add_argument("--allow-outside-root", action="store_true",
+                      help="read manifest rows whose path leads out of the manifest's folder (../x.wav, "
+                           "absolute paths); refused by default")
+    data.add_argument("--max-file-mb", type=float, default=MAX_FILE_MB, metavar="MB",
+                      help=f"skip (and list) audio files larger than this many megabytes (default: {MAX_FILE_MB})")
     data.add_argument("--limit", type=int, default=None,
                       help="extract only this many files, a deterministic spread over the corpus "
                            "(default: all)")
@@ -85,7 +90,8 @@ def main(argv=None):
     # Features: extract, skip what cannot be used, save atomically.
     cache = None if args.no_cache else (args.cache or args.out.parent / ".feature_cache")
     extract_manifest(manifest, args.out, feature_set=args.feature_set, level=args.level,
-                     jobs=args.jobs, cache_dir=cache, progress=not args.quiet, augment=augment)
+                     jobs=args.jobs, cache_dir=cache, progress=not args.quiet, augment=augment,
+                     max_file_mb=args.max_file_mb, allow_outside_root=args.allow_outside_root)
     return 0
 
 

@@ -17,9 +17,10 @@ import soundfile as sf
 
 from serattn.features import extraction as features
 from serattn.features.feature_set import FeatureSet
-from serattn.errors import ArgumentParser, InputError, run_main
+from serattn.errors import ArgumentParser, InputError, file_kind, run_main
+from serattn.runs.folder import KERAS_MODEL_FILE, STATIC_MODEL_FILE
 from serattn.runs.reading import open_run
-from serattn.deploy.timeline import check_windowed
+from serattn.deploy.timeline import check_window_hop, check_windowed
 
 # Every format this soundfile reads (mp3 too, with libsndfile 1.1+), but RAW, which needs its rate given.
 AUDIO_SUFFIXES = tuple(sorted({f".{name.lower()}" for name in sf.available_formats() if name != "RAW"} | {".aif"}))
@@ -29,7 +30,8 @@ def parse_args(argv):
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="a finished run folder (results/NAME)")
     parser.add_argument("inputs", nargs="*", help="audio files, or folders searched for audio files")
-    parser.add_argument("--csv", help="also write the predictions to this CSV file")
+    parser.add_argument("--csv", help="also write the predictions to this CSV file (not replaced without "
+                                      "--overwrite)")
     parser.add_argument("--attention-plot", metavar="DIR",
                         help="save each file's waveform with its attention weights to DIR")
     parser.add_argument("--batch-size", type=int, default=32, help="files (or windows) per forward pass")
@@ -37,11 +39,12 @@ def parse_args(argv):
     long.add_argument("--window", type=float, metavar="SECONDS",
                       help="classify windows of this length (seconds) instead of whole files: writes a timeline "
                            "CSV and plot per file to --out")
-    long.add_argument("--hop", type=float, default=0.5, metavar="SECONDS", help="step between windows (seconds)")
-    long.add_argument("--smooth", type=int, default=1, metavar="N",
-                      help="median filter over N windows (odd) of each class probability; 1 = none")
-    long.add_argument("--out", default="timelines", help="folder of the timeline CSVs and plots")
-    long.add_argument("--overwrite", action="store_true", help="replace existing timeline files")
+    long.add_argument("--hop", type=float, metavar="SECONDS", help="step between windows (seconds; default 0.5)")
+    long.add_argument("--smooth", type=int, metavar="N",
+                      help="median filter over N windows (odd) of each class probability; 1 = none (default)")
+    long.add_argument("--out", help="folder of the timeline CSVs and plots (default: timelines)")
+    long.add_argument("--overwrite", action="store_true",
+                      help="replace existing timeline files, --csv file and attention plots")
     long.add_argument("--stream", metavar="-", help="read 16 kHz mono s16le PCM from stdin ('-') and print "
                                                       "'start end class probability' per hop (window 2 s by default)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
@@ -51,27 +54,49 @@ def parse_args(argv):
             raise InputError(f"--stream reads standard input only: give '--stream -', got '{args.stream}'")
         if args.inputs:
             raise InputError("--stream reads audio from standard input; give no input files with it")
+        check_unused(args, ("csv", "attention_plot", "smooth", "out"),
+                     "--stream prints one line per window to standard output")
         args.window = 2.0 if args.window is None else args.window
     elif not args.inputs:
         raise InputError("give audio files or folders, or --stream - (see --help)")
-    if args.window is not None and not (args.window >= 0.025 and 0.01 <= args.hop):
-        raise InputError(f"--window must be at least 0.025 s and --hop at least 0.01 s, "
-                         f"got --window {args.window} --hop {args.hop}")
+    elif args.window is None:
+        check_unused(args, ("hop", "smooth", "out"),
+                     "--hop, --smooth and --out shape the timelines of --window SECONDS")
+    else:
+        check_unused(args, ("csv", "attention_plot"), "--window writes a timeline CSV and plot per file to --out")
+    args.hop = 0.5 if args.hop is None else args.hop
+    args.smooth = 1 if args.smooth is None else args.smooth
+    args.out = "timelines" if args.out is None else args.out
+    if args.window is not None:
+        gap = check_window_hop(args.window, args.hop)
+        if gap:
+            print(f"warning: {gap}", file=sys.stderr)
     if args.smooth < 1 or args.smooth % 2 == 0:
         raise InputError(f"--smooth must be an odd number of windows (1 = none), got {args.smooth}")
     return args
+
+
+def check_unused(args, names, why):
+    """Raise InputError if a flag of ``names`` was given where it would be ignored."""
+    given = [name for name in names if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputError(f"{flags} would be ignored here: {why}; drop {'it' if len(given) == 1 else 'them'}")
 
 
 def find_audio(inputs):
     """Audio files named or found (recursively) under the inputs, in a stable order."""
     files = []
     for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        elif item.is_file():
+        kind = file_kind(item)
+        if kind == "a folder":  # regular files only: a FIFO named x.wav would block for ever
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and file_kind(p) is None)
+        elif kind is None:
             files.append(item)
-        else:
+        elif kind == "missing":
             raise InputError(f"'{item}' does not exist; give audio files or folders holding them")
+        else:
+            raise InputError(f"'{item}' is {kind}, not an audio file; give audio files or folders holding them")
     if not files:
         raise InputError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {', '.join(inputs)}")
     return files
@@ -81,6 +106,10 @@ def check_feature_settings(run):
     """The run's openSMILE settings, refused if this version cannot extract them from audio."""
     meta = run.config.get("feature_meta") or {}
     feature_set, level = meta.get("feature_set"), meta.get("level", "lld")
+    if (run.path / STATIC_MODEL_FILE).is_file() and not (run.path / KERAS_MODEL_FILE).is_file():
+        raise InputError(f"run '{run.path}' is a static {run.config.get('model', 'scikit-learn')} run "
+                         f"(train_static.py); predict.py classifies with the model.keras of "
+                         f"train_attention_lstm.py runs: give such a run folder")
     if feature_set not in features.OPENSMILE_SETS or level != "lld":
         raise InputError(f"run '{run.path}' was trained on features '{feature_set}' at level '{level}', "
                          f"which predict.py cannot extract from audio; train on features from "
@@ -100,9 +129,34 @@ def read_signal(path):
         raise InputError(f"cannot read '{path}': {error}") from None
     problem = features.signal_problem(signal, rate)
     if problem:
-        raise InputError(f"'{path}' has {problem}" if problem.startswith(features.NON_FINITE)
-                         else f"'{path}': {problem}")
+        raise InputError(f"'{path}' has {problem}" if problem.startswith(UNUSABLE) else f"'{path}': {problem}")
     return features.to_sample_rate(signal, rate)
+
+
+UNUSABLE = (features.NON_FINITE, features.OUT_OF_RANGE)  # refused, not skipped: the file needs repair
+
+
+def check_outputs(files, args):
+    """Raise InputError before any work if --csv or an attention plot would replace a file or each other."""
+    if args.csv:
+        kind = file_kind(args.csv)
+        if kind not in (None, "missing"):
+            raise InputError(f"--csv '{args.csv}' is {kind}; give a file name")
+        if kind is None and not args.overwrite:
+            raise InputError(f"--csv '{args.csv}' already exists; choose another file, or pass --overwrite")
+    if args.attention_plot:
+        plots = [attention_plot_path(path, args.attention_plot) for path in files]
+        for first, (path, plot) in enumerate(zip(files, plots)):
+            if plot in plots[:first]:
+                raise InputError(f"'{files[plots.index(plot)]}' and '{path}' would both be plotted to '{plot}'; "
+                                 f"give them one at a time with different --attention-plot folders")
+            if (plot.exists() or plot.is_symlink()) and not args.overwrite:
+                raise InputError(f"'{plot}' already exists; choose another --attention-plot folder, "
+                                 f"or pass --overwrite")
+
+
+def attention_plot_path(path, folder):
+    return Path(folder) / f"{path.stem}_attention.png"
 
 
 def timeline_paths(path, out):
@@ -144,7 +198,7 @@ def predict_timelines(run, files, args, feature_set):
 
 def predict_stream(run, args, feature_set, source=None, sink=None):
     """--stream -: one line per hop as soon as its window has arrived: start, end, class, probability."""
-    from serattn.deploy.timeline import StreamWindows, WindowPredictor
+    from serattn.deploy.timeline import BYTES_PER_SAMPLE, StreamWindows, WindowPredictor
 
     source = sys.stdin.buffer.fileno() if source is None else source
     sink = sys.stdout if sink is None else sink
@@ -157,11 +211,14 @@ def predict_stream(run, args, feature_set, source=None, sink=None):
     classes = np.asarray(run.classes)
     print(f"reading 16 kHz mono s16le PCM from stdin: one line per {args.hop:g} s hop, windows of {args.window:g} s",
           file=sys.stderr, flush=True)
+    received, reported = 0, 0
     while True:
         data = os.read(source, 1 << 14)
         if not data:
             break
+        received += len(data)
         for start, samples in windows.push(data):
+            reported += 1
             frames = features.extract_signal(samples, feature_set) if np.any(samples) else np.zeros((0, 0))
             if len(frames) == 0 or not np.all(np.isfinite(frames)):
                 print(f"{start:.2f}\t{start + args.window:.2f}\t-\t0.000", file=sink, flush=True)  # silence
@@ -170,6 +227,11 @@ def predict_stream(run, args, feature_set, source=None, sink=None):
             best = int(probabilities[0].argmax())
             print(f"{start:.2f}\t{start + args.window:.2f}\t{classes[best]}\t{probabilities[0, best]:.3f}",
                   file=sink, flush=True)
+    if not reported:
+        seconds = received / BYTES_PER_SAMPLE / features.SAMPLE_RATE
+        got = "no audio" if not received else f"{seconds:.2f} s of audio"
+        raise InputError(f"--stream: standard input ended with {got}, less than one --window of {args.window:g} s; "
+                         f"nothing was classified (give more audio or a shorter --window)")
     return 0
 
 
@@ -188,6 +250,7 @@ def main(argv=None):
     files = find_audio(args.inputs)
     if args.window is not None:
         return predict_timelines(run, files, args, feature_set)
+    check_outputs(files, args)
 
     # Features of every readable file; unreadable ones are reported and skipped.
     sequences, waveforms, kept = [], [], []
@@ -198,8 +261,9 @@ def main(argv=None):
             print(f"{path}: skipped: {error}", file=sys.stderr)
             continue
         problem = features.signal_problem(signal, rate)
-        if problem and problem.startswith(features.NON_FINITE):
-            raise InputError(f"'{path}' has {problem}; repair or remove the file")
+        if problem and problem.startswith(UNUSABLE):
+            repair = "; repair or remove the file" if problem.startswith(features.NON_FINITE) else ""
+            raise InputError(f"'{path}' has {problem}{repair}")
         if problem:
             print(f"{path}: skipped: {problem}", file=sys.stderr)
             continue
@@ -253,7 +317,7 @@ def main(argv=None):
             figure = plot_utterance_attention(weights, frame_rate, waveform=signal,
                                               sample_rate=features.SAMPLE_RATE,
                                               title=f"{path.name}: predicted {label}")
-            save_figure(figure, Path(args.attention_plot) / f"{path.stem}_attention.png")
+            save_figure(figure, attention_plot_path(path, args.attention_plot))
     return 0
 
 

@@ -6,7 +6,9 @@ status 2. Anything else is a bug and keeps its traceback.
 """
 
 import argparse
+import stat
 import sys
+from pathlib import Path
 
 
 class InputError(ValueError):
@@ -14,6 +16,31 @@ class InputError(ValueError):
 
     The message says what was expected, what was got, and what to do.
     """
+
+
+def file_kind(path):
+    """What ``path`` is, for messages: "a folder", "a FIFO (named pipe)", ...; None for a
+    regular file (symlinks followed) and "missing" for nothing there.
+
+    A FIFO or a device opened as a file can block for ever or never end, so callers
+    read regular files only and say what they got instead.
+    """
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:  # a loop of symlinks, a path through a file, no permission
+        return f"unreadable ({error.strerror or error})"
+    return describe_mode(mode)
+
+
+def describe_mode(mode):
+    """None for a regular file's ``st_mode``, else what it is ("a folder", "a FIFO (named pipe)", ...)."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 EXIT_INPUT_ERROR = 2

@@ -21,6 +21,25 @@ from serattn.errors import InputError
 
 FRAME_LENGTH_S = 0.025  # openSMILE IS09 frame: 25 ms every 10 ms
 BYTES_PER_SAMPLE = 2  # s16le
+MIN_HOP_S = 0.01  # one frame
+MAX_WINDOW_S = 600.0  # a stream holds a window in memory (600 s: 38 MB); emotion windows are seconds long
+
+
+def check_window_hop(window_s, hop_s):
+    """Raise InputError unless ``--window`` and ``--hop`` are finite seconds in range.
+
+    Returns:
+        A warning (str) when the hop is longer than the window, so the audio between
+        windows is never classified; else None.
+    """
+    if not FRAME_LENGTH_S <= window_s <= MAX_WINDOW_S:  # False for NaN as well
+        raise InputError(f"--window must be from {FRAME_LENGTH_S:g} to {MAX_WINDOW_S:g} seconds, got {window_s:g}")
+    if not MIN_HOP_S <= hop_s <= MAX_WINDOW_S:
+        raise InputError(f"--hop must be from {MIN_HOP_S:g} to {MAX_WINDOW_S:g} seconds, got {hop_s:g}")
+    if hop_s > window_s:
+        return (f"--hop {hop_s:g} s is longer than --window {window_s:g} s: {hop_s - window_s:g} s of audio after "
+                f"each window is never classified (a hop of at most the window covers everything)")
+    return None
 
 
 def check_windowed(run):

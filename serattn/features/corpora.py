@@ -23,13 +23,14 @@ csv         a manifest file (ROOT is the CSV itself)
 
 import csv
 import dataclasses
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from serattn.define import CORPORA
-from serattn.errors import InputError
+from serattn.errors import InputError, file_kind
 
 MANIFEST_REQUIRED = ("path", "label", "speaker")
 
@@ -62,10 +63,39 @@ class Manifest:
     def audio_path(self, row):
         return self.root / row["path"]
 
+    def outside_root(self):
+        """Rows whose ``path`` leads out of :attr:`root` (``../x.wav``, ``/elsewhere/x.wav``)."""
+        return [row for row in self.rows if confined_path(self.root, row["path"]) is None]
+
     def columns(self):
         """The rows as ``{column: (N,) str array}``, for vectorized look-ups by the figure scripts."""
         names = list(self.rows[0])
         return {name: np.array([row[name] or "" for row in self.rows], dtype=str) for name in names}
+
+
+def confined_path(root, relative):
+    """``root / relative`` if it stays inside ``root``, else None.
+
+    Checked on the path as written (``..`` and absolute paths), not through symlinks:
+    a corpus folder that links to the disk holding its audio is the user's own layout.
+    """
+    root = Path(os.path.abspath(root))
+    path = Path(os.path.normpath(root / relative))
+    return path if path.is_relative_to(root) else None
+
+
+def check_inside_root(manifest):
+    """Raise InputError if a manifest row names audio outside the manifest's folder.
+
+    A manifest could otherwise make extraction (and the report's gallery, which embeds
+    the audio of a run's utterances) read any file the user can read.
+    """
+    outside = manifest.outside_root()
+    if outside:
+        source = manifest.meta.get("manifest") or manifest.meta.get("corpus_root") or str(manifest.root)
+        raise InputError(f"'{source}': {len(outside)} row(s) name audio outside '{manifest.root}' (first: "
+                         f"'{outside[0]['path']}'); move the audio under the manifest's folder, or pass "
+                         f"--allow-outside-root if the manifest really points elsewhere")
 
 
 def read_manifest(path):
@@ -84,8 +114,11 @@ def read_manifest(path):
             has no rows, a row with an empty path/label/speaker, or a repeated path.
     """
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)
+    if kind == "missing":
         raise InputError(f"manifest '{path}' does not exist")
+    if kind is not None:
+        raise InputError(f"manifest '{path}' is {kind}, not a CSV file; give the manifest's .csv file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)

@@ -8,11 +8,14 @@ runs the whole pipeline. openSMILE repeats the last frame's start time at the en
 of the input; the repeated frames are dropped. ComParE keeps the two passes joined
 on frame start time: there one pass gives other deltas on the last frame.
 
-Extraction of a manifest runs in a process pool, skips files it cannot use (and
-says why), and caches each file's features under a hash of its content and of the
-feature settings, so a second run only extracts new files. The same recording
-listed twice (one file under two spellings of its path, or two byte-identical
-files) is extracted once: with the same label and speaker the other rows are
+Extraction of a manifest runs in a process pool, skips files it cannot use and
+says why (among them anything but a regular file, since a FIFO blocks for ever and
+``/dev/zero`` never ends; files over a size limit; float audio outside [-1, 1],
+which openSMILE's int16 conversion would wrap around), and caches each file's
+features under a hash of its content and of the feature settings, so a second run
+only extracts new files. The same recording listed twice (one file under two
+spellings of its path, or two files whose decoded samples are identical, e.g. a WAV
+and its FLAC copy) is extracted once: with the same label and speaker the other rows are
 dropped as duplicates, with different ones the manifest is refused, since one
 recording could otherwise land in training and test at once.
 
@@ -47,15 +50,19 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 import serattn
-from serattn.features.corpora import read_manifest
+from serattn.features.corpora import check_inside_root, read_manifest
 from serattn.atomic import write_atomically
 from serattn.features.feature_set import FeatureSet, save_feature_set
 from serattn.define import FEATURE_LEVELS, FRAME_RATE, OPENSMILE_SETS, SAMPLE_RATE
-from serattn.errors import InputError
+from serattn.errors import InputError, describe_mode
 
 MIN_SAMPLES = int(0.025 * SAMPLE_RATE)  # one 25 ms analysis window
-CACHE_VERSION = 2  # bump when what a cached array means changes (2: files with NaN samples are skipped)
+CACHE_VERSION = 3  # bump when what a cached array means changes (2: NaN samples skipped, 3: samples > 1)
 NON_FINITE = "non-finite samples"  # start of the reason for audio with NaN or infinite samples
+OUT_OF_RANGE = "samples outside [-1, 1]"  # start of the reason for float audio at another scale
+MAX_FILE_MB = 256  # --max-file-mb default: about 2 h of 16 kHz 16-bit mono, far beyond an utterance
+# opensmile-python hands openSMILE int16 samples (x * 32768, cast without clipping): 1.0 would wrap.
+INT16_PEAK = 32767 / 32768
 AUGMENTATIONS = ("speed",)
 SPEED_RANGE = (0.5, 2.0)  # speed factors allowed, exclusive of 1 (Kaldi's recipes use 0.9 and 1.1)
 ONE_PASS_SETS = ("is09",)  # LLDs and deltas in one pass; tested equal to the two passes joined on time
@@ -175,6 +182,10 @@ def signal_problem(signal, rate):
     finite = np.isfinite(signal)
     if not finite.all():
         return f"{NON_FINITE}: {np.count_nonzero(~finite)} of {len(signal)} are NaN or infinite"
+    peak = float(np.abs(signal).max())
+    if peak > 1:
+        return (f"{OUT_OF_RANGE} (peak {peak:.6g}; float audio is read at full scale 1, this looks like "
+                f"integer-scaled samples): rescale the file to [-1, 1]")
     if len(signal) * SAMPLE_RATE / rate < MIN_SAMPLES:
         return (f"too short: {len(signal) / rate * 1000:.1f} ms, "
                 f"need at least {MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms for one frame")
@@ -193,6 +204,8 @@ def extract_signal(signal, feature_set="is09", level="lld"):
         frame (LLDs then deltas), at ``functionals`` a single row.
     """
     check_settings(feature_set, level)
+    # Resampling can overshoot full scale a little; clipped here, it cannot wrap in the int16 cast.
+    signal = np.clip(signal, -1, INT16_PEAK)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Segment too short": we check for NaN
         # Smile.process gives (starts, ends, values) without building a DataFrame.
@@ -220,11 +233,12 @@ def extract_file(path, feature_set="is09", level="lld"):
 
 
 def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", jobs=None,
-                     cache_dir=None, progress=True, augment=None):
+                     cache_dir=None, progress=True, augment=None, max_file_mb=MAX_FILE_MB,
+                     allow_outside_root=False):
     """Extract the features of every file of a manifest.
 
-    Files that are missing, unreadable, empty or shorter than one frame are
-    skipped; the others are extracted.
+    Files that are missing, unreadable, empty, shorter than one frame, not regular
+    files or larger than ``max_file_mb`` are skipped; the others are extracted.
 
     Args:
         manifest: a manifest CSV path or a :class:`serattn.features.corpora.Manifest`.
@@ -240,17 +254,24 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         augment: ``{"speed": factors}`` (see :func:`parse_augment`): one
             speed-perturbed copy of every kept file per factor, after the
             originals, with ``source_ids`` naming its source.
+        max_file_mb: larger files are skipped unread (memory stays bounded).
+        allow_outside_root: read rows whose path leads out of the manifest's folder.
 
     Returns:
         The :class:`serattn.features.feature_set.FeatureSet`: ids are the manifest's ``path``
         values (``PATH#speedF`` for copies); ``split`` is None when the manifest has none.
 
     Raises:
-        InputError: a bad manifest or setting, or no file could be extracted.
+        InputError: a bad manifest or setting, a path outside the manifest's folder
+            (unless allowed), or no file could be extracted.
     """
     check_settings(feature_set, level)
+    if not (max_file_mb > 0 and math.isfinite(max_file_mb)):
+        raise InputError(f"--max-file-mb must be a positive number of megabytes, got {max_file_mb}")
     if not hasattr(manifest, "rows"):
         manifest = read_manifest(manifest)
+    if not allow_outside_root:
+        check_inside_root(manifest)
     settings = {"feature_set": feature_set, "level": level, "sample_rate": SAMPLE_RATE,
                 "opensmile": opensmile.__version__, "version": CACHE_VERSION}
     # One file named twice (wav/a.wav, ./wav/a.wav): extracted once, checked before any work.
@@ -262,13 +283,13 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     keys = [(i, None) for i in todo] + [(i, factor) for factor in factors for i in todo]
     tasks = [(str(manifest.audio_path(manifest.rows[i])),
               settings if factor is None else {**settings, "speed": factor},
-              None if cache_dir is None else str(cache_dir))
+              None if cache_dir is None else str(cache_dir), int(max_file_mb * 2 ** 20))
              for i, factor in keys]
     jobs = min(jobs or len(os.sched_getaffinity(0)), len(tasks))
     everything = dict(zip(keys, _run(tasks, jobs, progress)))
     results = {i: everything[i, None] for i in todo}
 
-    # Byte-identical files under different names: found by their content hash.
+    # One recording under different names or encodings: found by a hash of its decoded samples.
     first_with_content = {}
     for i, (frames, _, _, _, content) in results.items():
         if frames is not None:
@@ -398,35 +419,29 @@ def _extract_task(task):
     """Features of one file, or why not.
 
     Returns:
-        ``(frames | None, reason, original_rate, cache_hit, content_sha256)``; the
-        content hash finds byte-identical files under different names.
+        ``(frames | None, reason, original_rate, cache_hit, samples_sha256)``; the
+        hash of the decoded samples (and rate) finds one recording under two names or
+        encodings (a WAV and its FLAC copy).
     """
-    path, settings, cache_dir = task
+    path, settings, cache_dir, max_bytes = task
+    data, reason = read_regular_file(path, max_bytes)
+    if data is None:
+        return None, reason, None, False, None
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return None, "file not found", None, False, None
-    except OSError as error:
-        return None, f"cannot read file: {error.strerror or error}", None, False, None
-    if not data:
-        return None, "empty file (0 bytes)", None, False, None
-    content = hashlib.sha256(data).hexdigest()
-    try:
-        info = sf.info(io.BytesIO(data))
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
-        return None, f"unreadable audio: {error}", None, False, content
+        return None, f"unreadable audio: {error}", None, False, None
+    content = hashlib.sha256(np.ascontiguousarray(samples).tobytes() + f"{rate},{samples.shape[1]}".encode())
+    content = content.hexdigest()
 
     cache_file = None
     if cache_dir is not None:
         key = hashlib.sha256(data + json.dumps(settings, sort_keys=True).encode()).hexdigest()
         cache_file = Path(cache_dir) / f"{key}.npy"
         if cache_file.is_file():
-            return np.load(cache_file), "", info.samplerate, True, content
+            return np.load(cache_file), "", rate, True, content
 
-    try:
-        signal, rate = read_audio(io.BytesIO(data))
-    except (sf.LibsndfileError, RuntimeError) as error:
-        return None, f"unreadable audio: {error}", None, False, content
+    signal = samples.mean(axis=1)
     problem = signal_problem(signal, rate)
     if problem:
         return None, problem, rate, False, content
@@ -440,6 +455,40 @@ def _extract_task(task):
     if cache_file is not None:
         write_atomically(cache_file, lambda temporary: _save_array(temporary, frames))
     return frames, "", rate, False, content
+
+
+def read_regular_file(path, max_bytes):
+    """``(bytes, "")`` of a regular file of at most ``max_bytes``, else ``(None, why not)``.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block
+    the worker for ever and a device such as ``/dev/zero`` never ends, and a file
+    swapped for one between a check and the read is caught too.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, "file not found"
+    except OSError as error:
+        return None, f"cannot read file: {error.strerror or error}"
+    try:
+        status = os.fstat(descriptor)
+        kind = describe_mode(status.st_mode)
+        if kind is not None:
+            return None, f"not a regular file: {kind}"
+        if status.st_size > max_bytes:
+            return None, (f"file too large: {status.st_size / 2 ** 20:.1f} MB, over the "
+                          f"--max-file-mb limit of {max_bytes / 2 ** 20:.3g} MB")
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)  # a file that grew since fstat is still bounded
+    except OSError as error:
+        return None, f"cannot read file: {error.strerror or error}"
+    finally:
+        os.close(descriptor)
+    if len(data) > max_bytes:
+        return None, f"file too large: over the --max-file-mb limit of {max_bytes / 2 ** 20:.3g} MB"
+    if not data:
+        return None, "empty file (0 bytes)"
+    return data, ""
 
 
 SKIPPED_HEADER = "path,reason"

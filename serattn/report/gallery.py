@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from serattn.analysis import attention as attn
+from serattn.features.corpora import confined_path
 from serattn.plots import report as report_plots
 
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
@@ -131,10 +132,12 @@ def gallery_items(run, predictions, attention, budget, k, features=None, manifes
 
 
 def _audio_path(root, utterance_id):
+    """The utterance's audio file, only inside the corpus folder: the page embeds what it finds,
+    so an id such as ``../../x.wav`` or an absolute path must not pull in another file."""
     if root is None:
         return None
-    path = Path(utterance_id) if Path(utterance_id).is_absolute() else Path(root) / utterance_id
-    return path if path.is_file() else None
+    path = confined_path(root, utterance_id)
+    return path if path is not None and path.is_file() else None
 
 
 def _cue(manifest, utterance_id):

@@ -167,9 +167,11 @@ class Run:
 
         import serattn.models  # noqa: F401  registers serattn's layers for safe mode
         try:
-            return keras.saving.load_model(path, safe_mode=True)
+            model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises ValueError, TypeError... for what it cannot rebuild
             raise InputError(describe_keras_load_error(path, error)) from None
+        check_model_structure(model, path, len(self.classes))
+        return model
 
     def load_static_model(self):
         """``model.joblib`` (a pickle), unpickled only once its SHA-256 matches config.json's."""
@@ -333,6 +335,27 @@ def check_keras_archive(path):
     if damaged:
         raise InputError(f"cannot load '{path}': not a complete .keras model file ({damaged}); it is "
                          f"truncated or damaged: copy it again or re-run training")
+
+
+MODEL_INPUTS = ("features", "mask")  # what every serattn sequence model takes, by name
+MODEL_LAYERS = ("attention_representation",)  # what the analysis model reads, by name
+
+
+def check_model_structure(model, path, n_classes):
+    """Raise InputError unless a loaded model has the named inputs, layers and outputs serattn reads.
+
+    A safe but foreign ``.keras`` file (another program's model) loads fine and then
+    fails deep inside prediction; this says so in one line first.
+    """
+    inputs = [tensor.name for tensor in model.inputs]
+    layers = [layer.name for layer in model.layers]
+    missing = [f"input '{name}'" for name in MODEL_INPUTS if name not in inputs]
+    missing += [f"layer '{name}'" for name in MODEL_LAYERS if name not in layers]
+    outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    if missing or outputs != n_classes:
+        what = ", ".join(missing) if missing else f"{outputs} outputs for the run's {n_classes} classes"
+        raise InputError(f"'{path}' is not a serattn model of this run ({what}); it was not written by "
+                         f"train_attention_lstm.py for this run: point to the run's own model")
 
 
 def describe_keras_load_error(path, error):
