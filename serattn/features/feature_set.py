@@ -90,10 +90,11 @@ class FeatureSet:
     def has_copies(self):
         return bool(self.is_copy.any())
 
-    def column(self, name, flag):
-        """(N,) str values of the manifest column ``name``; InputError naming ``flag`` if there is none."""
+    def column(self, name, flag, source=None):
+        """(N,) str values of the manifest column ``name``; InputError naming ``flag`` (and the file) if none."""
         if name not in self.columns:
-            raise InputError(f"{flag} {name}: the feature set has no column '{name}'; its columns: "
+            where = f"'{source}'" if source else "the feature set"
+            raise InputError(f"{flag} {name}: {where} has no column '{name}'; its columns: "
                              f"{', '.join(sorted(self.columns)) or 'none (extract it again from a manifest or recipe)'}")
         return self.columns[name]
 
