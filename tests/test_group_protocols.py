@@ -13,7 +13,7 @@ from serattn.config import DataConfig, parse_cv
 from serattn.errors import InputError
 from serattn.features.feature_set import load_feature_set, save_feature_set
 from serattn.testing import add_copies, make_feature_set
-from serattn.training.protocols import check_groups, partition_roles, speaker_folds
+from serattn.training.protocols import check_groups, partition_roles, speaker_attribute, speaker_folds
 
 TINY = ["--units", "4", "--attention-units", "4", "--epochs", "1", "--batch-size", "32", "--quiet"]
 FAST = ["--grid", "C=1", "--quiet"]
@@ -148,3 +148,10 @@ def test_static_split_by_and_shared_speakers_warning(grouped_file, tmp_path, cap
                               str(tmp_path / "shared"), *FAST, "--pool", "mean"]) == 0
     assert "warning: --split-by partition: 6 speaker(s) are in both training and test partitions" in \
         capsys.readouterr().err
+
+
+def test_stratify_speakers_by_a_column_of_the_feature_set(grouped_file):
+    data = load_feature_set(grouped_file)
+    assert speaker_attribute(data, "session") == SESSIONS
+    with pytest.raises(InputError, match="column 'arousal' of the feature set has several values for speaker 's00'"):
+        speaker_attribute(data, "arousal")

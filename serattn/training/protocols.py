@@ -331,12 +331,16 @@ def speaker_attribute(data, column):
     """{speaker: value} of a speaker attribute for ``--stratify-speakers-by COLUMN``.
 
     RAVDESS's ``gender`` comes from the actor number (odd male, even female); any other
-    column is read from the CSV manifest the features were extracted from, and must
-    hold one value per speaker.
+    column is read from the feature set's columns (CREMA-D's ``gender``, IEMOCAP's) or
+    else from the CSV manifest the features were extracted from, and must hold one value
+    per speaker.
     """
     speakers = sorted({str(s) for s in data.speakers})
     if data.meta.get("corpus") == "ravdess" and column == "gender":
         return {s: "male" if int(s.rsplit("_", 1)[-1]) % 2 else "female" for s in speakers}
+    if column in data.columns:  # carried in the feature set (recipes, manifests extracted since columns were kept)
+        rows = [{"speaker": str(s), column: str(v)} for s, v in zip(data.speakers, data.columns[column])]
+        return _one_value_per_speaker(rows, column, "the feature set")
     manifest = data.meta.get("manifest")
     if not manifest or not Path(manifest).is_file():
         raise InputError(f"--stratify-speakers-by {column}: the feature set was not extracted from a CSV manifest "
@@ -346,17 +350,22 @@ def speaker_attribute(data, column):
     if not rows or column not in rows[0]:
         raise InputError(f"--stratify-speakers-by: manifest '{manifest}' has no column '{column}'; columns: "
                          f"{', '.join(rows[0]) if rows else 'none'}")
-    values = {}
-    for row in rows:
-        if values.setdefault(row["speaker"], row[column]) != row[column]:
-            raise InputError(f"--stratify-speakers-by: column '{column}' of '{manifest}' has several values for "
-                             f"speaker '{row['speaker']}' ('{values[row['speaker']]}', '{row[column]}'); it must "
-                             f"describe the speaker")
+    values = _one_value_per_speaker(rows, column, f"'{manifest}'")
     missing = [s for s in speakers if s not in values]
     if missing:
         raise InputError(f"--stratify-speakers-by: speaker(s) {', '.join(missing[:5])} are not in manifest "
                          f"'{manifest}'")
     return {s: values[s] for s in speakers}
+
+
+def _one_value_per_speaker(rows, column, source):
+    values = {}
+    for row in rows:
+        if values.setdefault(row["speaker"], row[column]) != row[column]:
+            raise InputError(f"--stratify-speakers-by: column '{column}' of {source} has several values for "
+                             f"speaker '{row['speaker']}' ('{values[row['speaker']]}', '{row[column]}'); it must "
+                             f"describe the speaker")
+    return values
 
 
 def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
