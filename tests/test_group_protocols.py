@@ -128,7 +128,8 @@ def test_lstm_trains_validates_and_tests_on_the_corpus_partitions(grouped_file, 
     assert config["val_speakers_used"] == ["s03"]  # the Development partition, not a random pick
     with open(out / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    by_split = {split: sorted({r["speaker"] for r in rows if r["split"] == split}) for split in ("train", "val", "test")}
+    by_split = {split: sorted({r["speaker"] for r in rows if r["split"] == split})
+                for split in ("train", "val", "test")}
     assert by_split["test"] == ["s04", "s05"]
     assert not set(by_split["train"]) & {"s03", "s04", "s05"}
 

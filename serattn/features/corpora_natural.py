@@ -140,7 +140,7 @@ def prepare_msp_podcast(root):
     if not label_file.is_file():
         raise InputError(f"'{root}' does not look like MSP-Podcast: expected the label file "
                          f"'{MSP_PODCAST_LABELS}' and Audios/MSP-PODCAST_0001_0008.wav ...")
-    records = _read_csv(label_file, MSP_PODCAST_COLUMNS, "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set")
+    records = _read_csv(label_file, MSP_PODCAST_COLUMNS, ",".join(MSP_PODCAST_COLUMNS))
     rows = []
     for line, record in records:
         name = record["FileName"].strip()
@@ -188,8 +188,9 @@ def prepare_crema_d(root):
     if not demographics_file.is_file():
         raise InputError(f"CREMA-D demographics file '{demographics_file}' does not exist; it gives each "
                          f"actor's age and sex (ActorID,Age,Sex,Race,Ethnicity)")
+    columns = ("ActorID", "Age", "Sex", "Race", "Ethnicity")
     actors = {record["ActorID"].strip(): record for _, record in
-              _read_csv(demographics_file, ("ActorID", "Age", "Sex", "Race", "Ethnicity"), "ActorID,Age,Sex,Race,Ethnicity")}
+              _read_csv(demographics_file, columns, ",".join(columns))}
     rows = []
     for match in matches:
         actor, sentence, emotion, level = match.groups()

@@ -94,8 +94,8 @@ class FeatureSet:
         """(N,) str values of the manifest column ``name``; InputError naming ``flag`` (and the file) if none."""
         if name not in self.columns:
             where = f"'{source}'" if source else "the feature set"
-            raise InputError(f"{flag} {name}: {where} has no column '{name}'; its columns: "
-                             f"{', '.join(sorted(self.columns)) or 'none (extract it again from a manifest or recipe)'}")
+            listed = ", ".join(sorted(self.columns)) or "none (extract it again from a manifest or recipe)"
+            raise InputError(f"{flag} {name}: {where} has no column '{name}'; its columns: {listed}")
         return self.columns[name]
 
     def numeric_column(self, name, flag="column"):
