@@ -4,9 +4,11 @@
     python extract_features.py --corpus emodb /path/to/emodb --augment speed=0.9,1.1 --out data/emodb_sp.npz --jobs 2
     python extract_features.py --corpus ravdess /path/to/ravdess --out data/ravdess_func.npz \\
         --level functionals --labels "angry=angry,happy=happy,sad=sad,neutral=neutral,calm=neutral"
+    python extract_features.py --corpus iemocap /path/to/IEMOCAP_full_release --classes 4 --out data/iemocap4.npz
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from serattn.features import corpora
@@ -35,6 +37,9 @@ def parse_args(argv):
                            "absolute paths); refused by default")
     data.add_argument("--max-file-mb", type=float, default=MAX_FILE_MB, metavar="MB",
                       help=f"skip (and list) audio files larger than this many megabytes (default: {MAX_FILE_MB})")
+    data.add_argument("--classes", default=None, metavar="SET",
+                      help="a corpus's standard class set: '4' for iemocap (neu, hap with exc merged, ang, "
+                           "sad; other categories dropped) (default: all categories)")
     data.add_argument("--limit", type=int, default=None,
                       help="extract only this many files, a deterministic spread over the corpus "
                            "(default: all)")
@@ -79,9 +84,15 @@ def main(argv=None):
 
     # Data: a manifest, read from a CSV or prepared from a corpus as distributed.
     if args.manifest is not None:
+        if args.classes is not None:
+            raise InputError("--classes picks a corpus recipe's class set (--corpus iemocap ROOT); "
+                             "for a manifest use --labels")
         manifest = corpora.read_manifest(args.manifest)
     else:
-        manifest = corpora.prepare_corpus(*args.corpus)
+        manifest = corpora.prepare_corpus(*args.corpus, classes=args.classes)
+        if "dropped_by_classes" in manifest.meta and not args.quiet:
+            print(f"--classes {args.classes}: {manifest.meta['dropped_by_classes']} utterances of other "
+                  f"categories dropped, {len(manifest.rows)} kept", file=sys.stderr)
     if args.labels is not None:
         manifest = corpora.relabel(manifest, corpora.parse_label_map(args.labels))
     if args.limit is not None:

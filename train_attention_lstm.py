@@ -263,7 +263,8 @@ def train_one_run(experiment, train, test, classes, out, data_files):
 def load_data(experiment):
     """``(train, test, sources, classes)`` of the experiment's feature sets, checked (as search.py loads them too)."""
     data = experiment.data
-    return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding)
+    return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding,
+                                     split_by=data.split_by, group_by=data.group_by)
 
 
 def main(argv=None):

@@ -123,7 +123,8 @@ def parse_args(argv):
     several_runs = bool(args.cv) or len(seeds) > 1  # --jobs then runs whole folds and seeds side by side
     data = config.DataConfig(data=args.data, train=args.train, test=args.test, norm=args.norm,
                              val_speakers=args.val_speakers, cv=config.parse_cv(args.cv),
-                             stratify_speakers_by=args.stratify_speakers_by, repeats=args.repeats).check()
+                             stratify_speakers_by=args.stratify_speakers_by, repeats=args.repeats,
+                             group_by=args.group_by, split_by=args.split_by).check()
     model = config.StaticModelConfig(model=args.model, grid=static.parse_grid(args.grid, args.model),
                                      hidden=hidden if args.model == "mlp" else None, max_iter=max_iter,
                                      calibration=args.calibration, pool=args.pool)
@@ -213,7 +214,7 @@ def load_data(experiment):
     """
     data = experiment.data
     return protocols.load_train_test(
-        data.data, data.train, data.test, data.cv,
+        data.data, data.train, data.test, data.cv, split_by=data.split_by, group_by=data.group_by,
         prepare=lambda feature_set, path: static.utterance_features(feature_set.originals(), experiment.model.pool,
                                                                     path))
 

@@ -24,7 +24,7 @@ from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNC
 from serattn.errors import InputError
 
 NORMALIZATIONS = ("global", "speaker", "none")
-CV_PROTOCOLS = ("loso", "kfold-speakers")
+CV_PROTOCOLS = ("loso", "kfold-speakers", "leave-one-group-out")
 LSTM_MODELS = ("attention-lstm", "basic-lstm")
 STRATEGIES = ("default", "mirrored", "multiworker")
 CLASS_WEIGHT_WORDS = ("balanced", "none")
@@ -53,7 +53,9 @@ class DataConfig:
     input_padding: str = "auto"  # where padded arrays without lengths carry their zeros
     norm: str = "global"  # see serattn.features.normalization
     val_speakers: str = "0.2"  # fraction, count, ids, or "0"
-    cv: tuple | None = None  # ("loso", None) or ("kfold-speakers", K)
+    cv: tuple | None = None  # ("loso", None), ("kfold-speakers", K) or ("leave-one-group-out", None)
+    group_by: str | None = None  # leave-one-group-out: the column whose values are held out in turn (IEMOCAP session)
+    split_by: str | None = None  # a column of the corpus's partitions: train, validation (optional) and test
     # kfold-speakers: folds balanced by the utterances' classes ("classes") or by a speaker attribute
     # (a manifest column; "gender" on RAVDESS), and repeated with other shuffles of the speakers.
     stratify_speakers_by: str | None = None
@@ -66,6 +68,12 @@ class DataConfig:
             raise InputError("give --data FILE, or --train FILE and --test FILE")
         if self.cv and not self.data:
             raise InputError("--cv splits one --data file by speaker; --train/--test have a fixed split")
+        if bool(self.group_by) != bool(self.cv and self.cv[0] == "leave-one-group-out"):
+            raise InputError("--cv leave-one-group-out and --group-by COLUMN go together (e.g. --cv "
+                             "leave-one-group-out --group-by session)")
+        if self.split_by and (self.cv or not self.data):
+            raise InputError(f"--split-by {self.split_by} splits one --data file by its partitions; it replaces "
+                             f"--cv and --train/--test")
         _check_choice("normalization", self.norm, NORMALIZATIONS)
         if self.repeats < 1 or int(self.repeats) != self.repeats:
             raise InputError(f"--repeats must be at least 1, got {self.repeats}")
@@ -276,8 +284,15 @@ class Experiment:
 def add_speaker_fold_flags(group):
     """The speaker-fold flags that train_attention_lstm.py, train_static.py and search.py share."""
     group.add_argument("--cv", nargs="+", metavar="PROTOCOL",
-                       help="speaker cross-validation on --data: 'loso' or 'kfold-speakers K' (speakers shuffled "
-                            "with --seed)")
+                       help="speaker cross-validation on --data: 'loso', 'kfold-speakers K' (speakers shuffled "
+                            "with --seed) or 'leave-one-group-out' with --group-by COLUMN")
+    group.add_argument("--group-by", metavar="COLUMN", default=None,
+                       help="--cv leave-one-group-out: the column of the feature set whose values are held out "
+                            "in turn (e.g. session on IEMOCAP); every speaker must lie in one group")
+    group.add_argument("--split-by", metavar="COLUMN", default=None,
+                       help="train, validate and test on the corpus's own partitions in COLUMN (e.g. partition on "
+                            "MSP-Podcast): Train/train, Development/validation (replaces --val-speakers), "
+                            "Test*/test (default: the 'split' array, or --cv)")
     group.add_argument("--stratify-speakers-by", metavar="COLUMN", default=None,
                        help="kfold-speakers: balance folds by the utterances' classes ('classes', scikit-learn's "
                             "StratifiedGroupKFold) or by a speaker attribute: a column of the corpus's CSV "
@@ -332,15 +347,16 @@ def validation_speaker_count(spec):
 
 
 def parse_cv(values):
-    """``["loso"]`` or ``["kfold-speakers", "K"]`` -> (protocol, K or None)."""
+    """``["loso"]``, ``["kfold-speakers", "K"]`` or ``["leave-one-group-out"]`` -> (protocol, K or None)."""
     if not values:
         return None
     name, *rest = [str(v) for v in values if v is not None]  # a saved config holds [name, K or null]
-    if name == "loso" and not rest:
-        return "loso", None
+    if name in ("loso", "leave-one-group-out") and not rest:
+        return name, None
     if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
         return name, int(rest[0])
-    raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, got '{' '.join(values)}'")
+    raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, or 'leave-one-group-out', "
+                     f"got '{' '.join(values)}'")
 
 
 def parse_seeds(text, seed):

@@ -43,7 +43,9 @@ FEATURE_SETS = tuple(OPENSMILE_SETS)
 DEFAULT_FEATURE_SET = "is09"
 FEATURE_LEVELS = ("lld", "functionals")
 
-CORPORA = ("csv", "emodb", "fau-aibo", "ravdess")
+CORPORA = ("csv", "emodb", "fau-aibo", "ravdess", "iemocap", "msp-podcast", "crema-d")
+# Manifest columns of the dimensional ratings, named alike in every recipe that has them.
+DIMENSIONS = ("arousal", "valence", "dominance")
 
 ACTIVATIONS = ("tanh", "relu")
 

@@ -65,4 +65,5 @@ def add_copies(feature_set, factors=(0.9, 1.1)):
         feature_names=feature_set.feature_names,
         split=None if feature_set.split is None else np.tile(feature_set.split, repeat + 1),
         meta={**feature_set.meta, "augment": {"speed": list(factors)}},
-        source_ids=np.r_[feature_set.ids, sources])
+        source_ids=np.r_[feature_set.ids, sources],
+        columns={name: np.tile(values, repeat + 1) for name, values in feature_set.columns.items()})

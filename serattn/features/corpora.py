@@ -19,6 +19,9 @@ ravdess     ``Actor_01/03-01-05-01-02-01-01.wav``: modality, vocal channel,
             emotion, intensity, statement, repetition, actor; speech only
 csv         a manifest file (ROOT is the CSV itself)
 ==========  =====================================================================
+
+IEMOCAP, MSP-Podcast and CREMA-D have their recipes in
+:mod:`serattn.features.corpora_natural`.
 """
 
 import csv
@@ -31,6 +34,7 @@ import numpy as np
 
 from serattn.define import CORPORA
 from serattn.errors import InputError, file_kind
+from serattn.features import corpora_natural as natural
 
 MANIFEST_REQUIRED = ("path", "label", "speaker")
 
@@ -165,12 +169,15 @@ def check_rows(rows, source, first_line=1):
 # --- corpus recipes -----------------------------------------------------------------
 
 
-def prepare_corpus(name, root):
+def prepare_corpus(name, root, classes=None):
     """The manifest of a corpus as distributed.
 
     Args:
         name: one of :data:`CORPORA`.
         root: the corpus folder (for ``csv``: the manifest file).
+        classes: a class set of the corpus (``--classes``: ``"4"`` for IEMOCAP), or
+            None/``"all"`` for every category; the number of rows it drops goes to
+            ``meta["dropped_by_classes"]``.
 
     Returns:
         A :class:`Manifest` rooted at ``root``, rows sorted by path.
@@ -183,12 +190,22 @@ def prepare_corpus(name, root):
     root = Path(root)
     if not root.exists():
         raise InputError(f"{name} root '{root}' does not exist")
+    if classes not in (None, "all") and name != "iemocap":
+        raise InputError(f"--classes {classes}: corpus {name} has no class sets; use --labels to choose classes")
     if name == "csv":
         return read_manifest(root)
-    recipe = {"emodb": prepare_emodb, "fau-aibo": prepare_fau_aibo, "ravdess": prepare_ravdess}[name]
-    rows = sorted(recipe(root), key=lambda row: row["path"])
+    meta = {"corpus": name, "corpus_root": str(root.resolve())}
+    if name == "iemocap":
+        rows, dropped = natural.prepare_iemocap(root, classes)
+        if classes not in (None, "all"):
+            meta.update(classes=classes, dropped_by_classes=dropped)
+    else:
+        recipe = {"emodb": prepare_emodb, "fau-aibo": prepare_fau_aibo, "ravdess": prepare_ravdess,
+                  "msp-podcast": natural.prepare_msp_podcast, "crema-d": natural.prepare_crema_d}[name]
+        rows = recipe(root)
+    rows = sorted(rows, key=lambda row: row["path"])
     check_rows(rows, f"{name} corpus '{root}'")
-    return Manifest(rows, root.resolve(), {"corpus": name, "corpus_root": str(root.resolve())})
+    return Manifest(rows, root.resolve(), meta)
 
 
 def prepare_fau_aibo(root):

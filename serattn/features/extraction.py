@@ -346,6 +346,7 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
               "original_sample_rates": rates, "skipped": len(skipped), "duplicates": len(dropped),
               **augmentation, "opensmile": opensmile.__version__},
         source_ids=[row["path"] for row in rows] if factors else None,
+        columns={name: [row.get(name) or "" for row in rows] for name in extra_columns(manifest)},
     )
     if out is not None:
         save_feature_set(result, out)
@@ -353,6 +354,14 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out, len(skipped_copies),
                        factors))
     return result
+
+
+def extra_columns(manifest):
+    """The manifest's columns beyond path, label, speaker and split, in first-seen order."""
+    names = {}
+    for row in manifest.rows:
+        names.update(dict.fromkeys(name for name in row if name not in ("path", "label", "speaker", "split")))
+    return list(names)
 
 
 def same_files(manifest):

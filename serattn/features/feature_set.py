@@ -13,6 +13,8 @@ key                shape           meaning
 ``split``          (N,)            str, optional (e.g. ``train``/``test``)
 ``source_ids``     (N,)            str, optional: the utterance an augmented copy was
                                    made from (its own id for an original); format 2
+``column_NAME``    (N,)            str, optional: the manifest's other columns (session,
+                                   arousal, partition...), as written in the manifest
 ``feature_names``  (D,)            str
 ``meta``           ()              str, optional JSON (feature set, frame rate...)
 =================  ==============  ===============================================
@@ -38,6 +40,8 @@ from serattn.atomic import write_atomically
 from serattn.define import FEATURE_FILE_VERSION
 from serattn.errors import InputError
 
+COLUMN_PREFIX = "column_"  # .npz key of a manifest column: column_session, column_arousal...
+
 
 @dataclasses.dataclass
 class FeatureSet:
@@ -52,6 +56,9 @@ class FeatureSet:
     split: np.ndarray | None = None  # (N,) str
     meta: dict = dataclasses.field(default_factory=dict)
     source_ids: np.ndarray | None = None  # (N,) str: a copy's source utterance (None: no copies)
+    # The manifest's other columns, name -> (N,) str, carried so that protocols can group or split by
+    # any of them (``--group-by``, ``--split-by``) and dimensional values travel with the utterances.
+    columns: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self):
         return len(self.lengths)
@@ -83,6 +90,22 @@ class FeatureSet:
     def has_copies(self):
         return bool(self.is_copy.any())
 
+    def column(self, name, flag, source=None):
+        """(N,) str values of the manifest column ``name``; InputError naming ``flag`` (and the file) if none."""
+        if name not in self.columns:
+            where = f"'{source}'" if source else "the feature set"
+            listed = ", ".join(sorted(self.columns)) or "none (extract it again from a manifest or recipe)"
+            raise InputError(f"{flag} {name}: {where} has no column '{name}'; its columns: {listed}")
+        return self.columns[name]
+
+    def numeric_column(self, name, flag="column"):
+        """(N,) float64 values of a numeric column (arousal, valence...); NaN where empty."""
+        values = self.column(name, flag)
+        try:
+            return np.array([float(v) if v != "" else np.nan for v in values])
+        except ValueError:
+            raise InputError(f"{flag} {name}: column '{name}' is not numeric") from None
+
     def originals(self):
         """The original utterances only: augmented copies dropped (this set itself when it has none)."""
         return self.subset(~self.is_copy) if self.has_copies else self
@@ -107,6 +130,7 @@ class FeatureSet:
             speakers=self.speakers[index],
             split=None if self.split is None else self.split[index],
             source_ids=None if self.source_ids is None else self.source_ids[index],
+            columns={name: values[index] for name, values in self.columns.items()},
         )
 
     def with_features(self, features):
@@ -115,7 +139,7 @@ class FeatureSet:
 
     @classmethod
     def from_sequences(cls, sequences, ids, labels, speakers, feature_names, split=None, meta=None,
-                       source_ids=None):
+                       source_ids=None, columns=None):
         sequences = [np.asarray(s, dtype=np.float32) for s in sequences]
         dim = len(feature_names)
         features = np.concatenate(sequences) if sequences else np.zeros((0, dim), np.float32)
@@ -129,6 +153,7 @@ class FeatureSet:
             split=None if split is None else np.asarray(split, dtype=str),
             meta=dict(meta or {}),
             source_ids=None if source_ids is None else np.asarray(source_ids, dtype=str),
+            columns={name: np.asarray(values, dtype=str) for name, values in (columns or {}).items()},
         )
 
 
@@ -137,6 +162,7 @@ def concatenate(feature_sets):
     first = feature_sets[0]
     has_split = all(fs.split is not None for fs in feature_sets)
     has_sources = any(fs.source_ids is not None for fs in feature_sets)
+    shared = [name for name in first.columns if all(name in fs.columns for fs in feature_sets)]
     return dataclasses.replace(
         first,
         features=np.concatenate([fs.features for fs in feature_sets]),
@@ -147,6 +173,7 @@ def concatenate(feature_sets):
         split=np.concatenate([fs.split for fs in feature_sets]) if has_split else None,
         source_ids=np.concatenate([fs.ids if fs.source_ids is None else fs.source_ids for fs in feature_sets])
         if has_sources else None,
+        columns={name: np.concatenate([fs.columns[name] for fs in feature_sets]) for name in shared},
     )
 
 
@@ -169,6 +196,8 @@ def save_feature_set(feature_set, path):
         arrays["split"] = feature_set.split.astype(str)
     if feature_set.has_copies:
         arrays["source_ids"] = feature_set.source_ids.astype(str)
+    for name, values in feature_set.columns.items():
+        arrays[COLUMN_PREFIX + name] = values.astype(str)
 
     def write(temporary):
         with open(temporary, "wb") as handle:
@@ -327,6 +356,8 @@ def _from_ragged_arrays(arrays, path):
         split=_strings(arrays["split"], "split", path) if "split" in arrays else None,
         meta=meta,
         source_ids=_strings(arrays["source_ids"], "source_ids", path) if "source_ids" in arrays else None,
+        columns={key[len(COLUMN_PREFIX):]: _strings(values, key, path) for key, values in arrays.items()
+                 if key.startswith(COLUMN_PREFIX)},
     )
 
 
@@ -424,6 +455,10 @@ def check_feature_set(fs, source):
         values = getattr(fs, name)
         if values.shape != (n,):
             raise InputError(f"'{name}' in '{source}' has shape {values.shape}, expected ({n},) "
+                             f"like 'lengths'")
+    for name, values in fs.columns.items():
+        if values.shape != (n,):
+            raise InputError(f"column '{name}' in '{source}' has shape {values.shape}, expected ({n},) "
                              f"like 'lengths'")
     if fs.feature_names.shape != (fs.dim,):
         raise InputError(f"'feature_names' in '{source}' has {fs.feature_names.size} names "

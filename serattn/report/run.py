@@ -72,6 +72,10 @@ def header(run, metrics, predictions):
     if cv:
         protocol = f"cross-validation {' '.join(str(v) for v in cv if v is not None)}, " \
                    f"{len(config.get('folds', []))} folds, test predictions pooled"
+        if config.get("group_by"):
+            protocol += f", one value of '{config['group_by']}' held out per fold"
+    elif config.get("split_by"):
+        protocol = f"the corpus's partitions in '{config['split_by']}' (train, validation, test)"
     elif config.get("member_runs"):
         protocol = f"late fusion of {len(config['member_runs'])} runs ({config.get('method', 'mean')})"
     else:

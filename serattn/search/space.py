@@ -23,7 +23,8 @@ from serattn.errors import InputError
 
 TRAINERS = ("attention-lstm", "static")
 # Flags a space may not search: the data, the protocol, the output and how the command runs.
-NOT_SEARCHABLE = ("data", "train", "test", "input_padding", "cv", "stratify_speakers_by", "repeats", "out",
+NOT_SEARCHABLE = ("data", "train", "test", "input_padding", "cv", "group_by", "split_by", "stratify_speakers_by",
+                  "repeats", "out",
                   "overwrite", "resume", "config", "seeds", "seed", "jobs", "dask_scheduler", "strategy",
                   "debug", "quiet", "tensorboard", "help", "mixed_precision")
 SPEC_KEYS = {"low", "high", "log", "step", "choices"}

@@ -11,6 +11,12 @@ dropped from every test and validation set. Folds and validation speakers are dr
 from the original utterances, so a run with copies tests and validates on exactly
 the utterances of the same run without them, and trains on its fitting speakers'
 originals and their copies only.
+
+Two protocols follow a corpus's own structure: ``--cv leave-one-group-out --group-by
+COLUMN`` holds out one value of a manifest column per fold (IEMOCAP's five sessions),
+refused when a speaker lies in several groups, which would put a test speaker into
+training; ``--split-by COLUMN`` trains, validates and tests on the partitions the
+corpus defines (MSP-Podcast's Train, Development, Test1, Test2), see :func:`partition_roles`.
 """
 
 import csv
@@ -38,7 +44,37 @@ from serattn.analysis.attention import attention_metrics
 from serattn.analysis.corpus import speaker_normalization_warning
 from serattn.analysis.metrics import evaluate_predictions
 
-def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None):
+# Partition names of --split-by (case-insensitive) -> role; any name starting with "test" is a test partition.
+PARTITION_ROLES = {"train": "train", "training": "train", "development": "validation", "dev": "validation",
+                   "validation": "validation", "valid": "validation", "val": "validation"}
+
+
+def partition_roles(values, column, source, needed=("train", "test")):
+    """(N,) role of each utterance, ``train``, ``validation`` or ``test``, from its partition name.
+
+    ``Train``/``train`` train, ``Development``/``dev``/``validation`` choose the model (the
+    epoch, the grid point), ``Test1``, ``Test2``, ``test``... are tested on, pooled.
+
+    Raises:
+        InputError: a partition name of none of these kinds, or none of a ``needed`` role.
+    """
+    values = np.asarray(values, dtype=str)
+    names = np.unique(values)
+    roles = {name: PARTITION_ROLES.get(name.lower(), "test" if name.lower().startswith("test") else None)
+             for name in names}
+    unknown = [name or "(empty)" for name, role in roles.items() if role is None]
+    if unknown:
+        raise InputError(f"--split-by {column}: '{source}' has partition(s) {', '.join(unknown)}; expected Train, "
+                         f"Development (or validation) and Test names (Test1, Test2, test)")
+    result = np.array([roles[v] for v in values], dtype=object).astype(str)
+    for role in needed:
+        if role not in result:
+            raise InputError(f"--split-by {column}: '{source}' has no {role} partition (values: {', '.join(names)})")
+    return result
+
+
+def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None, split_by=None,
+                    group_by=None):
     """The feature sets of an experiment, checked, as the training scripts take them.
 
     Args:
@@ -48,6 +84,9 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
         padding: where padded input arrays carry their zeros (see load_feature_set).
         prepare: optional ``f(feature_set, path) -> feature_set`` applied on load
             (static models turn frames into one row per utterance).
+        split_by: a column of ``data`` naming its partitions (see :func:`partition_roles`):
+            the training set is its train and validation partitions, the test set the rest.
+        group_by: the column of ``--cv leave-one-group-out``, checked to exist on load.
 
     Returns:
         ``(train, test or None, sources, classes)``; sources maps data/train/test
@@ -60,8 +99,16 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
 
     if data:
         feature_set, sources = load(data), {"data": data}
+        for flag, column in (("--group-by", group_by), ("--split-by", split_by)):
+            if column:
+                feature_set.column(column, flag, data)
         if cv:
             return feature_set, None, sources, check_classes(feature_set, None, data)
+        if split_by:
+            is_test = partition_roles(feature_set.column(split_by, "--split-by"), split_by, data) == "test"
+            train_set, test_set = feature_set.subset(~is_test), feature_set.subset(is_test).originals()
+            warn_shared_speakers(train_set, test_set, split_by)
+            return train_set, test_set, sources, check_classes(train_set, test_set, data)
         if feature_set.split is None:
             raise InputError(f"'{data}' has no 'split' array; give --train and --test, or use --cv")
         unknown = sorted(str(s) for s in set(feature_set.split) - {"train", "test"})
@@ -75,6 +122,14 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
         train_set, test_set, sources = load(train), load(test).originals(), {"train": train, "test": test}
         check_same_features(train_set, test_set, train, test)
     return train_set, test_set, sources, check_classes(train_set, test_set, sources.get("test", data))
+
+
+def warn_shared_speakers(train, test, column):
+    """One line when the corpus's partitions share speakers: the test is then not speaker-independent."""
+    shared = sorted(set(train.speakers) & set(test.speakers))
+    if shared:
+        print(f"warning: --split-by {column}: {len(shared)} speaker(s) are in both training and test partitions "
+              f"(first: {shared[0]}); the test is not speaker-independent", file=sys.stderr)
 
 
 def check_classes(train, test, test_source):
@@ -151,8 +206,11 @@ def split_validation_speakers(speakers, spec, seed):
     return is_val
 
 
-def hold_out_validation(train, classes, spec, seed, out):
+def hold_out_validation(train, classes, spec, seed, out, split_by=None):
     """Split ``train`` into (fit, validation) feature sets by speaker (see split_validation_speakers).
+
+    With ``split_by`` the corpus's validation partition (Development) is the validation
+    set instead, and ``spec`` is used only when the column has no validation partition.
 
     The validation speakers are drawn among the original utterances, as without
     augmented copies; the copies of fitting speakers stay in the fit set, those of
@@ -161,8 +219,12 @@ def hold_out_validation(train, classes, spec, seed, out):
     predict it.
     """
     originals = train.originals()
-    val_speakers = np.unique(originals.speakers[split_validation_speakers(originals.speakers, spec, seed)])
-    is_val = np.isin(train.speakers, val_speakers)
+    roles = partition_roles(train.column(split_by, "--split-by"), split_by, out, ("train",)) if split_by else None
+    if roles is not None and "validation" in roles:
+        is_val = roles == "validation"
+    else:  # no --split-by, or a corpus without a validation partition: validation speakers drawn
+        val_speakers = np.unique(originals.speakers[split_validation_speakers(originals.speakers, spec, seed)])
+        is_val = np.isin(train.speakers, val_speakers)
     fit_set, val_set = train.subset(~is_val), train.subset(is_val).originals()
     missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
     if missing:
@@ -178,13 +240,15 @@ def split_and_normalize(experiment, train, test, classes, out):
     Returns:
         ``(fit_set, val_set, test, normalization)``.
     """
-    fit_set, val_set = hold_out_validation(train, classes, experiment.data.val_speakers, experiment.seed, out)
+    fit_set, val_set = hold_out_validation(train, classes, experiment.data.val_speakers, experiment.seed, out,
+                                           experiment.data.split_by)
     normalization = Normalization.fit(fit_set, experiment.data.norm)
     fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
     return fit_set, val_set, test, normalization
 
 
-def speaker_folds(speakers, protocol, folds=None, seed=None, labels=None, attribute=None, repeats=1):
+def speaker_folds(speakers, protocol, folds=None, seed=None, labels=None, attribute=None, repeats=1,
+                  groups=None):
     """(train index, test index) pairs whose test speakers never occur in training.
 
     ``kfold-speakers`` shuffles the speakers with ``seed`` before dealing them into
@@ -194,18 +258,24 @@ def speaker_folds(speakers, protocol, folds=None, seed=None, labels=None, attrib
 
     Args:
         speakers: (N,) speaker of each utterance.
-        protocol: ``loso`` or ``kfold-speakers``.
+        protocol: ``loso``, ``kfold-speakers`` or ``leave-one-group-out``.
         folds: K of kfold-speakers.
         seed: shuffles the speakers (kfold-speakers); None: no shuffle.
         labels: (N,) classes: balance the folds' class counts (StratifiedGroupKFold).
         attribute: {speaker: value}: balance the folds by a speaker attribute (e.g. gender).
         repeats: R > 1 repeats the K folds with R shuffles; repeat r's folds are pairs
             ``r*K`` to ``r*K + K - 1``.
+        groups: ``(values, column)``: leave-one-group-out's (N,) group of each utterance
+            and the column they come from (see :func:`check_groups`).
 
     Returns:
         A list of (train index, test index), ``K * R`` long for kfold-speakers.
     """
     speakers = np.asarray(speakers)
+    if protocol == "leave-one-group-out":
+        values, column = groups
+        check_groups(speakers, values, column)
+        return list(LeaveOneGroupOut().split(speakers, groups=values))
     unique = np.unique(speakers)
     if len(unique) < 2 or (folds and folds > len(unique)):
         raise InputError(f"--cv {protocol}{' ' + str(folds) if folds else ''} needs at least "
@@ -231,16 +301,42 @@ def speaker_folds(speakers, protocol, folds=None, seed=None, labels=None, attrib
     return pairs
 
 
+def check_groups(speakers, groups, column):
+    """Refuse groups that would let a test speaker train: every speaker must lie in one group.
+
+    Raises:
+        InputError: an utterance without a group, fewer than 2 groups, or a speaker in several
+            groups (naming the speaker and two of its groups).
+    """
+    groups = np.asarray(groups, dtype=str)
+    if np.any(groups == ""):
+        raise InputError(f"--group-by {column}: {int(np.sum(groups == ''))} utterance(s) have no '{column}' value "
+                         f"(first: speaker '{speakers[np.flatnonzero(groups == '')[0]]}')")
+    if len(np.unique(groups)) < 2:
+        raise InputError(f"--cv leave-one-group-out needs at least 2 values of '{column}'; the data has "
+                         f"{len(np.unique(groups))}")
+    for speaker in np.unique(speakers):
+        spans = np.unique(groups[speakers == speaker])
+        if len(spans) > 1:
+            raise InputError(f"--group-by {column}: speaker '{speaker}' is in several groups ('{spans[0]}', "
+                             f"'{spans[1]}'), so a held-out group's speaker would also train; group by a column "
+                             f"that holds each speaker whole, or use --cv loso")
+
+
 def speaker_attribute(data, column):
     """{speaker: value} of a speaker attribute for ``--stratify-speakers-by COLUMN``.
 
     RAVDESS's ``gender`` comes from the actor number (odd male, even female); any other
-    column is read from the CSV manifest the features were extracted from, and must
-    hold one value per speaker.
+    column is read from the feature set's columns (CREMA-D's ``gender``, IEMOCAP's) or
+    else from the CSV manifest the features were extracted from, and must hold one value
+    per speaker.
     """
     speakers = sorted({str(s) for s in data.speakers})
     if data.meta.get("corpus") == "ravdess" and column == "gender":
         return {s: "male" if int(s.rsplit("_", 1)[-1]) % 2 else "female" for s in speakers}
+    if column in data.columns:  # carried in the feature set (recipes, manifests extracted since columns were kept)
+        rows = [{"speaker": str(s), column: str(v)} for s, v in zip(data.speakers, data.columns[column])]
+        return _one_value_per_speaker(rows, column, "the feature set")
     manifest = data.meta.get("manifest")
     if not manifest or not Path(manifest).is_file():
         raise InputError(f"--stratify-speakers-by {column}: the feature set was not extracted from a CSV manifest "
@@ -250,17 +346,22 @@ def speaker_attribute(data, column):
     if not rows or column not in rows[0]:
         raise InputError(f"--stratify-speakers-by: manifest '{manifest}' has no column '{column}'; columns: "
                          f"{', '.join(rows[0]) if rows else 'none'}")
-    values = {}
-    for row in rows:
-        if values.setdefault(row["speaker"], row[column]) != row[column]:
-            raise InputError(f"--stratify-speakers-by: column '{column}' of '{manifest}' has several values for "
-                             f"speaker '{row['speaker']}' ('{values[row['speaker']]}', '{row[column]}'); it must "
-                             f"describe the speaker")
+    values = _one_value_per_speaker(rows, column, f"'{manifest}'")
     missing = [s for s in speakers if s not in values]
     if missing:
         raise InputError(f"--stratify-speakers-by: speaker(s) {', '.join(missing[:5])} are not in manifest "
                          f"'{manifest}'")
     return {s: values[s] for s in speakers}
+
+
+def _one_value_per_speaker(rows, column, source):
+    values = {}
+    for row in rows:
+        if values.setdefault(row["speaker"], row[column]) != row[column]:
+            raise InputError(f"--stratify-speakers-by: column '{column}' of {source} has several values for "
+                             f"speaker '{row['speaker']}' ('{values[row['speaker']]}', '{row[column]}'); it must "
+                             f"describe the speaker")
+    return values
 
 
 def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
@@ -359,7 +460,7 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
     try:
         folds = fold_table(fold_runs, fold_sets, experiment.data.repeats)
         if parent.resumed:  # before anything is rewritten
-            parent.check_same_folds(folds, shuffled=experiment.data.cv[0] != "loso")
+            parent.check_same_folds(folds, shuffled=experiment.data.cv[0] == "kfold-speakers")
         parent.write_config(runs.run_config(experiment.to_flags(), parent.path, classes, data, data_files,
                                             folds=[fold.path.name for fold in fold_runs]))
         parent.write_folds(folds)
@@ -381,17 +482,21 @@ def cross_validation_sets(data, data_config, seed):
 
     Args:
         data: the feature set to split.
-        data_config: its :class:`~serattn.config.DataConfig`: ``cv``, ``stratify_speakers_by``, ``repeats``.
+        data_config: its :class:`~serattn.config.DataConfig`: ``cv``, ``group_by``, ``stratify_speakers_by``,
+            ``repeats``.
         seed: shuffles the speakers of kfold-speakers.
     """
     protocol, folds = data_config.cv
     originals = data.originals()
     by = data_config.stratify_speakers_by
     attribute = speaker_attribute(originals, by) if by and by != "classes" else None
+    groups = None
+    if protocol == "leave-one-group-out":
+        groups = (originals.column(data_config.group_by, "--group-by"), data_config.group_by)
     sets = []
     for train_index, test_index in speaker_folds(originals.speakers, protocol, folds, seed=seed,
                                                  labels=originals.labels if by == "classes" else None,
-                                                 attribute=attribute, repeats=data_config.repeats):
+                                                 attribute=attribute, repeats=data_config.repeats, groups=groups):
         train_speakers = np.unique(originals.speakers[train_index])
         sets.append((data.subset(np.isin(data.speakers, train_speakers)), originals.subset(test_index)))
     return sets

@@ -94,7 +94,7 @@ def utterance_features(feature_set, pool="none", source="data"):
     return FeatureSet.from_sequences(
         np.concatenate([mean, std], axis=1)[:, None, :], ids=feature_set.ids, labels=feature_set.labels,
         speakers=feature_set.speakers, feature_names=names, split=feature_set.split,
-        source_ids=feature_set.source_ids,
+        source_ids=feature_set.source_ids, columns=feature_set.columns,
         meta={**feature_set.meta, "level": "functionals", "pooled_from": feature_set.meta.get("level", "lld"),
               "pool": "mean+std over frames"})
 
