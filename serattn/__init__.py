@@ -38,36 +38,66 @@ def import_tensorflow():
 
     Those lines (oneDNN, CUDA probing, CPU features) are written to file
     descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so they would stand
-    before a user's one-line error; oneDNN's once-per-process note on boolean ops is
-    provoked here too, so it does not interrupt training. Anything else written
-    meanwhile is passed on.
+    before a user's one-line error. Anything else written meanwhile is passed on.
     """
     if "keras" in sys.modules:
         return
     import os
-    import re
-    import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    startup_line = re.compile(r"WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ |"
-                              r"To enable the following instructions")
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-            import tensorflow as tf
+    with _native_log_dropped():
+        import keras  # noqa: F401
+        import tensorflow as tf
 
-            tf.config.list_physical_devices()  # the CUDA probe logs here, not at import
-            # oneDNN logs once per process, at the first transpose of booleans (the masks), that it
-            # lacks a bool kernel on CPUs without AVX-512: an "E0000" line in every training run.
-            tf.transpose(tf.constant([[True]]))
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode(errors="replace").splitlines()
-    passed_on = [line for line in lines if not startup_line.match(line)]
-    if passed_on:
-        print("\n".join(passed_on), file=sys.stderr)
+        tf.config.list_physical_devices()  # the CUDA probe logs here, not at import
+
+
+_ONEDNN_NOTE_DONE = []
+
+
+def silence_onednn_bool_note():
+    """Provoke oneDNN's once-per-process note on boolean ops while it is dropped.
+
+    On CPUs without AVX-512 oneDNN logs, at the first transpose of booleans (the
+    masks), an "E0000 ... oneDNN supports DT_BOOL only on platforms with AVX-512"
+    line: noise in every training run and prediction. Called once a distribution
+    strategy exists (a multi-worker strategy must come before any op runs).
+    """
+    if _ONEDNN_NOTE_DONE:
+        return
+    import tensorflow as tf
+
+    with _native_log_dropped():
+        tf.transpose(tf.constant([[True]]))
+    _ONEDNN_NOTE_DONE.append(True)
+
+
+class _native_log_dropped:
+    """Capture file descriptor 2; pass on what is not a native TensorFlow log line."""
+
+    STARTUP_LINE = (r"WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ |"
+                    r"To enable the following instructions")
+
+    def __enter__(self):
+        import os
+        import tempfile
+
+        sys.stderr.flush()
+        self.captured = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.captured.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        import os
+        import re
+
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.captured.seek(0)
+        lines = self.captured.read().decode(errors="replace").splitlines()
+        self.captured.close()
+        passed_on = [line for line in lines if not re.match(self.STARTUP_LINE, line)]
+        if passed_on:
+            print("\n".join(passed_on), file=sys.stderr)
+        return False

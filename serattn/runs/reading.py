@@ -171,6 +171,7 @@ class Run:
         except Exception as error:  # Keras raises ValueError, TypeError... for what it cannot rebuild
             raise InputError(describe_keras_load_error(path, error)) from None
         check_model_structure(model, path, len(self.classes))
+        serattn.silence_onednn_bool_note()
         return model
 
     def load_static_model(self):

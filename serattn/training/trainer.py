@@ -20,6 +20,7 @@ from keras import ops
 
 from serattn.training.batches import inference_batches, input_signature
 from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
+from serattn import silence_onednn_bool_note
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
 from serattn.models.layers import UnweightedAverageRecall
@@ -66,7 +67,9 @@ def build_model(model_config, train_config, num_features, num_classes):
     if train_config.mixed_precision:
         use_mixed_precision()
     m = model_config
-    with get_strategy(train_config.strategy).scope():  # variables on every replica
+    strategy = get_strategy(train_config.strategy)
+    silence_onednn_bool_note()
+    with strategy.scope():  # variables on every replica
         if m.model == "basic-lstm":
             model = build_basic_lstm(num_features, num_classes, units=m.units, activation=m.activation,
                                      recurrent_dropout=m.recurrent_dropout, pooling=m.pooling, masked=m.mask,
