@@ -218,6 +218,8 @@ def test_a_killed_worker_s_trial_is_marked_failed_and_rerun(tmp_path):
     assert [(r["trial"], r["state"]) for r in rows][0] == ("0", "fail")
     retry = [r for r in rows if r["retry_of"] == "0"]
     assert retry and retry[0]["state"] == "complete" and retry[0]["learning_rate"] == rows[0]["learning_rate"]
+    new = [r for r in rows[1:] if r is not retry[0]]  # after the one retry, a new point, not a third copy
+    assert new and all(r["learning_rate"] != rows[0]["learning_rate"] for r in new)
     assert sum(r["state"] == "complete" for r in rows) == 2 and not (out / "search" / "trial-0000").exists()
     with sqlite3.connect(out / "study.db") as db:  # the default storage lives in --out
         assert db.execute("select count(*) from trials").fetchone()[0] == len(rows)
