@@ -9,7 +9,6 @@ parent killed with SIGKILL.
 
 import csv
 import json
-import os
 import re
 import signal
 import subprocess
@@ -161,6 +160,12 @@ def alive(pid):
         return False
 
 
+def training(folder):
+    """Trial folders whose first fold has started and that are not finished."""
+    return [path for path in folder.glob("trial-*") if (path / "fold-00" / "config.json").is_file()
+            and not (path / "metrics.json").is_file()]
+
+
 def test_workers_end_with_a_killed_parent_and_their_trials_are_retried_once(tmp_path):
     """SIGKILL a --jobs 2 parent while both workers train: the workers are gone within seconds; the rerun
     retries each killed trial once with its values, and then draws a new point (not a third copy)."""
@@ -175,7 +180,7 @@ def test_workers_end_with_a_killed_parent_and_their_trials_are_retried_once(tmp_
     workers = set()
     try:
         deadline = time.time() + 180
-        while len(list(out.glob("search/trial-*/fold-00/config.json"))) < 2:  # both workers are training
+        while len(training(out / "search")) < 2:  # both workers are in a trial's training
             assert parent.poll() is None and time.time() < deadline
             time.sleep(0.2)
         workers = descendants(parent.pid)
@@ -187,14 +192,22 @@ def test_workers_end_with_a_killed_parent_and_their_trials_are_retried_once(tmp_
     while any(alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if alive(pid)]
+    import optuna
+
+    finished = len(optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}").get_trials(
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
     time.sleep(2.5)  # the killed trials' heartbeats go stale (twice --heartbeat)
+    args[args.index("--trials") + 1] = finished + 3  # the two retries, then a new point
     assert search.main([*map(str, args), "--jobs", "1"]) == 0
     rows = read_rows(out / "search" / "trials.csv")
     killed = [r for r in rows if r["state"] == "fail"]
     assert len(killed) == 2
+    retries = []
     for row in killed:
-        retries = [r for r in rows if r["retry_of"] == row["trial"]]
-        assert len(retries) == 1 and retries[0]["learning_rate"] == row["learning_rate"]
+        copies = [r for r in rows if r["retry_of"] == row["trial"]]
+        assert len(copies) == 1 and copies[0]["learning_rate"] == row["learning_rate"]
+        retries += copies
     rates = [r["learning_rate"] for r in rows if r["state"] != "fail"]
-    assert len(rates) == len(set(rates)) == 3  # the two retries, then a new point
+    assert len(rates) == len(set(rates)) == finished + 3
+    assert int(rows[-1]["trial"]) > max(int(r["trial"]) for r in retries) and not rows[-1]["retry_of"]
     assert not any(alive(pid) for pid in workers)
