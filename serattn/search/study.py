@@ -126,12 +126,13 @@ def open_storage(spec, out, heartbeat=60):
                 url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
                 grace_period=2 * heartbeat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-        except sqlalchemy.exc.IntegrityError:
-            # machines starting together on a new database race to create Optuna's tables; the loser retries
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+            # machines starting together on a new database race to create Optuna's tables; the loser retries
+            # (PostgreSQL: a unique violation; SQLite: "table ... already exists")
+            raced = isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)
+            if raced and attempt < 2:
+                time.sleep(1 + attempt)
+                continue
             reason = " ".join(str(getattr(error, "orig", None) or error).split())
             raise InputError(f"--storage: cannot open study storage '{shown}': {reason[:300]}") from None
 
