@@ -79,11 +79,12 @@ def parse_args(argv):
     if args.trials < 1 or args.jobs < 1 or args.heartbeat < 1:
         raise InputError(f"--trials, --jobs and --heartbeat must be at least 1, got {args.trials}, {args.jobs}, "
                          f"{args.heartbeat}")
+    check_study_name(args.study)
     space = spaces.load_space(args.space)
     trainer = TRAINER_SCRIPTS[space.trainer]
-    space.check(trainer.build_parser(), sorted({name for names in static.TUNABLE.values() for name in names}))
     result = trainer.parse_args(trainer_argv)
     base = result[0] if isinstance(result, tuple) else result
+    space.check(trainer.build_parser(), grid_parameters(space, base))
     if len(base.seeds) > 1 or base.output.resume or base.output.dask_scheduler:
         raise InputError("search.py runs each trial with one --seed, here (no --seeds, --resume or --dask-scheduler)")
     if args.nested and not base.data.cv:
@@ -92,6 +93,21 @@ def parse_args(argv):
         raise InputError("--cv is the outer protocol of --nested; without --nested the search runs its --inner-cv on "
                          "the training speakers (the whole --data file when it has no split)")
     return args, trainer, tuple(trainer_argv), base, space
+
+
+def check_study_name(name):
+    """InputError unless ``--study`` is a plain name: its folder ``OUT/STUDY`` must stay inside ``--out``."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise InputError(f"--study '{name}': expected a name, not a path (the study's trials go to OUT/STUDY, "
+                         f"inside --out)")
+
+
+def grid_parameters(space, base):
+    """{static model: its tunable grid parameters} for every model the trials may use; {} for the LSTM."""
+    if space.trainer != "static":
+        return {}
+    searched = next((p.choices for p in space.params if p.name == "model" and p.choices), None)
+    return {model: static.TUNABLE.get(model, ()) for model in (searched or (base.model.model,))}
 
 
 def load_search_data(trainer, base, inner_cv, nested):
@@ -155,7 +171,9 @@ def main(argv=None):
     record = {"space": space.as_dict(), "space_file": space.source, "trainer_flags": list(trainer_argv),
               "nested": args.nested, "inner_cv": list(inner_cv), "outer_cv": list(base.data.cv or []) or None,
               "study": args.study, "storage": studies.storage_name(args.storage), "search_speakers": which,
-              "trials": args.trials, "timeout": args.timeout, "seed": base.seed, "prune": args.prune}
+              "trials": args.trials, "timeout": args.timeout, "seed": base.seed, "prune": args.prune,
+              "sampler": {"name": "TPE", "seed": base.seed,
+                          "trial_seed": "trial N draws with numpy SeedSequence([seed, N]); see sampler_seeds"}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     prepare_out(args.out, record, args.overwrite, storage)
 

@@ -1,6 +1,7 @@
 """Timed work for benchmarks/bench.py, each run in a fresh process (one JSON line out).
 
     python benchmarks/bench_workers.py epoch '{"sequences": 1500, "batch_size": 32}'
+    python benchmarks/bench_workers.py search '{"data": "data/emodb_2s.npz", "trials": 6}'
 
 Each worker builds what it measures the way train_attention_lstm.py does
 (``training.build_model``, ``training.EpochBatches``, ``training.fit``'s trainer) and
@@ -277,6 +278,53 @@ def extraction_worker(root, limit=None, rounds=2):
     return {name: float(np.median(values)) for name, values in seconds.items()}
 
 
+def search_worker(data="data/emodb_2s.npz", trials=6, jobs=(1, 2), epochs=10, inner_folds=3,
+                  trainer_flags=("--norm", "speaker", "--val-speakers", "0", "--recurrent-dropout", "0")):
+    """docs/SEARCH.md's Workers: distinct search trials per hour with ``--jobs 1`` and ``--jobs 2``.
+
+    Each ``--jobs N`` runs search.py once (a fresh process, a fresh study in a temporary
+    --out) over the learning rate alone of the attention LSTM, ``--no-prune``. A trial
+    whose values repeat an earlier finished trial's is not counted: the first
+    measurement (1.56x) counted workers that drew the same points. ``data: "fabricated"``
+    uses a tiny generated feature set (checks the script, measures nothing).
+    """
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as folder:
+        folder = Path(folder)
+        if data == "fabricated":
+            from serattn.features.feature_set import save_feature_set
+            from serattn.testing import make_feature_set
+
+            data = folder / "frames.npz"
+            save_feature_set(make_feature_set(n=48, speakers=6, split=False), data)
+            trainer_flags = (*trainer_flags, "--units", "4", "--attention-units", "2")
+        space = folder / "lr.yaml"
+        space.write_text("trainer: attention-lstm\nparams:\n  learning-rate: {low: 0.001, high: 0.01, log: true}\n")
+        runs = {}
+        for count in jobs:
+            out = folder / f"jobs{count}"
+            command = [sys.executable, str(root / "search.py"), "--space", str(space), "--data", str(data),
+                       *trainer_flags, "--epochs", str(epochs), "--trials", str(trials), "--no-prune",
+                       "--inner-cv", "kfold-speakers", str(inner_folds), "--quiet", "--jobs", str(count),
+                       "--out", str(out)]
+            start = time.perf_counter()
+            subprocess.run(command, cwd=root, check=True, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - start
+            record = json.loads((out / "search.json").read_text())
+            runs[f"jobs{count}"] = {key: record.get(key) for key in (
+                "finished_trials", "distinct_trials", "trial_span_seconds", "trials_per_hour")} | {
+                "wall_s": round(wall, 1), "worker_pids": len(set(record.get("worker_pids", [])))}
+    first, *others = (runs[f"jobs{count}"]["trials_per_hour"] for count in jobs)
+    return {"command": " ".join(command[1:-2]), "runs": runs, "cpu_count": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "threads_env": {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                                                          "OMP_NUM_THREADS")},
+            "speedup": {f"jobs{count}": round(rate / first, 2) for count, rate in zip(jobs[1:], others)}}
+
+
 def _rss_now():
     return _proc_status("VmRSS")
 
@@ -293,7 +341,7 @@ def _proc_status(key):
 
 
 WORKERS = {"epoch": epoch_worker, "keras_step": keras_step_worker, "torch_step": torch_step_worker,
-           "memory": memory_worker, "extraction": extraction_worker}
+           "memory": memory_worker, "extraction": extraction_worker, "search": search_worker}
 
 
 def main(argv=None):

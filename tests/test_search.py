@@ -83,7 +83,8 @@ def test_a_rerun_continues_the_study_and_another_search_is_refused(static_search
     args = ["--space", str(STATIC_SPACE), "--data", str(functionals_file), *STATIC, "--out", str(static_search)]
     assert search.main([*args, "--trials", "6"]) == 0
     rows = read_rows(static_search / "search" / "trials.csv")
-    assert len(rows) == 6 and len(list((static_search / "search").glob("trial-*"))) == 6
+    complete = {f"trial-{int(r['trial']):04d}" for r in rows if r["state"] == "complete"}
+    assert len(rows) == 6 and {p.name for p in (static_search / "search").glob("trial-*")} == complete
     with pytest.raises(InputError, match="holds another search \\(trainer_flags differ\\)"):
         search.main([*args, "--trials", "6", "--norm", "speaker"])
 
@@ -217,6 +218,8 @@ def test_a_killed_worker_s_trial_is_marked_failed_and_rerun(tmp_path):
     assert [(r["trial"], r["state"]) for r in rows][0] == ("0", "fail")
     retry = [r for r in rows if r["retry_of"] == "0"]
     assert retry and retry[0]["state"] == "complete" and retry[0]["learning_rate"] == rows[0]["learning_rate"]
+    new = [r for r in rows[1:] if r is not retry[0]]  # after the one retry, a new point, not a third copy
+    assert new and all(r["learning_rate"] != rows[0]["learning_rate"] for r in new)
     assert sum(r["state"] == "complete" for r in rows) == 2 and not (out / "search" / "trial-0000").exists()
     with sqlite3.connect(out / "study.db") as db:  # the default storage lives in --out
         assert db.execute("select count(*) from trials").fetchone()[0] == len(rows)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from serattn.atomic import write_atomically
 from serattn.runs import folder as runs
+from serattn.search.study import trial_seed
 
 SEARCH_FILE = "search.json"
 TRIALS_FILE = "trials.csv"
@@ -39,7 +40,7 @@ def trial_rows(study):
                      **{f"ua_fold_{k:02d}": fold_ua[k] if k < len(fold_ua) else None for k in range(folds)},
                      **{name: t.params.get(name) for name in names},
                      "seconds": seconds, "run": t.user_attrs.get("run"), "host": t.user_attrs.get("host"),
-                     "pid": t.user_attrs.get("pid"),
+                     "pid": t.user_attrs.get("pid"), "sampler_seed": t.user_attrs.get("sampler_seed"),
                      "retry_of": t.system_attrs.get("failed_trial"), "error": t.user_attrs.get("error")})
     return rows
 
@@ -57,7 +58,9 @@ def write_study_report(study, job):
     states = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
-    summary = {"study": study.study_name, "trials": states, "folder": str(folder), **throughput(study)}
+    summary = {"study": study.study_name, "trials": states, "folder": str(folder), **throughput(study),
+               "sampler_seeds": {str(t.number): trial_seed(job.seed, t.number)
+                                 for t in study.get_trials(deepcopy=False)}}
     complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     if complete:
         best = study.best_trial
@@ -78,13 +81,20 @@ def write_study_report(study, job):
 
 
 def throughput(study):
-    """Finished trials per hour, from the first trial's start to the last one's end (every worker and machine)."""
+    """Distinct finished trials per hour, from the first trial's start to the last one's end (every worker and
+    machine).
+
+    A trial with the values of an earlier finished one adds nothing to the search, so it
+    is not counted: workers that drew the same points once made two look faster than one.
+    """
     trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete
               and t.state.name in ("COMPLETE", "PRUNED")]
     if len(trials) < 2:
         return {}
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
-    return {"trial_span_seconds": round(span, 1), "trials_per_hour": round(3600 * len(trials) / span, 1)}
+    distinct = len({tuple(sorted(t.params.items())) for t in trials})
+    return {"trial_span_seconds": round(span, 1), "finished_trials": len(trials), "distinct_trials": distinct,
+            "trials_per_hour": round(3600 * distinct / span, 1)}
 
 
 def write_figures(study, folder):

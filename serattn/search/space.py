@@ -70,20 +70,25 @@ class Space:
     def as_dict(self):
         return {"trainer": self.trainer, "params": {p.name: p.as_dict() for p in self.params}}
 
-    def check(self, parser, tunable=()):
+    def check(self, parser, tunable=None):
         """InputError for a name the trainer's parser does not know or that may not be searched.
 
         Args:
             parser: the trainer's argparse parser.
-            tunable: static grid parameters that ``grid.NAME`` may name.
+            tunable: {static model: its grid parameters} for the models the trials may use
+                (the command's ``--model``, or the searched ones): ``grid.NAME`` must be
+                tunable for each of them, or every trial would be refused.
         """
         actions = {action.dest: action for action in parser._actions}
+        tunable = tunable or {}
         for param in self.params:
             if param.name.startswith("grid."):
-                if self.trainer != "static" or param.name[5:] not in tunable:
+                valid = sorted(set.intersection(*map(set, tunable.values()))) if tunable else []
+                if self.trainer != "static" or param.name[5:] not in valid:
+                    which = f"--model {', '.join(tunable)}" if self.trainer == "static" else \
+                        f"trainer {self.trainer}"
                     raise InputError(f"space file '{self.source}': '{param.name}' is not a grid parameter of "
-                                     f"trainer {self.trainer}; expected one of: "
-                                     f"{', '.join('grid.' + t for t in tunable) or 'none'}")
+                                     f"{which}; expected one of: {', '.join('grid.' + t for t in valid) or 'none'}")
                 continue
             if param.name not in actions or param.name in NOT_SEARCHABLE:
                 known = sorted(set(actions) - set(NOT_SEARCHABLE))
@@ -148,6 +153,10 @@ def load_space(path):
 
 
 def _param(path, name, spec):
+    if not isinstance(name, str):  # YAML reads an unquoted 1 or true as a number or a boolean
+        raise InputError(f"space file '{path}': parameter names are trainer flags, got {name!r} "
+                         f"(a {'number' if isinstance(name, (int, float)) else type(name).__name__}); "
+                         f"e.g. learning-rate or grid.C")
     where = f"space file '{path}', parameter '{name}'"
     dest = name if name.startswith("grid.") else str(name).removeprefix("--").replace("-", "_")
     if not isinstance(spec, dict) or not spec or set(spec) - SPEC_KEYS:

@@ -13,6 +13,11 @@ journal file (``journal:PATH``), or any SQLAlchemy URL (``postgresql://...``): t
 same command on several machines joins one study. Relational storages keep a
 heartbeat, so the trial of a killed worker is marked failed and retried with the
 same parameters (Optuna's RetryHeartbeatStaleTrialCallback).
+
+Seeds (:class:`TrialSeededSampler`): trial N draws with the seed
+:func:`trial_seed` (``--seed``, N). Trial numbers are unique in a study, so every
+worker, machine and rerun draws new points, and trial N's values follow from
+``--seed``, N and the trials it saw finished.
 """
 
 import dataclasses
@@ -33,7 +38,7 @@ from serattn.errors import InputError
 from serattn.runs import folder as runs
 from serattn.runs.folder import RunFolder
 from serattn.runs.reading import open_run
-from serattn.training import protocols
+from serattn.training import protocols, worker as worker_process
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_RETRY = 3  # a trial whose worker died is rerun at most this often
@@ -66,7 +71,6 @@ class SearchJob:
     seed: int
     heartbeat: int = 60
     prune: bool = True
-    seeded_sampler: bool = True  # False when several workers share the study: each draws its own
 
     def base_experiment(self):
         """The command's own experiment (its trainer flags, nothing searched)."""
@@ -101,6 +105,9 @@ def open_storage(spec, out, heartbeat=60):
         path = Path(spec.removeprefix("journal:"))
         if not path.parent.is_dir():
             raise InputError(f"--storage {spec}: folder '{path.parent}' does not exist")
+        if path.is_dir():
+            raise InputError(f"--storage {spec}: '{path}' is a folder; give the journal file's path, e.g. "
+                             f"journal:{path / 'study.log'}")
         return JournalStorage(JournalFileBackend(str(path)))
     url = spec or f"sqlite:///{Path(out, 'study.db').resolve()}"
     import sqlalchemy
@@ -119,12 +126,13 @@ def open_storage(spec, out, heartbeat=60):
                 url, engine_kwargs={"connect_args": connect}, heartbeat_interval=heartbeat,
                 grace_period=2 * heartbeat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-        except sqlalchemy.exc.IntegrityError:
-            # machines starting together on a new database race to create Optuna's tables; the loser retries
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+            # machines starting together on a new database race to create Optuna's tables; the loser retries
+            # (PostgreSQL: a unique violation; SQLite: "table ... already exists")
+            raced = isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)
+            if raced and attempt < 2:
+                time.sleep(1 + attempt)
+                continue
             reason = " ".join(str(getattr(error, "orig", None) or error).split())
             raise InputError(f"--storage: cannot open study storage '{shown}': {reason[:300]}") from None
 
@@ -138,16 +146,52 @@ def storage_name(spec):
     return sqlalchemy.engine.make_url(spec).render_as_string(hide_password=True)
 
 
-def load_study(job, storage=None, worker=0):
-    """Create or join ``job.study``; TPE sampler, median pruner on the running fold mean."""
+def trial_seed(seed, number):
+    """The sampler seed of trial ``number`` of a search with ``--seed`` ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Optuna's TPE sampler, seeded anew for every trial with :func:`trial_seed` (``--seed``, trial number).
+
+    One seed per process made every process (each machine's command, each rerun, the
+    trial after a retried one) draw the same sequence: the same points in lockstep.
+    Trial numbers are handed out by the storage, once each, so no two trials share a
+    seed; a single worker still repeats its whole study from the same ``--seed``.
+    """
+
+    def __init__(self, seed):
+        self.seed = seed
+        self._sampler = optuna.samplers.TPESampler(seed=seed)
+
+    def before_trial(self, study, trial):
+        self._sampler = optuna.samplers.TPESampler(seed=trial_seed(self.seed, trial.number))
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self):  # Optuna calls it in forked workers; the seeds come from the trial numbers anyway
+        pass
+
+
+def load_study(job, storage=None):
+    """Create or join ``job.study``; TPE sampler seeded per trial, median pruner on the running fold mean."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or open_storage(job.storage, job.folder.parent, job.heartbeat)
-    seed = job.seed if job.seeded_sampler else int(np.random.SeedSequence([job.seed, worker, os.getpid()])
-                                                   .generate_state(1)[0])
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1) if job.prune \
         else optuna.pruners.NopPruner()
     return optuna.create_study(storage=storage, study_name=job.study, direction="maximize", load_if_exists=True,
-                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+                               sampler=TrialSeededSampler(job.seed), pruner=pruner)
 
 
 def finished_trials(study):
@@ -165,6 +209,7 @@ def run_trial(job, trial):
     out = job.folder / f"trial-{trial.number:04d}"
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("sampler_seed", trial_seed(job.seed, trial.number))
     try:
         experiment = job.experiment(values, out, job.inner_cv)
     except InputError as error:  # a combination the trainer refuses (e.g. --heads 2 without multihead)
@@ -190,13 +235,19 @@ def run_trial(job, trial):
     return metrics["ua"]
 
 
-def run_worker(job, worker=0, threads=None):
-    """Run trials of the study until ``job.trials`` have finished in total (or the timeout)."""
+def run_worker(job, threads=None, parent=None):
+    """Run trials of the study until ``job.trials`` have finished in total (or the timeout).
+
+    ``parent``: the pid of the command that started this worker process; the worker
+    ends with it (see :func:`serattn.training.worker.end_with_parent`).
+    """
+    if parent is not None:
+        worker_process.end_with_parent(parent)
     if threads:  # before TensorFlow starts in this process
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
     with threadpoolctl.threadpool_limits(threads):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = load_study(job, worker=worker)
+        study = load_study(job)
         left = job.trials - finished_trials(study)
         if left > 0:
             study.optimize(lambda trial: run_trial(job, trial), n_trials=left, timeout=job.timeout,
@@ -221,9 +272,8 @@ def run_search(job, jobs=1):
         workers = [run_worker(job)]
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        job = dataclasses.replace(job, seeded_sampler=False)
-        workers = joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_worker)(job, worker, threads)
-                                               for worker in range(jobs))
+        workers = joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_worker)(job, threads, os.getpid())
+                                               for _ in range(jobs))
     remove_failed_trial_folders(study, job.folder)
     return study, workers
 
