@@ -150,3 +150,31 @@ def test_a_fused_run_records_its_kernel_and_saves_a_stock_lstm(feature_file, tmp
 def test_bad_lstm_kernel_is_refused():
     with pytest.raises(InputError, match="unknown LSTM kernel 'cudnn'"):
         config.TrainConfig(lstm_kernel="cudnn").check()
+
+
+def test_a_fused_run_resumes_from_its_checkpoint_to_the_uninterrupted_weights(tmp_path):
+    from serattn.training.batches import EpochBatches, evaluation_dataset
+    from serattn.training.trainer import fit
+
+    rng = np.random.default_rng(6)
+    sequences = [rng.normal(size=(int(n), 6)).astype(np.float32) for n in rng.integers(3, 25, 20)]
+    targets = rng.integers(0, 4, 20)
+
+    def train(folder, epochs):
+        folder.mkdir(exist_ok=True)
+        keras.utils.set_random_seed(7)
+        tf.config.experimental.enable_op_determinism()
+        model = build_attention_lstm(6, 4, units=8, attention_units=4, recurrent_dropout=0.0,
+                                     augment={"time_mask": 3, "count": 1, "seed": 1})  # seeded per epoch
+        compile_model(model, 4, 1e-2)
+        batches = EpochBatches(sequences[:16], targets[:16], np.ones(16), 8, seed=1)
+        fit(model, batches, evaluation_dataset(sequences[16:], targets[16:], 8), epochs, 10, folder / "checkpoint",
+            folder / "history.csv", verbose=0, lstm_kernel="fused")
+        return model.get_weights()
+
+    reference = train(tmp_path / "reference", 4)
+    train(tmp_path / "resumed", 2)  # "interrupted" after 2 epochs: its checkpoint stays
+    resumed = train(tmp_path / "resumed", 4)
+    assert (tmp_path / "resumed" / "history.csv").read_text() == (tmp_path / "reference" / "history.csv").read_text()
+    for a, b in zip(reference, resumed):
+        np.testing.assert_array_equal(a, b)
