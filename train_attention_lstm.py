@@ -145,6 +145,8 @@ def parse_args(argv):
         saved = runs.read_config(Path(args.resume, runs.CONFIG_FILE) if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in NOT_SAVED})
+        if args.resume and "lstm_kernel" not in saved:  # started before --lstm-kernel: its checkpoint is the loop's
+            parser.set_defaults(lstm_kernel="keras")
         args = parser.parse_args(argv)
     if args.resume and args.seeds and len(config.parse_seeds(args.seeds, args.seed)) > 1:
         parser.error("--resume continues one run folder; resume each seed's folder on its own")

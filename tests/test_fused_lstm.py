@@ -178,3 +178,17 @@ def test_a_fused_run_resumes_from_its_checkpoint_to_the_uninterrupted_weights(tm
     assert (tmp_path / "resumed" / "history.csv").read_text() == (tmp_path / "reference" / "history.csv").read_text()
     for a, b in zip(reference, resumed):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_started_before_the_flag_resumes_with_the_keras_loop(feature_file, tmp_path):
+    out = tmp_path / "old"
+    assert train_attention_lstm.main(["--data", str(feature_file), "--out", str(out), "--units", "4",
+                                      "--attention-units", "2", "--epochs", "1", "--recurrent-dropout", "0",
+                                      "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    del saved["lstm_kernel"]  # as a config.json written before --lstm-kernel existed
+    (out / "config.json").write_text(json.dumps(saved))
+    experiment, _ = train_attention_lstm.parse_args(["--resume", str(out)])
+    assert experiment.training.lstm_kernel == "keras"  # its checkpoints hold the loop's layers
+    experiment, _ = train_attention_lstm.parse_args(["--config", str(out / "config.json"), "--out", str(tmp_path)])
+    assert experiment.training.lstm_kernel == "auto"  # a new run
