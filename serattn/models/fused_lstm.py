@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+
 def fused_is_exact(lstm):
     """Why ``BlockLSTM`` would not compute what ``lstm`` computes, or None when it would.
 
