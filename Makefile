@@ -63,7 +63,7 @@ clean-demo:
 	rm -rf $(DEMO) results/demo
 
 # Speed benchmarks (not part of `make test`): ratios measured in one run on this machine.
-# `make bench` (~20 min on 2 cores) rewrites benchmarks/RESULTS.md; `make bench-quick` (~2 min)
+# `make bench` (~35 min on 2 cores) rewrites benchmarks/RESULTS.md; `make bench-quick` (~2 min)
 # runs smaller workloads and writes a scratch file.
 .PHONY: bench bench-quick
 

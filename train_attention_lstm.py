@@ -105,6 +105,11 @@ def build_parser():
     training.add_argument("--jit-compile", action="store_true",
                           help="compile the train and test steps with XLA (faster on CPU; batches are then padded "
                                "to multiples of 16 frames; numbers differ from the default in float rounding)")
+    training.add_argument("--lstm-kernel", default="auto", choices=config.LSTM_KERNELS,
+                          help="auto: TensorFlow's fused one-op LSTM (BlockLSTM, same weights and files, ~1.5x "
+                               "faster training on CPU) wherever it computes what the Keras loop computes (tanh, "
+                               "--recurrent-dropout 0, no --jit-compile, no GPU), the Keras loop otherwise; "
+                               "keras: always the loop; fused: always fused, refused where it is not exact")
     training.add_argument("--jobs", type=int, default=1,
                           help="processes that run the folds (--cv) and seeds (--seeds) side by side, the cores divided "
                                "between them; the numbers are those of --jobs 1 (default: %(default)s)")
@@ -140,6 +145,8 @@ def parse_args(argv):
         saved = runs.read_config(Path(args.resume, runs.CONFIG_FILE) if args.resume else args.config)
         flags = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in NOT_SAVED})
+        if args.resume and "lstm_kernel" not in saved:  # started before --lstm-kernel: its checkpoint is the loop's
+            parser.set_defaults(lstm_kernel="keras")
         args = parser.parse_args(argv)
     if args.resume and args.seeds and len(config.parse_seeds(args.seeds, args.seed)) > 1:
         parser.error("--resume continues one run folder; resume each seed's folder on its own")
@@ -193,6 +200,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
 
     # Model, seeded and deterministic.
     model = training.build_model(model_config, train_config, train.dim, len(classes))
+    lstm_kernel = training.lstm_kernel_for(model_config, train_config)
 
     # The run folder exists only from here on, once every input has been checked.
     resuming = bool(output.resume) and Path(out).exists()  # a finished folder is refused there
@@ -203,6 +211,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
             experiment.with_out(out).to_flags(), out, classes, train, data_files,
             max_length_used=pad_to,
             padding=padding,
+            lstm_kernel_used=lstm_kernel,
             class_weights=dict(zip(classes, class_weights.round(6).tolist())),
             val_speakers_used=sorted(set(val_set.speakers)),
             augmented_copies_used=int(fit_set.is_copy.sum()),
@@ -227,7 +236,8 @@ def train_one_run(experiment, train, test, classes, out, data_files):
         callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
         best_epoch, resumed_at, diverged_epoch = training.fit(
             model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,
-            run.history_path, callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2))
+            run.history_path, callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2),
+            lstm_kernel=lstm_kernel)
         if resumed_at:
             print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
         if diverged_epoch:

@@ -1,6 +1,6 @@
 """Speed benchmarks of serattn: ratios measured in one run on this machine, and RESULTS.md.
 
-    python benchmarks/bench.py                 # full suite (~20 min on 2 cores), writes benchmarks/RESULTS.md
+    python benchmarks/bench.py                 # full suite (~35 min on 2 cores), writes benchmarks/RESULTS.md
     python benchmarks/bench.py --quick         # ~2 min, smaller workloads, writes a scratch file
     python benchmarks/bench.py --only epoch,step
     python benchmarks/bench.py --quick --only deploy   # ONNX vs Keras, live-stream speed and latency (~1 min)
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_results  # noqa: E402
 
-SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "deploy", "tsne")  # slowest last
+SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "deploy", "tsne",
+            "loso")  # slowest last
 EMODB_2S = ROOT.parent / "shared" / "data" / "emodb_2s"
 
 # Workload sizes: (full, quick).
@@ -127,7 +128,8 @@ def bench_step(figures, quick):
     """Figure 2: frames/s of the training step, Keras vs the same model in PyTorch."""
     pick = 1 if quick else 0
     rounds, steps = SIZES["step_rounds"][pick], SIZES["step_steps"][pick]
-    variants = ["published", "rd0"] if quick else ["published", "lstm_mask", "rd0", "unmasked"]
+    variants = ["published", "rd0", "rd0_keras", "recommended", "recommended_keras"]
+    variants += [] if quick else ["lstm_mask", "unmasked"]
     keras_runs, torch_runs, xla_runs = [], [], []
     for _ in range(1 if quick else 2):  # alternate the libraries' processes
         keras_runs.append(run_worker("keras_step", steps=steps, rounds=rounds, variants=variants))
@@ -151,16 +153,29 @@ def bench_step(figures, quick):
     figures.add("torch_frames_per_s", torch_published,
                 f"PyTorch, same model (per-step loop with recurrent dropout 0.5), {setting}")
     figures.add("ratio_vs_pytorch", keras_fps("published") / torch_published, "frames_per_s / torch_frames_per_s")
-    figures.add("frames_per_s_rd0", keras_fps("rd0"), "Keras, --recurrent-dropout 0")
+    figures.add("frames_per_s_rd0", keras_fps("rd0"),
+                "Keras, --recurrent-dropout 0, as the CLI trains it: the fused LSTM kernel (--lstm-kernel auto)")
+    figures.add("frames_per_s_rd0_keras_loop", keras_fps("rd0_keras"), "the same with --lstm-kernel keras")
+    figures.add("speedup_fused_vs_keras_lstm", keras_fps("rd0") / keras_fps("rd0_keras"),
+                "frames_per_s_rd0 / frames_per_s_rd0_keras_loop: TensorFlow's BlockLSTM vs Keras' while_loop, "
+                "interleaved in one process")
     torch_rd0, setting = torch_fps(0.0)
     figures.add("torch_frames_per_s_rd0", torch_rd0, f"PyTorch nn.LSTM (fused), {setting}")
-    figures.add("ratio_vs_pytorch_rd0", keras_fps("rd0") / torch_rd0, "both without recurrent dropout")
+    figures.add("ratio_vs_pytorch_rd0", keras_fps("rd0") / torch_rd0,
+                "both without recurrent dropout, both fused: Keras with the fused LSTM kernel vs nn.LSTM")
+    figures.add("ratio_vs_pytorch_rd0_keras_loop", keras_fps("rd0_keras") / torch_rd0,
+                "the same with Keras' own loop (--lstm-kernel keras; ratio_vs_pytorch_rd0 before issue 26)")
     figures.add("speedup_rd0_vs_published", keras_fps("rd0") / keras_fps("published"),
-                "what --recurrent-dropout 0 buys (per-gate cell with 8 small matmuls vs the fused 2)")
+                "what --recurrent-dropout 0 buys (per-gate loop with 8 small matmuls vs the fused kernel)")
+    figures.add("frames_per_s_recommended", keras_fps("recommended"),
+                "--preset recommended's model and AdamW step (functionals batch-normalized), fused LSTM kernel")
+    figures.add("speedup_fused_recommended", keras_fps("recommended") / keras_fps("recommended_keras"),
+                "the recommended model's step, --lstm-kernel auto (fused) vs keras, interleaved")
     xla_fps = batch * frames / float(np.median([r["step_s"]["jit"] for r in xla_runs]))
     figures.add("frames_per_s_xla", xla_fps, "--jit-compile: the same step compiled by XLA (compile time excluded)")
     figures.add("speedup_train_vs_stock_keras", xla_fps / keras_fps("published"),
-                "published model, --jit-compile vs the stock Keras step (goal >= 2.5)")
+                "published model, --jit-compile vs the stock Keras step (no goal since issue 26: see "
+                "speedup_fused_vs_keras_lstm)")
     xla_rd0_fps = batch * frames / float(np.median([r["step_s"]["jit_rd0"] for r in xla_runs]))
     figures.add("frames_per_s_xla_rd0", xla_rd0_fps, "--jit-compile --recurrent-dropout 0")
     figures.add("ratio_vs_pytorch_rd0_xla", xla_rd0_fps / torch_rd0,
@@ -170,9 +185,12 @@ def bench_step(figures, quick):
         # Multiply-adds per frame of the LSTM (input and recurrent, 4 gates) and the attention scorer,
         # times 2 FLOPs, times 3 for forward + backward; the once-per-utterance layers are negligible.
         flops_per_frame = 3 * 2 * (32 * 240 + 60 * 240 + 60 * 50 + 50)
-        figures.add("fraction_of_peak", keras_fps("published") * flops_per_frame / 1e9 / peak,
-                    f"published training step: {flops_per_frame:,} FLOPs per frame x frames_per_s / "
+        figures.add("fraction_of_peak", keras_fps("recommended") * flops_per_frame / 1e9 / peak,
+                    f"recommended model's training step (fused LSTM kernel): {flops_per_frame:,} FLOPs per frame "
+                    "(LSTM and attention; the functionals add ~1%) x frames_per_s_recommended / "
                     "matmul_gflops_2threads")
+        figures.add("fraction_of_peak_published", keras_fps("published") * flops_per_frame / 1e9 / peak,
+                    "the same for the published model (frames_per_s; fraction_of_peak before issue 26)")
     figures.add("lstm_step_us", 1e6 * batch / keras_fps("published"),
                 "microseconds per LSTM time step (forward + backward), published model")
     if "lstm_mask" in variants:
@@ -296,6 +314,36 @@ def bench_cv_jobs(figures, quick):
                 f"(100-300 frames): --jobs 1 / --jobs 2 wall time, start-up included (goal >= 1.6 on 2 cores)")
 
 
+def bench_loso(figures, quick):
+    """Wall time of the recommended emodb_2s LOSO with the fused LSTM kernel and with the Keras loop."""
+    if not (EMODB_2S / "wav").is_dir():
+        figures.add("loso_wall_ratio_fused_vs_keras", "skipped", f"{EMODB_2S} not found")
+        return
+    epochs = 2 if quick else 11
+    seconds = {"keras": [], "auto": []}
+    with tempfile.TemporaryDirectory() as folder:
+        data = ROOT / "data" / "emodb_2s.npz"
+        if not data.is_file():
+            data = Path(folder) / "emodb_2s.npz"
+            subprocess.run([sys.executable, "extract_features.py", "--corpus", "emodb", str(EMODB_2S), "--out",
+                            str(data), "--quiet"], cwd=ROOT, check=True, capture_output=True)
+        for round_ in range(1 if quick else 2):
+            for kernel in seconds:  # interleaved
+                command = [sys.executable, str(ROOT / "train_attention_lstm.py"), "--data", str(data), "--cv", "loso",
+                           "--norm", "speaker", "--val-speakers", "0", "--epochs", str(epochs), "--preset",
+                           "recommended", "--lstm-kernel", kernel, "--quiet",
+                           "--out", str(Path(folder) / f"{kernel}-{round_}")]
+                start = time.perf_counter()
+                subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+                seconds[kernel].append(time.perf_counter() - start)
+    keras_s, fused_s = (float(np.median(seconds[k])) for k in ("keras", "auto"))
+    recipe = (f"train_attention_lstm.py --data emodb_2s.npz --cv loso --norm speaker --val-speakers 0 --epochs "
+              f"{epochs} --preset recommended" + (" (--quick: 2 epochs, start-up weighs more)" if quick else ""))
+    figures.add("loso_wall_s_keras", keras_s, f"{recipe} --lstm-kernel keras, wall seconds")
+    figures.add("loso_wall_s_fused", fused_s, "the same with --lstm-kernel auto (fused), interleaved")
+    figures.add("loso_wall_ratio_fused_vs_keras", fused_s / keras_s, "loso_wall_s_fused / loso_wall_s_keras")
+
+
 def bench_deploy(figures, quick):
     """Exported ONNX vs Keras inference; predict.py --stream speed and latency (benchmarks/bench_deploy.py)."""
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_deploy.py"), json.dumps({"quick": quick})]
@@ -318,7 +366,8 @@ def bench_deploy(figures, quick):
 
 
 BENCHES = {"machine": bench_machine, "deploy": bench_deploy, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
-           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs}
+           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs,
+           "loso": bench_loso}
 
 
 def environment():

@@ -150,13 +150,17 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
 
     Variants (interleaved, ``steps`` steps each per round): ``published`` (as
     train_attention_lstm.py trains it), ``lstm_mask`` (the LSTM also consumes the
-    mask), ``rd0`` (recurrent dropout 0), ``unmasked`` (``--no-mask`` model),
+    mask), ``rd0`` (recurrent dropout 0: the fused LSTM kernel, ``--lstm-kernel auto``),
+    ``rd0_keras`` (the same with ``--lstm-kernel keras``), ``recommended`` and
+    ``recommended_keras`` (``--preset recommended``'s model and optimizer, functionals
+    batch-normalized, with either kernel), ``unmasked`` (``--no-mask`` model),
     ``jit`` (``--jit-compile``: XLA; needs a worker of its own, since the other
     variants turn on op determinism, under which Keras refuses XLA), ``jit_rd0``
     (XLA and recurrent dropout 0).
     """
     import tensorflow as tf
 
+    from serattn.config import PRESETS
     from serattn.training import trainer as training
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)  # 0: TensorFlow's choice
@@ -166,14 +170,19 @@ def keras_step_worker(batch_size=32, frames=200, steps=6, rounds=3, variants=("p
     inputs = {"features": features, "mask": np.ones((batch_size, frames), bool)}
     targets = rng.integers(0, len(CLASSES), batch_size).astype(np.int32)
     weights = np.ones(batch_size, np.float32)
+    recommended = {**PRESETS["recommended"], "functionals_norm": "batch"}  # no per-speaker input here
     settings = {"published": {}, "lstm_mask": {}, "rd0": {"recurrent_dropout": 0.0},
+                "rd0_keras": {"recurrent_dropout": 0.0, "lstm_kernel": "keras"},
+                "recommended": recommended, "recommended_keras": {**recommended, "lstm_kernel": "keras"},
                 "unmasked": {"mask": False}, "jit": {"jit_compile": True},
                 "jit_rd0": {"jit_compile": True, "recurrent_dropout": 0.0}}
     trainers, traces = {}, {}
     for name in variants:
-        model = training.build_model(*model_args(**settings[name]), 32, len(CLASSES))
+        model_config, train_config = model_args(**settings[name])
+        model = training.build_model(model_config, train_config, 32, len(CLASSES))
         use_view = name != "lstm_mask" and settings[name].get("mask", True)
-        trainers[name] = training.trainer_for(model, "post") if use_view else model
+        kernel = training.lstm_kernel_for(model_config, train_config)
+        trainers[name] = training.trainer_for(model, "post", kernel) if use_view else model
     data = tf.data.Dataset.from_tensors((inputs, targets, weights)).repeat(steps)
     times = {name: [] for name in variants}
     for round_ in range(rounds + 1):  # round 0 traces

@@ -27,6 +27,7 @@ NORMALIZATIONS = ("global", "speaker", "none")
 CV_PROTOCOLS = ("loso", "kfold-speakers", "leave-one-group-out")
 LSTM_MODELS = ("attention-lstm", "basic-lstm")
 STRATEGIES = ("default", "mirrored", "multiworker")
+LSTM_KERNELS = ("auto", "keras", "fused")
 CLASS_WEIGHT_WORDS = ("balanced", "none")
 # --preset NAME sets these flags' defaults (flags given on the command line win). "recommended" is
 # the candidate with the best validation UA, averaged over folds and seeds 1-3 (2 speakers held out
@@ -166,6 +167,7 @@ class TrainConfig:
     jit_compile: bool = False  # XLA for the train and test steps; batches padded to multiples of XLA_PAD_MULTIPLE
     weight_decay: float = 0.0  # > 0: AdamW instead of Adam
     label_smoothing: float = 0.0
+    lstm_kernel: str = "auto"  # LSTM_KERNELS: fused (TensorFlow's BlockLSTM) where exact, else the Keras loop
 
     @property
     def pad_multiple(self):
@@ -184,6 +186,7 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             raise InputError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("LSTM kernel", self.lstm_kernel, LSTM_KERNELS)
         parse_class_weight_spec(self.class_weight)
         if self.jit_compile and self.strategy != "default":
             raise InputError(f"--jit-compile works with --strategy default only (Keras turns XLA off under "
@@ -249,6 +252,9 @@ class Experiment:
         if getattr(self.model, "functionals_norm", "batch") == "speaker" and self.data.norm != "speaker":
             raise InputError(f"--functionals-norm speaker uses each speaker's statistics, as --norm speaker does; "
                              f"use it with --norm speaker, not --norm {self.data.norm}")
+        if self.is_lstm and self.training.lstm_kernel == "fused" and fused_lstm_blocker(self.model, self.training):
+            raise InputError(f"--lstm-kernel fused computes the Keras LSTM exactly only with "
+                             f"{fused_lstm_blocker(self.model, self.training)}; use --lstm-kernel auto or keras")
 
     @property
     def seed(self):
@@ -279,6 +285,19 @@ class Experiment:
         if self.is_lstm:
             flags["tensorboard"] = self.output.tensorboard
         return flags
+
+
+def fused_lstm_blocker(model, training):
+    """What the fused LSTM kernel needs that ``model``/``training`` lack (None: it is exact there).
+
+    TensorFlow's BlockLSTM has tanh and sigmoid built in and no recurrent dropout, and XLA
+    has no kernel for it (serattn.models.fused_lstm).
+    """
+    needs = [need for ok, need in [(model.activation == "tanh", "--activation tanh"),
+                                   (not model.recurrent_dropout, "--recurrent-dropout 0"),
+                                   (not training.jit_compile, "no --jit-compile"),
+                                   (not training.mixed_precision, "no --mixed-precision")] if not ok]
+    return ", ".join(needs) or None
 
 
 def add_speaker_fold_flags(group):

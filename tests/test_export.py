@@ -82,6 +82,20 @@ def test_export_matches_keras_on_the_run_test_utterances(demo, fmt, tmp_path):
     assert list(card["inputs"]) == ["frames"] and card["export_versions"]["tensorflow"]
 
 
+def test_a_run_trained_with_the_fused_lstm_kernel_exports_with_parity(demo, tmp_path):
+    """The fused kernel trains the stock LSTM's weights: the run's model exports as any other."""
+    run = tmp_path / "fused"
+    assert train_attention_lstm.main(["--data", str(demo["features"]), "--out", str(run), "--units", "8",
+                                      "--attention-units", "4", "--epochs", "1", "--recurrent-dropout", "0",
+                                      "--lstm-kernel", "fused", "--quiet"]) == 0
+    assert json.loads((run / CONFIG_FILE).read_text())["lstm_kernel_used"] == "fused"
+    for fmt in export.FORMATS:
+        assert export_model.main([str(run), "--format", fmt, "--out", str(tmp_path / fmt), "--check",
+                                  str(demo["features"])]) == 0
+        card = json.loads((tmp_path / fmt / export.MODEL_CARD).read_text())
+        assert card["parity"]["ok"] and card["parity"]["max_abs_diff_probabilities"] <= 1e-5
+
+
 def variant_run(demo, tmp_path, norm="global", **model_args):
     """A copy of the demo run whose model is an untrained variant built with ``model_args``
     (``model="basic-lstm"``: the basic LSTM)."""

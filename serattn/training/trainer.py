@@ -25,6 +25,7 @@ from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
 from serattn.models.layers import UnweightedAverageRecall
 from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
+from serattn.models.fused_lstm import fused_lstm_view
 from serattn.models.pooling import unmasked_lstm_view
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -144,8 +145,28 @@ def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=No
     )
 
 
-def trainer_for(model, padding):
+def lstm_kernel_for(model_config, train_config):
+    """``"fused"`` or ``"keras"``: the LSTM kernel that ``--lstm-kernel`` resolves to.
+
+    ``auto`` takes the fused kernel wherever it is exact (:func:`serattn.config.fused_lstm_blocker`)
+    and no GPU is visible (there Keras picks cuDNN); ``fused`` elsewhere is refused when the
+    configuration is checked.
+    """
+    from serattn.config import fused_lstm_blocker
+
+    kernel = train_config.lstm_kernel
+    if kernel == "auto":
+        exact = fused_lstm_blocker(model_config, train_config) is None
+        kernel = "fused" if exact and not tf.config.list_physical_devices("GPU") else "keras"
+    return kernel
+
+
+def trainer_for(model, padding, lstm_kernel="keras"):
     """The model to fit on batches padded at ``padding``: ``model``, or a faster view of it.
+
+    With ``lstm_kernel="fused"`` the view runs ``lstm1`` as a
+    :class:`~serattn.models.fused_lstm.FusedLSTM` (TensorFlow's one-op LSTM, same weights,
+    same outputs), masked only for pre-padded batches. Otherwise:
 
     A one-way LSTM's outputs at the valid frames of a post-padded utterance never
     see the padding, and the attention (or pooling) already ignores padded frames,
@@ -156,6 +177,11 @@ def trainer_for(model, padding):
     padding when saved or used for prediction. Pre-padding gets ``model`` itself.
     """
     lstm = model.get_layer("lstm1")
+    if lstm_kernel == "fused":
+        view = fused_lstm_view(model, keep_mask=padding != "post" and _lstm_is_masked(model))
+        compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
+                      jit_compile=model.jit_compile)
+        return view
     if padding != "post" or not _lstm_is_masked(model):
         return model
     if not _is_published_head(model):  # pooling variants, augmentation, pooled dropout
@@ -272,7 +298,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
 
 
 def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, history_path,
-        callbacks=(), verbose=1):
+        callbacks=(), verbose=1, lstm_kernel="keras"):
     """Train with early stopping on validation UA; the best epoch's weights are kept.
 
     Resumes from ``checkpoint_dir`` if an interrupted run left a checkpoint there.
@@ -287,6 +313,7 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
         checkpoint_dir: where per-epoch checkpoints are kept until training ends.
         history_path: CSV of the per-epoch losses and metrics (appended on resume).
         callbacks: further Keras callbacks (history logger, TensorBoard...).
+        lstm_kernel: ``"keras"`` or ``"fused"`` (:func:`lstm_kernel_for`), see :func:`trainer_for`.
 
     Training stops at the first epoch whose loss is NaN or infinite (the weights
     are then NaN too); the best epoch before it is kept when there is a
@@ -298,7 +325,7 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
         and the epoch whose loss was not finite (None if none was).
     """
     with model.distribute_strategy.scope():
-        model = trainer_for(model, train_batches.padding)  # shares the weights of the model passed in
+        model = trainer_for(model, train_batches.padding, lstm_kernel)  # shares the weights of the model passed in
     stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None)
     stopper.set_model(model)
     initial_epoch = stopper.restore()
