@@ -65,7 +65,7 @@ def where_the_time_goes(values):
             f"{get('ratio_vs_pytorch_rd0'):.2f}"
             + (f"; {get('ratio_vs_pytorch_rd0_keras_loop'):.2f} with Keras' loop"
                if have("ratio_vs_pytorch_rd0_keras_loop") else "") + "). PyTorch "
-            f"with 2 threads collapses on this shared 2-core machine; the best of 1 and 2 threads is used.")
+            "with 2 threads collapses on this shared 2-core machine; the best of 1 and 2 threads is used.")
     if have("speedup_unmasked_lstm_view"):
         lines.append(
             f"- **The mask in the LSTM** costs per-step selects on outputs and both states and their "

@@ -33,7 +33,7 @@ from serattn.errors import InputError, run_main
 from serattn.features.extraction import feature_names
 from serattn.features.feature_set import save_feature_set
 from serattn.features.normalization import Normalization
-from serattn.runs.folder import CONFIG_FILE, KERAS_MODEL_FILE, LOCK_FILE, NORMALIZATION_FILE, RunFolder
+from serattn.runs.folder import CONFIG_FILE, KERAS_MODEL_FILE, LOCK_FILE, RunFolder
 from serattn.runs.reading import open_run
 from serattn.testing import make_feature_set
 from tests.fabricate import write_manifest, write_wav
