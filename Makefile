@@ -8,7 +8,7 @@ DEMO := data/demo
 PAPER := results/paper
 SEEDS := 1,2,3
 
-.PHONY: demo test paper clean-demo lock
+.PHONY: demo test lint docs paper clean-demo lock
 
 # Installs the exact versions of requirements.lock (every package, transitive too), which
 # `make lock` generates from the lower bounds in requirements.txt.
@@ -56,8 +56,18 @@ paper: $(VENV)/installed
 	  $(PY) tsne_plot.py $$run --out-dir $(PAPER)/figure2-$$(basename $$run) || exit 1; \
 	done
 
-test: $(VENV)/installed
+# `make test`: lint (ruff on every file, mypy on the modules pyproject.toml lists; seconds), the
+# documentation site with warnings as errors (about 1 s), then the test suite.
+test: lint docs
 	$(PY) -m pytest
+
+lint: $(VENV)/installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The site goes to a scratch folder; `.venv/bin/mkdocs serve` shows it while you edit docs/.
+docs: $(VENV)/installed
+	site=$$(mktemp -d) && $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$site; status=$$?; rm -rf $$site; exit $$status
 
 clean-demo:
 	rm -rf $(DEMO) results/demo

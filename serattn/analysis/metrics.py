@@ -24,7 +24,8 @@ def evaluate_predictions(true_labels, predicted_labels, classes):
     """Scores of predicted against true class labels.
 
     Args:
-        true_labels, predicted_labels: (N,) class labels (strings).
+        true_labels: (N,) class labels (strings).
+        predicted_labels: (N,) predicted class labels (strings).
         classes: the class order of the confusion matrix.
 
     Returns:
