@@ -557,7 +557,7 @@ def run_tasks(tasks, jobs=1, scheduler=None):
         return
     if scheduler is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        calls = (joblib.delayed(_run_in_worker)(index, task, threads) for index, task in enumerate(tasks))
+        calls = (joblib.delayed(_run_in_worker)(index, task, threads, os.getpid()) for index, task in enumerate(tasks))
         for index, result in joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(calls):
             yield tasks[index], result
         return
@@ -567,8 +567,11 @@ def run_tasks(tasks, jobs=1, scheduler=None):
             yield tasks[index], result
 
 
-def _run_in_worker(index, task, threads):
-    """Limit this worker's threads (before TensorFlow starts in it), then run the task."""
+def _run_in_worker(index, task, threads, parent):
+    """Limit this worker's threads (before TensorFlow starts in it), then run the task; end with ``parent``."""
+    from serattn.training.worker import end_with_parent
+
+    end_with_parent(parent)  # a SIGKILLed command leaves no worker training on
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
     with threadpoolctl.threadpool_limits(threads):
