@@ -15,7 +15,6 @@ Groups follow the scripts' flag groups:
   never recorded as part of the experiment.
 """
 
-import dataclasses
 import importlib.util
 import math
 from dataclasses import dataclass, field
@@ -115,7 +114,7 @@ class ModelConfig:
     pooling: str = "attention"  # attention-lstm: ATTENTION_POOLINGS; basic-lstm: BASIC_POOLINGS
     heads: int = 1  # pooling "multihead"
     pool_inputs: bool = False  # attention also pools the input frames next to the LSTM outputs
-    functionals_norm: FunctionalsNorm = "batch"  # "+functionals" poolings: batch normalization, or per speaker (FUNCTIONALS_NORMS)
+    functionals_norm: FunctionalsNorm = "batch"  # "+functionals" poolings: batch normalization, or per speaker
     mask: bool = True  # False: published pre-padding, attention sees the padding
     max_length: int | None = None  # frames to pad to with pad_to_max
     # Training-only layers of the attention LSTM (serattn.models.augment), and dropout on the pooled vector.
@@ -303,15 +302,6 @@ def add_speaker_fold_flags(group):
     group.add_argument("--repeats", type=int, default=1,
                        help="kfold-speakers: repeat the K folds with R shuffles of the speakers; pooled and "
                             "per-repeat UA (default: %(default)s)")
-
-
-def from_flags(flags, groups):
-    """Split a flat ``{flag: value}`` mapping into the given dataclasses' fields."""
-    built = []
-    for group in groups:
-        names = {f.name for f in dataclasses.fields(group)}
-        built.append(group(**{k: v for k, v in flags.items() if k in names}))
-    return built
 
 
 def parse_class_weight_spec(spec):

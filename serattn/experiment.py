@@ -24,8 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from serattn import config
-from serattn.config import (DataConfig, ModelConfig, OutputConfig, StaticModelConfig, StaticTrainConfig,
-                            TrainConfig)
+from serattn.config import (
+    DataConfig,
+    ModelConfig,
+    OutputConfig,
+    StaticModelConfig,
+    StaticTrainConfig,
+    TrainConfig,
+)
 from serattn.define import BASIC_POOLINGS
 from serattn.errors import InputError
 

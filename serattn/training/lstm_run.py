@@ -6,17 +6,21 @@ runs comes here (in this process, a worker process or a Dask worker).
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from serattn.analysis.attention import attention_metrics
 from serattn.analysis.metrics import evaluate_predictions
 from serattn.errors import InputError
+from serattn.experiment import Experiment
+from serattn.features.feature_set import FeatureSet
 from serattn.runs import folder as runs
 from serattn.training import protocols
 
 
-def train_one_run(experiment, train, test, classes, out, data_files):
+def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, classes: list[str], out: str | Path,
+                  data_files: dict) -> dict[str, Any]:
     """Train on ``train``, evaluate on ``test``, and write the run folder ``out``."""
     # TensorFlow loads only once the input is known to be good.
     from serattn.training import trainer as training
@@ -105,7 +109,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
     return metrics
 
 
-def load_data(experiment):
+def load_data(experiment: Experiment) -> tuple:
     """``(train, test, sources, classes)`` of the experiment's feature sets, checked (as search.py loads them too)."""
     data = experiment.data
     return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding,

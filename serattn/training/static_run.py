@@ -6,15 +6,20 @@ runs comes here (in this process, a worker process or a Dask worker).
 
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from serattn.analysis.metrics import evaluate_predictions
+from serattn.experiment import Experiment
+from serattn.features.feature_set import FeatureSet
 from serattn.runs import folder as runs
 from serattn.training import protocols, static
 
 
-def train_one_run(experiment, train, test, classes, out, data_files):
+def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, classes: list[str], out: str | Path,
+                  data_files: dict) -> dict[str, Any]:
     """Choose hyper-parameters, fit on ``train``, evaluate on ``test``, write the run folder ``out``."""
     model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
@@ -85,7 +90,7 @@ def train_one_run(experiment, train, test, classes, out, data_files):
     return metrics
 
 
-def load_data(experiment):
+def load_data(experiment: Experiment) -> tuple:
     """``(train, test, sources, classes)``: one row of functionals per utterance, checked.
 
     Augmented copies (extract_features.py --augment) are dropped: static models train on originals only.
