@@ -145,11 +145,9 @@ def experiment_spec(argv):
     then the flags given. search.py adds each trial's values on top of this dict.
     """
     parser = build_parser()
-    given = given_flags(parser, argv)
+    given = parser.parse_given(argv)
     preset, recipe, config_file = given.pop("preset", None), given.pop("recipe", None), given.pop("config", None)
     given.pop("debug", None)
-    if "seed" in given and "seeds" not in given:  # --seed S on a recipe with seeds: that one seed
-        given["seeds"] = None
     if recipe and (config_file or given.get("resume")):
         raise InputError("give --recipe, --config or --resume, one of them: each names the whole experiment")
     layers = [nest(PRESETS[preset], TRAINER)] if preset else []
@@ -161,13 +159,6 @@ def experiment_spec(argv):
     if recipe:
         layers.append(read_recipe(recipe))
     return merge(*layers, nest(given, TRAINER)), saved
-
-
-def given_flags(parser, argv):
-    """{dest: value} of the flags on the command line only, without the parser's defaults."""
-    unset = object()
-    namespace = argparse.Namespace(**{dest: unset for dest in vars(parser.parse_args([]))})
-    return {dest: value for dest, value in vars(parser.parse_args(argv, namespace)).items() if value is not unset}
 
 
 def main(argv=None):

@@ -6,8 +6,6 @@
     python train_static.py --recipe recipes/emodb_2s_static_linear_svm.yaml --out results/lsvm
 """
 
-import argparse
-
 import serattn
 from serattn import config
 from serattn.analysis.metrics import format_report
@@ -96,11 +94,9 @@ def experiment_spec(argv):
     search.py adds each trial's values on top of this dict.
     """
     parser = build_parser()
-    given = given_flags(parser, argv)
+    given = parser.parse_given(argv)
     recipe, config_file = given.pop("recipe", None), given.pop("config", None)
     given.pop("debug", None)
-    if "seed" in given and "seeds" not in given:  # --seed S on a recipe with seeds: that one seed
-        given["seeds"] = None
     if recipe and config_file:
         raise InputError("give --recipe or --config, not both: each names the whole experiment")
     layers, saved = [], None
@@ -110,13 +106,6 @@ def experiment_spec(argv):
     if recipe:
         layers.append(read_recipe(recipe))
     return merge(*layers, nest(given, TRAINER)), saved
-
-
-def given_flags(parser, argv):
-    """{dest: value} of the flags on the command line only, without the parser's defaults."""
-    unset = object()
-    namespace = argparse.Namespace(**{dest: unset for dest in vars(parser.parse_args([]))})
-    return {dest: value for dest, value in vars(parser.parse_args(argv, namespace)).items() if value is not unset}
 
 
 def main(argv=None):

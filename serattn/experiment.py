@@ -205,6 +205,8 @@ def nest(flags: dict[str, Any], trainer: str) -> dict[str, Any]:
     """
     homes = field_homes(trainer)
     nested: dict[str, Any] = {"trainer": trainer}
+    if "seed" in flags and "seeds" not in flags:  # --seed S over a recipe's seeds: that one seed
+        nested["seeds"] = None
     for key, value in flags.items():
         if key == "seeds":
             nested["seeds"] = value
