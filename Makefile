@@ -38,18 +38,19 @@ lock: $(LOCK_TOOL)/bin/uv
 demo: $(VENV)/installed
 	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
 	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz --overwrite
-	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --out results/demo --overwrite
+	$(PY) train_attention_lstm.py --recipe recipes/demo.yaml --data $(DEMO)/features.npz --out results/demo --overwrite
 	$(PY) attention_visualize.py results/demo
 	$(PY) tsne_plot.py results/demo
 	$(PY) report.py results/demo --overwrite
 
-# Table 1 (tanh vs ReLU, 3 seeds), Table 2 (confusion) and Figure 2 on the demo corpus.
+# Table 1 (tanh vs ReLU, 3 seeds), Table 2 (confusion) and Figure 2 on the demo corpus; the
+# experiments are recipes/paper_tanh.yaml and recipes/paper_relu.yaml (SEEDS overrides their seeds).
 paper: $(VENV)/installed
 	$(PY) make_demo_corpus.py --out $(DEMO) --overwrite
 	$(PY) extract_features.py --manifest $(DEMO)/manifest.csv --out $(DEMO)/features.npz --overwrite
 	rm -rf $(PAPER)
-	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --activation tanh --seeds $(SEEDS) --out $(PAPER)/tanh --quiet
-	$(PY) train_attention_lstm.py --data $(DEMO)/features.npz --activation relu --seeds $(SEEDS) --out $(PAPER)/relu --quiet
+	$(PY) train_attention_lstm.py --recipe recipes/paper_tanh.yaml --data $(DEMO)/features.npz --seeds $(SEEDS) --out $(PAPER)/tanh
+	$(PY) train_attention_lstm.py --recipe recipes/paper_relu.yaml --data $(DEMO)/features.npz --seeds $(SEEDS) --out $(PAPER)/relu
 	$(PY) compare_runs.py $(PAPER)/tanh-seed* $(PAPER)/relu-seed* --by activation --confusion-group --out $(PAPER)/tables.md
 	for run in $(PAPER)/tanh-seed1 $(PAPER)/relu-seed1; do \
 	  $(PY) attention_visualize.py $$run --out-dir $(PAPER)/figure2-$$(basename $$run) && \

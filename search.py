@@ -20,11 +20,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import train_attention_lstm
 import train_static
 from serattn import config
+from serattn.api import load_data
+from serattn.experiment import Experiment
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs import folder as runs
 from serattn.search import report, space as spaces, study as studies
 from serattn.training import static
 
+# Only their flags: a trainer's command line becomes the experiment dict each trial builds on.
 TRAINER_SCRIPTS = {"attention-lstm": train_attention_lstm, "static": train_static}
 # What must match for a rerun to continue the search in an existing --out.
 SAME_SEARCH = ("space", "trainer_flags", "nested", "inner_cv", "study")
@@ -74,7 +77,7 @@ def build_parser():
 
 
 def parse_args(argv):
-    """(search flags, trainer, the trainer's argv, its base experiment, the space), every value checked."""
+    """(search flags, trainer, the trainer's argv, its experiment dict and experiment, the space), all checked."""
     args, trainer_argv = build_parser().parse_known_args(argv)
     if args.trials < 1 or args.jobs < 1 or args.heartbeat < 1:
         raise InputError(f"--trials, --jobs and --heartbeat must be at least 1, got {args.trials}, {args.jobs}, "
@@ -82,9 +85,9 @@ def parse_args(argv):
     check_study_name(args.study)
     space = spaces.load_space(args.space)
     trainer = TRAINER_SCRIPTS[space.trainer]
-    result = trainer.parse_args(trainer_argv)
-    base = result[0] if isinstance(result, tuple) else result
-    space.check(trainer.build_parser(), grid_parameters(space, base))
+    base_spec, _ = trainer.experiment_spec(trainer_argv)
+    base = Experiment.from_dict(base_spec)
+    space.check(grid_parameters(space, base))
     if len(base.seeds) > 1 or base.output.resume or base.output.dask_scheduler:
         raise InputError("search.py runs each trial with one --seed, here (no --seeds, --resume or --dask-scheduler)")
     if args.nested and not base.data.cv:
@@ -92,7 +95,7 @@ def parse_args(argv):
     if base.data.cv and not args.nested:
         raise InputError("--cv is the outer protocol of --nested; without --nested the search runs its --inner-cv on "
                          "the training speakers (the whole --data file when it has no split)")
-    return args, trainer, tuple(trainer_argv), base, space
+    return args, trainer, tuple(trainer_argv), base_spec, base, space
 
 
 def check_study_name(name):
@@ -110,16 +113,15 @@ def grid_parameters(space, base):
     return {model: static.TUNABLE.get(model, ()) for model in (searched or (base.model.model,))}
 
 
-def load_search_data(trainer, base, inner_cv, nested):
+def load_search_data(base, inner_cv, nested):
     """(search or outer data, classes, data files, what the search speakers are)."""
     if nested or not base.data.data:
-        train, _, sources, classes = trainer.load_data(base)
+        train, _, sources, classes = load_data(base)
         which = ("every speaker of --data (split by the outer --cv)" if nested
                  else f"the speakers of '{base.data.train}'")
         return train, classes, runs.describe_data_files(sources), which
     # one --data file: all of it is read; only its training split is searched on
-    train, _, sources, classes = trainer.load_data(dataclasses.replace(base, data=dataclasses.replace(base.data,
-                                                                                                      cv=inner_cv)))
+    train, _, sources, classes = load_data(dataclasses.replace(base, data=dataclasses.replace(base.data, cv=inner_cv)))
     if train.split is not None:
         return (train.subset(train.split == "train"), classes, runs.describe_data_files(sources),
                 f"the training split of '{base.data.data}' (its test speakers left out)")
@@ -162,11 +164,11 @@ def delete_studies(storage, name):
 
 
 def main(argv=None):
-    args, trainer, trainer_argv, base, space = parse_args(argv)
+    args, trainer, trainer_argv, base_spec, base, space = parse_args(argv)
     inner_cv = config.parse_cv(args.inner_cv)
 
     # Data: the search speakers (or, nested, every speaker for the outer folds), checked before anything is written.
-    data, classes, data_files, which = load_search_data(trainer, base, inner_cv, args.nested)
+    data, classes, data_files, which = load_search_data(base, inner_cv, args.nested)
     storage = studies.open_storage(args.storage, args.out, args.heartbeat) if args.storage else None
     record = {"space": space.as_dict(), "space_file": space.source, "trainer_flags": list(trainer_argv),
               "nested": args.nested, "inner_cv": list(inner_cv), "outer_cv": list(base.data.cv or []) or None,
@@ -179,8 +181,7 @@ def main(argv=None):
 
     # The search: every trial a speaker cross-validation of the trainer's own command.
     job = studies.SearchJob(
-        parse_args=trainer.parse_args, build_parser=trainer.build_parser, train_one_run=trainer.train_one_run,
-        base_argv=trainer_argv, space=space, data=data, classes=classes, data_files=data_files, inner_cv=inner_cv,
+        base=base_spec, space=space, data=data, classes=classes, data_files=data_files, inner_cv=inner_cv,
         storage=args.storage or f"sqlite:///{Path(args.out, 'study.db').resolve()}", study=args.study,
         trials=args.trials, timeout=args.timeout, folder=Path(args.out) / args.study, seed=base.seed,
         heartbeat=args.heartbeat, prune=args.prune)

@@ -4,26 +4,23 @@
     python train_attention_lstm.py --train train.npz --test test.npz --activation relu --out results/relu
     python train_attention_lstm.py --data data/emodb_2s.npz --cv loso --seeds 1,2,3 --out results/emodb
     python train_attention_lstm.py --resume results/demo          # continue an interrupted run
+    python train_attention_lstm.py --recipe recipes/demo.yaml --epochs 5   # a recipe file, a flag on top
 """
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
-
-import numpy as np
-
+import serattn
 from serattn import config
-from serattn.analysis.attention import attention_metrics
-from serattn.analysis.metrics import evaluate_predictions, format_report
+from serattn.analysis.metrics import format_report
 from serattn.config import LSTM_MODELS, NORMALIZATIONS, PRESETS, STRATEGIES
 from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNCTIONALS_NORMS
 from serattn.errors import ArgumentParser, InputError, run_main
+from serattn.experiment import Experiment, merge, nest, read_recipe, saved_layer
 from serattn.runs import folder as runs
-from serattn.training import protocols
-from serattn.training.distribute import worker_out
+
+TRAINER = "attention-lstm"
+
 
 def build_parser():
     parser = ArgumentParser(description=__doc__.split("\n")[0])
@@ -123,6 +120,8 @@ def build_parser():
     output.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to the run folder")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
     output.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    output.add_argument("--recipe", help="a recipe file (YAML, see recipes/): the experiment to run (flags given "
+                                         "here win)")
     output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
     output.add_argument("--preset", choices=sorted(PRESETS),
                         help="published: the published model (the defaults); recommended: "
@@ -134,165 +133,37 @@ def build_parser():
 
 
 def parse_args(argv):
-    """The flags as an :class:`~serattn.config.Experiment`, every value checked."""
+    """The flags as a checked :class:`~serattn.experiment.Experiment`, and the config.json it reruns (or None)."""
+    spec, saved = experiment_spec(argv)
+    return Experiment.from_dict(spec), saved
+
+
+def experiment_spec(argv):
+    """``(experiment dict, saved config.json or None)`` of a command line, not yet resolved or checked.
+
+    Layers, later ones winning: ``--preset``, then ``--recipe`` or the run of ``--config``/``--resume``,
+    then the flags given. search.py adds each trial's values on top of this dict.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = parser.parse_given(argv)
+    preset, recipe, config_file = given.pop("preset", None), given.pop("recipe", None), given.pop("config", None)
+    given.pop("debug", None)
+    if recipe and (config_file or given.get("resume")):
+        raise InputError("give --recipe, --config or --resume, one of them: each names the whole experiment")
+    layers = [nest(PRESETS[preset], TRAINER)] if preset else []
     saved = None
-    if args.preset:  # preset values become defaults: flags given on the command line win
-        parser.set_defaults(**PRESETS[args.preset])
-        args = parser.parse_args(argv)
-    if args.resume or args.config:
-        saved = runs.read_config(Path(args.resume, runs.CONFIG_FILE) if args.resume else args.config)
-        flags = {action.dest for action in parser._actions}
-        parser.set_defaults(**{k: v for k, v in saved.items() if k in flags and k not in NOT_SAVED})
-        if args.resume and "lstm_kernel" not in saved:  # started before --lstm-kernel: its checkpoint is the loop's
-            parser.set_defaults(lstm_kernel="keras")
-        args = parser.parse_args(argv)
-    if args.resume and args.seeds and len(config.parse_seeds(args.seeds, args.seed)) > 1:
-        parser.error("--resume continues one run folder; resume each seed's folder on its own")
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    if (args.jobs > 1 or args.dask_scheduler) and args.strategy != "default":
-        parser.error(f"--jobs and --dask-scheduler run whole folds and seeds per process; with --strategy "
-                     f"{args.strategy} one run already spans the devices, so use one or the other")
-    if args.resume and args.strategy == "multiworker":
-        parser.error("--resume is not supported with --strategy multiworker (every worker would need the "
-                     "chief's checkpoint); resume with --strategy default or mirrored, or start again")
-    if args.pooling is None or (saved is not None and "heads" not in saved and args.model == "attention-lstm"
-                                and args.pooling in BASIC_POOLINGS):
-        # the model's own default; a config.json from before pooling variants said 'mean' for basic-lstm only
-        args.pooling = "attention" if args.model == "attention-lstm" else "mean"
-    if args.functionals_norm == "auto":  # config.json records what was used
-        args.functionals_norm = "speaker" if args.norm == "speaker" and args.pooling.endswith("+functionals") \
-            else "batch"
-    flags = vars(args) | {"cv": config.parse_cv(args.cv),
-                          "pad_to_max": args.pad_to_max or not args.mask}  # the published model padded everything
-    data, model, training = config.from_flags(flags, (config.DataConfig, config.ModelConfig, config.TrainConfig))
-    output = config.OutputConfig(out=args.resume or args.out or f"results/{args.model}-{args.activation}-seed{args.seed}",
-                                 overwrite=args.overwrite, resume=args.resume, quiet=args.quiet,
-                                 tensorboard=args.tensorboard, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
-    experiment = config.Experiment(data.check(), model.check(), training.check(), output,
-                                   seeds=config.parse_seeds(args.seeds, args.seed))
-    return experiment, saved
-
-
-# Saved keys that a rerun does not take over: how the earlier command was run.
-NOT_SAVED = ("debug", "quiet", "overwrite", "config", "resume", "seeds", "out", "tensorboard", "jobs",
-             "dask_scheduler", "preset")
-
-
-def train_one_run(experiment, train, test, classes, out, data_files):
-    """Train on ``train``, evaluate on ``test``, and write the run folder ``out``."""
-    # TensorFlow loads only once the input is known to be good.
-    from serattn.training import trainer as training
-    from serattn.training.batches import EpochBatches, evaluation_dataset
-
-    model_config, train_config, output = experiment.model, experiment.training, experiment.output
-
-    # Data: validation speakers held out, normalization from the remaining training speakers.
-    fit_set, val_set, test, normalization = protocols.split_and_normalize(experiment, train, test, classes, out)
-    class_index = {c: i for i, c in enumerate(classes)}
-    targets = np.array([class_index[c] for c in fit_set.labels])
-    class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
-    pad_to = (model_config.max_length or int(max(train.lengths.max(), test.lengths.max()))) \
-        if train_config.pad_to_max else None
-    padding = "post" if model_config.mask else "pre"
-
-    # Model, seeded and deterministic.
-    model = training.build_model(model_config, train_config, train.dim, len(classes))
-    lstm_kernel = training.lstm_kernel_for(model_config, train_config)
-
-    # The run folder exists only from here on, once every input has been checked.
-    resuming = bool(output.resume) and Path(out).exists()  # a finished folder is refused there
-    run = runs.RunFolder.reopen(out, data_files) if resuming else runs.RunFolder.create(out, output.overwrite)
-    out = run.path
-    try:
-        run.write_config(runs.run_config(
-            experiment.with_out(out).to_flags(), out, classes, train, data_files,
-            max_length_used=pad_to,
-            padding=padding,
-            lstm_kernel_used=lstm_kernel,
-            class_weights=dict(zip(classes, class_weights.round(6).tolist())),
-            val_speakers_used=sorted(set(val_set.speakers)),
-            augmented_copies_used=int(fit_set.is_copy.sum()),
-            test_speakers=sorted(set(test.speakers))))
-        run.write_normalization(normalization)
-
-        # Train: early stopping and model selection on validation UA.
-        print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
-              f"validating on {len(val_set)} ({len(set(val_set.speakers))} speakers), "
-              f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
-        extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
-                        for name, fs in [("fit", fit_set), ("val", val_set), ("test", test)]}
-        batches = EpochBatches(fit_set.sequences(), targets, class_weights[targets], train_config.batch_size,
-                               train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
-                               padding=padding, pad_multiple=train_config.pad_multiple,
-                               utterance_inputs=extra_inputs["fit"])
-        validation = None
-        if len(val_set):
-            validation = evaluation_dataset(val_set.sequences(), [class_index[c] for c in val_set.labels],
-                                            train_config.batch_size, pad_to, padding, train_config.pad_multiple,
-                                            extra_inputs["val"])
-        callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
-        best_epoch, resumed_at, diverged_epoch = training.fit(
-            model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,
-            run.history_path, callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2),
-            lstm_kernel=lstm_kernel)
-        if resumed_at:
-            print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
-        if diverged_epoch:
-            kept = f"the weights of epoch {best_epoch} are kept" if len(val_set) else "its weights are broken"
-            print(f"warning: {out}: the training loss became NaN or infinite in epoch {diverged_epoch}; training "
-                  f"stopped there and {kept} (try --clipnorm 1 or a lower --learning-rate)", file=sys.stderr)
-        run.save_keras_model(model)
-
-        # Evaluate: predictions, attention and representations for every split.
-        parts = [(name, fs) for name, fs in [("train", fit_set), ("val", val_set), ("test", test)] if len(fs)]
-        outputs = {name: training.predict_with_attention(model, fs.sequences(), train_config.batch_size, pad_to,
-                                                         padding, extra_inputs["fit" if name == "train" else name])
-                   for name, fs in parts}
-        predicted = run.write_evaluation(parts, outputs, classes)
-        metrics = evaluate_predictions(test.labels, predicted["test"], classes)
-        metrics["n_test"] = metrics.pop("n")
-        metrics["best_epoch"] = best_epoch
-        metrics["diverged_epoch"] = diverged_epoch
-        metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
-            if len(val_set) else None
-        weights = outputs["test"]["weights"]
-        metrics.update(attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]), test.ids,
-                                         train.meta.get("manifest")))
-        run.write_metrics(metrics)
-    except (InputError, OSError):
-        if not resuming:
-            run.remove()  # nothing half-written stays behind
-        raise
-    run.mark_complete()
-    return metrics
-
-
-def load_data(experiment):
-    """``(train, test, sources, classes)`` of the experiment's feature sets, checked (as search.py loads them too)."""
-    data = experiment.data
-    return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding,
-                                     split_by=data.split_by, group_by=data.group_by)
+    if given.get("resume") or config_file:
+        resume = given.get("resume")
+        saved = runs.read_config(Path(resume, runs.CONFIG_FILE) if resume else config_file)
+        layers.append(saved_layer(saved, TRAINER, resume=bool(resume)))
+    if recipe:
+        layers.append(read_recipe(recipe))
+    return merge(*layers, nest(given, TRAINER)), saved
 
 
 def main(argv=None):
     experiment, saved_config = parse_args(argv)
-    if experiment.training.strategy == "multiworker":
-        # every worker runs all of main; only the chief's --out is kept
-        experiment = experiment.with_out(worker_out(experiment.output.out))
-
-    # Data: every input is checked before anything is written.
-    train, test, sources, classes = load_data(experiment)
-    data_files = runs.describe_data_files(sources)
-    if not experiment.output.resume:
-        runs.warn_if_data_changed(saved_config, data_files)
-
-    # One run per seed (sibling folders when there are several), each a fold set with --cv.
-    for metrics, title in protocols.run_seeds(experiment, train, test, classes, data_files, train_one_run,
-                                              resume=bool(experiment.output.resume)):
-        print(format_report(metrics, title))
+    serattn.run(experiment, rerun_of=saved_config, report=lambda metrics, title: print(format_report(metrics, title)))
     return 0
 
 

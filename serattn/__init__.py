@@ -3,7 +3,8 @@
 The package is grouped by stage; each room owns its data and imports only the rooms
 above it in this list (the scripts at the repository root wire flags to them):
 
-* ``serattn.config``: typed, frozen experiment configurations built from the flags.
+* ``serattn.config`` / ``serattn.experiment``: typed, frozen experiment configurations;
+  :class:`Experiment` is one experiment as a value (``from_dict``/``to_dict``, recipes).
 * ``serattn.features``: feature sets on disk and in memory, openSMILE extraction,
   corpus recipes and the demo corpus, normalization.
 * ``serattn.models``: the Keras layers and model builders; ``import serattn.models``
@@ -17,6 +18,7 @@ above it in this list (the scripts at the repository root wire flags to them):
   cue mass.
 * ``serattn.plots``: the figures and their numbers.
 
+``serattn.run(experiment)`` trains and evaluates an experiment (``serattn.api``);
 ``serattn.define`` holds shared names (class sets, colors, feature sets),
 ``serattn.errors`` the one user-facing error type, ``serattn.atomic`` the one
 atomic file writer and ``serattn.testing`` small fabricated feature sets.
@@ -31,6 +33,15 @@ import sys
 TENSORFLOW_LOADED_FIRST = "tensorflow" in sys.modules
 
 import opensmile  # noqa: E402,F401
+
+from serattn.experiment import Experiment  # noqa: E402,F401
+
+
+def run(experiment, **options):
+    """Train and evaluate ``experiment``: see :func:`serattn.api.run` (imported on first use: TensorFlow loads there)."""
+    from serattn.api import run as run_experiment
+
+    return run_experiment(experiment, **options)
 
 
 def import_tensorflow():

@@ -1,10 +1,10 @@
-"""Typed, frozen configurations of an experiment, built and checked once.
+"""Typed, frozen configurations of an experiment, each group checked by its ``check()``.
 
-A script turns its flags into one of these (:func:`lstm_experiment` or
-:func:`static_experiment`); the library reads them and never changes them: a seed
-or a fold is a new config made with :func:`dataclasses.replace`. ``config.json``
-in a run folder is their flat serialization (one key per flag, as before this
-module existed, so ``compare_runs.py --by KEY`` and older run folders keep working).
+:class:`serattn.experiment.Experiment` holds one of each group; the library reads
+them and never changes them: a seed or a fold is a new config made with
+:func:`dataclasses.replace`. ``config.json`` in a run folder is their flat
+serialization (one key per flag, as before this module existed, so
+``compare_runs.py --by KEY`` and older run folders keep working).
 
 Groups follow the scripts' flag groups:
 
@@ -15,12 +15,13 @@ Groups follow the scripts' flag groups:
   never recorded as part of the experiment.
 """
 
-import dataclasses
 import importlib.util
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
-from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNCTIONALS_NORMS
+from serattn.define import (ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, CALIBRATIONS, DEFAULT_GRIDS,
+                            FRAME_POOLS, FUNCTIONALS_NORMS, STATIC_MODELS, TUNABLE)
 from serattn.errors import InputError
 
 NORMALIZATIONS = ("global", "speaker", "none")
@@ -43,6 +44,21 @@ PRESETS = {
 }
 XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
 
+# The values a field may take, for type checkers and readers; check() refuses others with one line.
+Normalization = Literal["global", "speaker", "none"]
+CvProtocol = Literal["loso", "kfold-speakers", "leave-one-group-out"]
+Cv = tuple[CvProtocol, int | None]  # ("loso", None), ("kfold-speakers", K), ("leave-one-group-out", None)
+LstmModel = Literal["attention-lstm", "basic-lstm"]
+Activation = Literal["tanh", "relu"]
+FunctionalsNorm = Literal["batch", "speaker"]
+Strategy = Literal["default", "mirrored", "multiworker"]
+LstmKernel = Literal["auto", "keras", "fused"]
+InputPadding = Literal["auto", "pre", "post"]
+StaticModel = Literal["linear-svm", "rbf-svm", "logreg", "mlp"]
+Calibration = Literal["auto", "sigmoid", "isotonic"]
+FramePool = Literal["none", "mean"]
+ClassWeightWord = Literal["balanced", "none"]
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -51,10 +67,10 @@ class DataConfig:
     data: str | None = None  # one feature set whose 'split' says train/test (any split with cv)
     train: str | None = None
     test: str | None = None
-    input_padding: str = "auto"  # where padded arrays without lengths carry their zeros
-    norm: str = "global"  # see serattn.features.normalization
+    input_padding: InputPadding = "auto"  # where padded arrays without lengths carry their zeros
+    norm: Normalization = "global"  # see serattn.features.normalization
     val_speakers: str = "0.2"  # fraction, count, ids, or "0"
-    cv: tuple | None = None  # ("loso", None), ("kfold-speakers", K) or ("leave-one-group-out", None)
+    cv: Cv | None = None
     group_by: str | None = None  # leave-one-group-out: the column whose values are held out in turn (IEMOCAP session)
     split_by: str | None = None  # a column of the corpus's partitions: train, validation (optional) and test
     # kfold-speakers: folds balanced by the utterances' classes ("classes") or by a speaker attribute
@@ -62,7 +78,7 @@ class DataConfig:
     stratify_speakers_by: str | None = None
     repeats: int = 1
 
-    def check(self):
+    def check(self) -> "DataConfig":
         if self.data and (self.train or self.test):
             raise InputError("give either --data or --train and --test, not both")
         if not self.data and not (self.train and self.test):
@@ -89,16 +105,16 @@ class DataConfig:
 class ModelConfig:
     """The attention LSTM (or the basic LSTM) and its sizes."""
 
-    model: str = "attention-lstm"
+    model: LstmModel = "attention-lstm"
     units: int = 60
-    activation: str = "tanh"
+    activation: Activation = "tanh"
     recurrent_dropout: float = 0.5
     attention_units: int = 50
-    attention_activation: str = "tanh"
+    attention_activation: Activation = "tanh"
     pooling: str = "attention"  # attention-lstm: ATTENTION_POOLINGS; basic-lstm: BASIC_POOLINGS
     heads: int = 1  # pooling "multihead"
     pool_inputs: bool = False  # attention also pools the input frames next to the LSTM outputs
-    functionals_norm: str = "batch"  # "+functionals" poolings: batch normalization, or per speaker (FUNCTIONALS_NORMS)
+    functionals_norm: FunctionalsNorm = "batch"  # "+functionals" poolings: batch normalization, or per speaker
     mask: bool = True  # False: published pre-padding, attention sees the padding
     max_length: int | None = None  # frames to pad to with pad_to_max
     # Training-only layers of the attention LSTM (serattn.models.augment), and dropout on the pooled vector.
@@ -108,7 +124,7 @@ class ModelConfig:
     input_noise: float = 0.0
     pooled_dropout: float = 0.0
 
-    def check(self):
+    def check(self) -> "ModelConfig":
         _check_choice("model", self.model, LSTM_MODELS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("attention activation", self.attention_activation, ACTIVATIONS)
@@ -159,22 +175,22 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     clipnorm: float | None = None
-    class_weight: str = "balanced"  # balanced, none, or A=1.1,E=0.5,...
+    class_weight: str = "balanced"  # balanced, none, or A=1.1,E=0.5,... (checked by parse_class_weight_spec)
     pad_to_max: bool = False
     seed: int = 1
-    strategy: str = "default"
+    strategy: Strategy = "default"
     mixed_precision: bool = False
     jit_compile: bool = False  # XLA for the train and test steps; batches padded to multiples of XLA_PAD_MULTIPLE
     weight_decay: float = 0.0  # > 0: AdamW instead of Adam
     label_smoothing: float = 0.0
-    lstm_kernel: str = "auto"  # LSTM_KERNELS: fused (TensorFlow's BlockLSTM) where exact, else the Keras loop
+    lstm_kernel: LstmKernel = "auto"  # LSTM_KERNELS: fused (TensorFlow's BlockLSTM) where exact, else the Keras loop
 
     @property
-    def pad_multiple(self):
+    def pad_multiple(self) -> int:
         """Frames each bucketed batch is padded to a multiple of (XLA compiles once per padded shape)."""
         return XLA_PAD_MULTIPLE if self.jit_compile else 1
 
-    def check(self):
+    def check(self) -> "TrainConfig":
         for flag in ("epochs", "batch_size", "patience"):
             _check_positive(flag, getattr(self, flag))
         for flag in ("learning_rate", "weight_decay", "label_smoothing", "clipnorm"):
@@ -198,28 +214,45 @@ class TrainConfig:
 class StaticModelConfig:
     """A scikit-learn model on utterance functionals."""
 
-    model: str = "linear-svm"
+    model: StaticModel = "linear-svm"
     grid: dict = field(default_factory=dict)  # hyper-parameter -> values to choose from
-    hidden: tuple | None = None  # mlp hidden layer sizes
+    hidden: tuple[int, ...] | None = None  # mlp hidden layer sizes
     max_iter: int = 10_000
-    calibration: str = "auto"
-    pool: str = "none"  # frame-level input: refuse (none) or mean and std per utterance
+    calibration: Calibration = "auto"
+    pool: FramePool = "none"  # frame-level input: refuse (none) or mean and std per utterance
+
+    def check(self) -> "StaticModelConfig":
+        _check_choice("model", self.model, STATIC_MODELS)
+        _check_choice("calibration", self.calibration, CALIBRATIONS)
+        _check_choice("frame pooling", self.pool, FRAME_POOLS)
+        check_grid(self.grid, self.model)
+        if self.hidden is not None and (not self.hidden or min(self.hidden) < 1):
+            raise InputError(f"--hidden: every layer needs at least 1 unit, got {list(self.hidden)}")
+        if int(self.max_iter) != self.max_iter or self.max_iter < 1:
+            raise InputError(f"--max-iter must be at least 1, got {self.max_iter}")
+        return self
 
 
 @dataclass(frozen=True)
 class StaticTrainConfig:
     """How a static model is chosen and fitted."""
 
-    class_weight: str = "balanced"
+    class_weight: ClassWeightWord = "balanced"
     inner_folds: int = 5
     seed: int = 1
+
+    def check(self) -> "StaticTrainConfig":
+        _check_choice("class weight", self.class_weight, CLASS_WEIGHT_WORDS)
+        if int(self.inner_folds) != self.inner_folds or self.inner_folds < 2:
+            raise InputError(f"--inner-folds must be at least 2, got {self.inner_folds}")
+        return self
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     """Where the run folder goes and how the command behaves (not part of the experiment)."""
 
-    out: str
+    out: str | None = None  # None: a name made of the model and seed (Experiment.from_dict)
     overwrite: bool = False
     resume: str | None = None  # the run folder to continue
     quiet: bool = False
@@ -228,63 +261,13 @@ class OutputConfig:
     dask_scheduler: str | None = None  # tcp://HOST:8786: run folds and seeds on a Dask cluster instead
     grid_jobs: int = 1  # parallel grid-search fits inside one static run
 
-    def __post_init__(self):
+    def check(self) -> "OutputConfig":
+        if self.jobs < 1:
+            raise InputError(f"--jobs must be at least 1, got {self.jobs}")
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise InputError("--tensorboard needs the tensorboard package, which is not installed: "
                              "pip install tensorboard (in .venv), or drop the flag")
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One command's experiment: data, model, training, output, and the seeds to run.
-
-    ``model``/``training`` are :class:`ModelConfig`/:class:`TrainConfig` for the
-    LSTM and :class:`StaticModelConfig`/:class:`StaticTrainConfig` for static models.
-    """
-
-    data: DataConfig
-    model: ModelConfig | StaticModelConfig
-    training: TrainConfig | StaticTrainConfig
-    output: OutputConfig
-    seeds: tuple = (1,)
-
-    def __post_init__(self):
-        if getattr(self.model, "functionals_norm", "batch") == "speaker" and self.data.norm != "speaker":
-            raise InputError(f"--functionals-norm speaker uses each speaker's statistics, as --norm speaker does; "
-                             f"use it with --norm speaker, not --norm {self.data.norm}")
-        if self.is_lstm and self.training.lstm_kernel == "fused" and fused_lstm_blocker(self.model, self.training):
-            raise InputError(f"--lstm-kernel fused computes the Keras LSTM exactly only with "
-                             f"{fused_lstm_blocker(self.model, self.training)}; use --lstm-kernel auto or keras")
-
-    @property
-    def seed(self):
-        return self.training.seed
-
-    @property
-    def is_lstm(self):
-        return isinstance(self.model, ModelConfig)
-
-    def with_seed(self, seed, out):
-        """The same experiment for one seed, written to ``out``."""
-        return dataclasses.replace(self, training=dataclasses.replace(self.training, seed=seed),
-                                   output=dataclasses.replace(self.output, out=str(out)), seeds=(seed,))
-
-    def with_out(self, out):
-        return dataclasses.replace(self, output=dataclasses.replace(self.output, out=str(out)))
-
-    def to_flags(self):
-        """The flat ``{flag: value}`` record of config.json (output behaviour left out)."""
-        flags = {}
-        for group in (self.data, self.model, self.training):
-            flags.update(dataclasses.asdict(group))
-        flags["cv"] = list(self.data.cv) if self.data.cv else None
-        if not self.is_lstm:  # static models read functionals: no padded input, no --input-padding
-            flags.pop("input_padding")
-            flags["hidden"] = list(self.model.hidden) if self.model.hidden else None
-        flags["out"] = self.output.out
-        if self.is_lstm:
-            flags["tensorboard"] = self.output.tensorboard
-        return flags
+        return self
 
 
 def fused_lstm_blocker(model, training):
@@ -321,15 +304,6 @@ def add_speaker_fold_flags(group):
                             "per-repeat UA (default: %(default)s)")
 
 
-def from_flags(flags, groups):
-    """Split a flat ``{flag: value}`` mapping into the given dataclasses' fields."""
-    built = []
-    for group in groups:
-        names = {f.name for f in dataclasses.fields(group)}
-        built.append(group(**{k: v for k, v in flags.items() if k in names}))
-    return built
-
-
 def parse_class_weight_spec(spec):
     """``balanced``/``none``, or ``A=1.1,E=0.5`` -> {class: weight}; checked, classes not yet known."""
     if spec in CLASS_WEIGHT_WORDS:
@@ -346,6 +320,51 @@ def parse_class_weight_spec(spec):
                              f"finite, non-negative weights, got '{item}'")
         weights[name.strip()] = weight
     return weights
+
+
+def parse_grid(text: str | None, model: str) -> dict:
+    """``"C=0.01,0.1;gamma=scale"`` -> {"C": [0.01, 0.1], "gamma": ["scale"]}; None -> default.
+
+    Values are numbers, or words (such as ``scale``) kept as text.
+    """
+    if not text:
+        return {name: list(values) for name, values in DEFAULT_GRIDS[model].items()}
+    grid = {}
+    for item in text.split(";"):
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not values.strip():
+            raise InputError(f"--grid: expected NAME=V1,V2[;NAME=...], got '{item}'")
+        grid[name] = [number_or_word(value.strip()) for value in values.split(",") if value.strip()]
+    return check_grid(grid, model)
+
+
+def check_grid(grid: dict, model: str) -> dict:
+    """InputError unless every name of ``grid`` is a tunable hyper-parameter of ``model``."""
+    for name, values in grid.items():
+        if name not in TUNABLE[model]:
+            raise InputError(f"--grid: '{name}' is not tunable for {model}; expected one of: "
+                             f"{', '.join(TUNABLE[model])}")
+        if not isinstance(values, list) or not values:
+            raise InputError(f"--grid: '{name}' needs a list of values to choose from, got {values!r}")
+    return grid
+
+
+def describe_grids() -> str:
+    """The default grids as text, e.g. ``linear-svm: C=1e-05,0.0001,...; mlp: alpha=...``."""
+    def values(items):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in items)
+
+    return "; ".join(f"{model}: " + " ".join(f"{name}={values(items)}" for name, items in grid.items())
+                     for model, grid in DEFAULT_GRIDS.items())
+
+
+def number_or_word(text: str) -> float | str:
+    """A grid value: a number, or a word such as ``scale``."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def validation_speaker_count(spec):
@@ -365,27 +384,40 @@ def validation_speaker_count(spec):
     return size
 
 
-def parse_cv(values):
-    """``["loso"]``, ``["kfold-speakers", "K"]`` or ``["leave-one-group-out"]`` -> (protocol, K or None)."""
+def parse_cv(values: str | list | tuple | None) -> Cv | None:
+    """``["loso"]``, ``["kfold-speakers", "K"]`` or ``["leave-one-group-out"]`` -> (protocol, K or None).
+
+    A recipe may also write ``loso`` or ``kfold-speakers 5`` as one string.
+    """
     if not values:
         return None
+    if isinstance(values, str):
+        values = values.split()
     name, *rest = [str(v) for v in values if v is not None]  # a saved config holds [name, K or null]
     if name in ("loso", "leave-one-group-out") and not rest:
         return name, None
     if name == "kfold-speakers" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 2:
         return name, int(rest[0])
     raise InputError(f"--cv: expected 'loso' or 'kfold-speakers K' with K >= 2, or 'leave-one-group-out', "
-                     f"got '{' '.join(values)}'")
+                     f"got '{' '.join(map(str, values))}'")
 
 
-def parse_seeds(text, seed):
-    """``"1,2,3"`` -> (1, 2, 3); None -> (seed,)."""
-    if not text:
+def parse_seeds(text: str | list | tuple | int | None, seed: int) -> tuple[int, ...]:
+    """``"1,2,3"`` or ``[1, 2, 3]`` -> (1, 2, 3); None -> (seed,)."""
+    if text is None or text == "" or text == []:
         return (seed,)
     try:
+        if isinstance(text, (list, tuple)):
+            return tuple(_whole_number(s) for s in text)
         return tuple(int(s) for s in str(text).split(","))
     except ValueError:
         raise InputError(f"--seeds: expected comma-separated integers, got '{text}'") from None
+
+
+def _whole_number(value):
+    if isinstance(value, bool) or int(value) != value:
+        raise ValueError(value)
+    return int(value)
 
 
 def _check_choice(name, value, choices):

@@ -53,6 +53,16 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         raise InputError(f"{message} (see --help)")
 
+    def parse_given(self, argv: list[str] | None) -> dict:
+        """{dest: value} of the flags on the command line only, without the parser's defaults.
+
+        A flag's default is not a setting the user chose, so it must not win over a preset,
+        a recipe or a saved config: only what is given here is laid on top of those.
+        """
+        unset = object()
+        namespace = argparse.Namespace(**{dest: unset for dest in vars(self.parse_args([]))})
+        return {dest: value for dest, value in vars(self.parse_args(argv, namespace)).items() if value is not unset}
+
 
 def run_main(main, argv=None):
     """Call ``main(argv)`` and exit with its status; one line for InputError.

@@ -10,23 +10,27 @@ A space file names its trainer and the flags to search, by their flag names
       pooling: {choices: [attention, attention+stats]}
       grid.C: {low: 0.001, high: 10, log: true}   # static: one value of a --grid parameter
 
-A trial's values become command-line flags of the trainer (:func:`Space.to_argv`), so
-every trial is built and checked by the trainer's own parser, exactly as a command.
+A trial's values are laid over the command's experiment dict
+(:meth:`serattn.search.study.SearchJob.experiment`), so every trial is built and
+checked by :meth:`serattn.experiment.Experiment.from_dict`, exactly as the command
+with those flags added.
 """
 
-import argparse
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from serattn.errors import InputError
+from serattn.experiment import GROUPS, field_homes
+from serattn.config import DataConfig, OutputConfig
 
 TRAINERS = ("attention-lstm", "static")
 # Flags a space may not search: the data, the protocol, the output and how the command runs.
 NOT_SEARCHABLE = ("data", "train", "test", "input_padding", "cv", "group_by", "split_by", "stratify_speakers_by",
                   "repeats", "out",
                   "overwrite", "resume", "config", "seeds", "seed", "jobs", "dask_scheduler", "strategy",
-                  "debug", "quiet", "tensorboard", "help", "mixed_precision")
+                  "debug", "quiet", "tensorboard", "help", "mixed_precision", "grid_jobs")
 SPEC_KEYS = {"low", "high", "log", "step", "choices"}
 
 
@@ -70,16 +74,16 @@ class Space:
     def as_dict(self):
         return {"trainer": self.trainer, "params": {p.name: p.as_dict() for p in self.params}}
 
-    def check(self, parser, tunable=None):
-        """InputError for a name the trainer's parser does not know or that may not be searched.
+    def check(self, tunable: dict | None = None) -> "Space":
+        """InputError for a name the trainer does not know or that may not be searched.
 
         Args:
-            parser: the trainer's argparse parser.
             tunable: {static model: its grid parameters} for the models the trials may use
                 (the command's ``--model``, or the searched ones): ``grid.NAME`` must be
                 tunable for each of them, or every trial would be refused.
         """
-        actions = {action.dest: action for action in parser._actions}
+        homes = field_homes(self.trainer)
+        switches = on_off_settings(self.trainer)
         tunable = tunable or {}
         for param in self.params:
             if param.name.startswith("grid."):
@@ -90,38 +94,23 @@ class Space:
                     raise InputError(f"space file '{self.source}': '{param.name}' is not a grid parameter of "
                                      f"{which}; expected one of: {', '.join('grid.' + t for t in valid) or 'none'}")
                 continue
-            if param.name not in actions or param.name in NOT_SEARCHABLE:
-                known = sorted(set(actions) - set(NOT_SEARCHABLE))
+            if param.name not in homes or param.name in NOT_SEARCHABLE:
+                known = sorted(set(homes) - set(NOT_SEARCHABLE))
                 raise InputError(f"space file '{self.source}': '{param.name.replace('_', '-')}' is not a searchable "
                                  f"flag of trainer {self.trainer}; expected one of: "
                                  f"{', '.join(k.replace('_', '-') for k in known)}")
-            action = actions[param.name]
-            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
-                                   argparse.BooleanOptionalAction)):
+            if param.name in switches:
                 if param.choices is None or not all(isinstance(c, bool) for c in param.choices):
                     raise InputError(f"space file '{self.source}': '{param.name.replace('_', '-')}' is an on/off "
                                      f"flag; give choices: [true, false]")
         return self
 
-    def to_argv(self, values, parser):
-        """The trainer flags of a trial's ``values``, e.g. ``["--units", "32", "--pool-inputs"]``."""
-        actions = {action.dest: action for action in parser._actions}
-        argv, grid = [], []
-        for name, value in values.items():
-            if name.startswith("grid."):
-                grid.append(f"{name[5:]}={value}")
-                continue
-            action = actions[name]
-            option = max(action.option_strings, key=len)
-            if isinstance(action, argparse.BooleanOptionalAction):
-                argv.append(action.option_strings[0] if value else action.option_strings[1])
-            elif isinstance(action, argparse._StoreTrueAction):
-                argv += [option] if value else []
-            elif isinstance(action, argparse._StoreFalseAction):
-                argv += [] if value else [option]
-            else:
-                argv += [option, str(value)]
-        return argv + (["--grid", ";".join(grid)] if grid else [])
+
+def on_off_settings(trainer: str) -> set[str]:
+    """The settings of the trainer's experiment that are true or false."""
+    model_group, training_group = GROUPS[trainer]
+    return {name for group in (DataConfig, model_group, training_group, OutputConfig)
+            for name, hint in typing.get_type_hints(group).items() if hint is bool}
 
 
 def load_space(path):

@@ -34,7 +34,9 @@ import threadpoolctl
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from serattn.config import number_or_word
 from serattn.errors import InputError
+from serattn.experiment import Experiment, merge, nest
 from serattn.runs import folder as runs
 from serattn.runs.folder import RunFolder
 from serattn.runs.reading import open_run
@@ -49,15 +51,12 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 class SearchJob:
     """One study's trials, as picklable work for worker processes.
 
-    ``parse_args`` and ``train_one_run`` are the trainer script's own (argv ->
-    Experiment; the single-split run that writes a run folder); ``data`` holds the
-    search speakers only.
+    ``base`` is the command's experiment dict (:func:`serattn.experiment.merge` of its
+    layers, not yet resolved), so a trial's values are resolved and checked with it as
+    the same command with those flags would be; ``data`` holds the search speakers only.
     """
 
-    parse_args: object
-    build_parser: object
-    train_one_run: object
-    base_argv: tuple  # the trainer flags of the command
+    base: dict
     space: object  # serattn.search.space.Space
     data: object  # FeatureSet of the search speakers
     classes: list
@@ -72,21 +71,25 @@ class SearchJob:
     heartbeat: int = 60
     prune: bool = True
 
-    def base_experiment(self):
+    def base_experiment(self) -> Experiment:
         """The command's own experiment (its trainer flags, nothing searched)."""
-        result = self.parse_args(list(self.base_argv))
-        return result[0] if isinstance(result, tuple) else result
+        return Experiment.from_dict(self.base)
 
-    def experiment(self, values, out, cv=None):
-        """The trainer's experiment for a trial's ``values``, built by the trainer's own parser.
+    def experiment(self, values: dict, out, cv=None) -> Experiment:
+        """The experiment of a trial's ``values``: the command's dict with the values on top, checked.
 
         Args:
-            values: {param name: value}.
+            values: {param name: value}; ``grid.NAME`` values make the static model's grid.
             out: its run folder.
             cv: the speaker protocol recorded (the inner CV for trials).
         """
-        result = self.parse_args(list(self.base_argv) + self.space.to_argv(values, self.build_parser()))
-        experiment = result[0] if isinstance(result, tuple) else result
+        settings = {name: value for name, value in values.items() if not name.startswith("grid.")}
+        # one value per grid parameter, as --grid NAME=VALUE would give it
+        grid = {name[5:]: [number_or_word(str(value))] for name, value in values.items() if name.startswith("grid.")}
+        trial = nest(settings, self.space.trainer)
+        if grid:
+            trial.setdefault("model", {})["grid"] = grid
+        experiment = Experiment.from_dict(merge(self.base, trial))
         stratify = experiment.data.stratify_speakers_by if cv and cv[0] == "kfold-speakers" else None
         data = dataclasses.replace(experiment.data, cv=cv, stratify_speakers_by=stratify, repeats=1)
         output = dataclasses.replace(experiment.output, out=str(out), quiet=True, overwrite=True, resume=None, jobs=1)
@@ -215,8 +218,7 @@ def run_trial(job, trial):
     except InputError as error:  # a combination the trainer refuses (e.g. --heads 2 without multihead)
         trial.set_user_attr("error", str(error))
         raise optuna.TrialPruned(str(error)) from None
-    parent, folds, tasks = protocols.start_cross_validation(job.train_one_run, experiment, job.data, job.classes,
-                                                            job.data_files)
+    parent, folds, tasks = protocols.start_cross_validation(experiment, job.data, job.classes, job.data_files)
     fold_ua = []
     try:
         for task in tasks:
@@ -332,7 +334,7 @@ def run_nested(job, outer_data, out, jobs=1, report=None):
             values = best_values(study)
             if not folds[k].is_complete:
                 final = fold_job.experiment(values, folds[k].path, base.data.cv)
-                job.train_one_run(final, train, test, job.classes, folds[k].path, job.data_files)
+                protocols.train_one_run(final, train, test, job.classes, folds[k].path, job.data_files)
             test_ua = open_run(folds[k].path).metrics()["ua"]
             summary.append({"outer_fold": k, "test_speakers": sorted(str(s) for s in set(test.speakers)),
                             "search_speakers": sorted(str(s) for s in set(train.speakers)),

@@ -364,18 +364,16 @@ def _one_value_per_speaker(rows, column, source):
     return values
 
 
-def run_seeds(experiment, train, test, classes, data_files, train_one_run, resume=None):
+def run_seeds(experiment, train, test, classes, data_files, resume=None):
     """One run per seed of ``experiment.seeds`` (sibling folders ``OUT-seedK`` when there are several).
 
-    Each seed is a new experiment (:meth:`~serattn.config.Experiment.with_seed`), run
+    Each seed is a new experiment (:meth:`~serattn.experiment.Experiment.with_seed`), run
     as a cross-validation (``data.cv``: fold folders ``fold-KK`` pooled into the seed's
     folder) or one train/test run. The single runs of every seed and fold go to
     :func:`run_tasks` together, so ``output.jobs`` processes (or a Dask cluster) share
     them; the parent folders are written here only.
 
     Args:
-        train_one_run: ``f(experiment, train, test, classes, out, data_files)``, the
-            script's single-split run, which writes a complete run folder.
         resume: None for a script that cannot resume (any failure removes a CV
             parent); False or True for one that can: an input error removes a new
             parent (it would hit every rerun alike), an interruption leaves it,
@@ -386,8 +384,7 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
     """
     if experiment.data.norm == "speaker":
         warn_speaker_normalization(train, test)
-    outs = [f"{experiment.output.out}-seed{seed}" if len(experiment.seeds) > 1 else experiment.output.out
-            for seed in experiment.seeds]
+    outs = seed_folders(experiment)
     for out in outs:  # before any training: a refused --out should not cost a run
         if resume:
             check_unlocked(out)
@@ -399,13 +396,12 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
         for seed, out in zip(experiment.seeds, outs):
             seeded = experiment.with_seed(seed, out)
             if seeded.data.cv:
-                parent, folds, fold_tasks = start_cross_validation(train_one_run, seeded, train, classes,
-                                                                   data_files, resume)
+                parent, folds, fold_tasks = start_cross_validation(seeded, train, classes, data_files, resume)
                 seeds.append((seeded, parent, folds, [t.out for t in fold_tasks]))
                 tasks += fold_tasks
             else:
                 seeds.append((seeded, None, None, [out]))
-                tasks.append(RunTask(train_one_run, seeded, train, test, classes, out, data_files))
+                tasks.append(RunTask(seeded, train, test, classes, out, data_files))
         results = {}
         for task, metrics in run_tasks(tasks, experiment.output.jobs, scheduler):
             results[str(task.out)] = metrics
@@ -432,6 +428,12 @@ def run_seeds(experiment, train, test, classes, data_files, train_one_run, resum
         yield metrics, f"{parent}: pooled test predictions of {len(folds)} {seeded.data.cv[0]} folds"
 
 
+def seed_folders(experiment):
+    """The run folder of each seed: ``--out`` itself, or its siblings ``OUT-seedK`` when there are several."""
+    out = experiment.output.out
+    return [f"{out}-seed{seed}" if len(experiment.seeds) > 1 else out for seed in experiment.seeds]
+
+
 def warn_speaker_normalization(train, test):
     """Print one line when per-speaker normalization meets speakers of one class or few utterances.
 
@@ -445,7 +447,7 @@ def warn_speaker_normalization(train, test):
         print(warning, file=sys.stderr)
 
 
-def start_cross_validation(train_one_run, experiment, data, classes, data_files, resume=None):
+def start_cross_validation(experiment, data, classes, data_files, resume=None):
     """Create (or reopen) the parent folder of a cross-validation and plan its folds.
 
     Returns:
@@ -468,7 +470,7 @@ def start_cross_validation(train_one_run, experiment, data, classes, data_files,
         if not parent.resumed:
             parent.remove()
         raise
-    tasks = [RunTask(train_one_run, experiment, train, test, classes, fold.path, data_files)
+    tasks = [RunTask(experiment, train, test, classes, fold.path, data_files)
              for fold, (train, test) in zip(fold_runs, fold_sets) if not fold.is_complete]
     return parent, fold_runs, tasks
 
@@ -515,8 +517,7 @@ def fold_table(fold_runs, fold_sets, repeats=1):
 class RunTask:
     """One single-split run (a fold or a seed) as a picklable unit of work for a worker process."""
 
-    train_one_run: object  # the script's f(experiment, train, test, classes, out, data_files)
-    experiment: object
+    experiment: object  # serattn.experiment.Experiment
     train: object
     test: object
     classes: list
@@ -524,7 +525,19 @@ class RunTask:
     data_files: dict
 
     def __call__(self):
-        return self.train_one_run(self.experiment, self.train, self.test, self.classes, self.out, self.data_files)
+        return train_one_run(self.experiment, self.train, self.test, self.classes, self.out, self.data_files)
+
+
+def train_one_run(experiment, train, test, classes, out, data_files):
+    """The single-split run of the experiment's trainer, which writes a complete run folder ``out``.
+
+    Imported here, not at the top: TensorFlow loads only where an LSTM trains.
+    """
+    if experiment.is_lstm:
+        from serattn.training.lstm_run import train_one_run as train_and_evaluate
+    else:
+        from serattn.training.static_run import train_one_run as train_and_evaluate
+    return train_and_evaluate(experiment, train, test, classes, out, data_files)
 
 
 def connect_to_scheduler(address, timeout=10):

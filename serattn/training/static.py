@@ -26,28 +26,13 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, LinearSVC
 
+from serattn.config import describe_grids, parse_grid  # noqa: F401 (static.parse_grid, as before)
+from serattn.define import CALIBRATIONS, DEFAULT_GRIDS, FRAME_POOLS, STATIC_MODELS, TUNABLE  # noqa: F401
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import InputError
 from serattn.analysis.metrics import unweighted_average_recall
 from serattn.training.protocols import class_weights
 
-STATIC_MODELS = ("linear-svm", "rbf-svm", "logreg", "mlp")
-FRAME_POOLS = ("none", "mean")  # --pool: what a static model does with frame-level input
-CALIBRATIONS = ("auto", "sigmoid", "isotonic")
-
-# Hyper-parameter grids searched by default, per model (values for z-normalized inputs).
-DEFAULT_GRIDS = {
-    "linear-svm": {"C": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
-    "rbf-svm": {"C": [0.1, 1.0, 10.0, 100.0], "gamma": ["scale"]},
-    "logreg": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
-    "mlp": {"alpha": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
-}
-TUNABLE = {
-    "linear-svm": ("C",),
-    "rbf-svm": ("C", "gamma"),
-    "logreg": ("C",),
-    "mlp": ("alpha", "learning_rate_init"),
-}
 CALIBRATION_FOLDS = 3
 
 
@@ -97,45 +82,6 @@ def utterance_features(feature_set, pool="none", source="data"):
         source_ids=feature_set.source_ids, columns=feature_set.columns,
         meta={**feature_set.meta, "level": "functionals", "pooled_from": feature_set.meta.get("level", "lld"),
               "pool": "mean+std over frames"})
-
-
-# --- flags -----------------------------------------------------------------------------
-
-
-def parse_grid(text, model):
-    """``"C=0.01,0.1;gamma=scale"`` -> {"C": [0.01, 0.1], "gamma": ["scale"]}; None -> default.
-
-    Values are numbers, or words (such as ``scale``) kept as text.
-    """
-    if not text:
-        return {name: list(values) for name, values in DEFAULT_GRIDS[model].items()}
-    grid = {}
-    for item in text.split(";"):
-        name, sep, values = item.partition("=")
-        name = name.strip()
-        if not sep or not values.strip():
-            raise InputError(f"--grid: expected NAME=V1,V2[;NAME=...], got '{item}'")
-        if name not in TUNABLE[model]:
-            raise InputError(f"--grid: '{name}' is not tunable for {model}; expected one of: "
-                             f"{', '.join(TUNABLE[model])}")
-        grid[name] = [_number_or_word(value.strip()) for value in values.split(",") if value.strip()]
-    return grid
-
-
-def describe_grids():
-    """The default grids as text, e.g. ``linear-svm: C=1e-05,0.0001,...; mlp: alpha=...``."""
-    def values(items):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in items)
-
-    return "; ".join(f"{model}: " + " ".join(f"{name}={values(items)}" for name, items in grid.items())
-                     for model, grid in DEFAULT_GRIDS.items())
-
-
-def _number_or_word(text):
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 # --- models ------------------------------------------------------------------------------
