@@ -175,7 +175,7 @@ def read_wav(base: Path, relative: str) -> tuple[np.ndarray | None, int | None]:
         return None, None
     if width not in (1, 2, 4):
         return None, None
-    dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
+    dtype: str = {1: "u1", 2: "<i2", 4: "<i4"}[width]
     samples = np.frombuffer(frames, dtype=dtype).astype(np.float64).reshape(-1, channels).mean(axis=1)
     samples = (samples - 128) / 128 if width == 1 else samples / float(2 ** (8 * width - 1))
     return samples, rate

@@ -8,12 +8,16 @@ seeds are what gets averaged), and rendered as text, markdown or CSV.
 import csv
 import io
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
 from serattn.analysis import statistics as stats
 from serattn.errors import InputError
-from serattn.runs.reading import open_run
+from serattn.runs.reading import Run, open_run
+
+Groups = list[tuple[tuple, list[tuple[Run, dict]]]]  # (values of the keys, its (run, metrics) members)
+Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
 # Keys that tell runs apart without making them a different configuration.
 # Derived from the seed or the data (validation speakers, class weights) or about
@@ -29,7 +33,7 @@ FORMATS = ("text", "markdown", "csv")
 # --- runs and groups --------------------------------------------------------------------
 
 
-def load_runs(run_dirs):
+def load_runs(run_dirs: Sequence[str]) -> list[tuple[Run, dict]]:
     """(Run, metrics) of each folder, each checked; InputError on the first bad one."""
     seen, runs = set(), []
     for run_dir in run_dirs:
@@ -44,19 +48,19 @@ def load_runs(run_dirs):
 TEST_SET_KEY = "test set"
 
 
-def test_set_of(run, metrics):
+def test_set_of(run: Run, metrics: dict):
     """What a run was scored on: its classes and the ids of its test utterances."""
     ids = frozenset(row["id"] for row in run.prediction_rows() if row["split"] == "test")
     return tuple(metrics["classes"]), ids
 
 
-def test_set_numbers(runs):
+def test_set_numbers(runs: Sequence[tuple[Run, dict]]) -> list[int]:
     """1, 2, ... per run: runs share a number when they share classes and test utterances."""
-    numbers = {}
+    numbers: dict[tuple, int] = {}
     return [numbers.setdefault(test_set_of(run, metrics), len(numbers) + 1) for run, metrics in runs]
 
 
-def check_same_test_sets(groups):
+def check_same_test_sets(groups: Groups) -> None:
     """Raise InputError, naming the first pair, if a group would average runs scored on different things."""
     for _, members in groups:
         (first, first_metrics), *others = members
@@ -74,7 +78,7 @@ def check_same_test_sets(groups):
                              f"with --by KEY or --separate-test-sets")
 
 
-def flatten_config(config, prefix=""):
+def flatten_config(config: dict, prefix: str = "") -> dict:
     """Nested config dicts as one level with dotted keys; lists become JSON text."""
     flat = {}
     for key, value in config.items():
@@ -89,7 +93,7 @@ def _ignored(key):
     return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
 
 
-def grouping_keys(by, configs):
+def grouping_keys(by: Sequence[str] | None, configs: Sequence[dict]) -> list[str]:
     """The keys named by --by (checked), or every non-ignored key whose value differs."""
     if by:
         keys = [key.strip() for item in by for key in item.split(",") if key.strip()]
@@ -104,20 +108,20 @@ def grouping_keys(by, configs):
             and len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1]
 
 
-def group_runs(runs, configs, keys):
+def group_runs(runs: Sequence[tuple[Run, dict]], configs: Sequence[dict], keys: Sequence[str]) -> Groups:
     """[(values, [(run, metrics), ...]), ...] in order of first appearance."""
-    groups = {}
+    groups: dict[str, tuple[tuple, list[tuple[Run, dict]]]] = {}
     for member, config in zip(runs, configs):
         values = tuple(config.get(key) for key in keys)
         groups.setdefault(json.dumps(values), (values, []))[1].append(member)
     return list(groups.values())
 
 
-def describe(keys, values):
+def describe(keys: Sequence[str], values: Sequence) -> str:
     return ", ".join(f"{key}={show_value(value)}" for key, value in zip(keys, values)) or "all runs"
 
 
-def show_value(value):
+def show_value(value) -> str:
     if value is None:
         return "-"
     return value if isinstance(value, str) else json.dumps(value)
@@ -126,7 +130,7 @@ def show_value(value):
 # --- tables ---------------------------------------------------------------------------------
 
 
-def percent(values):
+def percent(values) -> str:
     """'47.2 ± 1.3' (sample std over runs), or '47.2' for a single run."""
     values = 100 * np.asarray(values, dtype=np.float64)
     if len(values) == 1:
@@ -143,7 +147,7 @@ DIAGNOSTICS = (("attention_effective_width", "attention width (%)", 100),
 INTERVAL_HEADER = ("UA 95% CI", "WA 95% CI", "ΔUA vs first", "p", "p (Holm)")
 
 
-def interval_columns(groups, resamples=stats.RESAMPLES, seed=stats.SEED):
+def interval_columns(groups: Groups, resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> list[list[str]]:
     """Per group: UA and WA intervals of a speaker bootstrap, and the paired test against the first group.
 
     A group of several runs (seeds) is scored by its runs' mean correct counts
@@ -172,7 +176,7 @@ def interval_columns(groups, resamples=stats.RESAMPLES, seed=stats.SEED):
     return columns
 
 
-def summary_table(groups, keys, intervals=None):
+def summary_table(groups: Groups, keys: Sequence[str], intervals: list[list[str]] | None = None) -> Table:
     """Table 1: per group n runs, seeds, UA and WA mean ± std, per-class recall means, and the
     attention diagnostics (effective width, mass of the top 10% of frames, cue ratio) where present.
 
@@ -207,7 +211,7 @@ def summary_table(groups, keys, intervals=None):
     return title, header, rows
 
 
-def summed_confusion(members):
+def summed_confusion(members: Sequence[tuple[Run, dict]]) -> tuple[np.ndarray, list[str]]:
     """Sum of the confusion matrices of runs with the same classes."""
     classes = members[0][1]["classes"]
     for run, metrics in members[1:]:
@@ -217,7 +221,7 @@ def summed_confusion(members):
     return sum(metrics["confusion"] for _, metrics in members), classes
 
 
-def confusion_table(confusion, classes, title):
+def confusion_table(confusion, classes: Sequence[str], title: str) -> Table:
     """Table 2: counts with rows true and columns predicted, recall per row, then UA.
 
     The last row is the average of the row recalls over classes that occur,
@@ -234,7 +238,7 @@ def confusion_table(confusion, classes, title):
     return f"{title}, rows true class, columns predicted", header, rows
 
 
-def render(tables, fmt):
+def render(tables: Sequence[Table], fmt: str) -> str:
     """Tables of (title, header, rows) as aligned text, markdown or CSV."""
     if fmt == "csv":
         text = io.StringIO()
