@@ -98,12 +98,6 @@ class Recognizer:
             self._model = self._load()
         return self._model
 
-    @property
-    def needs_speaker(self) -> bool:
-        """True when the model's inputs depend on the speaker's other utterances
-        (``--norm speaker`` frames or ``--functionals-norm speaker`` functionals)."""
-        return self.normalization.per_speaker or self.functionals_norm == "speaker"
-
     # --- audio -------------------------------------------------------------------------
 
     def extract(self, signal: np.ndarray) -> np.ndarray:

@@ -67,7 +67,8 @@ def manifest_of(run: Run, path: str | None) -> tuple[dict | None, Path | None]:
     return None, None
 
 
-def cue_report(attention, manifest: dict, manifest_path: Path, classes: tuple[str, ...]) -> tuple[dict | None, str | None]:
+def cue_report(attention, manifest: dict, manifest_path: Path, classes: tuple[str, ...]
+               ) -> tuple[dict | None, str | None]:
     """Attention mass on the cue vs the cue's share of the duration (dict for JSON), and a note.
 
     Cue times are turned into fractions of ``duration_s`` and placed on the
