@@ -11,24 +11,16 @@ space itself (silhouette score, cross-validated 5-nearest-neighbour accuracy).
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.manifold import TSNE
-from sklearn.metrics import balanced_accuracy_score, silhouette_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.neighbors import KNeighborsClassifier
 
+from serattn.analysis.representations import class_separation, stratified_subsample, tsne_map
 from serattn.plots import figures as plots
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs.reading import ATTENTION_FILE, check_splits, open_run
 
 MIN_POINTS = 4  # t-SNE and the separation scores need a few points per split
-NEIGHBOURS = 5
-# Below this many points exact t-SNE is faster than Barnes-Hut (whose per-step
-# thread overhead dominates on small maps) and more accurate.
-EXACT_TSNE_MAX_POINTS = 200
 
 
 def parse_args(argv):
@@ -83,9 +75,7 @@ def main(argv=None):
         separation[split] = class_separation(z, labels, args.seed)
         perplexity = clip_perplexity(args.perplexity, len(index), split)
         separation[split]["perplexity"] = perplexity
-        method = "exact" if len(index) <= EXACT_TSNE_MAX_POINTS else "barnes_hut"
-        points = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                      method=method, random_state=args.seed).fit_transform(z)
+        points = tsne_map(z, perplexity, args.seed)
         title = f"{split} (n={len(index)}, perplexity {perplexity:g})"
         if separation[split]["knn5_ua"] is not None:
             title += f"\n5-NN UA in {z.shape[1]}-d: {100 * separation[split]['knn5_ua']:.1f}%"
@@ -105,32 +95,6 @@ def main(argv=None):
     return 0
 
 
-def stratified_subsample(labels, max_points, rng):
-    """Indices of at most ``max_points`` labels keeping the class proportions.
-
-    Each class gets its proportional share, rounded down, and the points left
-    over go to the classes with the largest remainders (every class present
-    keeps at least one point when ``max_points`` allows). Indices come back
-    sorted.
-    """
-    labels = np.asarray(labels)
-    classes, code, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    share = counts * max_points / len(labels)
-    take = np.floor(share).astype(int)
-    if max_points >= len(classes):
-        take = np.maximum(take, 1)
-    leftover = max_points - take.sum()
-    if leftover > 0:
-        take[np.argsort(take - share, kind="stable")[:leftover]] += 1
-    elif leftover < 0:  # the minimum of one per class overshot: trim the largest classes
-        for _ in range(-leftover):
-            take[np.argmax(take)] -= 1
-    take = np.minimum(take, counts)
-    chosen = [rng.choice(np.flatnonzero(code == c), size=take[c], replace=False)
-              for c in range(len(classes))]
-    return np.sort(np.concatenate(chosen))
-
-
 def clip_perplexity(perplexity, n_points, split):
     """t-SNE needs perplexity < number of points; clip with a warning."""
     if perplexity < n_points:
@@ -139,38 +103,6 @@ def clip_perplexity(perplexity, n_points, split):
     print(f"warning: --perplexity {perplexity:g} is not below the {n_points} points of split "
           f"'{split}'; using {clipped:g}", file=sys.stderr)
     return clipped
-
-
-def class_separation(z, labels, seed=0):
-    """How well classes separate in the representation space.
-
-    Args:
-        z: (n, units) representations.
-        labels: (n,) class labels.
-        seed: for the cross-validation folds.
-
-    Returns:
-        dict with ``n``, ``silhouette`` (-1..1, None for fewer than 2 classes),
-        ``knn5_accuracy`` and ``knn5_ua`` (cross-validated 5-NN accuracy and
-        unweighted average recall, None when a class has a single point), and
-        the chance levels ``majority_accuracy`` and ``chance_ua``.
-    """
-    classes, counts = np.unique(labels, return_counts=True)
-    result = {"n": int(len(labels)), "silhouette": None, "knn5_accuracy": None, "knn5_ua": None,
-              "majority_accuracy": round(float(counts.max() / len(labels)), 4),
-              "chance_ua": round(1 / len(classes), 4)}
-    if 2 <= len(classes) < len(labels):
-        result["silhouette"] = round(float(silhouette_score(z, labels)), 4)
-    folds = min(5, int(counts.min()))
-    if len(classes) >= 2 and folds >= 2:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        neighbours = min(NEIGHBOURS, len(labels) - len(labels) // folds - 1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            predicted = cross_val_predict(KNeighborsClassifier(neighbours), z, labels, cv=cv)
-        result["knn5_accuracy"] = round(float(np.mean(predicted == labels)), 4)
-        result["knn5_ua"] = round(float(balanced_accuracy_score(labels, predicted)), 4)
-    return result
 
 
 def _print_separation(split, values):

@@ -143,3 +143,27 @@ def test_pad_batch_pre_and_post():
     assert pre[1, 0].sum() == 0 and pre[1, 1:].min() == 2
     truncated, _ = pad_batch([np.arange(6, dtype=np.float32)[:, None]], length=3, padding="pre")
     assert truncated[0, :, 0].tolist() == [3, 4, 5]  # keeps the last frames, as Keras pad_sequences
+
+
+def test_speaker_statistics_scale_copies_by_their_originals():
+    from serattn.features.normalization import speaker_statistics
+
+    speakers = np.array(["b", "a", "b", "a", "c"])
+    is_copy = np.array([False, False, True, True, True])  # c has only a copy
+    seen = {tuple(u): tuple(s) for u, s in speaker_statistics(speakers, is_copy, lambda sources: sources)}
+    assert seen == {(1, 3): (1,), (0, 2): (0,), (4,): (4,)}  # sorted by speaker; sources = originals
+    assert [tuple(u) for u, _ in speaker_statistics(speakers, None, len)] == [(1, 3), (0, 2), (4,)]
+
+
+def test_models_import_no_training_module():
+    """The layers sit below training: models/ may not import serattn.training (issue 25)."""
+    import ast
+    from pathlib import Path
+
+    import serattn.models
+
+    for path in Path(serattn.models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert not any(n.startswith("serattn.training") for n in names), f"{path.name} imports {names}"

@@ -94,7 +94,9 @@ def test_one_utterance_without_audio_is_a_plain_plot(tmp_path, capsys):
 
 
 def test_safe_name():
-    assert attention_visualize.safe_name("wav/A b/x.wav") == "wav_A_b_x.wav"
+    from serattn.plots.attention import safe_name
+
+    assert safe_name("wav/A b/x.wav") == "wav_A_b_x.wav"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,2 +1,3 @@
 """Analysis: UA, WA and confusion matrices (``metrics``); attention slot profiles and cue
-mass (``attention``). numpy only: the figure scripts never load TensorFlow."""
+mass (``attention``); t-SNE maps and class separation of the representations
+(``representations``). numpy and scikit-learn only: the figure scripts never load TensorFlow."""

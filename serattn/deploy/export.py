@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from serattn.define import FRAME_RATE, SAMPLE_RATE
+from serattn.deploy.recognizer import Recognizer
 from serattn.errors import InputError
 from serattn.runs.folder import check_only_ours
 
@@ -305,8 +306,6 @@ def keras_outputs(model, normalization, utterances, speaker_stats=None):
     Returns:
         list of ``(probabilities (C,), attention (T,))``.
     """
-    from serattn.training.trainer import predict_with_attention
-
     if normalization.method == "global":
         normalized = [(frames - normalization.mean) / normalization.std for frames in utterances]
     elif normalization.method == "speaker":
@@ -316,9 +315,9 @@ def keras_outputs(model, normalization, utterances, speaker_stats=None):
         normalized = list(utterances)
     extra = {} if speaker_stats is None or len(speaker_stats) < 3 else \
         {"speaker_functionals": np.repeat(np.asarray(speaker_stats[2], np.float32)[None], len(utterances), 0)}
-    outputs = predict_with_attention(model, [np.asarray(f, np.float32) for f in normalized], batch_size=1,
-                                     utterance_inputs=extra)
-    return list(zip(outputs["probabilities"], outputs["weights"]))
+    predictions = Recognizer(model, normalization).predict_normalized(
+        [np.asarray(f, np.float32) for f in normalized], extra, batch_size=1, padded=False)
+    return list(zip(predictions.probabilities, predictions.attention))
 
 
 def compare(exported, reference, ids, lengths, fmt, tolerance=PARITY_TOLERANCE):
@@ -439,8 +438,9 @@ def export_run(run, fmt, out, overwrite=False, check=None):
     check_exportable(run)
     out = Path(out)
     check_out(out, overwrite)
-    model, normalization = run.load_keras_model(), run.normalization()
-    dim = len(run.config["feature_names"])
+    recognizer = Recognizer.from_run(run, audio=False)
+    model, normalization = recognizer.model, recognizer.normalization
+    dim = len(recognizer.feature_names)
     module = serving_module(model, normalization, dim)
 
     out.parent.mkdir(parents=True, exist_ok=True)

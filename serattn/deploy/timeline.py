@@ -42,16 +42,6 @@ def check_window_hop(window_s, hop_s):
     return None
 
 
-def check_windowed(run):
-    """Raise InputError when ``run``'s model needs its speaker's functional statistics
-    (``--functionals-norm speaker``), which windows classified as they come cannot give."""
-    if run.config.get("functionals_norm", "batch") == "speaker":
-        raise InputError(f"run '{run.path}' was trained with --functionals-norm speaker: its model needs the "
-                         f"functional statistics of the speaker's utterances, which predict.py --window/--stream "
-                         f"does not have; classify whole files with predict.py, or train with "
-                         f"--functionals-norm batch")
-
-
 def frames_in(window_s, frame_rate=FRAME_RATE):
     """Frames openSMILE gives for ``window_s`` seconds of audio (at least 1)."""
     samples = int(round(window_s * SAMPLE_RATE))

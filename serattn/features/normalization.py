@@ -13,12 +13,16 @@ normalizes every original frame exactly as the same run without them.
 """
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 from sklearn.preprocessing import FunctionTransformer
 
 from serattn.config import NORMALIZATIONS
 from serattn.errors import InputError
+
+T = TypeVar("T")
 
 STD_MIN = 1e-8  # a std below this is a constant feature: divided by 1, not by zero
 
@@ -60,16 +64,11 @@ class Normalization:
             return feature_set.with_features(features)
         features = np.empty_like(feature_set.features)
         offsets = feature_set.offsets
-        original = ~feature_set.is_copy
-        for speaker in np.unique(feature_set.speakers):
-            utterances = np.flatnonzero(feature_set.speakers == speaker)
+        statistics = speaker_statistics(feature_set.speakers, feature_set.is_copy,
+                                        lambda sources: _mean_std(feature_set.features[_frame_rows(offsets, sources)]))
+        for utterances, (mean, std) in statistics:
             rows = _frame_rows(offsets, utterances)
             frames = feature_set.features[rows]
-            sources = utterances[original[utterances]]
-            if len(sources) in (0, len(utterances)):
-                mean, std = _mean_std(frames)
-            else:  # the speaker's augmented copies are scaled by the statistics of their originals
-                mean, std = _mean_std(feature_set.features[_frame_rows(offsets, sources)])
             frames -= mean
             frames /= std
             features[rows] = frames
@@ -94,6 +93,33 @@ class Normalization:
         return cls(values["method"],
                    None if mean is None else np.asarray(mean, np.float32),
                    None if mean is None else np.asarray(values["std"], np.float32))
+
+
+def speaker_statistics(speakers: np.ndarray, is_copy: np.ndarray | None,
+                       statistics_of: Callable[[np.ndarray], T]) -> Iterator[tuple[np.ndarray, T]]:
+    """Each speaker's utterances with the statistics they are scaled by: one rule for
+    frames (``--norm speaker``) and functionals (``--functionals-norm speaker``).
+
+    A speaker's statistics come from its original utterances only, so that augmented
+    copies (``is_copy``) are scaled like their originals; a speaker with only copies
+    uses them all.
+
+    Args:
+        speakers: (N,) speaker of each utterance.
+        is_copy: (N,) bool, True for augmented copies, or None (all originals).
+        statistics_of: indices of the source utterances -> their statistics (e.g.
+            mean and std of their frames).
+
+    Yields:
+        ``(utterances, statistics)`` per speaker in sorted order; ``utterances`` are
+        the speaker's indices, ascending.
+    """
+    speakers = np.asarray(speakers)
+    original = np.ones(len(speakers), bool) if is_copy is None else ~np.asarray(is_copy, bool)
+    for speaker in np.unique(speakers):
+        utterances = np.flatnonzero(speakers == speaker)
+        sources = utterances[original[utterances]]
+        yield utterances, statistics_of(sources if len(sources) else utterances)
 
 
 def _frame_rows(offsets, utterances):

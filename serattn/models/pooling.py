@@ -38,6 +38,8 @@ from keras import layers, ops
 
 from serattn.define import ATTENTION_POOLINGS
 from serattn.errors import InputError
+from serattn.features.normalization import STD_MIN, speaker_statistics
+from serattn.features.padding import inference_batches
 from serattn.models.layers import MaskConsumer
 
 STD_FLOOR = 1e-6  # variance floor inside the square root: a finite gradient at zero spread
@@ -195,7 +197,8 @@ class SpeakerStandardize(layers.Layer):
         return (functionals - statistics[:, 0]) / statistics[:, 1]
 
 
-def speaker_functional_statistics(sequences, speakers, is_copy=None, batch_size=64):
+def speaker_functional_statistics(sequences: list[np.ndarray], speakers: np.ndarray, is_copy: np.ndarray | None = None,
+                                  batch_size: int = 64) -> np.ndarray:
     """Per-utterance (2, 9 * D) mean and std of its speaker's :class:`MaskedFunctionals`.
 
     The input of :class:`SpeakerStandardize`: every utterance gets the statistics of its
@@ -211,21 +214,18 @@ def speaker_functional_statistics(sequences, speakers, is_copy=None, batch_size=
     Returns:
         (N, 2, 9 * D) float32.
     """
-    from serattn.features.normalization import STD_MIN
-    from serattn.training.batches import inference_batches
-
     layer = MaskedFunctionals()
     functionals = np.zeros((len(sequences), len(FUNCTIONALS) * sequences[0].shape[1]), np.float32)
     for index, inputs in inference_batches(sequences, batch_size):  # length-sorted: little padding
         functionals[index] = np.asarray(layer(inputs["features"], inputs["mask"]))
-    speakers = np.asarray(speakers)
-    is_copy = np.zeros(len(sequences), bool) if is_copy is None else np.asarray(is_copy, bool)
-    statistics = np.zeros((len(sequences), 2, functionals.shape[1]), np.float32)
-    for speaker in np.unique(speakers):
-        rows = speakers == speaker
-        sources = rows & ~is_copy if (rows & ~is_copy).any() else rows
+
+    def mean_std(sources):
         std = functionals[sources].std(axis=0)
-        statistics[rows] = np.stack([functionals[sources].mean(axis=0), np.where(std < STD_MIN, 1.0, std)])
+        return np.stack([functionals[sources].mean(axis=0), np.where(std < STD_MIN, 1.0, std)])
+
+    statistics = np.zeros((len(sequences), 2, functionals.shape[1]), np.float32)
+    for utterances, values in speaker_statistics(speakers, is_copy, mean_std):
+        statistics[utterances] = values
     return statistics
 
 

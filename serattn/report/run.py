@@ -15,6 +15,7 @@ import numpy as np
 from serattn.analysis import attention as attn
 from serattn.analysis import statistics as stats
 from serattn.analysis.corpus import describe_corpus
+from serattn.analysis.representations import tsne_map
 from serattn.errors import InputError
 from serattn.features.corpora import read_manifest
 from serattn.features.feature_set import load_feature_set
@@ -192,13 +193,12 @@ DIAGNOSTICS = (
 
 
 def tsne_figure(run, test, max_points):
-    from sklearn.manifold import TSNE
-
+    """The report's t-SNE panel of the test representations: a random ``max_points``, Barnes-Hut
+    at any size (as reports were drawn before tsne_plot.py's exact t-SNE for small maps)."""
     rng = np.random.default_rng(0)
     index = np.arange(len(test)) if len(test) <= max_points else np.sort(rng.choice(len(test), max_points, False))
     perplexity = float(min(40, len(index) - 1))
-    points = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                  random_state=0).fit_transform(test.z[index].astype(np.float64))
+    points = tsne_map(test.z[index], perplexity, seed=0, method="barnes_hut")
     return plots.plot_tsne([(f"test (n={len(index)}, perplexity {perplexity:g})", points, test.labels[index])],
                            run.classes)
 

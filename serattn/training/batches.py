@@ -11,44 +11,13 @@ import math
 
 import numpy as np
 import serattn
+from serattn.features.padding import batch_inputs, inference_batches, pad_batch  # noqa: F401 (here since issue 25)
 
 serattn.import_tensorflow()  # before any TensorFlow import: no start-up log lines
 
 import tensorflow as tf
 
 LENGTH_JITTER = 0.1  # lengths within about +-10% mix between epochs
-
-
-def pad_batch(sequences, length=None, padding="post", multiple=1):
-    """Zero-pad sequences into one array and their validity mask.
-
-    Args:
-        sequences: list of (T_i, D) arrays.
-        length: pad to this many frames (default: the longest); longer sequences
-            keep their last ``length`` frames with ``padding="pre"`` and their
-            first ones with ``"post"``.
-        padding: ``"post"`` (zeros after the frames) or ``"pre"`` (before, as the
-            published scripts did).
-        multiple: without ``length``, round the longest up to a multiple of this,
-            so that XLA compiles one program per length class, not per length.
-
-    Returns:
-        ``(batch, mask)``: float32 (B, length, D) and bool (B, length).
-    """
-    length = length or multiple * math.ceil(max(len(s) for s in sequences) / multiple)
-    dim = sequences[0].shape[1]
-    batch = np.zeros((len(sequences), length, dim), dtype=np.float32)
-    mask = np.zeros((len(sequences), length), dtype=bool)
-    for i, sequence in enumerate(sequences):
-        if padding == "pre":
-            sequence = sequence[-length:]
-            batch[i, length - len(sequence):] = sequence
-            mask[i, length - len(sequence):] = True
-        else:
-            sequence = sequence[:length]
-            batch[i, :len(sequence)] = sequence
-            mask[i, :len(sequence)] = True
-    return batch, mask
 
 
 # --- batches -------------------------------------------------------------------
@@ -133,26 +102,12 @@ class EpochBatches:
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
 
-def batch_inputs(batch, mask, utterance_inputs, index):
-    """A batch's model inputs: padded frames, their mask, and rows ``index`` of ``utterance_inputs``."""
-    return {"features": batch, "mask": mask} | {name: values[index] for name, values in (utterance_inputs or {}).items()}
-
-
 def input_signature(dim, utterance_inputs=None):
     """``{name: tf.TensorSpec}`` of a batch's model inputs: frames, mask, and ``utterance_inputs``."""
     return ({"features": tf.TensorSpec((None, None, dim), tf.float32),
              "mask": tf.TensorSpec((None, None), tf.bool)}
             | {name: tf.TensorSpec((None, *values.shape[1:]), tf.as_dtype(values.dtype))
                for name, values in (utterance_inputs or {}).items()})
-
-
-def inference_batches(sequences, batch_size, pad_to=None, padding="post", pad_multiple=1, utterance_inputs=None):
-    """Length-sorted padded batches for prediction, with the indices they hold."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding, pad_multiple)
-        yield index, batch_inputs(batch, mask, utterance_inputs, index)
 
 
 def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post", pad_multiple=1,
