@@ -1,4 +1,8 @@
 import collections
+import hashlib
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +182,112 @@ def test_script_writes_a_corpus_and_reports_it(tmp_path, capsys):
     assert len(read_csv(tmp_path / "d" / "manifest.csv")) == 15
     with pytest.raises(InputError, match="not empty"):
         script.main(["--out", str(tmp_path / "d"), "--utterances", "15", "--speakers", "3"])
+
+
+def _corpus_sha256(folder):
+    """One hash of manifest.csv and every wav (name and bytes, in name order)."""
+    digest = hashlib.sha256((folder / "manifest.csv").read_bytes())
+    for path in sorted((folder / "wav").iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+# Computed with the generator before --duration and --cue-share existed (commit 50f159a):
+# without those flags a corpus must not change by one byte.
+@pytest.mark.parametrize("argv, expected", [
+    (["--seed", "3", "--max-duration", "1.0"], "ac4c6ca83db2b0a5fd84df656ce4356c4a618d166b5ca7f4b45e914e4ff6e3ce"),
+    ([], "e214f2a9f945231aa480cb54734c8225935aee560a316c5430800d9d00a24369"),  # seed 0, 0.5-4 s
+], ids=["seed3-1s", "defaults"])
+def test_default_corpus_is_byte_identical_to_the_one_before_the_cue_options(tmp_path, argv, expected):
+    assert script.main(["--out", str(tmp_path / "d"), "--utterances", "15", "--speakers", "3", *argv]) == 0
+    assert _corpus_sha256(tmp_path / "d") == expected
+    settings = json.loads((tmp_path / "d" / demo_corpus.SETTINGS_NAME).read_text())
+    assert settings["cue_share"] is None and settings["cue_length_s"] == [0.3, 0.8]
+
+
+def _cue_corpus(folder, duration, share, seed=5):
+    script.main(["--out", str(folder), "--utterances", "15", "--speakers", "3", "--seed", str(seed),
+                 "--duration", duration, "--cue-share", share])
+    rows = read_csv(folder / "manifest.csv")
+    return [{k: float(row[k]) for k in ("duration_s", "cue_start_s", "cue_end_s")} for row in rows]
+
+
+@pytest.mark.parametrize("duration, share", [("2:4", "0.1"), ("2.5", "0.4"), ("0.8:2", "0.25:0.6")])
+def test_cue_share_and_duration_options_give_exact_cues_in_range(tmp_path, duration, share):
+    rows = _cue_corpus(tmp_path / "d", duration, share)
+    low, high = demo_corpus.parse_range(duration, "--duration")
+    share_low, share_high = demo_corpus.parse_range(share, "--cue-share")
+    for row in rows:
+        start, end, length = row["cue_start_s"], row["cue_end_s"], row["duration_s"]
+        assert low <= length <= high
+        assert 0 <= start < end <= length
+        if share_low == share_high:  # fixed share: the cue is exactly that share, within a frame
+            assert end - start == pytest.approx(share_low * length, abs=0.010)
+        else:
+            assert share_low * length - 0.010 <= end - start <= share_high * length + 0.010
+    wav = sf.info(tmp_path / "d" / "wav" / "spk01_0000.wav")
+    assert wav.frames == round(rows[0]["duration_s"] * SAMPLE_RATE)
+    settings = json.loads((tmp_path / "d" / demo_corpus.SETTINGS_NAME).read_text())
+    assert (settings["duration_s"], settings["cue_share"]) == ([low, high], [share_low, share_high])
+    assert settings["duration_distribution"] == "uniform"
+
+
+def test_cue_position_stays_random_within_the_utterance(tmp_path):
+    rows = _cue_corpus(tmp_path / "d", "2:4", "0.2")
+    # Where the cue starts, as a fraction of the room it leaves: spread over [0, 1].
+    places = [row["cue_start_s"] / (0.8 * row["duration_s"]) for row in rows]
+    assert min(places) < 0.25 and max(places) > 0.75
+
+
+def test_a_cue_share_of_one_spans_the_whole_utterance(tmp_path):
+    for row in _cue_corpus(tmp_path / "d", "0.5:1.5", "1"):
+        assert (row["cue_start_s"], row["cue_end_s"]) == (0.0, row["duration_s"])
+
+
+def test_corpora_of_one_seed_differ_only_in_the_cue_share():
+    """A study varies the share alone: labels, durations and strengths stay put."""
+    def draw(share):
+        rng = np.random.default_rng(4)
+        return demo_corpus._draw_utterances(rng, demo_corpus.draw_speakers(rng, 3), 30, 0.5, 4.0,
+                                            (4.0, 12.0), share)
+    wide, narrow = draw((0.5, 0.5)), draw((0.05, 0.05))
+    for key in ("label", "duration_s", "strength", "speaker"):
+        assert [row[key] for row in wide] == [row[key] for row in narrow]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--duration", "3:2"], "--duration: expected MIN <= MAX, got 3.0:2.0"),
+    (["--duration", "0.1"], "--duration: expected at least 0.2 s"),
+    (["--duration", "abc"], "--duration: expected a number or MIN:MAX, got 'abc'"),
+    (["--duration", "1:2:3"], "--duration: expected a number or MIN:MAX"),
+    (["--duration", "inf"], "--duration: expected finite numbers"),
+    (["--duration", "2", "--max-duration", "3"], "--duration: give either"),
+    (["--cue-share", "0"], r"--cue-share: expected shares in \(0, 1\]"),
+    (["--cue-share", "0.5:1.2"], r"--cue-share: expected shares in \(0, 1\]"),
+    (["--cue-share=-0.1:0.5"], r"--cue-share: expected shares in \(0, 1\]"),
+    (["--cue-share", "0.3:0.1"], "--cue-share: expected MIN <= MAX"),
+    (["--cue-share", "nan"], "--cue-share: expected finite numbers, got 'nan'"),
+    (["--cue-share", ":"], "--cue-share: expected a number or MIN:MAX"),
+    (["--duration", "1", "--cue-share", "0.1"], "--cue-share: the shortest cue would last 0.100 s"),
+    (["--cue-share", "0.2"], "--cue-share: the shortest cue would last 0.100 s"),  # 0.5 s utterances
+])
+def test_rejects_bad_cue_options_naming_the_flag(tmp_path, flags, message):
+    with pytest.raises(InputError, match=message):
+        script.main(["--out", str(tmp_path / "d"), "--utterances", "15", "--speakers", "3", *flags])
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_cue_share_is_one_line_and_exit_status_2(tmp_path):
+    result = subprocess.run([sys.executable, script.__file__, "--out", str(tmp_path / "d"),
+                             "--cue-share", "1.5"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "make_demo_corpus.py: error: --cue-share: expected shares in (0, 1], got 1.5:1.5"]
+
+
+def test_overwrite_keeps_a_settings_file_it_did_not_write(tmp_path):
+    demo_corpus.make_demo_corpus(tmp_path, 15, 3, max_duration_s=0.6)
+    (tmp_path / demo_corpus.SETTINGS_NAME).write_text("my notes")
+    with pytest.raises(InputError, match="demo_corpus.json' was not written by make_demo_corpus.py"):
+        demo_corpus.make_demo_corpus(tmp_path, 15, 3, overwrite=True, max_duration_s=0.6)
+    assert (tmp_path / demo_corpus.SETTINGS_NAME).read_text() == "my notes"

@@ -22,12 +22,17 @@ P      high, rising and oscillating pitch, breathy
 R      falling pitch, soft, creaky (jitter and period doubling), dark
 =====  ==========================================================================
 
+For a controlled study, ``duration_s`` and ``cue_share`` fix the utterance length and
+the cue's share of it instead (see :func:`make_demo_corpus`).
+
 Everything is a pure function of the seed: the same seed gives byte-identical wavs
 and manifest.
 """
 
 import csv
 import dataclasses
+import json
+import math
 import re
 from pathlib import Path
 
@@ -48,6 +53,11 @@ CUE_LENGTH_S = (0.3, 0.8)  # the cue lasts this long...
 CUE_MAX_FRACTION = 0.6  # ...but never more than this share of the utterance
 CUE_RAMP_S = 0.04  # raised-cosine fade in and out of the cue, so it has no click
 CUE_STRENGTH = (0.45, 1.25)  # per-utterance scale of the cue: weak cues overlap
+MIN_DURATION_S = 0.2  # the shortest utterance the generator writes
+# A cue shorter than one syllable (the fastest speaker says 5.2 per second) has no prosody.
+MIN_CUE_S = 0.19
+SETTINGS_NAME = "demo_corpus.json"  # sidecar with the generator's settings, beside manifest.csv
+GENERATOR = "serattn.features.demo_corpus"  # marks a sidecar as ours, so --overwrite may replace it
 
 # Cue of each class at strength 1, applied only inside the cue stretch:
 #   f0      pitch shift (log factor)       slope   pitch rise (+) or fall (-) across the cue
@@ -99,7 +109,7 @@ class Speaker:
 
 
 def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwrite=False,
-                     min_duration_s=0.5, max_duration_s=4.0):
+                     min_duration_s=0.5, max_duration_s=4.0, duration_s=None, cue_share=None):
     """Write the demo corpus: ``OUT/wav/*.wav`` (16 kHz mono 16-bit) and ``OUT/manifest.csv``.
 
     Args:
@@ -112,9 +122,20 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
             already in ``out_dir``; other files there (features, cache) are kept.
         min_duration_s, max_duration_s: range of utterance durations; the default
             0.5-4 s gives a mean of about 1.8 s.
+        duration_s: ``(min, max)`` seconds: durations uniform in that range instead
+            (``min == max`` fixes them); replaces the two arguments above.
+        cue_share: ``(min, max)`` in (0, 1]: the cue lasts this share of its
+            utterance, drawn uniformly (``1`` is the whole utterance), instead of
+            0.3-0.8 s capped at 60%. Its position stays uniform within the utterance.
+
+    Without them the random stream is the one of earlier versions, so the default corpus
+    is unchanged. ``cue_share`` is drawn after everything else, so corpora of one seed
+    that differ only in it share labels, durations, cue strengths, relative cue
+    positions and all the audio outside the cue.
 
     Returns:
-        The path of ``manifest.csv``, whose ``path`` column is relative to it.
+        The path of ``manifest.csv``, whose ``path`` column is relative to it. The
+        settings are recorded beside it in ``demo_corpus.json``.
 
     Raises:
         InputError: ``out_dir`` is not empty (or, with ``overwrite``, holds a
@@ -123,9 +144,11 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
     """
     out_dir = Path(out_dir)
     _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_duration_s, overwrite)
+    check_cue_ranges(duration_s, cue_share, min_duration_s)
     rng = np.random.default_rng(seed)
     speakers = draw_speakers(rng, n_speakers)
-    rows = _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s)
+    rows = _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s,
+                            duration_s, cue_share)
 
     if overwrite:
         _remove_corpus(out_dir)
@@ -146,7 +169,48 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
             writer.writerow([row["path"], row["speaker"], row["label"], row["split"],
                              f"{row['duration_s']:.3f}", f"{row['cue_start_s']:.3f}",
                              f"{row['cue_end_s']:.3f}"])
+    settings = dict(generator=GENERATOR, seed=seed, utterances=n_utterances, speakers=n_speakers,
+                    duration_s=list(duration_s or (min_duration_s, max_duration_s)),
+                    duration_distribution="uniform" if duration_s else "beta(2, 3.4)",
+                    cue_share=list(cue_share) if cue_share else None,
+                    cue_length_s=None if cue_share else list(CUE_LENGTH_S))
+    (out_dir / SETTINGS_NAME).write_text(json.dumps(settings, indent=2) + "\n")
     return manifest
+
+
+def parse_range(text, flag):
+    """``"MIN:MAX"`` or one number (fixed) as a ``(min, max)`` float pair; InputError naming ``flag``."""
+    parts = str(text).split(":")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        low, high = (float(part) for part in (parts * 2)[:2])
+    except ValueError:
+        raise InputError(f"{flag}: expected a number or MIN:MAX, got '{text}'") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"{flag}: expected finite numbers, got '{text}'")
+    return low, high
+
+
+def check_cue_ranges(duration_s, cue_share, min_duration_s=0.5):
+    """Refuse ranges that are reversed, out of bounds, or leave a cue shorter than a syllable.
+
+    ``min_duration_s`` is the shortest utterance when ``duration_s`` is not given.
+    """
+    for flag, pair in (("--duration", duration_s), ("--cue-share", cue_share)):
+        if pair is not None and not all(math.isfinite(value) for value in pair):
+            raise InputError(f"{flag}: expected finite numbers, got {pair[0]}:{pair[1]}")
+        if pair is not None and pair[0] > pair[1]:
+            raise InputError(f"{flag}: expected MIN <= MAX, got {pair[0]}:{pair[1]}")
+    if duration_s is not None and duration_s[0] < MIN_DURATION_S:
+        raise InputError(f"--duration: expected at least {MIN_DURATION_S} s, got {duration_s[0]}")
+    if cue_share is not None and not 0 < cue_share[0] <= cue_share[1] <= 1:
+        raise InputError(f"--cue-share: expected shares in (0, 1], got {cue_share[0]}:{cue_share[1]}")
+    if cue_share is not None:
+        shortest = cue_share[0] * (duration_s[0] if duration_s else min_duration_s)
+        if shortest < MIN_CUE_S - 1e-9:
+            raise InputError(f"--cue-share: the shortest cue would last {shortest:.3f} s, less than "
+                             f"one syllable ({MIN_CUE_S} s); raise the share's minimum or the --duration")
 
 
 def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_duration_s, overwrite):
@@ -161,8 +225,8 @@ def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_dura
     if test.sum() < len(FAU_CLASSES) or (~test).sum() < len(FAU_CLASSES):
         raise InputError(f"expected enough utterances for every class in both splits "
                          f"(at least {3 * len(FAU_CLASSES)}), got {n_utterances}")
-    if not 0.2 <= min_duration_s < max_duration_s:
-        raise InputError(f"expected durations with 0.2 <= minimum < maximum, "
+    if not MIN_DURATION_S <= min_duration_s < max_duration_s:
+        raise InputError(f"expected durations with {MIN_DURATION_S} <= minimum < maximum, "
                          f"got {min_duration_s} and {max_duration_s} s")
 
 
@@ -173,6 +237,10 @@ def _remove_corpus(out_dir):
     if manifest.exists() and not is_demo_manifest:
         raise InputError(f"'{manifest}' is not a demo-corpus manifest; not replacing it: "
                          f"choose another output folder")
+    settings = out_dir / SETTINGS_NAME
+    if settings.exists() and not _is_demo_settings(settings):
+        raise InputError(f"'{settings}' was not written by make_demo_corpus.py; not replacing it: "
+                         f"move it or choose another output folder")
     if wav_dir.exists() and not wav_dir.is_dir():
         raise InputError(f"'{wav_dir}' is a file; not replacing it: choose another output folder")
     # Only our own wav names (spk01_0000.wav) are deleted, and only if nothing else is there.
@@ -187,6 +255,15 @@ def _remove_corpus(out_dir):
     for path in ours:
         path.unlink()
     manifest.unlink(missing_ok=True)
+    settings.unlink(missing_ok=True)
+
+
+def _is_demo_settings(path):
+    """Whether ``path`` is a settings sidecar this module wrote."""
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("generator") == GENERATOR
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False
 
 
 def draw_speakers(rng, n_speakers):
@@ -209,7 +286,8 @@ def draw_speakers(rng, n_speakers):
     return speakers
 
 
-def _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s):
+def _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s,
+                     duration_s=None, cue_share=None):
     """Manifest rows: speaker, split, label, duration and cue position of each utterance."""
     speaker_of = _speaker_of(n_utterances, len(speakers))
     test = np.isin(speaker_of, _test_speakers(len(speakers)))
@@ -217,11 +295,17 @@ def _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s
     for in_split in (~test, test):
         labels[in_split] = rng.permutation(_class_counts(int(in_split.sum())))
     # Beta(2, 3.4) has mean 0.37: 0.5 + 3.5 * 0.37 = 1.8 s on the default range.
-    durations = min_duration_s + (max_duration_s - min_duration_s) * rng.beta(2.0, 3.4, n_utterances)
+    if duration_s is None:
+        durations = min_duration_s + (max_duration_s - min_duration_s) * rng.beta(2.0, 3.4, n_utterances)
+    else:
+        durations = rng.uniform(*duration_s, n_utterances)
     durations = np.round(durations, 3)
     cue_lengths = np.minimum(rng.uniform(*CUE_LENGTH_S, n_utterances), CUE_MAX_FRACTION * durations)
-    cue_starts = rng.uniform(0, 1, n_utterances) * (durations - cue_lengths)
+    cue_places = rng.uniform(0, 1, n_utterances)  # where the cue sits in the room it leaves
     strengths = rng.uniform(*CUE_STRENGTH, n_utterances)
+    if cue_share is not None:  # drawn last: the default stream above stays as it was
+        cue_lengths = rng.uniform(*cue_share, n_utterances) * durations
+    cue_starts = cue_places * (durations - cue_lengths)
     rows = []
     for i in range(n_utterances):
         speaker = speakers[speaker_of[i]]
@@ -233,7 +317,7 @@ def _draw_utterances(rng, speakers, n_utterances, min_duration_s, max_duration_s
             split="test" if test[i] else "train",
             duration_s=float(durations[i]),
             cue_start_s=start,
-            cue_end_s=round(start + float(cue_lengths[i]), 3),
+            cue_end_s=min(round(start + float(cue_lengths[i]), 3), float(durations[i])),
             strength=float(strengths[i]),
         ))
     return rows
