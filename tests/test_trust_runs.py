@@ -236,29 +236,13 @@ def test_tensorboard_flag_without_tensorboard_is_one_line(tmp_path, capsys, monk
 
 def test_jobs_workers_end_with_a_killed_parent(tmp_path):
     """SIGKILL a --jobs 2 cross-validation while both folds train: its workers are gone within seconds."""
-    import signal
     import subprocess
     import sys
-    import time
 
-    from tests.test_trust_search import alive, descendants
+    from tests.test_trust_search import kill_when_ready
 
     out = tmp_path / "cv"
     parent = subprocess.Popen([sys.executable, "train_attention_lstm.py", "--data", features(tmp_path), "--cv", "loso",
                                "--jobs", "2", "--epochs", "1000", "--patience", "1000", "--out", str(out), *TINY],
                               cwd=ROOT, stderr=subprocess.DEVNULL)
-    workers = set()
-    try:
-        deadline = time.time() + 180
-        while len(list(out.glob("fold-*/checkpoint"))) < 2:  # both workers are training a fold
-            assert parent.poll() is None and time.time() < deadline
-            time.sleep(0.2)
-        workers = descendants(parent.pid)
-    finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-    assert len(workers) >= 2
-    deadline = time.time() + 5
-    while any(alive(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not [pid for pid in workers if alive(pid)]
+    kill_when_ready(parent, lambda: len(list(out.glob("fold-*/checkpoint"))) >= 2)  # both workers train a fold

@@ -160,6 +160,30 @@ def alive(pid):
         return False
 
 
+def kill_when_ready(parent, ready, timeout=180):
+    """SIGKILL ``parent`` once ``ready()``; assert its (2 or more) worker processes end within 5 s.
+
+    Returns:
+        The pids of the workers it had.
+    """
+    workers = set()
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert parent.poll() is None and time.time() < deadline
+            time.sleep(0.2)
+        workers = descendants(parent.pid)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert len(workers) >= 2
+    deadline = time.time() + 5
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)]
+    return workers
+
+
 def training(folder):
     """Trial folders whose first fold has started and that are not finished."""
     return [path for path in folder.glob("trial-*") if (path / "fold-00" / "config.json").is_file()
@@ -177,21 +201,7 @@ def test_workers_end_with_a_killed_parent_and_their_trials_are_retried_once(tmp_
     out = tmp_path / "search"
     args = ["--space", space, "--data", data, *TINY_LSTM, "--trials", "3", "--heartbeat", "1", "--out", out]
     parent = subprocess.Popen(command(*args, "--jobs", "2"), cwd=ROOT, stderr=subprocess.DEVNULL)
-    workers = set()
-    try:
-        deadline = time.time() + 180
-        while len(training(out / "search")) < 2:  # both workers are in a trial's training
-            assert parent.poll() is None and time.time() < deadline
-            time.sleep(0.2)
-        workers = descendants(parent.pid)
-    finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-    assert len(workers) >= 2
-    deadline = time.time() + 5
-    while any(alive(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not [pid for pid in workers if alive(pid)]
+    workers = kill_when_ready(parent, lambda: len(training(out / "search")) >= 2)  # both workers in a trial
     import optuna
 
     finished = len(optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}").get_trials(
