@@ -14,9 +14,10 @@ import serattn
 from serattn import config
 from serattn.analysis.metrics import format_report
 from serattn.config import LSTM_MODELS, NORMALIZATIONS, PRESETS, STRATEGIES
-from serattn.define import ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, FUNCTIONALS_NORMS
+from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.experiment import Experiment, merge, nest, read_recipe, saved_layer
+from serattn.poolings import pooling_names
 from serattn.runs import folder as runs
 
 TRAINER = "attention-lstm"
@@ -47,7 +48,7 @@ def build_parser():
     model.add_argument("--attention-units", type=int, default=50, help="units of the first attention layer")
     model.add_argument("--attention-activation", default="tanh", choices=ACTIVATIONS,
                        help="activation of the first attention layer")
-    model.add_argument("--pooling", default=None, choices=ATTENTION_POOLINGS + BASIC_POOLINGS,
+    model.add_argument("--pooling", default=None, choices=pooling_names(),
                        help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
                             "and std), multihead (--heads H), attention+mean, attention+stats (mean and std "
                             "over frames), attention+functionals (9 functionals of the input frames); "

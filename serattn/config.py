@@ -20,9 +20,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from serattn.define import (ACTIVATIONS, ATTENTION_POOLINGS, BASIC_POOLINGS, CALIBRATIONS, DEFAULT_GRIDS,
-                            FRAME_POOLS, FUNCTIONALS_NORMS, STATIC_MODELS, TUNABLE)
+from serattn.define import (ACTIVATIONS, CALIBRATIONS, DEFAULT_GRIDS, FRAME_POOLS, FUNCTIONALS_NORMS, STATIC_MODELS,
+                            TUNABLE)
 from serattn.errors import InputError
+from serattn.poolings import check_pooling_choice, check_pooling_flags
 
 NORMALIZATIONS = ("global", "speaker", "none")
 CV_PROTOCOLS = ("loso", "kfold-speakers", "leave-one-group-out")
@@ -111,7 +112,7 @@ class ModelConfig:
     recurrent_dropout: float = 0.5
     attention_units: int = 50
     attention_activation: Activation = "tanh"
-    pooling: str = "attention"  # attention-lstm: ATTENTION_POOLINGS; basic-lstm: BASIC_POOLINGS
+    pooling: str = "attention"  # one of serattn.poolings.POOLINGS for this model
     heads: int = 1  # pooling "multihead"
     pool_inputs: bool = False  # attention also pools the input frames next to the LSTM outputs
     functionals_norm: FunctionalsNorm = "batch"  # "+functionals" poolings: batch normalization, or per speaker
@@ -146,20 +147,9 @@ class ModelConfig:
 
     def _check_pooling(self):
         """Refuse pooling flags the chosen model lacks."""
-        valid = ATTENTION_POOLINGS if self.model == "attention-lstm" else BASIC_POOLINGS
-        if self.pooling not in valid:
-            raise InputError(f"--pooling {self.pooling} does not apply to --model {self.model}; expected one of: "
-                             f"{', '.join(valid)}")
-        if self.heads < 1 or (self.heads > 1 and self.pooling != "multihead"):
-            raise InputError(f"--heads {self.heads} needs --pooling multihead and must be at least 1")
+        spec = check_pooling_choice(self.model, self.pooling, self.heads)
         _check_choice("functionals normalization", self.functionals_norm, FUNCTIONALS_NORMS)
-        if self.functionals_norm != "batch" and not self.pooling.endswith("+functionals"):
-            raise InputError(f"--functionals-norm {self.functionals_norm} needs a pooling with functionals "
-                             f"(attention+functionals or mean+functionals), got --pooling {self.pooling}")
-        if self.model == "basic-lstm" and self.pool_inputs:
-            raise InputError("--pool-inputs applies to --model attention-lstm only")
-        if (self.pooling != "attention" or self.pool_inputs) and not self.mask:
-            raise InputError(f"--pooling {self.pooling} needs the padding mask; drop --no-mask")
+        check_pooling_flags(spec, self.functionals_norm, self.pool_inputs, self.mask)
         if self.model == "basic-lstm" and (self.time_mask or self.feature_mask or self.input_noise
                                            or self.pooled_dropout):
             raise InputError("--time-mask, --feature-mask, --input-noise and --pooled-dropout apply to "

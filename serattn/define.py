@@ -49,10 +49,7 @@ DIMENSIONS = ("arousal", "valence", "dominance")
 
 ACTIVATIONS = ("tanh", "relu")
 
-# Utterance pooling of the attention LSTM (serattn.models.pooling) and of the basic LSTM.
-ATTENTION_POOLINGS = ("attention", "attentive-stats", "multihead", "attention+mean", "attention+stats",
-                      "attention+functionals")
-BASIC_POOLINGS = ("mean", "last", "mean+functionals")
+# The utterance poolings of the attention LSTM and of the basic LSTM are registered in serattn.poolings.
 # How the "+functionals" poolings standardize their functionals: batch normalization or per speaker.
 FUNCTIONALS_NORMS = ("batch", "speaker")
 

@@ -32,8 +32,8 @@ from serattn.config import (
     StaticTrainConfig,
     TrainConfig,
 )
-from serattn.define import BASIC_POOLINGS
 from serattn.errors import InputError
+from serattn.poolings import default_pooling, has_functionals, pooling_names
 
 TRAINERS = ("attention-lstm", "static")
 GROUPS = {  # trainer -> (model group, training group)
@@ -143,9 +143,9 @@ class Experiment:
         seeds = config.parse_seeds(spec.get("seeds"), training.seed)
         if trainer == "attention-lstm":
             if model.get("pooling") is None:  # the model's own pooling
-                model["pooling"] = "attention" if model.get("model", "attention-lstm") == "attention-lstm" else "mean"
+                model["pooling"] = default_pooling(model.get("model", "attention-lstm"))
             if model.get("functionals_norm") == "auto":  # normalized like the frames; config.json records which
-                speaker = data.norm == "speaker" and str(model["pooling"]).endswith("+functionals")
+                speaker = data.norm == "speaker" and has_functionals(model["pooling"])
                 model["functionals_norm"] = "speaker" if speaker else "batch"
             model = _group(ModelConfig, model, "model")
             # the published model pre-padded every utterance to one length
@@ -239,7 +239,7 @@ def saved_layer(saved: dict[str, Any], trainer: str, resume: bool = False) -> di
     flags = {k: v for k, v in saved.items() if k in homes and k not in NOT_SAVED}
     if trainer == "attention-lstm":
         if "heads" not in saved and saved.get("model", "attention-lstm") == "attention-lstm" \
-                and flags.get("pooling") in BASIC_POOLINGS:
+                and flags.get("pooling") in pooling_names("basic-lstm"):
             flags.pop("pooling")  # a config.json from before pooling variants said 'mean' for basic-lstm only
         if resume and "lstm_kernel" not in saved:  # started before --lstm-kernel: its checkpoint is the loop's
             flags["lstm_kernel"] = "keras"

@@ -15,12 +15,13 @@ spread weight over the padding); use it to compare with the published numbers.
 import keras
 from keras import layers
 
-from serattn.define import ACTIVATIONS, BASIC_POOLINGS, FUNCTIONALS_NORMS
+from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
-from serattn.models.layers import AttentionPooling, MaskedPooling, MaskedTimeSoftmax, UniformWeights
-from serattn.models.pooling import (FUNCTIONALS, HeadMean, MaskedFunctionals, SpeakerStandardize, attention_head,
+from serattn.models.layers import UniformWeights
+from serattn.models.pooling import (FUNCTIONALS, HEADS, HeadMean, MaskedFunctionals, SpeakerStandardize, attention_head,
                                     check_pooling)
+from serattn.poolings import BASIC_LSTM, POOLINGS, has_functionals, pooling_names
 
 
 def build_attention_lstm(
@@ -54,8 +55,8 @@ def build_attention_lstm(
         attention_units: units of the first attention layer (published: 50).
         attention_activation: its activation (published: tanh).
         masked: skip padded frames (see module docstring).
-        pooling: ``"attention"`` (published) or another of
-            :data:`serattn.define.ATTENTION_POOLINGS`.
+        pooling: ``"attention"`` (published) or another attention LSTM pooling of
+            :data:`serattn.poolings.POOLINGS`.
         heads: attention heads (``pooling="multihead"`` only).
         augment: keyword arguments of :class:`serattn.models.augment.FrameAugment`
             (layer ``augment`` before the LSTM), or None for none.
@@ -79,7 +80,7 @@ def build_attention_lstm(
     inputs = {"features": features, "mask": mask} | functionals_inputs(num_features, functionals_norm, pooling)
 
     check_pooling(pooling, heads)
-    if not masked and (pooling != "attention" or pool_inputs):
+    if not masked and (POOLINGS[pooling].needs_mask or pool_inputs):
         raise InputError(f"--pooling {pooling} needs the padding mask; drop --no-mask")
     lstm_mask = mask if masked else None
     lstm_input = features
@@ -88,19 +89,12 @@ def build_attention_lstm(
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
                           return_sequences=True, name="lstm1")(lstm_input, mask=lstm_mask)
     # (batch, frames, units)
-    if pooling == "attention" and not pool_inputs:
-        scores = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
-                              name="attention_dense1")(outputs)  # (batch, frames, attention_units)
-        scores = layers.Dense(1, use_bias=False, name="attention_dense2")(scores)  # (batch, frames, 1)
-        weights = MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)  # (batch, frames)
-        representation = AttentionPooling(name="attention_representation")(outputs, weights)  # (batch, units)
-    else:
-        values = outputs
-        if pool_inputs:  # pool the input frames next to the LSTM outputs
-            values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
-        representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
-                                        values=values)
-    if pooling == "attention+functionals":  # the classifier also sees the functionals of the input frames
+    values = outputs
+    if pool_inputs:  # pool the input frames next to the LSTM outputs
+        values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
+    representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
+                                    values=values, masked=masked)  # (batch, pooled size)
+    if POOLINGS[pooling].functionals:  # the classifier also sees the functionals of the input frames
         representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
@@ -120,16 +114,15 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     frames next to the mean instead of the attention.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh")
-    if pooling not in BASIC_POOLINGS:
-        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(BASIC_POOLINGS)}")
+    if pooling not in pooling_names(BASIC_LSTM):
+        raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(pooling_names(BASIC_LSTM))}")
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
     inputs = {"features": features, "mask": mask} | functionals_inputs(num_features, functionals_norm, pooling)
     outputs = layers.LSTM(units, activation=activation, recurrent_dropout=recurrent_dropout,
                           return_sequences=True, name="lstm1")(features, mask=mask if masked else None)
-    pooled = MaskedPooling(pooling.split("+")[0], name="attention_representation")  # mean+functionals: mean
-    representation = pooled(outputs, mask)  # (batch, units)
-    if pooling == "mean+functionals":
+    representation = HEADS[pooling](outputs, outputs, mask)  # (batch, units)
+    if POOLINGS[pooling].functionals:
         representation = with_functionals(representation, features, mask, inputs.get("speaker_functionals"))
     probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
     return keras.Model(inputs, probabilities, name="basic_lstm")
@@ -142,7 +135,7 @@ def functionals_inputs(num_features, functionals_norm, pooling):
                          f"{', '.join(FUNCTIONALS_NORMS)}")
     if functionals_norm == "batch":
         return {}
-    if not pooling.endswith("+functionals"):
+    if not has_functionals(pooling):
         raise InputError(f"--functionals-norm speaker needs a pooling with functionals, got --pooling {pooling}")
     return {"speaker_functionals": keras.Input(shape=(2, len(FUNCTIONALS) * num_features),
                                                name="speaker_functionals")}
@@ -163,6 +156,13 @@ def with_functionals(representation, frames, mask, speaker_statistics=None):
     return layers.Concatenate(name="pooled")([representation, functionals])
 
 
+# The layers a pooling's attention over frames comes from (serattn.poolings.Pooling.weights) -> that attention.
+FRAME_WEIGHTS = {
+    "attention_weights": lambda weights: weights,  # (batch, frames)
+    "attention_heads": lambda head_weights: HeadMean(name="attention_weights")(head_weights),  # mean over heads
+}
+
+
 def build_analysis_model(model):
     """A model sharing ``model``'s weights that outputs probabilities, weights and z.
 
@@ -174,10 +174,9 @@ def build_analysis_model(model):
         of its heads' weights.
     """
     names = [layer.name for layer in model.layers]
-    if "attention_weights" in names:
-        weights = model.get_layer("attention_weights").output
-    elif "attention_heads" in names:  # multi-head pooling: the mean attention over heads
-        weights = HeadMean(name="attention_weights")(model.get_layer("attention_heads").output)
+    source = next((name for name in FRAME_WEIGHTS if name in names), None)
+    if source is not None:
+        weights = FRAME_WEIGHTS[source](model.get_layer(source).output)  # (batch, frames)
     else:
         mask = next(tensor for tensor in model.inputs if tensor.name == "mask")
         weights = UniformWeights(name="uniform_weights")(mask)

@@ -24,6 +24,10 @@ scoring layers and names, and differ in what they pool:
   functionals carry what a static model sees; the attention carries what the LSTM
   finds in time, and an ablation shows what each is worth.
 
+Each variant (and each of the basic LSTM's poolings) is one entry of
+:data:`serattn.poolings.POOLINGS`, with its constraints, and one head here, registered
+in :data:`HEADS` with ``@head(name)``.
+
 Every layer takes the mask explicitly: padded frames get exactly zero weight, and a
 padded utterance gives the same output as the unpadded one. Layer names follow
 ``build_analysis_model``: ``attention_weights`` is the attention over frames,
@@ -36,11 +40,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from serattn.define import ATTENTION_POOLINGS
 from serattn.errors import InputError
 from serattn.features.normalization import STD_MIN, speaker_statistics
 from serattn.features.padding import inference_batches
-from serattn.models.layers import MaskConsumer
+from serattn.models.layers import AttentionPooling, MaskConsumer, MaskedPooling, MaskedTimeSoftmax
+from serattn.poolings import ATTENTION_LSTM, POOLINGS, multihead_names, pooling_names
 
 STD_FLOOR = 1e-6  # variance floor inside the square root: a finite gradient at zero spread
 
@@ -229,52 +233,112 @@ def speaker_functional_statistics(sequences: list[np.ndarray], speakers: np.ndar
     return statistics
 
 
+HEADS = {}  # pooling name (serattn.poolings.POOLINGS) -> the function that builds its head
+
+
+def head(*names):
+    """Register the decorated function as the head of the poolings ``names``.
+
+    A head is called as ``build(outputs, values, mask, heads=..., attention_units=...,
+    attention_activation=..., masked=...)``: it scores the LSTM ``outputs`` (batch, frames,
+    units), pools ``values`` (batch, frames, V) over the valid frames of ``mask`` and returns
+    the ``attention_representation`` tensor (batch, pooled size).
+    """
+    def register(build):
+        for name in names:
+            if name in HEADS:
+                raise ValueError(f"pooling '{name}' has two heads")
+            HEADS[name] = build
+        return build
+    return register
+
+
+def _scores(outputs, count, attention_units, attention_activation):
+    """``count`` attention scores per frame: (batch, frames, count)."""
+    hidden = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
+                          name="attention_dense1")(outputs)  # (batch, frames, attention_units)
+    return layers.Dense(count, use_bias=False, name="attention_dense2")(hidden)
+
+
+def _time_weights(outputs, mask, attention_units, attention_activation, masked=True):
+    """One attention over frames, the layer ``attention_weights``: (batch, frames)."""
+    scores = _scores(outputs, 1, attention_units, attention_activation)  # (batch, frames, 1)
+    return MaskedTimeSoftmax(masked=masked, name="attention_weights")(scores, mask)
+
+
+@head("attention", "attention+functionals")  # the functionals join in build_attention_lstm
+def _attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True):
+    weights = _time_weights(outputs, mask, attention_units, attention_activation, masked)
+    return AttentionPooling(name="attention_representation")(values, weights)  # (batch, V)
+
+
+@head("attentive-stats")
+def _attentive_stats(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True):
+    weights = _time_weights(outputs, mask, attention_units, attention_activation, masked)
+    return AttentiveStatsPooling(name="attention_representation")(values, weights)  # (batch, 2 * V)
+
+
+@head("multihead")
+def _multihead(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True):
+    scores = _scores(outputs, heads, attention_units, attention_activation)  # (batch, frames, heads)
+    head_weights = MaskedHeadSoftmax(name="attention_heads")(scores, mask)  # (batch, frames, heads)
+    # build_analysis_model adds their mean over heads as "attention_weights".
+    return MultiHeadPooling(name="attention_representation")(values, head_weights)  # (batch, heads * V)
+
+
+@head("attention+mean")
+def _attention_mean(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True):
+    weights = _time_weights(outputs, mask, attention_units, attention_activation, masked)
+    return AttentionMeanPooling(name="attention_representation")(values, weights, mask)  # (batch, 2 * V)
+
+
+@head("attention+stats")
+def _attention_stats(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True):
+    weights = _time_weights(outputs, mask, attention_units, attention_activation, masked)
+    return AttentionMeanPooling(stats=True, name="attention_representation")(values, weights, mask)  # (batch, 3 * V)
+
+
+@head("mean", "mean+functionals")  # the basic LSTM's; the functionals join in build_basic_lstm
+def _mean(outputs, values, mask, **unused):
+    return MaskedPooling("mean", name="attention_representation")(values, mask)  # (batch, V)
+
+
+@head("last")
+def _last(outputs, values, mask, **unused):
+    return MaskedPooling("last", name="attention_representation")(values, mask)  # (batch, V)
+
+
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
-                   attention_activation="tanh", values=None):
+                   attention_activation="tanh", values=None, masked=True):
     """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
 
     Args:
         outputs: (batch, frames, units) LSTM outputs, which the attention scores.
         mask: (batch, frames) bool, True on real frames.
-        pooling: one of :data:`ATTENTION_POOLINGS` (the published ``attention`` with
-            ``values`` other than ``outputs``; :func:`serattn.model.build_attention_lstm`
-            builds the published model itself).
+        pooling: an attention LSTM's pooling of :data:`serattn.poolings.POOLINGS`.
         heads: scoring heads of ``multihead``.
         values: (batch, frames, V) frames to pool; ``outputs`` if None.
+        masked: False lets the published ``attention`` see padding (``--no-mask``).
 
     Returns:
         The ``attention_representation`` tensor, (batch, pooled size).
     """
-    from serattn.models.layers import AttentionPooling, MaskedTimeSoftmax  # the published single head
-
     values = outputs if values is None else values
 
     check_pooling(pooling, heads)
-    hidden = layers.Dense(attention_units, activation=attention_activation, use_bias=False,
-                          name="attention_dense1")(outputs)  # (batch, frames, attention_units)
-    if pooling == "multihead":
-        scores = layers.Dense(heads, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, heads)
-        head_weights = MaskedHeadSoftmax(name="attention_heads")(scores, mask)  # (batch, frames, heads)
-        # build_analysis_model adds their mean over heads as "attention_weights".
-        return MultiHeadPooling(name="attention_representation")(values, head_weights)
-    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
-    weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)
-    if pooling in ("attention", "attention+functionals"):  # the functionals join in build_attention_lstm
-        return AttentionPooling(name="attention_representation")(values, weights)
-    if pooling == "attentive-stats":
-        return AttentiveStatsPooling(name="attention_representation")(values, weights)
-    return AttentionMeanPooling(stats=pooling == "attention+stats", name="attention_representation")(
-        values, weights, mask)
+    return HEADS[pooling](outputs, values, mask, heads=heads, attention_units=attention_units,
+                          attention_activation=attention_activation, masked=masked)
 
 
 def check_pooling(pooling, heads=1):
-    if pooling not in ATTENTION_POOLINGS:
+    names = pooling_names(ATTENTION_LSTM)
+    if pooling not in names:
         raise InputError(f"unknown pooling '{pooling}' for the attention LSTM; expected one of: "
-                         f"{', '.join(ATTENTION_POOLINGS)}")
+                         f"{', '.join(names)}")
     if int(heads) != heads or heads < 1:
         raise InputError(f"--heads must be a positive integer, got {heads!r}")
-    if heads > 1 and pooling != "multihead":
-        raise InputError(f"--heads {heads} needs --pooling multihead, got --pooling {pooling}")
+    if heads > 1 and not POOLINGS[pooling].heads:
+        raise InputError(f"--heads {heads} needs --pooling {multihead_names()}, got --pooling {pooling}")
 
 
 def unmasked_lstm_view(model):

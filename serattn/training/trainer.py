@@ -27,6 +27,7 @@ from serattn.models.layers import UnweightedAverageRecall
 from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
 from serattn.models.fused_lstm import fused_lstm_view
 from serattn.models.pooling import unmasked_lstm_view
+from serattn.poolings import POOLINGS
 
 class EpochSeeds(keras.callbacks.Callback):
     """Sets each epoch's batch order and dropout randomness from ``(seed, epoch)``.
@@ -210,8 +211,9 @@ def _is_published_head(model):
     """Whether ``model`` is the published attention LSTM or the basic LSTM, nothing added."""
     published = {"features", "mask", "lstm1", "attention_dense1", "attention_dense2", "attention_weights",
                  "attention_representation", "output"}
+    heads = {pooling.layer for pooling in POOLINGS.values() if pooling.published}  # serattn.poolings
     return {layer.name for layer in model.layers} <= published and \
-        type(model.get_layer("attention_representation")).__name__ in ("AttentionPooling", "MaskedPooling")
+        type(model.get_layer("attention_representation")).__name__ in heads
 
 
 def _lstm_is_masked(model):
