@@ -7,6 +7,7 @@ The lock is tested with real processes: a second writer while the first trains,
 and ``--resume`` after the first was killed with SIGKILL.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -244,6 +245,21 @@ CASES = [
 ]
 
 
+def assert_refused(main, argv, message, folder, capsys, guard=contextlib.nullcontext):
+    """``main(argv)`` run as its script runs it: one error line matching ``message``, exit status 2, and
+    every file under ``folder`` as it was, nothing new beside it. ``guard()`` wraps the call (a deadline)."""
+    capsys.readouterr()  # what building the row printed
+    before = snapshot(folder)
+    with guard(), pytest.raises(SystemExit) as exit_info:
+        run_main(main, argv)
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2, stderr
+    assert len(stderr) == 1 and "Traceback" not in stderr[0], stderr
+    assert re.search(message, stderr[0]), stderr[0]
+    after = snapshot(folder)
+    assert after == before, (set(after) ^ set(before)) or "a file changed"
+
+
 def snapshot(folder):
     return {path: path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
 
@@ -252,16 +268,7 @@ def snapshot(folder):
 def test_refused_with_one_line_and_nothing_lost(case, script, make_argv, message, tmp_path, capsys,
                                                 tiny_model_file):
     MODEL["file"] = tiny_model_file  # for the rows that need a real model file
-    argv = make_argv(tmp_path)
-    before = snapshot(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(SCRIPTS[script], argv)
-    stderr = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2, stderr
-    assert len(stderr) == 1 and "Traceback" not in stderr[0], stderr
-    assert re.search(message, stderr[0]), stderr[0]
-    after = snapshot(tmp_path)
-    assert after == before, (set(after) ^ set(before)) or "a file changed"
+    assert_refused(SCRIPTS[script], make_argv(tmp_path), message, tmp_path, capsys)
 
 
 # --- what is accepted, and what it does ---------------------------------------------------------

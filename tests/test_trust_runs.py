@@ -25,7 +25,7 @@ from serattn.deploy import export
 from serattn.errors import InputError, run_main
 from serattn.runs import folder as runs
 from serattn.search import report as search_report
-from tests.test_safety import ROOT, TINY, features, script, snapshot
+from tests.test_safety import ROOT, TINY, assert_refused, features, script
 
 SCRIPTS = {"train": train_attention_lstm.main, "ensemble": ensemble.main, "compare": compare_runs.main,
            "report": report.main}
@@ -144,17 +144,7 @@ CASES = [
 
 @pytest.mark.parametrize("case, script_name, make_argv, message", CASES, ids=[f"{c[1]}: {c[0]}" for c in CASES])
 def test_refused_with_one_line_and_nothing_changed(case, script_name, make_argv, message, tmp_path, capsys):
-    argv = make_argv(tmp_path)
-    capsys.readouterr()  # what building the folders printed
-    before = snapshot(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(SCRIPTS[script_name], argv)
-    stderr = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2, stderr
-    assert len(stderr) == 1 and "Traceback" not in stderr[0], stderr
-    assert re.search(message, stderr[0]), stderr[0]
-    after = snapshot(tmp_path)
-    assert after == before, (set(after) ^ set(before)) or "a file changed"
+    assert_refused(SCRIPTS[script_name], make_argv(tmp_path), message, tmp_path, capsys)
 
 
 def test_overwrite_replaces_a_run_with_only_its_own_files(tmp_path):

@@ -9,7 +9,6 @@ parent killed with SIGKILL.
 
 import csv
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -19,10 +18,9 @@ from pathlib import Path
 import pytest
 
 import search
-from serattn.errors import run_main
 from serattn.features.feature_set import save_feature_set
 from serattn.testing import make_feature_set
-from tests.test_safety import snapshot
+from tests.test_safety import assert_refused
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ["--model", "logreg", "--val-speakers", "0", "--quiet", "--inner-cv", "kfold-speakers", "3"]
@@ -83,16 +81,7 @@ CASES = [
 
 @pytest.mark.parametrize("case, make_argv, message", CASES, ids=[c[0] for c in CASES])
 def test_refused_with_one_line_and_nothing_changed(case, make_argv, message, tmp_path, capsys):
-    argv = make_argv(tmp_path)
-    before = snapshot(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(search.main, argv)
-    stderr = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2, stderr
-    assert len(stderr) == 1 and "Traceback" not in stderr[0], stderr
-    assert re.search(message, stderr[0]), stderr[0]
-    after = snapshot(tmp_path)
-    assert after == before, (set(after) ^ set(before)) or "a file changed"
+    assert_refused(search.main, make_argv(tmp_path), message, tmp_path, capsys)
 
 
 def command(*args):
