@@ -39,6 +39,16 @@ def functionals(seed=3):
                             signal=2.0, seed=seed, split=False)
 
 
+def learning_rate_search(tmp_path):
+    """Frames of 4 speakers, a space of the attention LSTM's learning rate only, and the search's --out."""
+    data = tmp_path / "frames.npz"
+    save_feature_set(make_feature_set(n=48, speakers=4, split=False), data)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"trainer": "attention-lstm",
+                                 "params": {"learning-rate": {"low": 0.001, "high": 0.01, "log": True}}}))
+    return data, space, tmp_path / "search"
+
+
 def read_rows(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -195,12 +205,7 @@ def test_two_machines_join_one_postgresql_study(postgres_url, functionals_file, 
 def test_a_killed_worker_s_trial_is_marked_failed_and_rerun(tmp_path):
     """SIGKILL mid-trial (attention LSTM, 2 epochs); the rerun fails the silent trial, retries its values, and
     finishes the study; best/config.json trains with train_attention_lstm.py --config."""
-    data = tmp_path / "frames.npz"
-    save_feature_set(make_feature_set(n=48, speakers=4, split=False), data)
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps({"trainer": "attention-lstm",
-                                 "params": {"learning-rate": {"low": 0.001, "high": 0.01, "log": True}}}))
-    out = tmp_path / "search"
+    data, space, out = learning_rate_search(tmp_path)
     args = ["--space", str(space), "--data", str(data), *TINY_LSTM, "--trials", "2", "--heartbeat", "1", "--out",
             str(out)]
     worker = subprocess.Popen([sys.executable, "search.py", *args], cwd=ROOT, stderr=subprocess.DEVNULL)

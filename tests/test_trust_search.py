@@ -21,6 +21,7 @@ import search
 from serattn.features.feature_set import save_feature_set
 from serattn.testing import make_feature_set
 from tests.test_safety import assert_refused
+from tests.test_search import learning_rate_search
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ["--model", "logreg", "--val-speakers", "0", "--quiet", "--inner-cv", "kfold-speakers", "3"]
@@ -182,12 +183,7 @@ def training(folder):
 def test_workers_end_with_a_killed_parent_and_their_trials_are_retried_once(tmp_path):
     """SIGKILL a --jobs 2 parent while both workers train: the workers are gone within seconds; the rerun
     retries each killed trial once with its values, and then draws a new point (not a third copy)."""
-    data = tmp_path / "frames.npz"
-    save_feature_set(make_feature_set(n=48, speakers=4, split=False), data)
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps({"trainer": "attention-lstm",
-                                 "params": {"learning-rate": {"low": 0.001, "high": 0.01, "log": True}}}))
-    out = tmp_path / "search"
+    data, space, out = learning_rate_search(tmp_path)
     args = ["--space", space, "--data", data, *TINY_LSTM, "--trials", "3", "--heartbeat", "1", "--out", out]
     parent = subprocess.Popen(command(*args, "--jobs", "2"), cwd=ROOT, stderr=subprocess.DEVNULL)
     workers = kill_when_ready(parent, lambda: len(training(out / "search")) >= 2)  # both workers in a trial
