@@ -25,7 +25,7 @@ from serattn.experiment import Experiment
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs import folder as runs
 from serattn.search import report, space as spaces, study as studies
-from serattn.training import static
+from serattn.static_models import STATIC_MODELS
 
 # Only their flags: a trainer's command line becomes the experiment dict each trial builds on.
 TRAINER_SCRIPTS = {"attention-lstm": train_attention_lstm, "static": train_static}
@@ -110,7 +110,7 @@ def grid_parameters(space, base):
     if space.trainer != "static":
         return {}
     searched = next((p.choices for p in space.params if p.name == "model" and p.choices), None)
-    return {model: static.TUNABLE.get(model, ()) for model in (searched or (base.model.model,))}
+    return {model: STATIC_MODELS[model].tunable if model in STATIC_MODELS else () for model in (searched or (base.model.model,))}
 
 
 def load_search_data(base, inner_cv, nested):

@@ -20,10 +20,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from serattn.define import (ACTIVATIONS, CALIBRATIONS, DEFAULT_GRIDS, FRAME_POOLS, FUNCTIONALS_NORMS, STATIC_MODELS,
-                            TUNABLE)
+from serattn.define import ACTIVATIONS, CALIBRATIONS, FRAME_POOLS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.poolings import check_pooling_choice, check_pooling_flags
+from serattn.static_models import STATIC_MODELS, static_model
 
 NORMALIZATIONS = ("global", "speaker", "none")
 CV_PROTOCOLS = ("loso", "kfold-speakers", "leave-one-group-out")
@@ -55,7 +55,6 @@ FunctionalsNorm = Literal["batch", "speaker"]
 Strategy = Literal["default", "mirrored", "multiworker"]
 LstmKernel = Literal["auto", "keras", "fused"]
 InputPadding = Literal["auto", "pre", "post"]
-StaticModel = Literal["linear-svm", "rbf-svm", "logreg", "mlp"]
 Calibration = Literal["auto", "sigmoid", "isotonic"]
 FramePool = Literal["none", "mean"]
 ClassWeightWord = Literal["balanced", "none"]
@@ -204,7 +203,7 @@ class TrainConfig:
 class StaticModelConfig:
     """A scikit-learn model on utterance functionals."""
 
-    model: StaticModel = "linear-svm"
+    model: str = "linear-svm"  # a registered static model (serattn.static_models)
     grid: dict = field(default_factory=dict)  # hyper-parameter -> values to choose from
     hidden: tuple[int, ...] | None = None  # mlp hidden layer sizes
     max_iter: int = 10_000
@@ -318,7 +317,7 @@ def parse_grid(text: str | None, model: str) -> dict:
     Values are numbers, or words (such as ``scale``) kept as text.
     """
     if not text:
-        return {name: list(values) for name, values in DEFAULT_GRIDS[model].items()}
+        return {name: list(values) for name, values in static_model(model).grid.items()}
     grid = {}
     for item in text.split(";"):
         name, sep, values = item.partition("=")
@@ -332,9 +331,10 @@ def parse_grid(text: str | None, model: str) -> dict:
 def check_grid(grid: dict, model: str) -> dict:
     """InputError unless every name of ``grid`` is a tunable hyper-parameter of ``model``."""
     for name, values in grid.items():
-        if name not in TUNABLE[model]:
+        tunable = static_model(model).tunable
+        if name not in tunable:
             raise InputError(f"--grid: '{name}' is not tunable for {model}; expected one of: "
-                             f"{', '.join(TUNABLE[model])}")
+                             f"{', '.join(tunable)}")
         if not isinstance(values, list) or not values:
             raise InputError(f"--grid: '{name}' needs a list of values to choose from, got {values!r}")
     return grid
@@ -345,8 +345,8 @@ def describe_grids() -> str:
     def values(items):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in items)
 
-    return "; ".join(f"{model}: " + " ".join(f"{name}={values(items)}" for name, items in grid.items())
-                     for model, grid in DEFAULT_GRIDS.items())
+    return "; ".join(f"{model.name}: " + " ".join(f"{name}={values(items)}" for name, items in model.grid.items())
+                     for model in STATIC_MODELS.values())
 
 
 def number_or_word(text: str) -> float | str:

@@ -43,7 +43,7 @@ FEATURE_SETS = tuple(OPENSMILE_SETS)
 DEFAULT_FEATURE_SET = "is09"
 FEATURE_LEVELS = ("lld", "functionals")
 
-CORPORA = ("csv", "emodb", "fau-aibo", "ravdess", "iemocap", "msp-podcast", "crema-d")
+# The corpus recipes (extract_features.py --corpus) are registered in serattn.features.corpora (RECIPES).
 # Manifest columns of the dimensional ratings, named alike in every recipe that has them.
 DIMENSIONS = ("arousal", "valence", "dominance")
 
@@ -53,24 +53,9 @@ ACTIVATIONS = ("tanh", "relu")
 # How the "+functionals" poolings standardize their functionals: batch normalization or per speaker.
 FUNCTIONALS_NORMS = ("batch", "speaker")
 
-# Static scikit-learn models (serattn.training.static) and their hyper-parameters.
-STATIC_MODELS = ("linear-svm", "rbf-svm", "logreg", "mlp")
+# Static scikit-learn models are registered in serattn.static_models.
 FRAME_POOLS = ("none", "mean")  # train_static.py --pool: what a static model does with frame-level input
 CALIBRATIONS = ("auto", "sigmoid", "isotonic")
-
-# Hyper-parameter grids searched by default, per model (values for z-normalized inputs).
-DEFAULT_GRIDS = {
-    "linear-svm": {"C": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
-    "rbf-svm": {"C": [0.1, 1.0, 10.0, 100.0], "gamma": ["scale"]},
-    "logreg": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
-    "mlp": {"alpha": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
-}
-TUNABLE = {
-    "linear-svm": ("C",),
-    "rbf-svm": ("C", "gamma"),
-    "logreg": ("C",),
-    "mlp": ("alpha", "learning_rate_init"),
-}
 
 # Keys of an .npz feature set (see serattn.features.feature_set).
 FEATURE_FILE_VERSION = 2  # 2: optional source_ids of augmented copies

@@ -34,6 +34,7 @@ from serattn.config import (
 )
 from serattn.errors import InputError
 from serattn.poolings import default_pooling, has_functionals, pooling_names
+from serattn.static_models import static_model
 
 TRAINERS = ("attention-lstm", "static")
 GROUPS = {  # trainer -> (model group, training group)
@@ -152,13 +153,12 @@ class Experiment:
             training = dataclasses.replace(training, pad_to_max=training.pad_to_max or not model.mask)
             default_out = f"results/{model.model}-{model.activation}-seed{training.seed}"
         else:
-            name = model.get("model", "linear-svm")
-            config._check_choice("model", name, config.STATIC_MODELS)
+            entry = static_model(model.get("model", "linear-svm"))
             if not isinstance(model.get("grid"), dict):
-                model["grid"] = config.parse_grid(model.get("grid"), name)
-            model["hidden"] = _hidden(model.get("hidden")) if name == "mlp" else None
+                model["grid"] = config.parse_grid(model.get("grid"), entry.name)
+            model["hidden"] = _hidden(model.get("hidden")) if entry.hidden else None
             if model.get("max_iter") is None:
-                model["max_iter"] = 300 if name == "mlp" else 10_000
+                model["max_iter"] = entry.max_iter
             model = _group(StaticModelConfig, model, "model")
             default_out = f"results/{model.model}-seed{training.seed}"
         output = _group(OutputConfig, output, "output")

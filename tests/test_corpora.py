@@ -75,6 +75,33 @@ def test_unknown_corpus_and_missing_root(tmp_path):
         corpora.prepare_corpus("emodb", tmp_path / "nowhere")
 
 
+def test_a_registered_recipe_is_one_entry(tmp_path, monkeypatch):
+    """A recipe the table gains is listed by the CLI's error, takes --classes only with class sets."""
+    assert corpora.CORPORA == ("csv", "emodb", "fau-aibo", "ravdess", "iemocap", "msp-podcast", "crema-d")
+    assert [name for name, recipe in corpora.RECIPES.items() if recipe.class_sets] == ["iemocap"]
+    write_manifest(tmp_path / "manifest.csv", [{"path": f"{label}.wav", "label": label, "speaker": speaker}
+                                               for label, speaker in [("hap", "s1"), ("neu", "s2"), ("fru", "s2")]],
+                   columns=("path", "label", "speaker"))
+
+    def prepare_toy(root, classes):
+        rows = corpora.read_manifest(root / "manifest.csv").rows
+        keep = {"hap", "neu"} if classes == "2" else None
+        return [row for row in rows if keep is None or row["label"] in keep], sum(
+            keep is not None and row["label"] not in keep for row in rows)
+
+    monkeypatch.setitem(corpora.RECIPES, "toy", corpora.CorpusRecipe("toy", prepare_toy, {"2": {}}))
+    monkeypatch.setattr(corpora, "CORPORA", ("csv", *corpora.RECIPES))
+    manifest = corpora.prepare_corpus("toy", tmp_path, classes="2")
+    assert [row["label"] for row in manifest.rows] == ["hap", "neu"]
+    assert manifest.meta == {"corpus": "toy", "corpus_root": str(tmp_path.resolve()), "classes": "2",
+                             "dropped_by_classes": 1}
+    assert len(corpora.prepare_corpus("toy", tmp_path).rows) == 3
+    with pytest.raises(InputError, match="--classes 4: corpus emodb has no class sets"):
+        corpora.prepare_corpus("emodb", tmp_path, classes="4")
+    with pytest.raises(InputError, match="expected one of: csv, emodb, .*, crema-d, toy"):
+        corpora.prepare_corpus("x", tmp_path)
+
+
 # --- manifests ----------------------------------------------------------------------
 
 

@@ -14,6 +14,11 @@ from serattn.training import static
 from serattn.features.feature_set import save_feature_set
 from serattn.errors import InputError
 from serattn.testing import make_feature_set
+from serattn.config import describe_grids
+from serattn.static_models import STATIC_MODELS, StaticModel, register
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.svm import SVC, LinearSVC
 
 CLASSES = ("A", "B", "C")
 FAST = ["--grid", "C=0.01,1", "--quiet"]
@@ -109,6 +114,39 @@ def test_every_model_writes_probabilities(model, grid, functionals_file, tmp_pat
     metrics = check_metrics_match_predictions(out)
     assert metrics["ua"] > 0.6
     assert json.loads((out / "config.json").read_text())["model"] == model
+
+
+def test_a_registered_model_is_one_entry(functionals_file, tmp_path, monkeypatch):
+    """A model the registry gains is trained, chosen by its grid, calibrated as registered and saved."""
+    entry = StaticModel("random-forest", "sklearn.ensemble.RandomForestClassifier", {"max_depth": [2, 4]},
+                        options={"n_estimators": 20}, iterations=None)
+    monkeypatch.setitem(STATIC_MODELS, entry.name, entry)
+    assert "random-forest: max_depth=2,4" in describe_grids()
+    out = tmp_path / "forest"
+    assert train_static.main(["--data", str(functionals_file), "--model", "random-forest", "--out", str(out),
+                              "--quiet"]) == 0
+    metrics = check_metrics_match_predictions(out)
+    assert metrics["best_params"]["max_depth"] in (2, 4) and metrics["ua"] > 0.6
+    assert metrics["calibration"] == "the model's own predict_proba"
+    forest = joblib.load(out / "model.joblib").named_steps["classify"]
+    assert type(forest).__name__ == "RandomForestClassifier" and forest.n_estimators == 20 and forest.random_state == 1
+    with pytest.raises(InputError, match="'C' is not tunable for random-forest; expected one of: max_depth"):
+        static.parse_grid("C=1", "random-forest")
+    with pytest.raises(ValueError, match="registered twice"):
+        register(entry)
+
+
+def test_registry_builds_each_model_as_before():
+    """The registry's entries give the estimators (and arguments) the models always had."""
+    choices = next(a.choices for a in train_static.build_parser()._actions if a.dest == "model")
+    assert tuple(choices) == ("linear-svm", "rbf-svm", "logreg", "mlp")
+    built = {name: static.build_classifier(name, seed=7, max_iter=50, hidden=(16, 8)) for name in choices}
+    assert built["linear-svm"].get_params() == LinearSVC(dual="auto", max_iter=50, random_state=7).get_params()
+    assert built["rbf-svm"].get_params() == SVC(kernel="rbf", max_iter=-1, random_state=7).get_params()
+    assert built["logreg"].get_params() == LogisticRegression(max_iter=50, random_state=7).get_params()
+    assert built["mlp"].get_params() == MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=50, random_state=7).get_params()
+    assert [STATIC_MODELS[name].calibration for name in choices] == ["sigmoid", "sigmoid", None, None]
+    assert STATIC_MODELS["mlp"].max_iter == 300 and STATIC_MODELS["mlp"].tunable == ("alpha", "learning_rate_init")
 
 
 def test_cv_folds_are_speaker_disjoint_and_pooled(cv_run, functionals_file):

@@ -28,11 +28,11 @@ import csv
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from serattn.define import CORPORA
 from serattn.errors import InputError, file_kind
 from serattn.features import corpora_natural as natural
 
@@ -54,6 +54,22 @@ RAVDESS_EMOTIONS = {
 }
 FAU_AIBO_LABELS = Path("labels/IS2009EmotionChallenge/chunk_labels_5cl_corpus.txt")
 FAU_AIBO_SPLITS = {"Ohm": "train", "Mont": "test"}  # school -> challenge partition
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusRecipe:
+    """How one corpus as distributed becomes manifest rows (``extract_features.py --corpus NAME``).
+
+    Attributes:
+        name: the ``--corpus`` value.
+        prepare: ``prepare(root) -> rows``; with class sets ``prepare(root, classes) ->
+            (rows, number dropped by the class set)``.
+        class_sets: the ``--classes`` values it takes, each old label -> class.
+    """
+
+    name: str
+    prepare: Callable
+    class_sets: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -190,19 +206,18 @@ def prepare_corpus(name, root, classes=None):
     root = Path(root)
     if not root.exists():
         raise InputError(f"{name} root '{root}' does not exist")
-    if classes not in (None, "all") and name != "iemocap":
+    recipe = RECIPES.get(name)
+    if classes not in (None, "all") and not (recipe and recipe.class_sets):
         raise InputError(f"--classes {classes}: corpus {name} has no class sets; use --labels to choose classes")
-    if name == "csv":
+    if recipe is None:  # csv: a manifest of the user's own
         return read_manifest(root)
     meta = {"corpus": name, "corpus_root": str(root.resolve())}
-    if name == "iemocap":
-        rows, dropped = natural.prepare_iemocap(root, classes)
+    if recipe.class_sets:
+        rows, dropped = recipe.prepare(root, classes)
         if classes not in (None, "all"):
             meta.update(classes=classes, dropped_by_classes=dropped)
     else:
-        recipe = {"emodb": prepare_emodb, "fau-aibo": prepare_fau_aibo, "ravdess": prepare_ravdess,
-                  "msp-podcast": natural.prepare_msp_podcast, "crema-d": natural.prepare_crema_d}[name]
-        rows = recipe(root)
+        rows = recipe.prepare(root)
     rows = sorted(rows, key=lambda row: row["path"])
     check_rows(rows, f"{name} corpus '{root}'")
     return Manifest(rows, root.resolve(), meta)
@@ -339,3 +354,15 @@ def limit(manifest, count):
     picks = np.unique(np.linspace(0, len(manifest.rows) - 1, count).round().astype(int))
     rows = [manifest.rows[i] for i in picks]
     return dataclasses.replace(manifest, rows=rows, meta={**manifest.meta, "limit": count})
+
+
+# The corpus recipes, one entry each (after the functions they name); "csv" is a manifest of the user's own.
+RECIPES = {recipe.name: recipe for recipe in (
+    CorpusRecipe("emodb", prepare_emodb),
+    CorpusRecipe("fau-aibo", prepare_fau_aibo),
+    CorpusRecipe("ravdess", prepare_ravdess),
+    CorpusRecipe("iemocap", natural.prepare_iemocap, natural.IEMOCAP_CLASS_SETS),
+    CorpusRecipe("msp-podcast", natural.prepare_msp_podcast),
+    CorpusRecipe("crema-d", natural.prepare_crema_d),
+)}
+CORPORA = ("csv", *RECIPES)

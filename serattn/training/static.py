@@ -13,23 +13,22 @@ regression and the MLP use their own ``predict_proba``. Every model thus writes
 ``p_<class>`` columns that an ensemble can average.
 """
 
+import importlib
 import time
 import warnings
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, GroupKFold, PredefinedSplit, StratifiedKFold
-from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.svm import SVC, LinearSVC
 
 from serattn.config import describe_grids, parse_grid  # noqa: F401 (static.parse_grid, as before)
-from serattn.define import CALIBRATIONS, DEFAULT_GRIDS, FRAME_POOLS, STATIC_MODELS, TUNABLE  # noqa: F401
+from serattn.define import CALIBRATIONS, FRAME_POOLS  # noqa: F401
 from serattn.features.feature_set import FeatureSet
 from serattn.errors import InputError
+from serattn.static_models import static_model
 from serattn.analysis.metrics import unweighted_average_recall
 from serattn.training.protocols import class_weights
 
@@ -91,21 +90,20 @@ def build_classifier(model, seed, max_iter=10_000, hidden=(128,), **params):
     """An unfitted scikit-learn classifier; class weights come as sample weights (:func:`fit_parameters`).
 
     Args:
-        model: one of :data:`STATIC_MODELS`.
+        model: a registered static model (:data:`serattn.static_models.STATIC_MODELS`).
         seed: random state (LinearSVC's coordinate order, the MLP's initialization).
-        max_iter: most solver iterations (MLP: epochs).
+        max_iter: most solver iterations (MLP: epochs), where the model has a cap.
         hidden: MLP hidden layer sizes.
         params: hyper-parameters (``C``, ``gamma``, ``alpha``...).
     """
-    if model == "linear-svm":
-        return LinearSVC(dual="auto", max_iter=max_iter, random_state=seed, **params)
-    if model == "rbf-svm":
-        return SVC(kernel="rbf", max_iter=-1, random_state=seed, **params)
-    if model == "logreg":
-        return LogisticRegression(max_iter=max_iter, random_state=seed, **params)
-    if model == "mlp":
-        return MLPClassifier(hidden_layer_sizes=tuple(hidden), max_iter=max_iter, random_state=seed, **params)
-    raise InputError(f"unknown model '{model}'; expected one of: {', '.join(STATIC_MODELS)}")
+    entry = static_model(model)
+    module, _, name = entry.estimator.rpartition(".")
+    arguments = dict(entry.options, random_state=seed, **params)
+    if entry.iterations:
+        arguments[entry.iterations] = max_iter
+    if entry.hidden:
+        arguments["hidden_layer_sizes"] = tuple(hidden)
+    return getattr(importlib.import_module(module), name)(**arguments)
 
 
 def make_pipeline(classifier):
@@ -209,7 +207,7 @@ def fit_static_model(model, params, features, labels, speakers, class_weight, se
         features: (N, D) normalized rows.
         labels, speakers: (N,) str.
         class_weight: ``balanced`` or ``none``.
-        calibration: ``auto`` (sigmoid for SVMs, native probabilities otherwise),
+        calibration: ``auto`` (the model's own: sigmoid for SVMs, native probabilities otherwise),
             ``sigmoid`` or ``isotonic`` (calibrate any model).
 
     Returns:
@@ -219,7 +217,7 @@ def fit_static_model(model, params, features, labels, speakers, class_weight, se
     classifier = build_classifier(model, seed, max_iter, hidden, **params)
     classes = sorted(set(labels))
     weights = dict(zip(classes, class_weights(class_weight, classes, labels)))
-    method = ("sigmoid" if model.endswith("svm") else None) if calibration == "auto" else calibration
+    method = static_model(model).calibration if calibration == "auto" else calibration
     how = "the model's own predict_proba"
     if method:
         splits, folds = calibration_splits(labels, speakers, seed)
