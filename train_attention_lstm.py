@@ -38,6 +38,7 @@ def build_parser():
                       help="validation speakers held out of training for model selection: a fraction, "
                            "a count, comma-separated ids, or 0 for none (train all epochs, keep the last)")
     config.add_speaker_fold_flags(data)
+    config.add_label_map_flags(data)
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="attention-lstm", choices=LSTM_MODELS,

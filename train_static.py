@@ -24,6 +24,7 @@ def build_parser():
     data.add_argument("--train", help="training feature set (.npz)")
     data.add_argument("--test", help="test feature set (.npz)")
     config.add_speaker_fold_flags(data)
+    config.add_label_map_flags(data)
     data.add_argument("--val-speakers", default="0.2",
                       help="validation speakers held out of training to choose hyper-parameters (and give "
                            "the val predictions ensemble.py tunes on): a fraction, a count, comma-separated "

@@ -77,6 +77,10 @@ class DataConfig:
     # (a manifest column; "gender" on RAVDESS), and repeated with other shuffles of the speakers.
     stratify_speakers_by: str | None = None
     repeats: int = 1
+    # Cross-corpus: a file mapping each corpus's labels to a common class set (serattn.features.label_map);
+    # labels it does not name are refused, or dropped and counted with drop_unmapped.
+    label_map: str | None = None
+    drop_unmapped: bool = False
 
     def check(self) -> "DataConfig":
         if self.data and (self.train or self.test):
@@ -98,6 +102,8 @@ class DataConfig:
             raise InputError("--repeats and --stratify-speakers-by apply to --cv kfold-speakers K only "
                              "(leave-one-speaker-out has a single way to split)")
         validation_speaker_count(self.val_speakers)
+        if self.drop_unmapped and not self.label_map:
+            raise InputError("--drop-unmapped drops the labels a --label-map FILE does not name; give --label-map")
         return self
 
 
@@ -291,6 +297,17 @@ def add_speaker_fold_flags(group):
     group.add_argument("--repeats", type=int, default=1,
                        help="kfold-speakers: repeat the K folds with R shuffles of the speakers; pooled and "
                             "per-repeat UA (default: %(default)s)")
+
+
+def add_label_map_flags(group):
+    """The cross-corpus flags that train_attention_lstm.py and train_static.py share."""
+    group.add_argument("--label-map", metavar="FILE", default=None,
+                       help="map each corpus's labels to a common class set (YAML or CSV, see docs/guide/corpora.md): "
+                            "e.g. --train emodb.npz --test iemocap.npz with W and ang both 'angry'; labels it does "
+                            "not name are refused")
+    group.add_argument("--drop-unmapped", action="store_true",
+                       help="with --label-map: drop utterances whose label the map does not name (the count is "
+                            "printed and written to metrics.json) instead of refusing them")
 
 
 def parse_class_weight_spec(spec):

@@ -9,6 +9,7 @@ import pytest
 
 import train_attention_lstm
 import train_static
+from serattn.analysis.metrics import evaluate_predictions, format_summary
 from serattn.config import DataConfig, parse_cv
 from serattn.errors import InputError
 from serattn.features.feature_set import load_feature_set, save_feature_set
@@ -120,9 +121,28 @@ def test_static_leave_one_session_out_and_a_missing_column(grouped_file, tmp_pat
     assert not (tmp_path / "refused").exists()
 
 
-def test_lstm_trains_validates_and_tests_on_the_corpus_partitions(grouped_file, tmp_path):
+def scored_per_test_set(out, classes=("A", "B", "C")):
+    """metrics.json's test_sets, checked against predictions.csv: Test1 is speaker s04, Test2 s05."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "test"]
+    assert sorted(metrics["test_sets"]) == ["Test1", "Test2"]
+    for name, speaker in (("Test1", "s04"), ("Test2", "s05")):
+        part = [r for r in rows if r["speaker"] == speaker]
+        expected = evaluate_predictions([r["true"] for r in part], [r["predicted"] for r in part], list(classes))
+        assert metrics["test_sets"][name] == expected and expected["n"] == 10
+    pooled = np.sum([metrics["test_sets"][name]["confusion"] for name in ("Test1", "Test2")], axis=0)
+    assert pooled.tolist() == metrics["confusion"] and metrics["n_test"] == 20
+    return metrics
+
+
+def test_lstm_trains_validates_and_tests_on_the_corpus_partitions(grouped_file, tmp_path, capsys):
     out = tmp_path / "msp"
     train_attention_lstm.main(["--data", str(grouped_file), "--split-by", "partition", "--out", str(out), *TINY])
+    metrics = scored_per_test_set(out)
+    printed = capsys.readouterr().out
+    for name in ("Test1", "Test2"):
+        assert f"test set {name}: {format_summary(metrics['test_sets'][name])}" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["split_by"] == "partition" and config["cv"] is None
     assert config["val_speakers_used"] == ["s03"]  # the Development partition, not a random pick
@@ -140,6 +160,7 @@ def test_static_split_by_and_shared_speakers_warning(grouped_file, tmp_path, cap
                               "--pool", "mean"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["split_by"] == "partition" and config["val_speakers_used"] == ["s03"]
+    scored_per_test_set(out)
     data = load_feature_set(grouped_file)
     shared = dataclasses.replace(data, columns={**data.columns, "partition": np.where(
         np.arange(len(data)) // 6 % 2, "Train", "Test1")})  # every speaker in both

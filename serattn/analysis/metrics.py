@@ -50,6 +50,21 @@ def evaluate_predictions(true_labels, predicted_labels, classes):
     }
 
 
+def scores_by_group(true_labels, predicted_labels, groups, classes):
+    """:func:`evaluate_predictions` of each group's utterances (MSP-Podcast's Test1 and Test2), in sorted order.
+
+    Args:
+        groups: (N,) the group of each utterance (a partition name).
+
+    Returns:
+        ``{group: scores}``, each with ``ua``, ``wa``, ``per_class_recall``, ``confusion``, ``n``.
+    """
+    true_labels, predicted_labels = np.asarray(true_labels, dtype=str), np.asarray(predicted_labels, dtype=str)
+    groups = np.asarray(groups, dtype=str)
+    return {str(group): evaluate_predictions(true_labels[groups == group], predicted_labels[groups == group], classes)
+            for group in np.unique(groups)}
+
+
 def format_confusion(metrics, title=None):
     """The confusion matrix as the published table: counts, a recall column, a UA row."""
     classes = metrics["classes"]
@@ -81,4 +96,9 @@ def format_report(metrics, title):
     lines = [format_confusion(metrics, title=title), format_summary(metrics)]
     if "ua_fold_mean" in metrics:
         lines.append(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
+    for name, scores in metrics.get("test_sets", {}).items():  # --split-by: each test partition on its own
+        lines.append(f"test set {name}: {format_summary(scores)}")
+    for role, dropped in metrics.get("label_map_dropped", {}).items():
+        if dropped["total"]:
+            lines.append(f"--label-map dropped {dropped['total']} {role} utterance(s)")
     return "\n".join(lines)

@@ -327,8 +327,12 @@ def mark_complete(path):
 
 def run_config(flags, out, classes, feature_set, data_files, **resolved):
     """The config.json of a run: its flags, what the run resolved, its data and environment."""
+    meta = dict(feature_set.meta)
+    label_map = meta.pop("label_map", None)  # cross-corpus: the map the labels went through, recorded on its own
+    if label_map is not None:
+        resolved = {**resolved, "label_map_used": label_map}
     return {**flags, "out": str(out), "classes": classes, **resolved, "data_files": data_files,
-            "feature_meta": feature_set.meta, "feature_names": feature_set.feature_names.tolist(),
+            "feature_meta": meta, "feature_names": feature_set.feature_names.tolist(),
             "run_format": RUN_FORMAT, **environment_info()}
 
 

@@ -15,6 +15,7 @@ from serattn.analysis.metrics import evaluate_predictions
 from serattn.errors import InputError
 from serattn.experiment import Experiment
 from serattn.features.feature_set import FeatureSet
+from serattn.features.label_map import dropped_metrics
 from serattn.runs import folder as runs
 from serattn.training import protocols
 
@@ -97,6 +98,8 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         metrics["diverged_epoch"] = diverged_epoch
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
+        metrics.update(protocols.test_set_metrics(experiment, test, predicted["test"], classes))
+        metrics.update(dropped_metrics(train.meta))
         weights = outputs["test"]["weights"]
         metrics.update(attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]), test.ids,
                                          train.meta.get("manifest")))
@@ -113,6 +116,7 @@ def load_data(experiment: Experiment) -> tuple:
     """``(train, test, sources, classes)`` of the experiment's feature sets, checked (as search.py loads them too)."""
     data = experiment.data
     return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding,
-                                     split_by=data.split_by, group_by=data.group_by)
+                                     split_by=data.split_by, group_by=data.group_by,
+                                     label_map=data.label_map, drop_unmapped=data.drop_unmapped)
 
 

@@ -37,12 +37,13 @@ from serattn.runs import folder as runs
 from serattn.runs.folder import RunFolder, check_output, check_unlocked
 from serattn.runs.reading import open_run
 from serattn.features.feature_set import check_same_features, load_feature_set
+from serattn.features.label_map import apply_label_map, describe_dropped, read_label_map
 from serattn.features.normalization import Normalization
 from serattn.config import parse_class_weight_spec, validation_speaker_count
 from serattn.errors import InputError
 from serattn.analysis.attention import attention_metrics
 from serattn.analysis.corpus import speaker_normalization_warning
-from serattn.analysis.metrics import evaluate_predictions
+from serattn.analysis.metrics import evaluate_predictions, scores_by_group
 
 # Partition names of --split-by (case-insensitive) -> role; any name starting with "test" is a test partition.
 PARTITION_ROLES = {"train": "train", "training": "train", "development": "validation", "dev": "validation",
@@ -74,7 +75,7 @@ def partition_roles(values, column, source, needed=("train", "test")):
 
 
 def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", prepare=None, split_by=None,
-                    group_by=None):
+                    group_by=None, label_map=None, drop_unmapped=False):
     """The feature sets of an experiment, checked, as the training scripts take them.
 
     Args:
@@ -87,18 +88,39 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
         split_by: a column of ``data`` naming its partitions (see :func:`partition_roles`):
             the training set is its train and validation partitions, the test set the rest.
         group_by: the column of ``--cv leave-one-group-out``, checked to exist on load.
+        label_map: a label map file (:mod:`serattn.features.label_map`): every set's labels
+            are mapped to its common classes on load; the training set's ``meta["label_map"]``
+            records the map and the utterances dropped from each file.
+        drop_unmapped: drop labels the map does not name instead of refusing them.
 
     Returns:
         ``(train, test or None, sources, classes)``; sources maps data/train/test
         to paths, classes are the sorted training labels. The test set holds
         original utterances only (augmented copies dropped).
     """
-    def load(path):
+    labels = read_label_map(label_map) if label_map else None
+    records = {}
+
+    def load(path, role):
         feature_set = load_feature_set(path, padding)
-        return prepare(feature_set, path) if prepare else feature_set
+        feature_set = prepare(feature_set, path) if prepare else feature_set
+        if labels is not None:
+            feature_set, records[role] = apply_label_map(labels, feature_set, path, drop_unmapped)
+            dropped = describe_dropped(records[role], role)
+            if dropped:
+                print(dropped, file=sys.stderr)
+        return feature_set
+
+    def recorded(feature_set):
+        """The training set with the label map and its drops in its meta (config.json and metrics.json read it)."""
+        if labels is None:
+            return feature_set
+        record = {"file": labels.path, "sha256": labels.sha256, "classes": list(labels.classes or []) or None,
+                  "drop_unmapped": drop_unmapped, "sets": records}
+        return dataclasses.replace(feature_set, meta={**feature_set.meta, "label_map": record})
 
     if data:
-        feature_set, sources = load(data), {"data": data}
+        feature_set, sources = recorded(load(data, "data")), {"data": data}
         for flag, column in (("--group-by", group_by), ("--split-by", split_by)):
             if column:
                 feature_set.column(column, flag, data)
@@ -119,9 +141,19 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
         if len(train_set) == 0 or len(test_set) == 0:
             raise InputError(f"'{data}' needs utterances of both splits, train and test")
     else:
-        train_set, test_set, sources = load(train), load(test).originals(), {"train": train, "test": test}
+        train_set, test_set = load(train, "train"), load(test, "test").originals()
+        train_set, sources = recorded(train_set), {"train": train, "test": test}
         check_same_features(train_set, test_set, train, test)
     return train_set, test_set, sources, check_classes(train_set, test_set, sources.get("test", data))
+
+
+def test_set_metrics(experiment, test, predicted, classes):
+    """``{"test_sets": {partition: scores}}`` with ``--split-by``: each test partition scored on its own
+    (MSP-Podcast's Test1 and Test2) beside the pooled figures; ``{}`` otherwise."""
+    column = experiment.data.split_by
+    if not column:
+        return {}
+    return {"test_sets": scores_by_group(test.labels, predicted, test.column(column, "--split-by"), classes)}
 
 
 def warn_shared_speakers(train, test, column):
@@ -642,6 +674,9 @@ def pool_folds(folds, classes, repeats=1):
                               "(each utterance once per repeat)",
                        ua_repeat_mean=float(np.mean([r["ua"] for r in metrics["repeats"]])),
                        ua_repeat_std=float(np.std([r["ua"] for r in metrics["repeats"]])))
+    dropped = open_run(folds[0].path).metrics().get("label_map_dropped")  # the command's data: alike in every fold
+    if dropped is not None:
+        metrics["label_map_dropped"] = dropped
     fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
     if all(seconds is not None for seconds in fold_seconds):
         metrics["seconds"] = round(sum(fold_seconds), 3)

@@ -14,6 +14,7 @@ import numpy as np
 from serattn.analysis.metrics import evaluate_predictions
 from serattn.experiment import Experiment
 from serattn.features.feature_set import FeatureSet
+from serattn.features.label_map import dropped_metrics
 from serattn.runs import folder as runs
 from serattn.training import protocols, static
 
@@ -74,6 +75,8 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         metrics["best_epoch"] = None  # no epochs to choose among
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
+        metrics.update(protocols.test_set_metrics(experiment, test, predicted["test"], classes))
+        metrics.update(dropped_metrics(train.meta))
         metrics.update(best_params=best, selection=how, grid_scores=scores, **info,
                        seconds=round(time.perf_counter() - start, 3))
         run.write_metrics(metrics)
@@ -98,6 +101,7 @@ def load_data(experiment: Experiment) -> tuple:
     data = experiment.data
     return protocols.load_train_test(
         data.data, data.train, data.test, data.cv, split_by=data.split_by, group_by=data.group_by,
+        label_map=data.label_map, drop_unmapped=data.drop_unmapped,
         prepare=lambda feature_set, path: static.utterance_features(feature_set.originals(), experiment.model.pool,
                                                                     path))
 
