@@ -1,12 +1,15 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from serattn.errors import InputError
-from serattn.training.protocols import split_validation_speakers
+from serattn.training.protocols import hold_out_validation, split_validation_speakers
 from serattn.models.layers import UnweightedAverageRecall
 from serattn.training.batches import EpochBatches, bucketed_batch_indices
 from serattn.training.protocols import class_weights
+from serattn.testing import make_feature_set
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes")
@@ -72,6 +75,31 @@ def test_validation_speakers_are_disjoint_from_training():
         split_validation_speakers(speakers, "s99", 0)
     with pytest.raises(InputError, match="no speaker-disjoint"):
         split_validation_speakers(np.array(["a", "a"]), "0.5", 0)
+
+
+def test_validation_speakers_leave_every_class_some_training_utterances(capsys):
+    # most speakers have one class, as on natural corpora; only s3 speaks Angry
+    speakers = np.repeat([f"s{i}" for i in range(10)], 4)
+    labels = np.where(speakers == "s3", "Angry", np.where(np.isin(speakers, ["s0", "s1", "s2"]), "Happy", "Neutral"))
+    old = {seed: split_validation_speakers(speakers, "0.2", seed) for seed in range(30)}
+    new = {seed: split_validation_speakers(speakers, "0.2", seed, labels) for seed in range(30)}
+    took_angry = [seed for seed in old if "s3" in speakers[old[seed]]]
+    assert took_angry and len(took_angry) < 30
+    for seed in range(30):
+        assert "s3" not in speakers[new[seed]] and len(set(speakers[new[seed]])) == 2
+        if seed not in took_angry:  # the old choice kept every class: it stays the choice
+            assert np.array_equal(new[seed], old[seed])
+    seed = took_angry[0]
+    assert np.array_equal(split_validation_speakers(speakers, "0.2", seed, labels), new[seed])  # deterministic
+    assert "--val-speakers 0.2: draw " in capsys.readouterr().err
+
+
+def test_validation_speakers_that_cannot_keep_every_class_are_refused():
+    data = make_feature_set(n=24, classes=("A", "B", "C"), speakers=3, split=False)
+    data = dataclasses.replace(data, labels=np.array([{"s00": "A", "s01": "B", "s02": "C"}[s] for s in data.speakers]))
+    with pytest.raises(InputError, match=r"class\(es\) [ABC] have no training utterances in 'out' once validation "
+                                         r"speakers are held out \(none of 100 draws of 1 keeps every class\)"):
+        hold_out_validation(data, ["A", "B", "C"], "1", 1, "out")
 
 
 def test_training_stops_at_a_non_finite_loss_and_keeps_the_best_epoch_before_it(tmp_path):

@@ -28,7 +28,7 @@ from serattn.config import DataConfig, OutputConfig
 TRAINERS = ("attention-lstm", "static")
 # Flags a space may not search: the data, the protocol, the output and how the command runs.
 NOT_SEARCHABLE = ("data", "train", "test", "input_padding", "cv", "group_by", "split_by", "stratify_speakers_by",
-                  "repeats", "out",
+                  "repeats", "label_map", "drop_unmapped", "out",
                   "overwrite", "resume", "config", "seeds", "seed", "jobs", "dask_scheduler", "strategy",
                   "debug", "quiet", "tensorboard", "help", "mixed_precision", "grid_jobs")
 SPEC_KEYS = {"low", "high", "log", "step", "choices"}

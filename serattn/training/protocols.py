@@ -200,14 +200,25 @@ def class_weights(spec, classes, labels):
     return np.array([spec.get(c, 1.0) for c in classes])
 
 
-def split_validation_speakers(speakers, spec, seed):
+VALIDATION_DRAWS = 100  # draws of validation speakers tried, in the seed's order, for one that keeps every class
+
+
+def split_validation_speakers(speakers, spec, seed, labels=None):
     """Pick validation speakers among the training speakers.
+
+    A fraction or a count is a random draw of speakers (scikit-learn's GroupShuffleSplit
+    with ``seed``). Given ``labels``, the draw must leave every class some training
+    utterances: on a corpus where most speakers have one class, the first draw may take
+    every speaker of a class, so the next draws of the same seeded sequence are tried in
+    turn (up to :data:`VALIDATION_DRAWS`); the first draw is kept whenever it already
+    keeps every class, as before this check.
 
     Args:
         speakers: (N,) speaker of each training utterance.
         spec: a fraction of the speakers (``"0.2"``), a count (``"2"``), a comma
             list of speaker ids, or ``"0"``/``"none"`` for no validation set.
         seed: seed of the random choice.
+        labels: (N,) class of each utterance, or None to take the first draw as it is.
 
     Returns:
         (N,) bool, True for validation utterances.
@@ -229,13 +240,29 @@ def split_validation_speakers(speakers, spec, seed):
             raise InputError(f"--val-speakers: the training set has {len(unique)} speaker, so no "
                              f"speaker-disjoint validation set is possible; use --val-speakers 0")
         count = int(size) if size >= 1 else max(1, round(size * len(unique)))
-        splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
-        _, val_index = next(splitter.split(speakers, groups=speakers))
-        is_val = np.zeros(len(speakers), dtype=bool)
-        is_val[val_index] = True
+        is_val = _draw_validation_speakers(speakers, count, seed, labels, spec)
     if is_val.all():
         raise InputError("--val-speakers leaves no training speakers; choose fewer validation speakers")
     return is_val
+
+
+def _draw_validation_speakers(speakers, count, seed, labels, spec):
+    """(N,) bool of the first of the seed's draws of ``count`` speakers that keeps every class in training."""
+    # draw k of n_splits=K is draw k of any larger K (one seeded permutation per draw), so draw 0 is the old choice
+    splitter = GroupShuffleSplit(n_splits=VALIDATION_DRAWS if labels is not None else 1, test_size=count,
+                                 random_state=seed)
+    first = None
+    for draw, (_, val_index) in enumerate(splitter.split(speakers, groups=speakers)):
+        is_val = np.zeros(len(speakers), dtype=bool)
+        is_val[val_index] = True
+        if first is None:
+            first = is_val
+        if labels is None or set(np.asarray(labels)[~is_val]) == set(labels):
+            if draw:
+                print(f"--val-speakers {spec}: draw {draw + 1} of the seed's validation speakers keeps every class "
+                      f"in training (the earlier ones took every speaker of a class)", file=sys.stderr)
+            return is_val
+    return first  # no draw keeps every class: hold_out_validation names the classes left without training
 
 
 def hold_out_validation(train, classes, spec, seed, out, split_by=None):
@@ -255,13 +282,16 @@ def hold_out_validation(train, classes, spec, seed, out, split_by=None):
     if roles is not None and "validation" in roles:
         is_val = roles == "validation"
     else:  # no --split-by, or a corpus without a validation partition: validation speakers drawn
-        val_speakers = np.unique(originals.speakers[split_validation_speakers(originals.speakers, spec, seed)])
+        is_val = split_validation_speakers(originals.speakers, spec, seed, originals.labels)
+        val_speakers = np.unique(originals.speakers[is_val])
         is_val = np.isin(train.speakers, val_speakers)
     fit_set, val_set = train.subset(~is_val), train.subset(is_val).originals()
     missing = sorted(set(classes) - {str(c) for c in fit_set.labels})
     if missing:
+        tried = f" (none of {VALIDATION_DRAWS} draws of {spec} keeps every class)" \
+            if roles is None and validation_speaker_count(spec) is not None else ""
         raise InputError(f"class(es) {', '.join(missing)} have no training utterances in '{out}' once "
-                         f"validation speakers are held out; choose other --val-speakers or merge classes")
+                         f"validation speakers are held out{tried}; choose other --val-speakers or merge classes")
     return fit_set, val_set
 
 
