@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,20 @@ def test_one_corpus_with_a_map_and_cross_validation(corpora, tmp_path):
                                                      "total": fru}}
     assert json.loads((out / "fold-00" / "metrics.json").read_text())["label_map_dropped"] == \
         metrics["label_map_dropped"]
+
+
+def test_the_shipped_map_names_every_label_of_every_recipe_and_the_recipe_finds_it():
+    from serattn.experiment import Experiment, read_recipe
+    from serattn.features.corpora import EMODB_EMOTIONS, RAVDESS_EMOTIONS
+    from serattn.features.corpora_natural import CREMA_D_EMOTIONS, IEMOCAP_CATEGORIES, MSP_PODCAST_EMOTIONS
+
+    root = Path(__file__).resolve().parents[1]
+    label_map = read_label_map(root / "recipes" / "label_maps" / "four_classes.yaml")
+    labels = {"emodb": EMODB_EMOTIONS, "ravdess": RAVDESS_EMOTIONS.values(), "iemocap": IEMOCAP_CATEGORIES,
+              "msp-podcast": MSP_PODCAST_EMOTIONS, "crema-d": CREMA_D_EMOTIONS}
+    for corpus_name, names in labels.items():
+        table = label_map.lookup(corpus_name)
+        assert set(names) == set(table), corpus_name  # each label mapped or dropped on purpose, none unknown
+        assert {c for c in table.values() if c} == {"angry", "happy", "neutral", "sad"}, corpus_name
+    experiment = Experiment.from_dict(read_recipe(root / "recipes" / "cross_corpus_iemocap_to_crema_d.yaml"))
+    assert (root / experiment.data.label_map).is_file()
