@@ -180,3 +180,30 @@ def test_extracted_iemocap_keeps_sessions_and_dimensions_as_columns(tmp_path, ca
     assert fs.meta["dropped_by_classes"] == 2 and fs.split is None
     sub = fs.subset(fs.columns["session"] == "Ses02")
     assert list(sub.columns["valence"]) == ["4.5000", "1.6667"] and list(sub.speakers) == ["Ses02_F", "Ses02_M"]
+
+
+def test_msp_podcast_miniature_is_trained_on_its_partitions_and_scored_per_test_set(tmp_path, capsys):
+    import json
+
+    import train_static
+
+    fabricate_msp_podcast(tmp_path / "MSP-Podcast")
+    data = tmp_path / "msp.npz"
+    assert extract_main(["--corpus", "msp-podcast", str(tmp_path / "MSP-Podcast"), "--out", str(data), "--jobs", "1",
+                         "--no-cache", "--level", "functionals"]) == 0
+    # Train holds N H A, Development S N, Test1 C X, Test2 U: a map to three classes lets every test label train
+    (tmp_path / "map.yaml").write_text("corpora:\n  msp-podcast: {N: neutral, H: positive, U: positive, A: negative, "
+                                       "S: negative, C: negative, X: null}\n")
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert train_static.main(["--data", str(data), "--split-by", "partition", "--label-map", str(tmp_path / "map.yaml"),
+                              "--model", "logreg", "--grid", "C=1", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_test"] == 2 and metrics["label_map_dropped"]["data"]["dropped_by_map"] == {"X": 1}
+    assert {name: (scores["n"], scores["classes"], np.sum(scores["confusion"], axis=1).tolist())
+            for name, scores in metrics["test_sets"].items()} == {
+        "Test1": (1, ["negative", "neutral", "positive"], [1, 0, 0]),
+        "Test2": (1, ["negative", "neutral", "positive"], [0, 0, 1])}
+    printed = capsys.readouterr().out
+    assert "test set Test1: UA" in printed and "test set Test2: UA" in printed
+    assert json.loads((out / "config.json").read_text())["val_speakers_used"] == ["45", "Unknown_MSP-PODCAST_0004_0012"]
