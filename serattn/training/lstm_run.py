@@ -98,7 +98,7 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         metrics["diverged_epoch"] = diverged_epoch
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
-        metrics.update(protocols.test_set_metrics(experiment, test, predicted["test"], classes))
+        metrics.update(protocols.scores_per_test_set(experiment, test, predicted["test"], classes))
         metrics.update(dropped_metrics(train.meta))
         weights = outputs["test"]["weights"]
         metrics.update(attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]), test.ids,

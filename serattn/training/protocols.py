@@ -147,7 +147,7 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
     return train_set, test_set, sources, check_classes(train_set, test_set, sources.get("test", data))
 
 
-def test_set_metrics(experiment, test, predicted, classes):
+def scores_per_test_set(experiment, test, predicted, classes):
     """``{"test_sets": {partition: scores}}`` with ``--split-by``: each test partition scored on its own
     (MSP-Podcast's Test1 and Test2) beside the pooled figures; ``{}`` otherwise."""
     column = experiment.data.split_by

@@ -75,7 +75,7 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         metrics["best_epoch"] = None  # no epochs to choose among
         metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
             if len(val_set) else None
-        metrics.update(protocols.test_set_metrics(experiment, test, predicted["test"], classes))
+        metrics.update(protocols.scores_per_test_set(experiment, test, predicted["test"], classes))
         metrics.update(dropped_metrics(train.meta))
         metrics.update(best_params=best, selection=how, grid_scores=scores, **info,
                        seconds=round(time.perf_counter() - start, 3))
