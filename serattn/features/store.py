@@ -105,16 +105,8 @@ class ShardedFrames:
     def _file(self, number):
         """(descriptor, offset of the data) of shard ``number``, opened once."""
         if number not in self._files:
-            path = self.paths[number]
-            with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                    else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read_header(handle)
-                offset = handle.tell()
-            if dtype != np.float32 or fortran or len(shape) != 2 or shape[1] != self.dim:
-                raise InputError(f"shard '{path}' holds {dtype} {shape}, expected float32 (rows, {self.dim})")
-            self._files[number] = (os.open(path, os.O_RDONLY), offset)
+            _, offset = shard_rows(self.paths[number], self.dim)
+            self._files[number] = (os.open(self.paths[number], os.O_RDONLY), offset)
         return self._files[number]
 
     def raw(self, i):
@@ -163,6 +155,22 @@ class ShardedFrames:
 
     def __getitem__(self, key):  # anything array-like: read all, then index (small sets, converters)
         return np.asarray(self)[key]
+
+
+def shard_rows(path, dim):
+    """``(rows, offset of the data)`` of a shard: the rows its header promises and its size holds."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            offset = handle.tell()
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read shard '{path}': {error}") from None
+    if dtype != np.float32 or fortran or len(shape) != 2 or shape[1] != dim:
+        raise InputError(f"shard '{path}' holds {dtype} {shape}, expected float32 (rows, {dim})")
+    return min(shape[0], (os.path.getsize(path) - offset) // (4 * dim)), offset
 
 
 class Sequences:
@@ -333,7 +341,7 @@ def load_store(path):
             raise InputError(f"feature store '{path}' lacks its shard '{file.name}'; convert or extract it again")
         mine = shard == number
         if mine.any():
-            rows = np.load(file, mmap_mode="r").shape[0]  # reads the header only
+            rows, _ = shard_rows(file, len(arrays["feature_names"]))
             if int((start[mine] + lengths[mine]).max()) > rows:
                 raise InputError(f"shard '{file}' has {rows} rows, fewer than the index of '{path}' points at; "
                                  f"convert or extract it again")
