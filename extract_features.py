@@ -88,7 +88,7 @@ def main(argv=None):
     args = parse_args(argv)
     as_store = args.out.suffix != ".npz"
     if args.out.suffix not in (".npz", "", ".store"):
-        raise InputError(f"--out must name a .npz file or a feature store (a folder NAME or NAME.store), "
+        raise InputError(f"--out must name a .npz file or a feature store folder, NAME or NAME.store, "
                          f"got '{args.out}'")
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")

@@ -72,7 +72,7 @@ def test_corpus_recipe_with_labels_and_limit(tmp_path):
     (["--corpus", "emodb2", "x", "--out", "a.npz"],
      "unknown corpus 'emodb2'; expected one of: csv, emodb, fau-aibo, ravdess"),
     (["--manifest", "nowhere.csv", "--out", "a.npz"], "manifest 'nowhere.csv' does not exist"),
-    (["--manifest", "m.csv", "--out", "a.h5"], "--out must name a .npz file or a feature store (a folder NAME or NAME.store), got 'a.h5'"),
+    (["--manifest", "m.csv", "--out", "a.h5"], "--out must name a .npz file or a feature store folder, NAME or NAME.store, got 'a.h5'"),
     (["--manifest", "m.csv", "--out", "a.npz", "--jobs", "0"], "--jobs must be at least 1"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, message):
