@@ -11,6 +11,7 @@ import pytest
 import extract_features
 import train_attention_lstm
 import train_static
+from serattn.analysis.corpus import duplicate_groups
 from serattn.errors import InputError
 from serattn.features.demo_corpus import make_demo_corpus
 from serattn.features.feature_set import load_feature_set, save_feature_set
@@ -66,6 +67,10 @@ def test_subsets_normalization_and_pickles_of_a_store_stay_lazy_and_equal(pair):
         np.testing.assert_allclose(np.asarray(streamed.features), in_memory.features, atol=1e-6)
     again = pickle.loads(pickle.dumps(streamed))
     np.testing.assert_array_equal(again.sequence(7), streamed.sequence(7))
+    twice = npz.subset(np.r_[0:len(npz), 3])  # one utterance twice: found by report.py --data either way
+    in_store = store.subset(np.r_[0:len(store), 3])
+    found = [duplicate_groups(fs.ids, fs.labels, fs.speakers, fs.lengths, fs.features) for fs in (twice, in_store)]
+    assert found[0] == found[1] and len(found[0]) == 1 and found[0][0]["ids"] == [npz.ids[3]] * 2
 
 
 def test_streaming_statistics_equal_the_in_memory_ones(tmp_path):
@@ -83,6 +88,21 @@ def test_streaming_statistics_equal_the_in_memory_ones(tmp_path):
         np.testing.assert_allclose(mine, theirs, rtol=1e-6)
     np.testing.assert_allclose(speaker_functional_statistics(store.sequences(), store.speakers),
                                speaker_functional_statistics(feature_set.sequences(), feature_set.speakers), atol=1e-6)
+
+
+def test_folds_and_validation_speakers_come_from_the_metadata_alone(pair, tmp_path):
+    from serattn.training.protocols import hold_out_validation, load_train_test, speaker_folds
+
+    shutil.copytree(pair[1], tmp_path / "s.store")
+    train, _, _, classes = load_train_test(str(tmp_path / "s.store"), cv=True)
+    for shard in (tmp_path / "s.store").glob("shard-*.npy"):
+        shard.unlink()  # from here on, reading any frame fails
+    for fit_index, test_index in speaker_folds(train.speakers, "loso"):
+        fit, val = hold_out_validation(train.subset(fit_index), classes, "1", 0, "run")
+        test = train.subset(test_index).originals()
+        assert len(set(val.speakers)) == 1 and not set(fit.speakers) & (set(test.speakers) | set(val.speakers))
+    with pytest.raises(InputError, match="cannot read shard"):
+        fit.sequence(0)
 
 
 def test_unfinished_or_damaged_stores_are_refused_in_one_line(pair, tmp_path):
@@ -167,7 +187,10 @@ def test_training_on_a_store_gives_the_numbers_of_its_npz(pair, tmp_path, flags)
     assert outputs(tmp_path / "npz") == outputs(tmp_path / "store")
 
 
-def test_static_models_read_a_store(pair, tmp_path):
+def test_static_models_read_a_store(pair, tmp_path, monkeypatch):
+    from serattn.training import static
+
+    monkeypatch.setattr(static, "POOL_CHUNK", 7)  # a store's utterances pooled a few at a time
     npz, store = pair
     for name, data in (("npz", npz), ("store", store)):
         assert train_static.main(["--data", str(data), "--pool", "mean", "--cv", "loso", "--model", "logreg",
