@@ -76,14 +76,14 @@ class ShardedFrames:
     ndim = 2
     dtype = np.dtype(np.float32)
 
-    def __init__(self, paths, shard, start, lengths, dim, mean=None, std=None, scale=None):
+    def __init__(self, paths, shard, start, lengths, dim, mean=None, std=None, scale=None, files=None):
         self.paths = [str(p) for p in paths]
         self.shard = np.asarray(shard, dtype=np.int64)
         self.start = np.asarray(start, dtype=np.int64)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.dim = int(dim)
         self.mean, self.std, self.scale = mean, std, scale  # (K, D), (K, D), (N,) or all None
-        self._files = {}
+        self.files = files or ShardFiles(self.paths, self.dim)  # shared by every subset and scaled view
 
     @property
     def shape(self):
@@ -93,25 +93,15 @@ class ShardedFrames:
         return self.shape[0]
 
     def __getstate__(self):  # pickled for worker processes: open files stay behind
-        return {**self.__dict__, "_files": {}}
+        return {**self.__dict__, "files": None}
 
-    def __del__(self):
-        for descriptor, _ in self._files.values():
-            try:
-                os.close(descriptor)
-            except OSError:
-                pass
-
-    def _file(self, number):
-        """(descriptor, offset of the data) of shard ``number``, opened once."""
-        if number not in self._files:
-            _, offset = shard_rows(self.paths[number], self.dim)
-            self._files[number] = (os.open(self.paths[number], os.O_RDONLY), offset)
-        return self._files[number]
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.files = ShardFiles(self.paths, self.dim)
 
     def raw(self, i):
         """Utterance ``i``'s frames as stored, (T_i, D) float32."""
-        descriptor, offset = self._file(int(self.shard[i]))
+        descriptor, offset = self.files.open(int(self.shard[i]))
         size = int(self.lengths[i]) * self.dim * 4
         data = os.pread(descriptor, size, offset + int(self.start[i]) * self.dim * 4)
         if len(data) != size:
@@ -133,14 +123,14 @@ class ShardedFrames:
     def take(self, index):
         """The frames of utterances ``index`` (indices), in that order: pointers only."""
         return ShardedFrames(self.paths, self.shard[index], self.start[index], self.lengths[index], self.dim,
-                             self.mean, self.std, None if self.scale is None else self.scale[index])
+                             self.mean, self.std, None if self.scale is None else self.scale[index], self.files)
 
     def scaled(self, mean, std, scale):
         """These frames z-normalized: utterance i with row ``scale[i]`` of ``mean`` and ``std`` (K, D)."""
         if self.scale is not None:
             raise ValueError("frames are normalized once")
         return ShardedFrames(self.paths, self.shard, self.start, self.lengths, self.dim,
-                             np.asarray(mean, np.float32), np.asarray(std, np.float32), np.asarray(scale))
+                             np.asarray(mean, np.float32), np.asarray(std, np.float32), np.asarray(scale), self.files)
 
     def __array__(self, dtype=None, copy=None):
         frames = np.zeros(self.shape, np.float32)
@@ -155,6 +145,26 @@ class ShardedFrames:
 
     def __getitem__(self, key):  # anything array-like: read all, then index (small sets, converters)
         return np.asarray(self)[key]
+
+
+class ShardFiles:
+    """A store's shards, each opened once on first read: ``(descriptor, offset of its data)``."""
+
+    def __init__(self, paths, dim):
+        self.paths, self.dim, self.opened = paths, dim, {}
+
+    def open(self, number):
+        if number not in self.opened:
+            _, offset = shard_rows(self.paths[number], self.dim)
+            self.opened[number] = (os.open(self.paths[number], os.O_RDONLY), offset)
+        return self.opened[number]
+
+    def __del__(self):
+        for descriptor, _ in self.opened.values():
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
 
 
 def shard_rows(path, dim):
