@@ -426,8 +426,9 @@ def bench_scale(figures, quick):
                     f"{MSP_PODCAST_HOURS} h of audio / (real-time factor per worker x {cores} workers x the 2-worker "
                     f"efficiency {efficiency:.2f})")
         figures.add(f"projected_epoch_hours_300h_{cores}cores", frames / (streaming / cores_here * cores) / 3600,
-                    f"{frames / 1e6:.0f} M frames / (streaming frames/s per core here x {cores}): an upper bound on "
-                    f"speed, one data-parallel replica per {cores_here} cores scaling linearly")
+                    f"{frames / 1e6:.0f} M frames / (streaming frames/s per core here ({cores_here} cores) x {cores}): "
+                    f"optimistic, assumes throughput grows with cores (data-parallel replicas), which one process "
+                    f"does not do")
 
 
 def environment():
