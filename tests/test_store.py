@@ -50,6 +50,7 @@ def test_a_store_holds_the_npz_array_for_array_and_converts_back(pair, tmp_path)
     assert_same_sets(load_feature_set(npz), from_store)
     assert extract_features.main(["--convert", str(store), "--out", str(tmp_path / "back.npz"), "--quiet"]) == 0
     assert_same_sets(load_feature_set(npz), load_feature_set(tmp_path / "back.npz"))
+    assert load_feature_set(tmp_path / "back.npz").meta == load_feature_set(npz).meta
 
 
 def test_subsets_normalization_and_pickles_of_a_store_stay_lazy_and_equal(pair):

@@ -374,7 +374,9 @@ def convert(source, out, shard_size=SHARD_SIZE, overwrite=False):
     if out.suffix == ".npz":
         if (out.exists() or out.is_symlink()) and not overwrite:
             raise InputError(f"'{out}' already exists; choose another --out, or pass --overwrite to replace it")
-        sets.save_feature_set(feature_set.with_features(np.asarray(feature_set.features)), out)
+        meta = {key: value for key, value in feature_set.meta.items() if key != "store_version"}
+        sets.save_feature_set(dataclasses.replace(feature_set.with_features(np.asarray(feature_set.features)),
+                                                  meta=meta), out)
     else:
         save_store(feature_set, out, shard_size, overwrite)
     print(f"converted '{source}' ({len(feature_set)} utterances, {len(feature_set.features)} frames) -> {out}",
