@@ -72,6 +72,9 @@ def run_sharded(tasks, folder, shard_size, dim, jobs=1, scheduler=None, progress
     if progress and len(missing) < len(groups):
         print(f"resuming '{folder}': {len(groups) - len(missing)} of {len(groups)} shards already extracted",
               file=sys.stderr)
+    if progress and scheduler is None and len(groups) < jobs:
+        print(f"note: {len(groups)} shard(s) of {shard_size} files for {jobs} workers: a smaller --shard-size "
+              f"spreads the work over more of them", file=sys.stderr)
     bar = tqdm(total=len(missing), desc="extracting", unit="shard", disable=not progress, dynamic_ncols=True)
     arguments = [(number, groups[number], str(folder), dim) for number in missing]
     if scheduler is not None:
