@@ -5,6 +5,8 @@
     python extract_features.py --corpus ravdess /path/to/ravdess --out data/ravdess_func.npz \\
         --level functionals --labels "angry=angry,happy=happy,sad=sad,neutral=neutral,calm=neutral"
     python extract_features.py --corpus iemocap /path/to/IEMOCAP_full_release --classes 4 --out data/iemocap4.npz
+    python extract_features.py --manifest big.csv --out data/big.store --shard-size 1000 --dask-scheduler tcp://HOST:8786
+    python extract_features.py --convert data/emodb_2s.npz --out data/emodb_2s.store
 """
 
 import argparse
@@ -16,6 +18,7 @@ from serattn.define import DEFAULT_FEATURE_SET
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.features.extraction import (FEATURE_LEVELS, MAX_FILE_MB, OPENSMILE_SETS, check_output,
                                         extract_manifest, parse_augment)
+from serattn.features.store import SHARD_SIZE, convert
 
 
 def parse_args(argv):
@@ -23,6 +26,8 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--convert", type=Path, metavar="FEATURES",
+                        help="no extraction: convert a feature set, .npz -> store or store -> .npz (as --out names)")
     source.add_argument("--manifest", type=Path,
                         help="CSV with columns path,label,speaker[,split]; paths relative to it")
     source.add_argument("--corpus", nargs=2, metavar=("NAME", "ROOT"),
@@ -59,6 +64,9 @@ def parse_args(argv):
 
     run = parser.add_argument_group("run")
     run.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                     help="extract the shards of a store on this Dask cluster (tcp://HOST:8786); the workers "
+                          "must see the audio, the cache and --out at the same paths (default: local processes)")
     run.add_argument("--cache", type=Path, default=None,
                      help="folder of cached per-file features (default: .feature_cache beside --out)")
     run.add_argument("--no-cache", action="store_true", help="extract every file again, cache nothing")
@@ -67,7 +75,10 @@ def parse_args(argv):
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, required=True,
-                        help="feature-set file to write (.npz); skipped files go to OUT.skipped.csv")
+                        help="feature set to write: a .npz file, or any other name for a sharded store (a folder, "
+                             "for corpora larger than memory; resumable); skipped files go to OUT.skipped.csv")
+    output.add_argument("--shard-size", type=int, default=None, metavar="N",
+                        help=f"utterances per shard of a store (default: {SHARD_SIZE})")
     output.add_argument("--overwrite", action="store_true",
                         help="replace --out if it exists (only a feature-set file)")
     return parser.parse_args(argv)
@@ -75,12 +86,22 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.out.suffix != ".npz":
-        raise InputError(f"--out must name a .npz file, got '{args.out}'")
+    as_store = args.out.suffix != ".npz"
+    if args.out.suffix not in (".npz", "", ".store"):
+        raise InputError(f"--out must name a .npz file or a feature store folder, NAME or NAME.store, "
+                         f"got '{args.out}'")
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.shard_size is not None and args.shard_size < 1:
+        raise InputError(f"--shard-size must be at least 1 utterance, got {args.shard_size}")
+    if not as_store and (args.shard_size is not None or args.dask_scheduler is not None):
+        raise InputError(f"--shard-size and --dask-scheduler write a sharded store: give --out a folder name "
+                         f"without .npz, got '{args.out}'")
     augment = parse_augment(args.augment)
     check_output(args.out, args.overwrite)
+    if args.convert is not None:  # .npz <-> store, nothing extracted
+        convert(args.convert, args.out, args.shard_size or SHARD_SIZE, args.overwrite)
+        return 0
 
     # Data: a manifest, read from a CSV or prepared from a corpus as distributed.
     if args.manifest is not None:
@@ -102,7 +123,9 @@ def main(argv=None):
     cache = None if args.no_cache else (args.cache or args.out.parent / ".feature_cache")
     extract_manifest(manifest, args.out, feature_set=args.feature_set, level=args.level,
                      jobs=args.jobs, cache_dir=cache, progress=not args.quiet, augment=augment,
-                     max_file_mb=args.max_file_mb, allow_outside_root=args.allow_outside_root)
+                     max_file_mb=args.max_file_mb, allow_outside_root=args.allow_outside_root,
+                     shard_size=(args.shard_size or SHARD_SIZE) if as_store else None, scheduler=args.dask_scheduler,
+                     overwrite=args.overwrite)
     return 0
 
 

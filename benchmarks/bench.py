@@ -4,6 +4,7 @@
     python benchmarks/bench.py --quick         # ~2 min, smaller workloads, writes a scratch file
     python benchmarks/bench.py --only epoch,step
     python benchmarks/bench.py --quick --only deploy   # ONNX vs Keras, live-stream speed and latency (~1 min)
+    python benchmarks/bench.py --only scale            # stores of 10k/100k utterances, Dask extraction (issue 27)
 
 Prints one ``name=value`` line per figure. Timings on shared machines vary by tens of
 percent between runs, so every figure that compares two ways of doing something
@@ -30,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_results  # noqa: E402
+from benchmarks.report import previous_figures, write_results  # noqa: E402
 
 SECTIONS = ("machine", "epoch", "step", "memory", "slots", "extraction", "cv_jobs", "deploy", "tsne",
-            "loso")  # slowest last
+            "loso", "scale")  # slowest last
 EMODB_2S = ROOT.parent / "shared" / "data" / "emodb_2s"
 
 # Workload sizes: (full, quick).
@@ -41,12 +42,16 @@ SIZES = {
     "epoch_sequences": (9_959, 1_000), "epoch_rounds": (4, 2), "padded_steps_per_round": (2, 1),
     "step_rounds": (8, 2), "step_steps": (3, 3), "memory_sequences": (9_959, 1_000),
     "slot_loop_subset": (None, 1_000), "tsne_points": (18_000, 1_000), "extraction_limit": (None, 20),
+    "scale_sequences": ((10_000, 100_000), (1_000, 10_000)), "scale_steps": (60, 15), "scale_rounds": (2, 1),
+    "scale_wavs": (400, 24),
 }
+MSP_PODCAST_HOURS = 300  # an MSP-Podcast-sized corpus: 108 million frames at 100 frames/s
+PROJECTED_CORES = (2, 16, 64)
 
 
-def run_worker(name, **options):
-    """Run one bench_workers.py worker in a fresh process; its JSON result."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "bench_workers.py"), name, json.dumps(options)]
+def run_worker(name, script="bench_workers.py", **options):
+    """Run one worker of ``script`` (bench_workers.py) in a fresh process; its JSON result."""
+    command = [sys.executable, str(ROOT / "benchmarks" / script), name, json.dumps(options)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if result.returncode != 0 or not lines:
@@ -365,9 +370,65 @@ def bench_deploy(figures, quick):
                 f"{result['stream_latency_windows']} windows (max {result['stream_latency_ms_max']:.0f} ms)")
 
 
-BENCHES = {"machine": bench_machine, "deploy": bench_deploy, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
-           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs,
-           "loso": bench_loso}
+def bench_scale(figures, quick):
+    """Issue 27: training from a sharded store (peak RSS at 10x the utterances, frames/s against
+    in memory), extraction on 2 Dask workers against 1, and projections to a 300-hour corpus."""
+    from serattn.features.demo_corpus import make_demo_corpus
+
+    pick = 1 if quick else 0
+    small, large = SIZES["scale_sequences"][pick]
+    steps, rounds = SIZES["scale_steps"][pick], SIZES["scale_rounds"][pick]
+    with tempfile.TemporaryDirectory(prefix="serattn-scale-") as folder:
+        stores = {n: str(Path(folder) / f"fau{n}.store") for n in (small, large)}
+        for n, path in stores.items():
+            run_worker("make_store", "bench_scale.py", path=path, sequences=n)
+        rss, fps = {small: [], large: []}, {"store": [], "memory": []}
+        for _ in range(rounds):  # interleaved: store and memory, small and large
+            for n in (small, large):
+                rss[n].append(run_worker("train", "bench_scale.py", data=stores[n], steps=steps)["peak_rss"])
+            for variant in ("store", "memory"):
+                result = run_worker("train", "bench_scale.py", data=stores[small], steps=steps,
+                                    in_memory=variant == "memory")
+                fps[variant].append(result["frames_per_s"])
+        figures.add("peak_rss_ratio_100k_vs_10k", float(np.median(rss[large]) / np.median(rss[small])),
+                    f"VmHWM of a training process over {steps} bucketed batches of the published model (streaming "
+                    f"global statistics, lazy normalized sequences), {large:,} vs {small:,} FAU-like utterances "
+                    f"stored as shards of 1,000" + (" (--quick: 1k vs 10k)" if quick else ""))
+        figures.add("peak_rss_mib_large_store", float(np.median(rss[large])) / 2**20, f"the {large:,}-utterance run")
+        streaming = float(np.median(fps["store"]))
+        figures.add("streaming_vs_memory_frames_per_s", streaming / float(np.median(fps["memory"])),
+                    f"training frames/s reading the {small:,}-utterance store per batch vs the same frames in memory "
+                    f"(as from an .npz), {steps} batches after 2 warm-up steps")
+        figures.add("streaming_frames_per_s", streaming, "frames/s of that training from the store")
+
+        manifest = make_demo_corpus(Path(folder) / "wavs", SIZES["scale_wavs"][pick], 6, seed=3,
+                                    min_duration_s=2.0, max_duration_s=4.0)
+        seconds = {1: [], 2: []}
+        for _ in range(rounds):
+            for workers in (1, 2):
+                result = run_worker("extract", "bench_scale.py", manifest=str(manifest), workers=workers,
+                                    shard_size=4 if quick else 8)
+                seconds[workers].append(result["seconds"])
+        one, two = float(np.median(seconds[1])), float(np.median(seconds[2]))
+        figures.add("speedup_extraction_dask2", one / two,
+                    f"extract_features.py --dask-scheduler into a store: {result['files']} generated wavs "
+                    f"({result['audio_s']:.0f} s of audio), LocalCluster of 2 worker processes vs 1, shards of "
+                    f"{4 if quick else 8} files" + (" (--quick: start-up dominates)" if quick else ""))
+        realtime_per_worker = result["audio_s"] / one
+        figures.add("extraction_realtime_per_worker", realtime_per_worker, "seconds of audio per second, one worker")
+
+    cores_here = len(os.sched_getaffinity(0))
+    efficiency = min(1.0, (one / two) / 2)
+    frames = MSP_PODCAST_HOURS * 3600 * 100
+    for cores in PROJECTED_CORES:
+        figures.add(f"projected_extraction_hours_300h_{cores}cores",
+                    MSP_PODCAST_HOURS / (realtime_per_worker * cores * efficiency),
+                    f"{MSP_PODCAST_HOURS} h of audio / (real-time factor per worker x {cores} workers x the 2-worker "
+                    f"efficiency {efficiency:.2f})")
+        figures.add(f"projected_epoch_hours_300h_{cores}cores", frames / (streaming / cores_here * cores) / 3600,
+                    f"{frames / 1e6:.0f} M frames / (streaming frames/s per core here ({cores_here} cores) x {cores}): "
+                    f"optimistic, assumes throughput grows with cores (data-parallel replicas), which one process "
+                    f"does not do")
 
 
 def environment():
@@ -392,6 +453,11 @@ def environment():
             "versions": versions, "commit": commit, "load_before": os.getloadavg()}
 
 
+BENCHES = {"machine": bench_machine, "deploy": bench_deploy, "epoch": bench_epoch, "step": bench_step, "memory": bench_memory,
+           "slots": bench_slots, "tsne": bench_tsne, "extraction": bench_extraction, "cv_jobs": bench_cv_jobs,
+           "loso": bench_loso, "scale": bench_scale}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small workloads, ~2 minutes in all")
@@ -412,12 +478,13 @@ def main(argv=None):
     info["started"] = started.strftime("%Y-%m-%d %H:%M UTC")
     command = "python benchmarks/bench.py" + ("".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:])))
     figures = Figures()
+    kept = previous_figures(out) if args.only else {}  # --only: the other sections' figures stay
     for done, section in enumerate(sections, 1):
         BENCHES[section](figures, args.quick)
         info["load_after"] = os.getloadavg()
         info["seconds"] = time.perf_counter() - start
         partial = "" if done == len(sections) else f" (partial: {done} of {len(sections)} sections so far)"
-        write_results(out, figures, info, command + partial, args.quick)  # so an interrupted run leaves figures
+        write_results(out, figures, info, command + partial, args.quick, kept)  # an interrupted run leaves figures
     print(f"wrote {out} ({info['seconds']:.0f} s)", file=sys.stderr)
     return 0
 

@@ -15,6 +15,9 @@ GOALS = {
     "speedup_extraction_jobs2": (">= 1.7", lambda v: v >= 1.7),
     "stream_rtf": ("< 1 (real time)", lambda v: v < 1),
     "stream_latency_ms": ("< 500 (one hop)", lambda v: v < 500),
+    "peak_rss_ratio_100k_vs_10k": ("<= 1.2", lambda v: v <= 1.2),
+    "streaming_vs_memory_frames_per_s": (">= 0.9", lambda v: v >= 0.9),
+    "speedup_extraction_dask2": (">= 1.7", lambda v: v >= 1.7),
 }
 
 
@@ -95,11 +98,37 @@ def where_the_time_goes(values):
     return lines + [""]
 
 
-def write_results(path, figures, info, command, quick):
-    """Write the results file (markdown) for one bench run."""
+def previous_figures(path):
+    """``{name: (table row, value)}`` of an earlier results file's figures, in its order: a run of some
+    sections (``--only scale``) keeps the other sections' figures instead of dropping them."""
+    figures = {}
+    if not Path(path).is_file():
+        return figures
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("| `"):
+            cells = line.split(" | ")
+            try:
+                value = float(cells[1].replace(",", ""))
+            except (IndexError, ValueError):
+                value = cells[1] if len(cells) > 1 else ""
+            figures[cells[0][3:-1]] = (line, value)
+    return figures
+
+
+def write_results(path, figures, info, command, quick, kept=None):
+    """Write the results file (markdown) for one bench run; ``kept`` (see :func:`previous_figures`) are
+    figures of sections this run did not measure, kept in their places."""
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    rows = [f"| `{name}` | {_value(value)} | {_goal(name, value)} | {figures.notes[name]} |"
-            for name, value in figures.values.items()]
+    previous = kept or {}
+    kept = {name: row for name, row in previous.items() if name not in figures.values}
+
+    def row(name):
+        value = figures.values[name]
+        return f"| `{name}` | {_value(value)} | {_goal(name, value)} | {figures.notes[name]} |"
+
+    rows = [kept[name][0] if name in kept else row(name) for name in previous] \
+        + [row(name) for name in figures.values if name not in previous]
+    values = {**{name: value for name, (_, value) in kept.items()}, **figures.values}
     lines = [
         "# Benchmark results",
         "",
@@ -113,6 +142,8 @@ def write_results(path, figures, info, command, quick):
         f"{' '.join(f'{x:.2f}' for x in info['load_after'])}",
         f"- versions: {versions}",
         f"- git commit: {info['commit']}",
+        *([f"- figures of sections this run did not measure ({len(kept)}) are kept from the previous results "
+           f"file (see its git history for their command and machine state)"] if kept else []),
         "",
         "Workload: a synthetic FAU-Aibo-like training set (benchmarks/workload.py): 9,959 sequences of 32 "
         "features, lognormal lengths with mean 180 frames, longest 2,453, classes A 8.8% E 21.0% N 56.1% "
@@ -123,7 +154,7 @@ def write_results(path, figures, info, command, quick):
         "|---|---|---|---|",
         *rows,
         "",
-        *where_the_time_goes(figures.values),
+        *where_the_time_goes(values),
         "## How the figures are measured",
         "",
         "- Figure 1: the bucketed pipeline trains one full epoch cut into slices; before each slice the "

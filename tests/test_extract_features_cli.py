@@ -72,8 +72,11 @@ def test_corpus_recipe_with_labels_and_limit(tmp_path):
     (["--corpus", "emodb2", "x", "--out", "a.npz"],
      "unknown corpus 'emodb2'; expected one of: csv, emodb, fau-aibo, ravdess"),
     (["--manifest", "nowhere.csv", "--out", "a.npz"], "manifest 'nowhere.csv' does not exist"),
-    (["--manifest", "m.csv", "--out", "a.h5"], "--out must name a .npz file, got 'a.h5'"),
+    (["--manifest", "m.csv", "--out", "a.h5"], "--out must name a .npz file or a feature store folder, NAME or NAME.store, got 'a.h5'"),
     (["--manifest", "m.csv", "--out", "a.npz", "--jobs", "0"], "--jobs must be at least 1"),
+    (["--manifest", "m.csv", "--out", "a.store", "--shard-size", "0"], "--shard-size must be at least 1 utterance"),
+    (["--manifest", "m.csv", "--out", "a.npz", "--dask-scheduler", "tcp://h:8786"],
+     "--shard-size and --dask-scheduler write a sharded store: give --out a folder name without .npz"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, message):
     with pytest.raises(InputError, match=message.replace(".", r"\.").replace("(", r"\(")):

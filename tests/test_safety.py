@@ -241,7 +241,7 @@ CASES = [
      "refusing to load '.*model.keras': it does not match the SHA-256 recorded in config.json"),
     # smaller items
     ("--data names a folder", "train", lambda t: ["--data", str(t), "--out", str(t / "run"), *TINY],
-     "feature file '.*' is a folder; give the .npz"),
+     "feature file '.*' is a folder but not a feature store: it has no index.npz; give an .npz"),
 ]
 
 

@@ -99,6 +99,20 @@ def test_results_file_lists_every_figure_with_goals(tmp_path):
     assert ">= 1.0 (NOT met)" in text and "skipped" in text
     assert "python benchmarks/bench.py --quick" in text
 
+    # A run of one section (--only scale) keeps the others' figures in their places and replaces its own.
+    from benchmarks.report import previous_figures
+
+    scale = Figures()
+    scale.add("speedup_extraction_dask2", 1.8, "dask")
+    scale.add("ratio_vs_pytorch", 1.2, "again")
+    write_results(tmp_path / "RESULTS.md", scale, info, "python benchmarks/bench.py --only scale", quick=False,
+                  kept=previous_figures(tmp_path / "RESULTS.md"))
+    rows = [line for line in (tmp_path / "RESULTS.md").read_text().splitlines() if line.startswith("| `")]
+    assert rows == ["| `speedup_bucketed_vs_padded` | 12.5 | >= 10 (met) | note |",
+                    "| `ratio_vs_pytorch` | 1.2 | >= 1.0 (met) | again |",
+                    "| `extraction_realtime_factor` | skipped |  | no corpus |",
+                    "| `speedup_extraction_dask2` | 1.8 | >= 1.7 (met) | dask |"]
+
 
 def test_torch_model_trains_on_the_same_shapes():
     torch = pytest.importorskip("torch")

@@ -127,10 +127,13 @@ def duplicate_groups(ids, labels, speakers, lengths, features):
         when the copies disagree in label or speaker.
     """
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    frames = np.ascontiguousarray(features)
+    # A store's frames (serattn.features.store.ShardedFrames) are read one utterance at a time.
+    utterance = getattr(features, "raw", None)
+    frames = None if utterance else np.ascontiguousarray(features)
     groups = {}
     for i in range(len(ids)):
-        key = hashlib.sha256(frames[offsets[i]:offsets[i + 1]].tobytes()).hexdigest()
+        values = utterance(i) if utterance else frames[offsets[i]:offsets[i + 1]]
+        key = hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
         groups.setdefault(key, []).append(i)
     found = []
     for members in groups.values():

@@ -234,7 +234,7 @@ def extract_file(path, feature_set="is09", level="lld"):
 
 def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", jobs=None,
                      cache_dir=None, progress=True, augment=None, max_file_mb=MAX_FILE_MB,
-                     allow_outside_root=False):
+                     allow_outside_root=False, shard_size=None, scheduler=None, overwrite=False):
     """Extract the features of every file of a manifest.
 
     Files that are missing, unreadable, empty, shorter than one frame, not regular
@@ -256,6 +256,12 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
             originals, with ``source_ids`` naming its source.
         max_file_mb: larger files are skipped unread (memory stays bounded).
         allow_outside_root: read rows whose path leads out of the manifest's folder.
+        shard_size: write ``out`` as a sharded store (see :mod:`serattn.features.store`) of
+            this many files per shard, extracted shard by shard and resumable
+            (:mod:`serattn.features.scale_out`); the returned set's frames stay on disk.
+        scheduler: address of a Dask scheduler whose workers extract the shards
+            (with ``shard_size``), instead of ``jobs`` local processes.
+        overwrite: replace an existing store ``out`` (an .npz is replaced by its caller's rename).
 
     Returns:
         The :class:`serattn.features.feature_set.FeatureSet`: ids are the manifest's ``path``
@@ -281,12 +287,23 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     # Copies are extracted in the same pass; the factor is part of their settings, so of their cache key.
     factors = tuple((augment or {}).get("speed", ()))
     keys = [(i, None) for i in todo] + [(i, factor) for factor in factors for i in todo]
-    tasks = [(str(manifest.audio_path(manifest.rows[i])),
+    sharded = shard_size is not None
+    place = os.path.abspath if sharded else str  # a Dask worker may run in another folder
+    tasks = [(place(manifest.audio_path(manifest.rows[i])),
               settings if factor is None else {**settings, "speed": factor},
-              None if cache_dir is None else str(cache_dir), int(max_file_mb * 2 ** 20))
+              None if cache_dir is None else place(cache_dir), int(max_file_mb * 2 ** 20))
              for i, factor in keys]
     jobs = min(jobs or len(os.sched_getaffinity(0)), len(tasks))
-    everything = dict(zip(keys, _run(tasks, jobs, progress)))
+    if sharded:  # frames stay in the shards: results carry (shard, start, length) pointers
+        from serattn.features import scale_out, store
+
+        folder = store.partial_path(os.path.abspath(out))
+        dim = len(feature_names(feature_set, level))
+        finished, shard_paths, digests = scale_out.run_sharded(tasks, folder, shard_size, dim, jobs, scheduler,
+                                                               progress)
+        everything = dict(zip(keys, finished))
+    else:
+        everything = dict(zip(keys, _run(tasks, jobs, progress)))
     results = {i: everything[i, None] for i in todo}
 
     # One recording under different names or encodings: found by a hash of its decoded samples.
@@ -333,8 +350,16 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
     has_split = any(row["split"] for row in rows)
     augmentation = {"augment": {"speed": list(factors)}, "augmented_copies": len(copies),
                     "augmented_copies_skipped": len(skipped_copies)} if factors else {}
-    result = FeatureSet.from_sequences(
-        [frames for _, _, frames in kept] + [frames for _, _, frames in copies],
+    frames = [frames for _, _, frames in kept] + [frames for _, _, frames in copies]
+    build = FeatureSet.from_sequences
+    if sharded:
+        lazy = scale_out.lazy_frames(frames, shard_paths, dim)
+        frames = lazy.lengths
+
+        def build(lengths, **metadata):
+            return FeatureSet.from_arrays(lazy, lengths, **metadata)
+    result = build(
+        frames,
         ids=ids,
         labels=[row["label"] for row in rows],
         speakers=[row["speaker"] for row in rows],
@@ -348,7 +373,10 @@ def extract_manifest(manifest, out=None, *, feature_set="is09", level="lld", job
         source_ids=[row["path"] for row in rows] if factors else None,
         columns={name: [row.get(name) or "" for row in rows] for name in extra_columns(manifest)},
     )
-    if out is not None:
+    if sharded:
+        store.finish_store(result, folder, out, digests, overwrite)
+        result = store.load_store(out)
+    elif out is not None:
         save_feature_set(result, out)
     if progress:
         print(_summary(result, len(manifest.rows), cached, len(skipped), len(dropped), out, len(skipped_copies),
@@ -514,7 +542,13 @@ def check_output(out, overwrite):
         if not overwrite:
             raise InputError(f"feature file '{out}' already exists; choose another --out, "
                              f"or pass --overwrite to replace it")
-        if not _is_feature_file(out):
+        if out.suffix != ".npz":
+            from serattn.features.store import is_store
+
+            if not is_store(out):
+                raise InputError(f"'{out}' is not a feature store; --overwrite replaces only feature sets: "
+                                 f"choose another --out")
+        elif not _is_feature_file(out):
             raise InputError(f"'{out}' is not a feature-set file; --overwrite replaces only feature sets: "
                              f"choose another --out")
     listed = skipped_path(out)

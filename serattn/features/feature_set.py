@@ -72,11 +72,22 @@ class FeatureSet:
         """Start row of each utterance in ``features``, shape (N + 1,)."""
         return offsets_of(self.lengths)
 
+    @property
+    def is_lazy(self):
+        """True when the frames stay on disk (a sharded store, see :mod:`serattn.features.store`)."""
+        return not isinstance(self.features, np.ndarray)
+
     def sequence(self, i):
+        if self.is_lazy:
+            return self.features.utterance(i)
         start, stop = self.offsets[i], self.offsets[i + 1]
         return self.features[start:stop]
 
     def sequences(self):
+        """(T_i, D) frames per utterance: views of the frames, or for a store a list-like that reads
+        each utterance when indexed (its ``lengths`` known without reading)."""
+        if self.is_lazy:
+            return self.features.sequences()
         return np.split(self.features, np.cumsum(self.lengths)[:-1])
 
     @property
@@ -119,11 +130,16 @@ class FeatureSet:
         index = np.arange(len(self))[selection]
         if np.array_equal(index, np.arange(len(self))):
             return self
+        if self.is_lazy:  # a store's subset points at the same shards: no frame is read
+            return self._with_utterances(self.features.take(index), index)
         rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]) \
             if len(index) else np.zeros(0, dtype=np.int64)
+        return self._with_utterances(self.features[rows], index)
+
+    def _with_utterances(self, features, index):
         return dataclasses.replace(
             self,
-            features=self.features[rows],
+            features=features,
             lengths=self.lengths[index],
             ids=self.ids[index],
             labels=self.labels[index],
@@ -143,9 +159,16 @@ class FeatureSet:
         sequences = [np.asarray(s, dtype=np.float32) for s in sequences]
         dim = len(feature_names)
         features = np.concatenate(sequences) if sequences else np.zeros((0, dim), np.float32)
+        return cls.from_arrays(features.reshape(-1, dim), [len(s) for s in sequences], ids, labels, speakers,
+                               feature_names, split, meta, source_ids, columns)
+
+    @classmethod
+    def from_arrays(cls, features, lengths, ids, labels, speakers, feature_names, split=None, meta=None,
+                    source_ids=None, columns=None):
+        """A feature set of concatenated ``features`` (an array, or a store's lazy frames) and metadata."""
         return cls(
-            features=features.reshape(-1, dim),
-            lengths=np.array([len(s) for s in sequences], dtype=np.int64),
+            features=features,
+            lengths=np.asarray(lengths, dtype=np.int64),
             ids=np.asarray(ids, dtype=str),
             labels=np.asarray(labels, dtype=str),
             speakers=np.asarray(speakers, dtype=str),
@@ -165,7 +188,7 @@ def concatenate(feature_sets):
     shared = [name for name in first.columns if all(name in fs.columns for fs in feature_sets)]
     return dataclasses.replace(
         first,
-        features=np.concatenate([fs.features for fs in feature_sets]),
+        features=np.concatenate([np.asarray(fs.features) for fs in feature_sets]),
         lengths=np.concatenate([fs.lengths for fs in feature_sets]),
         ids=np.concatenate([fs.ids for fs in feature_sets]),
         labels=np.concatenate([fs.labels for fs in feature_sets]),
@@ -281,7 +304,9 @@ def load_feature_set(path, padding="auto"):
     """
     path = Path(path)
     if path.is_dir():
-        raise InputError(f"feature file '{path}' is a folder; give the .npz (or X*.npy) file in it")
+        from serattn.features.store import load_store  # a sharded store: metadata now, frames when read
+
+        return load_store(path)
     if not path.is_file():
         raise InputError(f"feature file '{path}' does not exist")
     try:
@@ -321,9 +346,10 @@ def _strings(array, name, path):
     return array.astype(str)
 
 
-def _from_ragged_arrays(arrays, path):
-    _require(arrays, ["features", "lengths", "labels"], path)
-    features = np.asarray(arrays["features"])
+def _from_ragged_arrays(arrays, path, lazy_frames=None):
+    """The feature set of an .npz's arrays; a store passes its metadata arrays and ``lazy_frames``."""
+    _require(arrays, ["lengths", "labels"] if lazy_frames is not None else ["features", "lengths", "labels"], path)
+    features = np.asarray(arrays["features"]) if lazy_frames is None else lazy_frames
     lengths = np.asarray(arrays["lengths"])
     if features.ndim != 2:
         raise InputError(f"'features' in '{path}' must be 2-d (frames, D), got shape {features.shape}")
@@ -341,9 +367,12 @@ def _from_ragged_arrays(arrays, path):
     if not isinstance(version, int) or version > FEATURE_FILE_VERSION:
         raise InputError(f"feature file '{path}' has format version {version}, newer than this serattn reads "
                          f"({FEATURE_FILE_VERSION}); update serattn")
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_feature_set
-        frames = features.astype(np.float32, copy=False) if features.dtype.kind == "f" \
-            else _float_frames(features, path)
+    if lazy_frames is not None:
+        frames = lazy_frames
+    else:
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by check_feature_set
+            frames = features.astype(np.float32, copy=False) if features.dtype.kind == "f" \
+                else _float_frames(features, path)
     return FeatureSet(
         features=frames,
         lengths=lengths.astype(np.int64),
@@ -463,7 +492,7 @@ def check_feature_set(fs, source):
     if fs.feature_names.shape != (fs.dim,):
         raise InputError(f"'feature_names' in '{source}' has {fs.feature_names.size} names "
                          f"for {fs.dim} features")
-    if not np.all(np.isfinite(fs.features)):
+    if not fs.is_lazy and not np.all(np.isfinite(fs.features)):  # a store's shards are checked as written
         row = int(np.flatnonzero(~np.all(np.isfinite(fs.features), axis=1))[0])
         utterance = fs.ids[np.searchsorted(fs.offsets, row, side="right") - 1]
         raise InputError(f"'{source}' has NaN or infinite feature values (first in utterance "

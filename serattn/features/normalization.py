@@ -47,7 +47,10 @@ class Normalization:
             raise InputError(f"unknown normalization '{method}'; expected one of: {', '.join(NORMALIZATIONS)}")
         if method != "global":
             return cls(method)  # none needs nothing; speaker statistics come from each set applied to
-        mean, std = _mean_std(feature_set.originals().features)
+        originals = feature_set.originals()
+        if originals.is_lazy:  # a store: one pass over the utterances, read one at a time
+            return cls(method, *streaming_mean_std(originals))
+        mean, std = _mean_std(originals.features)
         return cls(method, mean, std)
 
     @property
@@ -58,6 +61,8 @@ class Normalization:
     def apply(self, feature_set):
         if self.method == "none":
             return feature_set
+        if feature_set.is_lazy:  # a store: scales travel with the pointers, applied as utterances are read
+            return self._apply_lazily(feature_set)
         if self.method == "global":
             features = feature_set.features - self.mean
             features /= self.std  # in place: one copy of the frames, not two
@@ -73,6 +78,18 @@ class Normalization:
             frames /= std
             features[rows] = frames
         return feature_set.with_features(features)
+
+    def _apply_lazily(self, feature_set):
+        if self.method == "global":
+            scaled = feature_set.features.scaled(self.mean[None], self.std[None], np.zeros(len(feature_set), np.int64))
+            return dataclasses.replace(feature_set, features=scaled)
+        statistics = list(speaker_statistics(feature_set.speakers, feature_set.is_copy,
+                                             lambda sources: streaming_mean_std(feature_set, sources)))
+        scale = np.zeros(len(feature_set), np.int64)
+        for k, (utterances, _) in enumerate(statistics):
+            scale[utterances] = k
+        means, stds = (np.stack([values[j] for _, values in statistics]) for j in (0, 1))
+        return dataclasses.replace(feature_set, features=feature_set.features.scaled(means, stds, scale))
 
     def row_transformer(self):
         """The global scaling as a scikit-learn step for a saved static pipeline, so that
@@ -142,6 +159,37 @@ def _mean_std(frames, chunk=1 << 16):
         squares += np.square(frames[start:start + chunk] - mean).sum(axis=0)
     std = np.sqrt(squares / max(len(frames), 1))
     std[std < STD_MIN] = 1.0  # a constant feature stays constant instead of dividing by zero
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def streaming_mean_std(feature_set, utterances=None):
+    """Mean and std per feature of the frames of ``utterances`` (default all), in one pass.
+
+    Each utterance's float64 sum and sum of squared deviations from its own mean are
+    merged into the running totals (Chan, Golub and LeVeque's pairwise update), so a
+    store is read once, one utterance at a time; the result equals :func:`_mean_std`
+    of the same frames in memory within float32 rounding.
+    """
+    from serattn.features.store import frame_chunks
+
+    count, mean, squares = 0, None, None
+    for frames in frame_chunks(feature_set, utterances):
+        frames = frames.astype(np.float64)
+        n = len(frames)
+        chunk_mean = frames.mean(axis=0)
+        chunk_squares = np.square(frames - chunk_mean).sum(axis=0)
+        if count == 0:
+            count, mean, squares = n, chunk_mean, chunk_squares
+            continue
+        delta = chunk_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        squares = squares + chunk_squares + np.square(delta) * (count * n / total)
+        count = total
+    if count == 0:
+        mean = squares = np.zeros(feature_set.dim)
+    std = np.sqrt(squares / max(count, 1))
+    std[std < STD_MIN] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
 
 

@@ -54,8 +54,14 @@ def inference_batches(sequences: Sequence[np.ndarray], batch_size: int, pad_to: 
                       utterance_inputs: Mapping[str, np.ndarray] | None = None
                       ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Length-sorted padded batches for prediction, with the indices they hold."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
+    order = np.argsort(sequence_lengths(sequences), kind="stable")
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         batch, mask = pad_batch([sequences[i] for i in index], pad_to, padding, pad_multiple)
         yield index, batch_inputs(batch, mask, utterance_inputs, index)
+
+
+def sequence_lengths(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,) frames per sequence; a store's sequences know them without reading frames."""
+    lengths = getattr(sequences, "lengths", None)
+    return np.asarray(lengths if lengths is not None else [len(s) for s in sequences])

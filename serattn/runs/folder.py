@@ -404,6 +404,11 @@ def write_attention(path, weights, z, ids, labels, speakers, split, padding_mass
 
 
 def file_sha256(path):
+    """SHA-256 of a file; of a feature store's index (which records its shards' hashes) for a store folder."""
+    if os.path.isdir(path):
+        from serattn.features.store import INDEX_FILE
+
+        path = os.path.join(path, INDEX_FILE)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

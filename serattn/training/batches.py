@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import serattn
-from serattn.features.padding import batch_inputs, inference_batches, pad_batch  # noqa: F401 (here since issue 25)
+from serattn.features.padding import batch_inputs, inference_batches, pad_batch, sequence_lengths  # noqa: F401 (here since issue 25)
 
 serattn.import_tensorflow()  # before any TensorFlow import: no start-up log lines
 
@@ -66,7 +66,7 @@ class EpochBatches:
         self.sequences = sequences
         self.targets = np.asarray(targets, dtype=np.int32)
         self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
-        self.lengths = np.array([len(s) for s in sequences])
+        self.lengths = sequence_lengths(sequences)  # a store's from its index: frames are read per batch
         self.batch_size = batch_size
         self.seed = seed
         self.bucketing = bucketing

@@ -37,6 +37,8 @@ CALIBRATION_FOLDS = 3
 
 # --- features --------------------------------------------------------------------------
 
+POOL_CHUNK = 1000  # utterances of a store pooled at once
+
 
 def utterance_features(feature_set, pool="none", source="data"):
     """One feature row per utterance, as static models need.
@@ -67,12 +69,12 @@ def utterance_features(feature_set, pool="none", source="data"):
                          f"{int(feature_set.lengths.max())} frames per utterance); static models need one "
                          f"row per utterance: extract with 'extract_features.py --level functionals', or "
                          f"pass --pool mean for the mean and std over frames")
-    starts = feature_set.offsets[:-1]
-    frames = feature_set.features.astype(np.float64)
-    counts = feature_set.lengths[:, None]
-    mean = np.add.reduceat(frames, starts, axis=0) / counts  # (N, D)
-    variance = np.add.reduceat(frames ** 2, starts, axis=0) / counts - mean ** 2
-    std = np.sqrt(np.maximum(variance, 0.0))  # (N, D)
+    if feature_set.is_lazy:  # a store: read POOL_CHUNK utterances at a time (the same sums as all at once)
+        pooled = [_mean_and_std(np.asarray(feature_set.features.take(index)), feature_set.lengths[index])
+                  for index in np.array_split(np.arange(len(feature_set)), -(-len(feature_set) // POOL_CHUNK))]
+        mean, std = (np.concatenate([part[j] for part in pooled]) for j in (0, 1))
+    else:
+        mean, std = _mean_and_std(feature_set.features, feature_set.lengths)
     names = [f"{name}_mean" for name in feature_set.feature_names] + \
             [f"{name}_std" for name in feature_set.feature_names]
     return FeatureSet.from_sequences(
@@ -81,6 +83,16 @@ def utterance_features(feature_set, pool="none", source="data"):
         source_ids=feature_set.source_ids, columns=feature_set.columns,
         meta={**feature_set.meta, "level": "functionals", "pooled_from": feature_set.meta.get("level", "lld"),
               "pool": "mean+std over frames"})
+
+
+def _mean_and_std(features, lengths):
+    """(N, D) mean and std over each utterance's frames of concatenated ``features``."""
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    frames = features.astype(np.float64)
+    counts = np.asarray(lengths)[:, None]
+    mean = np.add.reduceat(frames, starts, axis=0) / counts  # (N, D)
+    variance = np.add.reduceat(frames ** 2, starts, axis=0) / counts - mean ** 2
+    return mean, np.sqrt(np.maximum(variance, 0.0))  # (N, D) each
 
 
 # --- models ------------------------------------------------------------------------------
