@@ -206,6 +206,12 @@ class Run:
         """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order."""
         path = self.file(METRICS_FILE)
         metrics = _read_json(path)
+        if "dimensions" in metrics:  # a dimensional run (serattn.targets); a multi-task one has classes too
+            _require_keys(metrics, ("ccc", "dimensions"), path)
+            if not isinstance(metrics["dimensions"], dict) or not metrics["dimensions"]:
+                raise InputError(f"'dimensions' in '{path}' must map each dimension to its scores")
+            if "confusion" not in metrics:
+                return metrics
         _require_keys(metrics, ("ua", "wa", "classes", "per_class_recall", "confusion"), path)
         classes = [str(c) for c in metrics["classes"]]
         confusion = np.asarray(metrics["confusion"])
@@ -257,6 +263,19 @@ class Run:
                 except ValueError:
                     raise InputError(f"column '{name}' of '{path}' must hold probabilities") from None
         return columns
+
+    @property
+    def dimensions(self):
+        """The numeric targets the run predicts (arousal, valence...; empty for a categorical run)."""
+        from serattn.targets import dimensions
+
+        return dimensions(self.config.get("target") or ())
+
+    def refuse_dimensional(self, what):
+        """InputError for a dimensional or multi-task run where ``what`` handles categorical runs only."""
+        if self.dimensions:
+            raise InputError(f"'{self.path}' is a dimensional run (--target {','.join(self.config['target'])}); "
+                             f"{what} handles categorical runs only so far")
 
     def prediction_rows(self):
         """``predictions.csv`` as rows of text, each a dict keyed by the header (values as written)."""
