@@ -22,6 +22,7 @@ import train_static
 from serattn import config
 from serattn.api import load_data
 from serattn.experiment import Experiment
+from serattn.targets import dimensions
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs import folder as runs
 from serattn.search import report, space as spaces, study as studies
@@ -87,6 +88,9 @@ def parse_args(argv):
     trainer = TRAINER_SCRIPTS[space.trainer]
     base_spec, _ = trainer.experiment_spec(trainer_argv)
     base = Experiment.from_dict(base_spec)
+    if dimensions(base.model.target):
+        raise InputError(f"search.py optimizes validation UA; a dimensional --target {','.join(base.model.target)} "
+                         f"is not searchable yet")
     space.check(grid_parameters(space, base))
     if len(base.seeds) > 1 or base.output.resume or base.output.dask_scheduler:
         raise InputError("search.py runs each trial with one --seed, here (no --seeds, --resume or --dask-scheduler)")

@@ -83,6 +83,7 @@ class Recognizer:
             InputError: the run is incomplete, or (with ``audio``) not one for audio.
         """
         run = run if isinstance(run, Run) else open_run(run)
+        run.refuse_dimensional("a Recognizer (predict.py, export_model.py, the server)")
         feature_set, level = check_feature_settings(run) if audio else (run.feature_meta.get("feature_set"), "lld")
         config = run.config
         return cls(None, run.normalization(), run.classes,

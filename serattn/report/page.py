@@ -51,6 +51,7 @@ def build_report(run_dirs, out, options=ReportOptions(), data=None):
     runs, seen = [], set()
     for run_dir in run_dirs:
         run = open_run(run_dir)
+        run.refuse_dimensional("report.py")
         if run.path.resolve() in seen:
             raise InputError(f"run folder '{run_dir}' is given twice")
         seen.add(run.path.resolve())

@@ -67,6 +67,7 @@ def read_member(path):
             or are not probability rows.
     """
     run = open_run(path)
+    run.refuse_dimensional("ensemble.py")
     columns = run.predictions()
     source = run.file(PREDICTIONS_FILE)
     missing = [f"p_{c}" for c in run.classes if f"p_{c}" not in columns]

@@ -140,9 +140,9 @@ def target_values(feature_set: FeatureSet, dim: str, source=None) -> np.ndarray:
     where = f"'{source}'" if source else "the feature set"
     values = feature_set.column(dim, "--target", source)
     try:
-        numbers = np.array([float(v) for v in values], dtype=np.float64)
+        numbers = np.array([float(v) if str(v).strip() else np.nan for v in values], dtype=np.float64)
     except ValueError:
-        bad = next(v for v in values if not _is_number(v))
+        bad = next(v for v in values if str(v).strip() and not _is_number(v))
         raise InputError(f"--target {dim}: column '{dim}' of {where} is not numeric (e.g. '{bad}')") from None
     missing = int((~np.isfinite(numbers)).sum())
     if missing:
