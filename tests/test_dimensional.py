@@ -206,8 +206,28 @@ def test_compare_runs_refuses_to_mix_dimensional_and_categorical_runs(dimensiona
                    capsys)
 
 
+def test_an_ensemble_of_dimensional_runs_averages_their_values(dimensional_run, dimensional_file, tmp_path,
+                                                                 capsys):
+    other = tmp_path / "seed2"
+    train(["--data", dimensional_file, "--target", "arousal,valence", "--seed", "2", "--out", other, *TINY])
+    assert ensemble.main([str(dimensional_run), str(other), "--out", str(tmp_path / "ens")]) == 0
+    members = [{r["id"]: r for r in rows_of(run) if r["split"] == "test"} for run in (dimensional_run, other)]
+    rows = [r for r in rows_of(tmp_path / "ens") if r["split"] == "test"]
+    for row in rows:
+        mean = np.mean([float(m[row["id"]]["pred_arousal"]) for m in members])
+        assert float(row["pred_arousal"]) == pytest.approx(mean, abs=2e-6)
+    metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert metrics["ccc"] == pytest.approx(evaluate_value_rows(rows, ("arousal", "valence"))["ccc"], abs=1e-5)
+    assert len(metrics["member_test_ccc"]) == 2
+    assert compare_runs.main([str(dimensional_run), str(tmp_path / "ens")]) == 0  # an ensemble reads as a run
+    assert "CCC arousal" in capsys.readouterr().out
+    assert_refused(ensemble.main, [str(dimensional_run), str(make_fake_run(tmp_path)), "--out", str(tmp_path / "e2")],
+                   "cannot combine dimensional runs", tmp_path, capsys)
+    assert_refused(ensemble.main, [str(dimensional_run), str(other), "--method", "weighted", "--out",
+                                   str(tmp_path / "e3")], "--method mean", tmp_path, capsys)
+
+
 @pytest.mark.parametrize("main, argv", [
-    (ensemble.main, lambda run, tmp: [str(run), str(make_fake_run(tmp)), "--out", str(tmp / "ens")]),
     (export_model.main, lambda run, tmp: [str(run), "--format", "onnx", "--out", str(tmp / "onnx")]),
 ])
 def test_scripts_without_dimensional_support_refuse_with_one_line(main, argv, dimensional_run, tmp_path, capsys):
