@@ -31,7 +31,6 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     run = open_run(args.run_dir)
-    run.refuse_dimensional("export_model.py")
     export.check_exportable(run)
     export.check_out(args.out, args.overwrite)
     check = export.check_utterances(args.check) if args.check else None

@@ -234,11 +234,21 @@ def test_scripts_without_dimensional_support_refuse_with_one_line(main, argv, di
     assert_refused(main, argv(dimensional_run, tmp_path), "is a dimensional run", tmp_path, capsys)
 
 
-def test_predict_and_the_server_refuse_a_dimensional_run(dimensional_run):
+def test_a_recognizer_gives_the_values_of_a_dimensional_run(dimensional_run, dimensional_file):
     from serattn.deploy.recognizer import Recognizer
+    from serattn.features.feature_set import load_feature_set
 
-    with pytest.raises(InputError, match="is a dimensional run"):
-        Recognizer.from_run(dimensional_run)
+    recognizer = Recognizer.from_run(dimensional_run, audio=False)
+    test = load_feature_set(dimensional_file)
+    test = test.subset(test.split == "test")
+    predictions = recognizer.predict_frames(test.sequences(), test.ids, test.speakers)
+    assert predictions.dimensions == ("arousal", "valence") and predictions.values.shape == (len(test), 2)
+    saved = {r["id"]: r for r in rows_of(dimensional_run)}
+    for utterance, values in zip(predictions.ids, predictions.values):
+        assert values == pytest.approx([float(saved[utterance]["pred_arousal"]), float(saved[utterance]["pred_valence"])],
+                                       abs=1e-5)
+    with pytest.raises(InputError, match="predict whole files"):
+        recognizer.check_windowed()
 
 
 def test_speaker_bootstrap_and_paired_test_of_ccc():

@@ -65,6 +65,7 @@ def check_exportable(run):
     if model not in ("attention-lstm", "basic-lstm"):
         raise InputError(f"run '{run.path}' is a {model} run; export_model.py exports the Keras models of "
                          f"train_attention_lstm.py")
+    run.refuse_dimensional("export_model.py")  # its parity checks and metadata are those of class probabilities
     if not run.config.get("mask", True):
         raise InputError(f"run '{run.path}' was trained with --no-mask: its output depends on the padding to "
                          f"{run.config.get('max_length_used')} frames, which an exported graph of one utterance "

@@ -170,7 +170,8 @@ class Run:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises ValueError, TypeError... for what it cannot rebuild
             raise InputError(describe_keras_load_error(path, error)) from None
-        check_model_structure(model, path, len(self.classes))
+        target = self.config.get("target") or ("emotion",)  # a dimensional run's values follow its classes
+        check_model_structure(model, path, len(self.classes) * ("emotion" in target) + len(self.dimensions))
         serattn.silence_onednn_bool_note()
         return model
 
