@@ -274,3 +274,23 @@ def test_demo_dimensions_follow_the_cue_class_and_strength():
     assert dimensions_of("N", 0.5) == (-0.3, 0.0)
     arousal = {label: dimensions_of(label, 1.0)[0] for label in DIMENSIONS}
     assert arousal["A"] > arousal["E"] > arousal["P"] > 0 > arousal["R"] > arousal["N"]
+
+
+def test_search_maximizes_the_pooled_inner_ccc_of_a_dimensional_target(dimensional_file, tmp_path, capsys):
+    import search
+
+    space = tmp_path / "space.yaml"
+    space.write_text("trainer: attention-lstm\nparams:\n  learning-rate: {low: 0.001, high: 0.01, log: true}\n")
+    argv = ["--space", str(space), "--trials", "1", "--inner-cv", "kfold-speakers", "2", "--data",
+            str(dimensional_file), "--val-speakers", "0", "--target", "arousal", "--out", str(tmp_path / "s"), *TINY]
+    assert search.main(argv) == 0
+    with open(tmp_path / "s" / "search" / "trials.csv", newline="") as handle:
+        (trial,) = list(csv.DictReader(handle))
+    pooled = json.loads((tmp_path / "s" / "search" / "trial-0000" / "metrics.json").read_text())
+    assert float(trial["ccc"]) == pytest.approx(pooled["ccc"]) and "ccc_fold_01" in trial
+    record = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert record["objective"] == "ccc" and record["best_ccc"] == pytest.approx(pooled["ccc"])
+    for extra, message in ((["--objective", "ua"], "needs classes"), (["--objective", "ccc", "--target", "emotion"],
+                                                                        "needs a dimensional --target")):
+        assert_refused(search.main, argv[:-len(TINY) - 2] + ["--out", str(tmp_path / "s2"), *TINY, *extra], message,
+                       tmp_path / "s", capsys)
