@@ -92,7 +92,7 @@ def parse_args(argv):
     trainer = TRAINER_SCRIPTS[space.trainer]
     base_spec, _ = trainer.experiment_spec(trainer_argv)
     base = Experiment.from_dict(base_spec)
-    args.objective = check_objective(args.objective, base.model.target, args.nested)
+    args.objective = check_objective(args.objective, getattr(base.model, "target", ("emotion",)), args.nested)
     space.check(grid_parameters(space, base))
     if len(base.seeds) > 1 or base.output.resume or base.output.dask_scheduler:
         raise InputError("search.py runs each trial with one --seed, here (no --seeds, --resume or --dask-scheduler)")

@@ -294,3 +294,20 @@ def test_search_maximizes_the_pooled_inner_ccc_of_a_dimensional_target(dimension
                                                                         "needs a dimensional --target")):
         assert_refused(search.main, argv[:-len(TINY) - 2] + ["--out", str(tmp_path / "s2"), *TINY, *extra], message,
                        tmp_path / "s", capsys)
+
+
+def test_report_draws_true_against_predicted_with_speaker_intervals(dimensional_run, tmp_path, capsys):
+    import report
+    from serattn.report.dimensional import test_values
+    from serattn.runs.reading import open_run
+
+    out = tmp_path / "page.html"
+    assert report.main([str(dimensional_run), "--out", str(out), "--resamples", "200"]) == 0
+    html = out.read_text()
+    _, speakers, true, predicted = test_values(open_run(dimensional_run))
+    boot = stats.bootstrap_ccc(stats.speaker_value_sums(true, predicted, speakers, ("arousal", "valence")), 200)
+    estimate, low, high = boot["ccc"]["arousal"]
+    assert f"arousal</td><td>{estimate:.3f}</td><td>[{low:.3f}, {high:.3f}]" in html
+    assert html.count("data:image/png;base64,") == 1 and "Pearson r" in html
+    assert_refused(report.main, [str(dimensional_run), str(make_fake_run(tmp_path)), "--out", str(tmp_path / "p2.html")],
+                   "on their own", tmp_path, capsys)
