@@ -227,11 +227,22 @@ def test_an_ensemble_of_dimensional_runs_averages_their_values(dimensional_run, 
                                    str(tmp_path / "e3")], "--method mean", tmp_path, capsys)
 
 
-@pytest.mark.parametrize("main, argv", [
-    (export_model.main, lambda run, tmp: [str(run), "--format", "onnx", "--out", str(tmp / "onnx")]),
-])
-def test_scripts_without_dimensional_support_refuse_with_one_line(main, argv, dimensional_run, tmp_path, capsys):
-    assert_refused(main, argv(dimensional_run, tmp_path), "is a dimensional run", tmp_path, capsys)
+def test_the_onnx_export_gives_the_values_within_parity(dimensional_run, dimensional_file, tmp_path):
+    from serattn.deploy.export import load_exported
+    from serattn.deploy.recognizer import Recognizer
+    from serattn.features.feature_set import load_feature_set
+
+    out = tmp_path / "onnx"
+    assert export_model.main([str(dimensional_run), "--format", "onnx", "--out", str(out), "--check",
+                              str(dimensional_file)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["dimensions"] == ["arousal", "valence"] and "probabilities" not in card["outputs"]
+    assert card["parity"]["ok"] and card["parity"]["max_abs_diff_values"] <= card["parity"]["tolerance"]
+    data = load_feature_set(dimensional_file)
+    frames = data.sequences()[0]
+    _, attention, values = load_exported(out)(frames)
+    expected = Recognizer.from_run(dimensional_run, audio=False).predict_frames([frames])
+    assert values == pytest.approx(expected.values[0], abs=1e-4) and len(attention) == len(frames)
 
 
 def test_a_recognizer_gives_the_values_of_a_dimensional_run(dimensional_run, dimensional_file):
