@@ -22,7 +22,6 @@ from serattn.errors import InputError
 EMOTION = "emotion"  # the categorical target: the feature set's labels
 TARGET_LOSSES = ("ccc", "mse")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-VALUE_PREFIXES = ("true_", "pred_")  # predictions.csv columns of a dimension: true_arousal, pred_arousal
 
 
 def parse_targets(value) -> tuple[str, ...]:
@@ -42,10 +41,6 @@ def parse_targets(value) -> tuple[str, ...]:
 def dimensions(targets) -> tuple[str, ...]:
     """The numeric targets (every target but ``emotion``), in the order given."""
     return tuple(t for t in targets if t != EMOTION)
-
-
-def is_dimensional(targets) -> bool:
-    return bool(dimensions(targets))
 
 
 def parse_loss_weights(spec, targets) -> dict[str, float]:
@@ -111,11 +106,6 @@ def evaluate_values(true, predicted, dims) -> dict:
     return {"ccc": float(np.mean(cccs)) if cccs else None, "dimensions": scores, "n": int(len(true))}
 
 
-def value_columns(dims) -> list[str]:
-    """predictions.csv's columns of the dimensions: true_D, pred_D for each."""
-    return [f"{prefix}{dim}" for dim in dims for prefix in VALUE_PREFIXES]
-
-
 def dimensions_of_rows(rows) -> tuple[str, ...]:
     """The dimensions whose true_/pred_ columns a predictions.csv has (its first row's keys)."""
     keys = list(rows[0]) if rows else []
@@ -137,14 +127,6 @@ def format_values(metrics) -> str:
     parts = [f"{dim}: CCC {number(s['ccc'])} r {number(s['pearson'])} MSE {number(s['mse'], 4)}"
              for dim, s in metrics["dimensions"].items()]
     return f"mean CCC {number(metrics['ccc'])}  " + "  ".join(parts) + f"  (n={metrics.get('n', metrics.get('n_test'))})"
-
-
-def refuse_dimensional(config, source, script):
-    """InputError when the run of ``config`` (its config.json) predicts dimensions that ``script`` cannot handle."""
-    dims = dimensions(config.get("target") or (EMOTION,))
-    if dims:
-        raise InputError(f"{source}: a dimensional run (--target {','.join(config['target'])}); {script} handles "
-                         f"categorical runs only so far")
 
 
 def selection_weights(targets, loss_weights=None) -> dict[str, float]:

@@ -23,7 +23,7 @@ from serattn.training.distribute import build_from_local_batch, get_strategy, sp
 from serattn import silence_onednn_bool_note
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
-from serattn.models.targets import target_metrics
+from serattn.models.targets import TargetLoss, target_metrics
 from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
 from serattn.models.fused_lstm import fused_lstm_view
 from serattn.models.pooling import unmasked_lstm_view
@@ -74,8 +74,6 @@ def build_model(model_config, train_config, num_features, num_classes):
     num_outputs = num_classes if EMOTION in m.target else 0
     loss = None
     if dims:  # a regression head next to (or instead of) the softmax, serattn.models.targets
-        from serattn.models.targets import TargetLoss
-
         weights = parse_loss_weights(train_config.loss_weights, m.target)
         loss = TargetLoss(num_outputs, dims, [weights.get(EMOTION, 0.0), *(weights[d] for d in dims)],
                           train_config.target_loss, train_config.label_smoothing)
