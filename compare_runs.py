@@ -1,5 +1,9 @@
 """Compare saved runs: UA/WA per configuration (Table 1) and a confusion matrix (Table 2).
 
+Dimensional runs (--target arousal,valence) get a CCC table instead (CCC, Pearson r and MSE per
+dimension, speaker-bootstrap interval and paired speaker permutation test on the mean CCC);
+multi-task runs get both tables.
+
 Runs are grouped by config keys (--by), or by every key that differs between them
 (seeds, paths, data hashes, versions and commits excepted, so repeated seeds are
 what gets averaged). Numbers are percentages with one decimal, as in the paper. Runs
@@ -17,10 +21,10 @@ from pathlib import Path
 
 from serattn.analysis import statistics as stats
 from serattn.atomic import write_atomically
-from serattn.errors import ArgumentParser, run_main
-from serattn.report.tables import (TEST_SET_KEY, check_same_test_sets, confusion_table, describe,
+from serattn.errors import ArgumentParser, InputError, run_main
+from serattn.report.tables import (TEST_SET_KEY, check_dimensional, check_same_test_sets, confusion_table, describe,
                                    flatten_config, group_runs, grouping_keys, interval_columns, load_runs, render,
-                                   summary_table, summed_confusion, test_set_numbers)
+                                   summary_table, summed_confusion, test_set_numbers, value_summary_table)
 from serattn.runs.reading import open_run
 
 def parse_args(argv):
@@ -73,7 +77,12 @@ def main(argv=None):
         keys = [TEST_SET_KEY, *keys]
     groups = group_runs(runs, configs, keys)
     check_same_test_sets(groups)
-    tables = [summary_table(groups, keys, interval_columns(groups, args.resamples, args.seed))]
+    dims = check_dimensional(runs)
+    tables = [value_summary_table(groups, keys, dims, args.resamples, args.seed)] if dims else []
+    if not dims or all("confusion" in metrics for _, metrics in runs):  # categorical, or multi-task: UA too
+        tables.append(summary_table(groups, keys, interval_columns(groups, args.resamples, args.seed)))
+    elif args.confusion or args.confusion_group:
+        raise InputError("--confusion and --confusion-group need runs that predict classes; these are dimensional")
 
     # Table 2: confusion matrices, of one run or summed per group.
     if args.confusion:
@@ -81,7 +90,7 @@ def main(argv=None):
         metrics = run.metrics()
         tables.append(confusion_table(metrics["confusion"], metrics["classes"],
                                       f"Confusion matrix of {run.name} (test)"))
-    elif args.confusion_group or len(runs) == 1:
+    elif (args.confusion_group or len(runs) == 1) and not (dims and "confusion" not in runs[0][1]):
         for values, members in groups:
             confusion, classes = summed_confusion(members)
             name = members[0][0].name if len(members) == 1 else \

@@ -13,8 +13,9 @@ import numpy as np
 from serattn.training import fusion as ensemble
 from serattn.training import protocols
 from serattn.runs import folder as runs
-from serattn.errors import ArgumentParser, run_main
+from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.analysis.metrics import evaluate_predictions, format_report
+from serattn.targets import evaluate_values
 
 
 def parse_args(argv):
@@ -24,9 +25,10 @@ def parse_args(argv):
                         help="finished run folders (train_attention_lstm.py, train_static.py), all single-split "
                              "runs on the same test set or all cross-validation parents of the same --cv")
     combination = parser.add_argument_group("combination")
-    combination.add_argument("--method", default="weighted", choices=ensemble.METHODS,
+    combination.add_argument("--method", default=None, choices=ensemble.METHODS,
                              help="mean: average the probabilities; weighted: weights on a simplex grid that "
-                                  "maximize UA on the validation rows every run held out (default: %(default)s)")
+                                  "maximize UA on the validation rows every run held out (default: weighted; "
+                                  "dimensional runs: mean, their predicted values averaged)")
     combination.add_argument("--step", type=float, default=0.1,
                              help="weighted only: grid step of the weights, dividing 1 (default: %(default)s)")
     output = parser.add_argument_group("output")
@@ -47,6 +49,14 @@ def parse_args(argv):
                          f"write the ensemble elsewhere")
     ensemble.check_step(args.step)
     runs.check_output(args.out, args.overwrite)  # before reading the members
+    dimensional = [ensemble.is_dimensional(run_dir) for run_dir in args.run_dirs]
+    if any(dimensional) and not all(dimensional):
+        raise InputError("cannot combine dimensional runs (--target arousal,...) with categorical ones")
+    args.dimensional = all(dimensional)
+    if args.dimensional and args.method == "weighted":
+        raise InputError("--method weighted tunes UA; dimensional runs are combined with --method mean (their values "
+                         "averaged)")
+    args.method = args.method or ("mean" if args.dimensional else "weighted")
     return args
 
 
@@ -96,6 +106,34 @@ def write_combination(run, result, members, config):
     return metrics
 
 
+def write_value_combination(run, result, members, config):
+    """config.json, predictions.csv (val then test rows, true_D and pred_D) and metrics.json of dimensional runs
+    averaged."""
+    dims = result["dimensions"]
+    run.write_config({**config, "out": str(run), "target": list(dims), "weights": result["weights"].round(6)})
+    rows = []
+    for split in ("val", "test"):
+        part = result[split]
+        if part is None:
+            continue
+        for i, utterance in enumerate(part["ids"]):
+            row = {"id": utterance, "speaker": part["speakers"][i], "split": split}
+            for k, dim in enumerate(dims):
+                row.update({f"true_{dim}": f"{part['true'][i, k]:.6g}", f"pred_{dim}": f"{part['predicted'][i, k]:.6f}"})
+            rows.append(row)
+    run.write_prediction_rows(rows)
+    test = result["test"]
+    metrics = {"target": list(dims), **evaluate_values(test["true"], test["predicted"], dims)}
+    metrics["n_test"] = metrics.pop("n")
+    metrics["best_epoch"] = None
+    metrics["val_ccc"] = evaluate_values(result["val"]["true"], result["val"]["predicted"], dims)["ccc"] \
+        if result["val"] is not None else None
+    metrics["weights"] = result["weights"].round(6).tolist()
+    metrics["member_test_ccc"] = [evaluate_values(test["true"], p, dims)["ccc"] for p in test["member_predicted"]]
+    run.write_metrics(metrics)
+    return metrics
+
+
 def combine_folds(args, parents, folds):
     """Combine CV parents fold by fold; each fold's weights come from its own validation rows.
 
@@ -104,8 +142,12 @@ def combine_folds(args, parents, folds):
     """
     combined = []
     for fold in folds:
-        members = [ensemble.read_member(parent.path / fold) for parent in parents]
-        combined.append((fold, members, ensemble.combine_members(members, args.method, args.step)))
+        if args.dimensional:
+            members = [ensemble.read_value_member(parent.path / fold) for parent in parents]
+            combined.append((fold, members, ensemble.combine_value_members(members)))
+        else:
+            members = [ensemble.read_member(parent.path / fold) for parent in parents]
+            combined.append((fold, members, ensemble.combine_members(members, args.method, args.step)))
     return combined
 
 
@@ -115,20 +157,24 @@ def write_folds(args, parents, combined, run):
     for fold, members, result in combined:
         fold_run = runs.RunFolder(run.path / fold)
         fold_run.path.mkdir()
-        write_combination(fold_run, result, members, config_of(args, members, result["classes"]))
         fold_runs.append(fold_run)
         fold_weights.append(result["weights"].round(6).tolist())
+        if args.dimensional:
+            write_value_combination(fold_run, result, members, config_of(args, members, members[0].config.get("classes") or []))
+            continue
+        write_combination(fold_run, result, members, config_of(args, members, result["classes"]))
         if not args.quiet:
             val_rows = 0 if result["val"] is None else len(result["val"].ids)
             val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"
             print(f"{fold_run}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
                   f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
-    classes = ensemble.check_classes(parents)
+    classes = parents[0].config.get("classes") if args.dimensional else ensemble.check_classes(parents)
     metrics = protocols.write_pooled_run(run, fold_runs, classes)
     metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
     run.write_metrics(metrics)
+    target = {"target": list(parents[0].dimensions)} if args.dimensional else {}
     run.write_config({**config_of(args, parents, classes), "out": str(run),
-                      "folds": [fold for fold, _, _ in combined]})
+                      "folds": [fold for fold, _, _ in combined], **target})
     return metrics
 
 
@@ -136,14 +182,18 @@ def main(argv=None):
     args = parse_args(argv)
 
     # Members: every run checked before anything is written.
-    parents = [ensemble.read_member(path) for path in args.run_dirs]
+    read = ensemble.read_value_member if args.dimensional else ensemble.read_member
+    parents = [read(path) for path in args.run_dirs]
     ensemble.check_distinct(parents)
-    ensemble.check_classes(parents)
+    if not args.dimensional:
+        ensemble.check_classes(parents)
     folds = ensemble.cv_folds(parents)
 
     # Combine: weights from validation rows only, fold by fold for cross-validation parents.
     if folds:
         combined = combine_folds(args, parents, folds)
+    elif args.dimensional:
+        result = ensemble.combine_value_members(parents)
     else:
         result = ensemble.combine_members(parents, args.method, args.step)
 
@@ -154,6 +204,9 @@ def main(argv=None):
         if folds:
             metrics = write_folds(args, parents, combined, run)
             title = f"{out}: pooled test predictions of {len(folds)} folds, {args.method} of {len(parents)} runs"
+        elif args.dimensional:
+            metrics = write_value_combination(run, result, parents, config_of(args, parents, parents[0].config.get("classes") or []))
+            title = f"{out}: test set, mean of {len(parents)} dimensional runs"
         else:
             metrics = write_combination(run, result, parents, config_of(args, parents, result["classes"]))
             title = f"{out}: test set, {args.method} of {len(parents)} runs, weights " + \

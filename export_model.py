@@ -43,11 +43,14 @@ def main(argv=None):
         print(f"export_model.py: error: {error}; nothing was written", file=sys.stderr)
         return 1
     parity = card["parity"]
-    print(f"{args.out}: {args.format} export of '{run.path}' ({len(card['classes'])} classes, "
+    outputs = ", ".join(f"{name} {parity[f'max_abs_diff_{name}']:.2g}" for name in ("probabilities", "attention",
+                                                                                   "values")
+                        if f"max_abs_diff_{name}" in parity)
+    dims = f", values of {','.join(card['dimensions'])}" if card.get("dimensions") else ""
+    print(f"{args.out}: {args.format} export of '{run.path}' ({len(card['classes'])} classes{dims}, "
           f"{len(card['features']['names'])} features per frame, normalization {card['normalization']['method']}); "
           f"max difference to Keras on {parity['utterances']} utterances of {parity['lengths'][0]}-"
-          f"{parity['lengths'][-1]} frames: probabilities {parity['max_abs_diff_probabilities']:.2g}, "
-          f"attention {parity['max_abs_diff_attention']:.2g}")
+          f"{parity['lengths'][-1]} frames: {outputs}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """Predict emotion labels of new recordings with a saved run's model: whole files, timelines, live audio.
 
+A dimensional run (--target arousal,valence) prints its predicted values per file (whole files only).
+
     python predict.py results/demo data/demo/wav/spk00_0001.wav
     python predict.py results/emodb my_recordings/ --csv predictions.csv --attention-plot plots/
     python predict.py results/emodb long.wav --window 2.0 --hop 0.5 --smooth 3 --out timelines/
@@ -139,6 +141,11 @@ def main(argv=None):
     header = ["file", "predicted", *(f"p_{c}" for c in recognizer.classes)]
     rows = [[str(path), label, *(f"{p:.4f}" for p in probs)]
             for path, label, probs in zip(kept, predictions.labels, predictions.probabilities)]
+    if predictions.dimensions:  # a dimensional run's values (after the classes of a multi-task run)
+        classes = ["predicted", *(f"p_{c}" for c in predictions.classes)] if predictions.classes else []
+        header = ["file", *classes, *predictions.dimensions]
+        rows = [[row[0], *(row[1:] if predictions.classes else []), *(f"{v:.4f}" for v in values)]
+                for row, values in zip(rows, predictions.values)]
     print("\t".join(header))
     for row in rows:
         print("\t".join(row))
@@ -148,8 +155,9 @@ def main(argv=None):
     if args.attention_plot:
         from serattn.plots.figures import plot_utterance_attention, save_figure
         for path, weights, signal, label in zip(kept, predictions.attention, waveforms, predictions.labels):
+            what = f"predicted {label}" if label else "attention"
             figure = plot_utterance_attention(weights, recognizer.frame_rate, waveform=signal,
-                                              sample_rate=SAMPLE_RATE, title=f"{path.name}: predicted {label}")
+                                              sample_rate=SAMPLE_RATE, title=f"{path.name}: {what}")
             save_figure(figure, attention_plot_path(path, args.attention_plot))
     return 0
 

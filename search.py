@@ -22,6 +22,7 @@ import train_static
 from serattn import config
 from serattn.api import load_data
 from serattn.experiment import Experiment
+from serattn.targets import dimensions
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.runs import folder as runs
 from serattn.search import report, space as spaces, study as studies
@@ -51,6 +52,10 @@ def build_parser():
     search.add_argument("--nested", action="store_true",
                         help="the nested estimate: per fold of the trainer's --cv a search on its training speakers, "
                              "then one final run with the best values, tested on its test speakers and pooled")
+    search.add_argument("--objective", default="auto", choices=("auto", "ua", "ccc"),
+                        help="what the trials maximize, pooled over the inner folds: ua, or ccc (the mean CCC over "
+                             "the dimensions of --target arousal,...); auto: ccc for a dimensional --target, ua "
+                             "otherwise (default)")
     search.add_argument("--no-prune", dest="prune", action="store_false",
                         help="run every trial to its last fold (default: Optuna's median pruner on the mean fold UA)")
 
@@ -87,6 +92,7 @@ def parse_args(argv):
     trainer = TRAINER_SCRIPTS[space.trainer]
     base_spec, _ = trainer.experiment_spec(trainer_argv)
     base = Experiment.from_dict(base_spec)
+    args.objective = check_objective(args.objective, getattr(base.model, "target", ("emotion",)), args.nested)
     space.check(grid_parameters(space, base))
     if len(base.seeds) > 1 or base.output.resume or base.output.dask_scheduler:
         raise InputError("search.py runs each trial with one --seed, here (no --seeds, --resume or --dask-scheduler)")
@@ -111,6 +117,19 @@ def grid_parameters(space, base):
         return {}
     searched = next((p.choices for p in space.params if p.name == "model" and p.choices), None)
     return {model: STATIC_MODELS[model].tunable if model in STATIC_MODELS else () for model in (searched or (base.model.model,))}
+
+
+def check_objective(objective, target, nested):
+    """``ua`` or ``ccc``: the objective ``--objective`` names for ``--target``; InputError where it does not fit."""
+    dims = dimensions(target)
+    objective = ("ccc" if dims else "ua") if objective == "auto" else objective
+    if objective == "ccc" and not dims:
+        raise InputError("--objective ccc needs a dimensional --target (e.g. arousal,valence)")
+    if objective == "ua" and "emotion" not in target:
+        raise InputError(f"--objective ua needs classes; --target {','.join(target)} has none (use --objective ccc)")
+    if nested and dims:
+        raise InputError("--nested searches categorical runs only so far; search a dimensional --target without it")
+    return objective
 
 
 def load_search_data(base, inner_cv, nested):
@@ -174,6 +193,7 @@ def main(argv=None):
               "nested": args.nested, "inner_cv": list(inner_cv), "outer_cv": list(base.data.cv or []) or None,
               "study": args.study, "storage": studies.storage_name(args.storage), "search_speakers": which,
               "trials": args.trials, "timeout": args.timeout, "seed": base.seed, "prune": args.prune,
+              **({"objective": args.objective} if args.objective != "ua" else {}),
               "sampler": {"name": "TPE", "seed": base.seed,
                           "trial_seed": "trial N draws with numpy SeedSequence([seed, N]); see sampler_seeds"}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +204,7 @@ def main(argv=None):
         base=base_spec, space=space, data=data, classes=classes, data_files=data_files, inner_cv=inner_cv,
         storage=args.storage or f"sqlite:///{Path(args.out, 'study.db').resolve()}", study=args.study,
         trials=args.trials, timeout=args.timeout, folder=Path(args.out) / args.study, seed=base.seed,
-        heartbeat=args.heartbeat, prune=args.prune)
+        heartbeat=args.heartbeat, prune=args.prune, objective=args.objective)
     if args.nested:
         outer = []
         metrics, summary = studies.run_nested(job, data, Path(args.out) / report.NESTED_DIR, args.jobs,
@@ -201,9 +221,11 @@ def main(argv=None):
     else:
         study, workers = studies.run_search(job, args.jobs)
         result = report.write_study_report(study, job) | {"worker_pids": workers}
-        if "best_ua" not in result:
+        best = f"best_{args.objective}"
+        if best not in result:
             raise InputError(f"no trial of study '{args.study}' completed; see {job.folder / report.TRIALS_FILE}")
-        print(f"{args.out}: best pooled inner-CV UA {100 * result['best_ua']:.1f}% (trial {result['best_trial']}: "
+        score = f"UA {100 * result[best]:.1f}%" if args.objective == "ua" else f"CCC {result[best]:.3f}"
+        print(f"{args.out}: best pooled inner-CV {score} (trial {result['best_trial']}: "
               f"{', '.join(f'{k}={v}' for k, v in result['best_params'].items())}); train it with "
               f"{Path(trainer.__file__).name} --config {result['best_config']}", file=sys.stderr)
     report.write_search(args.out, {**record, "status": "finished", **result})

@@ -3,6 +3,7 @@
     python train_attention_lstm.py --data data/demo/features.npz --out results/demo
     python train_attention_lstm.py --train train.npz --test test.npz --activation relu --out results/relu
     python train_attention_lstm.py --data data/emodb_2s.npz --cv loso --seeds 1,2,3 --out results/emodb
+    python train_attention_lstm.py --data data/demo/features.npz --target arousal,valence --out results/demo-av
     python train_attention_lstm.py --resume results/demo          # continue an interrupted run
     python train_attention_lstm.py --recipe recipes/demo.yaml --epochs 5   # a recipe file, a flag on top
 """
@@ -19,6 +20,7 @@ from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.experiment import Experiment, merge, nest, read_recipe, saved_layer
 from serattn.poolings import pooling_names
 from serattn.runs import folder as runs
+from serattn.targets import TARGET_LOSSES
 
 TRAINER = "attention-lstm"
 
@@ -63,6 +65,10 @@ def build_parser():
                             "(default), each speaker's own statistics (needs --norm speaker; uses the test "
                             "speakers' unlabelled audio as --norm speaker does), or auto: speaker with --norm "
                             "speaker, batch otherwise")
+    model.add_argument("--target", default="emotion",
+                       help="what the head predicts: emotion (the classes; default), numeric manifest columns such as "
+                            "arousal,valence,dominance (a regression head, scored by CCC), or both, e.g. "
+                            "emotion,arousal,valence (multi-task)")
     model.add_argument("--no-mask", dest="mask", action="store_false",
                        help="published behaviour: pre-pad to --max-length and let attention see padding")
     model.add_argument("--max-length", type=int, default=None,
@@ -77,6 +83,11 @@ def build_parser():
     training.add_argument("--clipnorm", type=float, default=None, help="clip gradients to this norm")
     training.add_argument("--class-weight", default="balanced",
                           help="loss weight per class: balanced, none, or A=1.1,E=0.5,...")
+    training.add_argument("--target-loss", default="ccc", choices=TARGET_LOSSES,
+                          help="loss of the numeric targets: ccc (1 - CCC over the batch; default) or mse")
+    training.add_argument("--loss-weights", metavar="TARGET=W,...",
+                          help="each target's weight in the loss and in model selection, e.g. emotion=1,arousal=0.5 "
+                               "(default: 1 each; dimensional runs select the epoch of the best mean validation CCC)")
     training.add_argument("--pad-to-max", action="store_true",
                           help="pad every batch to --max-length instead of grouping by length")
     training.add_argument("--seed", type=int, default=1, help="seed of every random choice")

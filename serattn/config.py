@@ -24,6 +24,7 @@ from serattn.define import ACTIVATIONS, CALIBRATIONS, FRAME_POOLS, FUNCTIONALS_N
 from serattn.errors import InputError
 from serattn.poolings import check_pooling_choice, check_pooling_flags
 from serattn.static_models import STATIC_MODELS, static_model
+from serattn.targets import TARGET_LOSSES, parse_targets
 
 NORMALIZATIONS = ("global", "speaker", "none")
 CV_PROTOCOLS = ("loso", "kfold-speakers", "leave-one-group-out")
@@ -58,6 +59,7 @@ InputPadding = Literal["auto", "pre", "post"]
 Calibration = Literal["auto", "sigmoid", "isotonic"]
 FramePool = Literal["none", "mean"]
 ClassWeightWord = Literal["balanced", "none"]
+TargetLoss = Literal["ccc", "mse"]
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,14 @@ class ModelConfig:
     mask_count: int = 2
     input_noise: float = 0.0
     pooled_dropout: float = 0.0
+    # What the head predicts (serattn.targets): "emotion" (softmax over the classes), numeric manifest
+    # columns (a regression head: arousal, valence...), or both (multi-task).
+    target: tuple[str, ...] = ("emotion",)
 
     def check(self) -> "ModelConfig":
         _check_choice("model", self.model, LSTM_MODELS)
+        if parse_targets(self.target) != tuple(self.target):
+            raise InputError(f"--target: expected a tuple of target names, got {self.target!r}")
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("attention activation", self.attention_activation, ACTIVATIONS)
         for flag in ("units", "attention_units"):
@@ -179,6 +186,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # > 0: AdamW instead of Adam
     label_smoothing: float = 0.0
     lstm_kernel: LstmKernel = "auto"  # LSTM_KERNELS: fused (TensorFlow's BlockLSTM) where exact, else the Keras loop
+    target_loss: TargetLoss = "ccc"  # the loss of numeric targets: 1 - CCC over the batch, or the squared error
+    loss_weights: str | None = None  # emotion=1,arousal=0.5,...: each target's share of the loss (default 1 each)
 
     @property
     def pad_multiple(self) -> int:
@@ -199,6 +208,7 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("LSTM kernel", self.lstm_kernel, LSTM_KERNELS)
         parse_class_weight_spec(self.class_weight)
+        _check_choice("target loss", self.target_loss, TARGET_LOSSES)
         if self.jit_compile and self.strategy != "default":
             raise InputError(f"--jit-compile works with --strategy default only (Keras turns XLA off under "
                              f"tf.distribute), got --strategy {self.strategy}")

@@ -35,6 +35,7 @@ from serattn.config import (
 from serattn.errors import InputError
 from serattn.poolings import default_pooling, has_functionals, pooling_names
 from serattn.static_models import static_model
+from serattn.targets import EMOTION, parse_loss_weights, parse_targets
 
 TRAINERS = ("attention-lstm", "static")
 GROUPS = {  # trainer -> (model group, training group)
@@ -94,6 +95,10 @@ class Experiment:
             raise InputError("--resume continues one run folder; resume each seed's folder on its own")
         if not self.is_lstm:
             return self
+        targets = self.model.target
+        parse_loss_weights(self.training.loss_weights, targets)
+        if self.training.label_smoothing and EMOTION not in targets:
+            raise InputError("--label-smoothing smooths class targets; --target has no emotion")
         if self.model.functionals_norm == "speaker" and self.data.norm != "speaker":
             raise InputError(f"--functionals-norm speaker uses each speaker's statistics, as --norm speaker does; "
                              f"use it with --norm speaker, not --norm {self.data.norm}")
@@ -148,6 +153,7 @@ class Experiment:
             if model.get("functionals_norm") == "auto":  # normalized like the frames; config.json records which
                 speaker = data.norm == "speaker" and has_functionals(model["pooling"])
                 model["functionals_norm"] = "speaker" if speaker else "batch"
+            model["target"] = parse_targets(model.get("target"))
             model = _group(ModelConfig, model, "model")
             # the published model pre-padded every utterance to one length
             training = dataclasses.replace(training, pad_to_max=training.pad_to_max or not model.mask)

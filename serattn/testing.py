@@ -67,3 +67,20 @@ def add_copies(feature_set, factors=(0.9, 1.1)):
         meta={**feature_set.meta, "augment": {"speed": list(factors)}},
         source_ids=np.r_[feature_set.ids, sources],
         columns={name: np.tile(values, repeat + 1) for name, values in feature_set.columns.items()})
+
+
+def add_dimensions(feature_set, seed=0, noise=0.1):
+    """``feature_set`` with numeric ``arousal`` and ``valence`` columns that follow its classes.
+
+    Each class gets a fixed point in [-1, 1]^2, each utterance that point plus Gaussian
+    noise of ``noise`` (std), written as text the way manifest columns are.
+    """
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    classes = sorted(set(feature_set.labels))
+    points = {c: rng.uniform(-1, 1, size=2) for c in classes}
+    values = np.array([points[c] for c in feature_set.labels]) + rng.normal(0, noise, size=(len(feature_set), 2))
+    columns = {**feature_set.columns, "arousal": np.array([f"{v:.4f}" for v in values[:, 0]]),
+               "valence": np.array([f"{v:.4f}" for v in values[:, 1]])}
+    return dataclasses.replace(feature_set, columns=columns)

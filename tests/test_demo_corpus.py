@@ -32,8 +32,12 @@ def tiny_corpus(tmp_path_factory):
 def test_manifest_has_the_documented_columns_and_one_wav_per_row(tiny_corpus):
     manifest, rows = tiny_corpus
     assert manifest.read_text().splitlines()[0] == \
-        "path,speaker,label,split,duration_s,cue_start_s,cue_end_s"
+        "path,speaker,label,split,duration_s,cue_start_s,cue_end_s,arousal,valence"
     assert len(rows) == 30
+    for row in rows:  # the class's point scaled by a cue strength in 0.45-1.25 (demo_corpus.DIMENSIONS)
+        for value, base in zip((row["arousal"], row["valence"]), demo_corpus.DIMENSIONS[row["label"]]):
+            assert 0.45 * abs(base) - 5e-4 <= abs(float(value)) <= 1.25 * abs(base) + 5e-4
+            assert float(value) * base >= 0
     assert sorted(p.name for p in (manifest.parent / "wav").iterdir()) == \
         sorted(row["path"].removeprefix("wav/") for row in rows)
     for row in rows:
@@ -185,8 +189,13 @@ def test_script_writes_a_corpus_and_reports_it(tmp_path, capsys):
 
 
 def _corpus_sha256(folder):
-    """One hash of manifest.csv and every wav (name and bytes, in name order)."""
-    digest = hashlib.sha256((folder / "manifest.csv").read_bytes())
+    """One hash of manifest.csv and every wav (name and bytes, in name order).
+
+    Only the manifest's columns of commit 50f159a count: arousal and valence were added after them
+    (derived, no random draws), and everything before them must stay byte for byte."""
+    width = len(demo_corpus.CUE_COLUMNS)
+    lines = (folder / "manifest.csv").read_bytes().split(b"\r\n")
+    digest = hashlib.sha256(b"\r\n".join(b",".join(line.split(b",")[:width]) for line in lines))
     for path in sorted((folder / "wav").iterdir()):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()

@@ -93,6 +93,16 @@ def format_summary(metrics):
 def format_report(metrics, title):
     """What a training script prints at the end: the confusion table, the summary
     line, and for cross-validation the UA mean and std over folds."""
+    if "dimensions" in metrics:  # a dimensional run, or the numeric half of a multi-task one
+        from serattn.targets import format_values
+
+        lines = [title]
+        if "confusion" in metrics:
+            lines += [format_confusion(metrics), format_summary(metrics)]
+        lines.append(format_values(metrics))
+        if "ccc_fold_mean" in metrics:
+            lines.append(f"mean CCC over folds {metrics['ccc_fold_mean']:.3f} +- {metrics['ccc_fold_std']:.3f}")
+        return "\n".join(lines)
     lines = [format_confusion(metrics, title=title), format_summary(metrics)]
     if "ua_fold_mean" in metrics:
         lines.append(f"UA over folds {100 * metrics['ua_fold_mean']:.1f} +- {100 * metrics['ua_fold_std']:.1f}%")
@@ -102,3 +112,10 @@ def format_report(metrics, title):
         if dropped["total"]:
             lines.append(f"--label-map dropped {dropped['total']} {role} utterance(s)")
     return "\n".join(lines)
+
+
+def headline(metrics):
+    """The one score a progress line shows: test UA, or mean CCC for a dimensional run."""
+    if metrics.get("ua") is None and metrics.get("ccc") is not None:
+        return f"test CCC {metrics['ccc']:.3f}"
+    return "test UA -" if metrics.get("ua") is None else f"test UA {100 * metrics['ua']:.1f}%"

@@ -257,3 +257,102 @@ def format_p(p_value):
     if p_value is None or not np.isfinite(p_value):
         return "-"
     return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+# --- dimensional runs: CCC with speakers as the unit -------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeakerValueSums:
+    """Per speaker and dimension the sums the CCC needs: n, Σt, Σp, Σt², Σp², Σtp ((S, K, 6)).
+
+    CCC is a function of sums over utterances, so a speaker resample is a matrix product
+    of weights and these sums, as for the counts of UA.
+    """
+
+    speakers: tuple
+    dimensions: tuple
+    sums: np.ndarray
+
+
+def speaker_value_sums(true, predicted, speakers, dimensions):
+    """:class:`SpeakerValueSums` of (N, K) true and predicted values of ``speakers`` (N,)."""
+    true, predicted = np.asarray(true, float), np.asarray(predicted, float)
+    speakers = np.asarray(speakers, dtype=str)
+    order = tuple(sorted(set(speakers)))
+    sums = np.zeros((len(order), len(dimensions), 6))
+    for s, speaker in enumerate(order):
+        t, p = true[speakers == speaker], predicted[speakers == speaker]
+        sums[s] = np.stack([np.full(t.shape[1], len(t)), t.sum(0), p.sum(0), (t * t).sum(0), (p * p).sum(0),
+                            (t * p).sum(0)], axis=-1)
+    return SpeakerValueSums(order, tuple(dimensions), sums)
+
+
+def ccc_of_sums(sums):
+    """CCC of (..., K, 6) sums: (..., K); NaN where the values do not vary."""
+    n, t, p, tt, pp, tp = np.moveaxis(sums, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.maximum(n, 1)
+        mt, mp = t / n, p / n
+        denominator = tt / n - mt ** 2 + pp / n - mp ** 2 + (mt - mp) ** 2
+        return np.where(denominator > 0, 2 * (tp / n - mt * mp) / denominator, np.nan)
+
+
+def bootstrap_ccc(value_sums, resamples=RESAMPLES, confidence=CONFIDENCE, seed=SEED):
+    """Each dimension's CCC and their mean, with percentile intervals of a speaker bootstrap.
+
+    Returns:
+        dict with ``ccc`` (dimension -> ``(estimate, low, high)``), ``mean`` (the mean CCC over
+        dimensions, the same), ``speakers``, ``resamples``, ``confidence``.
+    """
+    ccc = ccc_of_sums(value_sums.sums.sum(0))  # (K,)
+    weights = speaker_resamples(len(value_sums.speakers), resamples, seed)  # (B, S)
+    boot = ccc_of_sums(np.einsum("bs,skf->bkf", weights, value_sums.sums))  # (B, K)
+    return {"ccc": {d: (float(ccc[k]), *_interval(boot[:, k], confidence)) for k, d in enumerate(value_sums.dimensions)},
+            "mean": (float(np.mean(ccc)), *_interval(boot.mean(1), confidence)),
+            "speakers": len(value_sums.speakers), "resamples": resamples, "confidence": confidence}
+
+
+def paired_ccc_test(first, second, resamples=RESAMPLES, confidence=CONFIDENCE, seed=SEED):
+    """Is the mean CCC of ``second`` different from that of ``first``? Speakers are the unit.
+
+    As :func:`paired_test`: each speaker's predictions are swapped between the runs at random
+    (exact over all 2^S swaps when few), and the interval of the difference is a paired
+    speaker bootstrap. Both runs must have scored the same utterances (same n, Σt, Σt²).
+
+    Returns:
+        dict with ``ccc_difference`` (second - first, ``(estimate, low, high)``), ``p_value``,
+        ``exact``, ``permutations`` and ``speakers``.
+    """
+    if first.dimensions != second.dimensions or first.speakers != second.speakers or \
+            not np.allclose(first.sums[..., [0, 1, 3]], second.sums[..., [0, 1, 3]]):
+        raise InputError("cannot compare dimensional runs scored on different test utterances or dimensions")
+    n_speakers = len(first.speakers)
+
+    def mean_ccc(sums):  # (..., S, K, 6) -> (...)
+        return ccc_of_sums(sums.sum(-3)).mean(-1)
+
+    observed = mean_ccc(second.sums) - mean_ccc(first.sums)
+    weights = speaker_resamples(n_speakers, resamples, seed)
+    boot = ccc_of_sums(np.einsum("bs,skf->bkf", weights, second.sums)).mean(1) - \
+        ccc_of_sums(np.einsum("bs,skf->bkf", weights, first.sums)).mean(1)
+    exact = 2 ** n_speakers <= max(resamples, EXACT_UP_TO)
+    if exact:
+        swap = (np.arange(2 ** n_speakers)[:, None] >> np.arange(n_speakers)) & 1
+    else:
+        swap = np.random.default_rng(seed + 1).integers(0, 2, size=(resamples, n_speakers))
+    swap = swap.astype(np.float64)[:, :, None, None]  # (B, S, 1, 1)
+    permuted = mean_ccc(second.sums * (1 - swap) + first.sums * swap) - \
+        mean_ccc(first.sums * (1 - swap) + second.sums * swap)
+    extreme = np.sum(np.abs(permuted) >= abs(observed) - 1e-12)
+    p_value = float(extreme / len(permuted)) if exact else float((extreme + 1) / (len(permuted) + 1))
+    return {"ccc_difference": (float(observed), *_interval(boot, confidence)), "p_value": p_value,
+            "exact": bool(exact), "permutations": int(len(swap)), "speakers": n_speakers}
+
+
+def compare_ccc_to_first(sums, resamples=RESAMPLES, confidence=CONFIDENCE, seed=SEED):
+    """:func:`paired_ccc_test` of every run in ``sums[1:]`` against ``sums[0]``, with Holm's ``p_holm``."""
+    tests = [paired_ccc_test(sums[0], other, resamples, confidence, seed) for other in sums[1:]]
+    for test, adjusted in zip(tests, holm([t["p_value"] for t in tests])):
+        test["p_holm"] = float(adjusted)
+    return tests

@@ -114,7 +114,16 @@ def inference_model(model):
     return twin
 
 
-def serving_module(model, normalization, dim):
+def split_outputs(output, num_classes):
+    """The serving outputs of one utterance's head output: probabilities, or with ``num_classes`` given (a
+    dimensional or multi-task run) ``values`` after the first ``num_classes`` columns (and ``probabilities``
+    when there are classes)."""
+    if num_classes is None:
+        return {"probabilities": output}
+    return {"values": output[num_classes:]} | ({"probabilities": output[:num_classes]} if num_classes else {})
+
+
+def serving_module(model, normalization, dim, num_classes=None):
     """A ``tf.Module`` whose ``serve`` maps raw frames to probabilities and attention.
 
     Args:
@@ -124,7 +133,8 @@ def serving_module(model, normalization, dim):
 
     Returns:
         The module; ``serve(frames (T, D)[, speaker_mean (D,), speaker_std (D,)][,
-        speaker_functionals (2, 9 * D)])`` -> ``{"probabilities": (C,), "attention": (T,)}``.
+        speaker_functionals (2, 9 * D)])`` -> ``{"probabilities": (C,), "attention": (T,)}``, and
+        ``"values": (K,)`` for a run with numeric targets (``num_classes``: its C, 0 without classes).
     """
     import tensorflow as tf
 
@@ -133,13 +143,13 @@ def serving_module(model, normalization, dim):
     module.model = twin  # tracked, so its variables are saved
     functionals = speaker_functionals_shape(model)
     if functionals:  # --functionals-norm speaker: one more input, after the frame statistics
-        return _serving_with_speaker_functionals(module, twin, normalization, dim, functionals)
+        return _serving_with_speaker_functionals(module, twin, normalization, dim, functionals, num_classes)
 
     def predict(normalized):
         batch = normalized[None]  # (1, T, D)
         mask = tf.ones(tf.shape(batch)[:2], tf.bool)  # (1, T)
         probabilities, attention, _ = twin({"features": batch, "mask": mask}, training=False)
-        return {"probabilities": probabilities[0], "attention": attention[0]}
+        return split_outputs(probabilities[0], num_classes) | {"attention": attention[0]}
 
     frames = tf.TensorSpec((None, dim), tf.float32, name="frames")
     if normalization.method == "global":
@@ -164,7 +174,7 @@ def speaker_functionals_shape(model):
     return tuple(inputs["speaker_functionals"].shape[1:]) if "speaker_functionals" in inputs else None
 
 
-def _serving_with_speaker_functionals(module, twin, normalization, dim, shape):
+def _serving_with_speaker_functionals(module, twin, normalization, dim, shape, num_classes=None):
     """``serve(frames, speaker_mean, speaker_std, speaker_functionals)`` (training enforces
     ``--norm speaker`` for these runs)."""
     import tensorflow as tf
@@ -178,7 +188,7 @@ def _serving_with_speaker_functionals(module, twin, normalization, dim, shape):
         mask = tf.ones(tf.shape(batch)[:2], tf.bool)
         probabilities, attention, _ = twin({"features": batch, "mask": mask,
                                             "speaker_functionals": speaker_functionals[None]}, training=False)
-        return {"probabilities": probabilities[0], "attention": attention[0]}
+        return split_outputs(probabilities[0], num_classes) | {"attention": attention[0]}
 
     module.serve = tf.function(serve, input_signature=[
         tf.TensorSpec((None, dim), tf.float32, name="frames"),
@@ -242,7 +252,8 @@ class ExportedModel:
         return self.card["format"]
 
     def __call__(self, frames, speaker_mean=None, speaker_std=None, speaker_functionals=None):
-        """``(probabilities (C,), attention (T,))`` of raw frames (T, D)."""
+        """``(probabilities (C,), attention (T,))`` of raw frames (T, D); a dimensional export adds its
+        ``values (K,)`` (and gives empty probabilities without classes)."""
         inputs = {"frames": np.asarray(frames, np.float32)}
         if "speaker_mean" in self.card["inputs"]:
             if speaker_mean is None or speaker_std is None:
@@ -254,6 +265,9 @@ class ExportedModel:
                 raise InputError(f"'{self.path}' normalizes functionals per speaker: give speaker_functionals")
             inputs["speaker_functionals"] = np.asarray(speaker_functionals, np.float32)
         outputs = self._run(inputs)
+        if "values" in self.card["outputs"]:
+            probabilities = np.asarray(outputs["probabilities"]) if "probabilities" in outputs else np.zeros(0)
+            return probabilities, np.asarray(outputs["attention"]), np.asarray(outputs["values"])
         return np.asarray(outputs["probabilities"]), np.asarray(outputs["attention"])
 
 
@@ -293,7 +307,7 @@ def load_exported(path):
 # --- parity with Keras ------------------------------------------------------------------
 
 
-def keras_outputs(model, normalization, utterances, speaker_stats=None):
+def keras_outputs(model, normalization, utterances, speaker_stats=None, targets=("emotion",), classes=()):
     """Keras float32 probabilities and attention of raw utterances, one at a time.
 
     Args:
@@ -303,8 +317,10 @@ def keras_outputs(model, normalization, utterances, speaker_stats=None):
             for a model with a ``speaker_functionals`` input).
         utterances: list of raw (T, D) frames.
 
+        targets, classes: the run's ``--target`` and classes: with numeric targets the values come third.
+
     Returns:
-        list of ``(probabilities (C,), attention (T,))``.
+        list of ``(probabilities (C,), attention (T,))``, or ``(..., values (K,))``.
     """
     if normalization.method == "global":
         normalized = [(frames - normalization.mean) / normalization.std for frames in utterances]
@@ -315,8 +331,10 @@ def keras_outputs(model, normalization, utterances, speaker_stats=None):
         normalized = list(utterances)
     extra = {} if speaker_stats is None or len(speaker_stats) < 3 else \
         {"speaker_functionals": np.repeat(np.asarray(speaker_stats[2], np.float32)[None], len(utterances), 0)}
-    predictions = Recognizer(model, normalization).predict_normalized(
+    predictions = Recognizer(model, normalization, classes, targets=targets).predict_normalized(
         [np.asarray(f, np.float32) for f in normalized], extra, batch_size=1, padded=False)
+    if predictions.values is not None:
+        return list(zip(predictions.probabilities, predictions.attention, predictions.values))
     return list(zip(predictions.probabilities, predictions.attention))
 
 
@@ -334,7 +352,11 @@ def compare(exported, reference, ids, lengths, fmt, tolerance=PARITY_TOLERANCE):
         utterance of each and ``ok`` (both within ``tolerance``).
     """
     report = {"format": fmt, "tolerance": tolerance, "utterances": len(ids), "lengths": sorted(set(map(int, lengths)))}
-    for k, name in enumerate(("probabilities", "attention")):
+    names = ("probabilities", "attention", "values")[:len(reference[0])]
+    if np.size(reference[0][0]) == 0:  # a purely dimensional run: no classes
+        names = ("attention", "values")
+    for name in names:
+        k = ("probabilities", "attention", "values").index(name)
         diffs = []
         for (got, expected) in zip((e[k] for e in exported), (r[k] for r in reference)):
             got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
@@ -342,7 +364,7 @@ def compare(exported, reference, ids, lengths, fmt, tolerance=PARITY_TOLERANCE):
         worst = int(np.argmax(diffs))
         report[f"max_abs_diff_{name}"] = diffs[worst]
         report[f"worst_{name}"] = {"id": str(ids[worst]), "frames": int(lengths[worst])}
-    report["ok"] = bool(max(report["max_abs_diff_probabilities"], report["max_abs_diff_attention"]) <= tolerance)
+    report["ok"] = bool(max(report[f"max_abs_diff_{name}"] for name in names) <= tolerance)
     return report
 
 
@@ -351,7 +373,9 @@ def check_parity(report):
     if report["ok"]:
         return
     problems = []
-    for name in ("probabilities", "attention"):
+    for name in ("probabilities", "attention", "values"):
+        if f"max_abs_diff_{name}" not in report:
+            continue
         diff, worst = report[f"max_abs_diff_{name}"], report[f"worst_{name}"]
         if diff > report["tolerance"]:
             problems.append(f"{name} differ by {diff:.3g} on utterance '{worst['id']}' ({worst['frames']} frames)")
@@ -381,9 +405,9 @@ def probe_utterances(normalization, dim, lengths=PROBE_LENGTHS, seed=0, function
 
 
 def parity_report(model, normalization, exported, fmt, ids, utterances, speaker_stats=None,
-                  tolerance=PARITY_TOLERANCE):
-    """:func:`compare` an export with Keras on the given raw utterances."""
-    reference = keras_outputs(model, normalization, utterances, speaker_stats)
+                  tolerance=PARITY_TOLERANCE, targets=("emotion",), classes=()):
+    """:func:`compare` an export with Keras on the given raw utterances (values too, with numeric ``targets``)."""
+    reference = keras_outputs(model, normalization, utterances, speaker_stats, targets, classes)
     names = ("speaker_mean", "speaker_std", "speaker_functionals")
     extra = {} if speaker_stats is None else dict(zip(names, speaker_stats))
     got = [exported(frames, **extra) for frames in utterances]
@@ -441,7 +465,9 @@ def export_run(run, fmt, out, overwrite=False, check=None):
     recognizer = Recognizer.from_run(run, audio=False)
     model, normalization = recognizer.model, recognizer.normalization
     dim = len(recognizer.feature_names)
-    module = serving_module(model, normalization, dim)
+    targets = recognizer.targets
+    num_classes = (len(recognizer.classes) if "emotion" in targets else 0) if run.dimensions else None
+    module = serving_module(model, normalization, dim, num_classes)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -452,7 +478,8 @@ def export_run(run, fmt, out, overwrite=False, check=None):
         ids, utterances, stats = probe_utterances(normalization, dim, functionals=speaker_functionals_shape(model))
         if check is not None:
             ids, utterances = ids + list(check[0]), utterances + list(check[1])
-        report = parity_report(model, normalization, load_exported(temporary), fmt, ids, utterances, stats)
+        report = parity_report(model, normalization, load_exported(temporary), fmt, ids, utterances, stats,
+                               targets=targets, classes=recognizer.classes)
         check_parity(report)
         card["parity"] = report
         (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
@@ -511,7 +538,7 @@ def model_card(run, fmt, normalization):
     }[normalization.method]
     metrics = run.metrics() if (run.path / "metrics.json").is_file() else {}
     packages = ["tensorflow", "keras", "numpy"] + {"onnx": ["tf2onnx", "onnx", "onnxruntime"]}.get(fmt, [])
-    return {
+    card = {
         "card_version": CARD_VERSION,
         "format": fmt,
         "file": "." if fmt == "savedmodel" else MODEL_FILES[fmt],
@@ -537,6 +564,17 @@ def model_card(run, fmt, normalization):
         "training_git_commit": run.config.get("git_commit"),
         "export_versions": {name: _version(name) for name in packages},
     }
+    dims = run.dimensions
+    if dims:  # a dimensional or multi-task run: its values, and its scores
+        card["outputs"]["values"] = {"shape": [len(dims)], "meaning": "predicted values, in 'dimensions' order"}
+        card["dimensions"] = list(dims)
+        card["target"] = list(run.config.get("target"))
+        if "emotion" not in card["target"]:
+            del card["outputs"]["probabilities"]
+            card["classes"] = []
+        card["metrics"].update({key: _builtin(metrics[key]) for key in ("ccc", "dimensions", "val_ccc")
+                                if key in metrics})
+    return card
 
 
 def _builtin(value):

@@ -24,6 +24,7 @@ from serattn.define import FRAME_RATE, SAMPLE_RATE
 from serattn.errors import InputError, file_kind
 from serattn.features import extraction as features
 from serattn.runs.folder import KERAS_MODEL_FILE, STATIC_MODEL_FILE
+from serattn.targets import EMOTION, dimensions
 from serattn.runs.reading import Run, open_run
 
 # Every format this soundfile reads (mp3 too, with libsndfile 1.1+), but RAW, which needs its rate given.
@@ -36,14 +37,18 @@ class Predictions:
     """What a recognizer says about N utterances."""
 
     ids: list[str]
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # () for a purely dimensional run
     probabilities: np.ndarray  # (N, C)
     attention: list[np.ndarray]  # N arrays (T_i,): weights over each utterance's own frames
     representations: np.ndarray  # (N, units): the attention representation z
+    dimensions: tuple[str, ...] = ()  # the numeric targets of a dimensional or multi-task run
+    values: np.ndarray | None = None  # (N, K): their predicted values
 
     @property
     def labels(self) -> np.ndarray:
-        """(N,) the most probable class of each utterance."""
+        """(N,) the most probable class of each utterance (empty strings without classes)."""
+        if not self.classes:
+            return np.full(len(self.ids), "")
         return np.asarray(self.classes)[self.probabilities.argmax(1)]
 
 
@@ -57,9 +62,12 @@ class Recognizer:
     def __init__(self, model, normalization, classes: Sequence[str] = (), *, feature_names: Sequence[str] = (),
                  feature_set: str | None = None, level: str = "lld", frame_rate: float = FRAME_RATE,
                  pad_to: int | None = None, padding: str = "post", functionals_norm: str = "batch",
-                 path: Path | None = None, load_model: Callable[[], object] | None = None):
-        """``model``: a ``keras.Model``, or None with ``load_model`` called once when it is needed."""
+                 path: Path | None = None, load_model: Callable[[], object] | None = None,
+                 targets: Sequence[str] = ("emotion",)):
+        """``model``: a ``keras.Model``, or None with ``load_model`` called once when it is needed;
+        ``targets``: the run's ``--target`` (numeric targets come after the classes in its output)."""
         self._model, self._load = model, load_model
+        self.targets = tuple(targets)
         self.normalization = normalization
         self.classes = tuple(classes)
         self.feature_names = list(feature_names)
@@ -89,7 +97,7 @@ class Recognizer:
                    feature_names=config.get("feature_names") or (), feature_set=feature_set, level=level,
                    frame_rate=run.frame_rate, pad_to=config.get("max_length_used"),
                    padding=config.get("padding", "post"), functionals_norm=config.get("functionals_norm", "batch"),
-                   path=run.path, load_model=run.load_keras_model)
+                   path=run.path, load_model=run.load_keras_model, targets=run.config.get("target") or ("emotion",))
 
     @property
     def model(self):
@@ -195,13 +203,23 @@ class Recognizer:
         pad_to, padding = (self.pad_to, self.padding) if padded else (None, "post")
         outputs = predict_with_attention(self.model, list(sequences), batch_size, pad_to, padding,
                                          utterance_inputs)
-        return Predictions(ids, self.classes, outputs["probabilities"], outputs["weights"], outputs["z"])
+        dims = dimensions(self.targets)
+        if not dims:
+            return Predictions(ids, self.classes, outputs["probabilities"], outputs["weights"], outputs["z"])
+        classes = self.classes if EMOTION in self.targets else ()
+        output = outputs["probabilities"]
+        return Predictions(ids, classes, output[:, :len(classes)], outputs["weights"], outputs["z"], dims,
+                           output[:, len(classes):])
 
     # --- windows and streams ----------------------------------------------------------------
 
     def check_windowed(self) -> None:
         """Raise InputError when the model needs its speaker's functional statistics, which
-        windows classified as they come cannot give."""
+        windows classified as they come cannot give; or when it predicts numeric targets (not windowed yet)."""
+        if dimensions(self.targets):
+            raise InputError(f"run '{self.path}' predicts {','.join(dimensions(self.targets))} (a dimensional run); "
+                             f"predict.py --window/--stream classify windows of categorical runs only so far: "
+                             f"predict whole files")
         if self.functionals_norm == "speaker":
             raise InputError(f"run '{self.path}' was trained with --functionals-norm speaker: its model needs the "
                              f"functional statistics of the speaker's utterances, which predict.py --window/--stream "

@@ -22,6 +22,9 @@ P      high, rising and oscillating pitch, breathy
 R      falling pitch, soft, creaky (jitter and period doubling), dark
 =====  ==========================================================================
 
+The manifest also has ``arousal`` and ``valence`` columns, each class's point (:data:`DIMENSIONS`)
+scaled by the utterance's cue strength, for dimensional runs (``--target arousal,valence``).
+
 For a controlled study, ``duration_s`` and ``cue_share`` fix the utterance length and
 the cue's share of it instead (see :func:`make_demo_corpus`).
 
@@ -47,7 +50,8 @@ from serattn.errors import InputError
 FAU_PROPORTIONS = {"A": 0.088, "E": 0.210, "N": 0.561, "P": 0.068, "R": 0.072}
 
 DEMO_WAV_NAME = re.compile(r"spk\d\d_\d{4,}\.wav")  # every wav the demo corpus writes
-MANIFEST_COLUMNS = ("path", "speaker", "label", "split", "duration_s", "cue_start_s", "cue_end_s")
+CUE_COLUMNS = ("path", "speaker", "label", "split", "duration_s", "cue_start_s", "cue_end_s")  # every version's
+MANIFEST_COLUMNS = (*CUE_COLUMNS, "arousal", "valence")  # dimensional targets, derived (DIMENSIONS), after the rest
 
 CUE_LENGTH_S = (0.3, 0.8)  # the cue lasts this long...
 CUE_MAX_FRACTION = 0.6  # ...but never more than this share of the utterance
@@ -58,6 +62,26 @@ MIN_DURATION_S = 0.2  # the shortest utterance the generator writes
 MIN_CUE_S = 0.19
 SETTINGS_NAME = "demo_corpus.json"  # sidecar with the generator's settings, beside manifest.csv
 GENERATOR = "serattn.features.demo_corpus"  # marks a sidecar as ours, so --overwrite may replace it
+
+# The demo corpus's dimensional targets (--target arousal,valence): each class's arousal and valence at
+# cue strength 1, scaled by the utterance's cue strength (0.45-1.25), so both follow the cue and nothing
+# else: a louder, faster, higher cue (A, E) is more aroused, a softer, lower one (N, R) less; P (high,
+# rising, breathy) is the pleasant one, A and R the unpleasant ones. Written with 3 decimals. They draw
+# nothing from the random stream: the wavs and the other columns are those of earlier versions.
+DIMENSIONS = {  # class -> (arousal, valence) at strength 1
+    "A": (1.0, -0.8),
+    "E": (0.6, -0.2),
+    "N": (-0.6, 0.0),
+    "P": (0.4, 0.8),
+    "R": (-0.3, -0.4),
+}
+
+
+def dimensions_of(label, strength):
+    """``(arousal, valence)`` of an utterance of class ``label`` whose cue has ``strength``: see DIMENSIONS."""
+    arousal, valence = DIMENSIONS[label]
+    return round(arousal * strength, 3) + 0.0, round(valence * strength, 3) + 0.0  # + 0.0: no "-0.000"
+
 
 # Cue of each class at strength 1, applied only inside the cue stretch:
 #   f0      pitch shift (log factor)       slope   pitch rise (+) or fall (-) across the cue
@@ -166,9 +190,10 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_COLUMNS)
         for row in rows:
+            arousal, valence = dimensions_of(row["label"], row["strength"])
             writer.writerow([row["path"], row["speaker"], row["label"], row["split"],
                              f"{row['duration_s']:.3f}", f"{row['cue_start_s']:.3f}",
-                             f"{row['cue_end_s']:.3f}"])
+                             f"{row['cue_end_s']:.3f}", f"{arousal:.3f}", f"{valence:.3f}"])
     settings = dict(generator=GENERATOR, seed=seed, utterances=n_utterances, speakers=n_speakers,
                     duration_s=list(duration_s or (min_duration_s, max_duration_s)),
                     duration_distribution="uniform" if duration_s else "beta(2, 3.4)",
@@ -233,7 +258,7 @@ def _check_arguments(out_dir, n_utterances, n_speakers, min_duration_s, max_dura
 def _remove_corpus(out_dir):
     """Delete a demo corpus's wavs and manifest.csv; refuse if anything else would go with them."""
     manifest, wav_dir = out_dir / "manifest.csv", out_dir / "wav"
-    is_demo_manifest = manifest.is_file() and manifest.read_text().startswith(",".join(MANIFEST_COLUMNS))
+    is_demo_manifest = manifest.is_file() and manifest.read_text().startswith(",".join(CUE_COLUMNS))
     if manifest.exists() and not is_demo_manifest:
         raise InputError(f"'{manifest}' is not a demo-corpus manifest; not replacing it: "
                          f"choose another output folder")

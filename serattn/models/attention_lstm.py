@@ -18,7 +18,7 @@ from keras import layers
 from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
-from serattn.models.layers import UniformWeights
+from serattn.models.layers import TargetHead, UniformWeights
 from serattn.models.pooling import (FUNCTIONALS, HEADS, HeadMean, MaskedFunctionals, SpeakerStandardize, attention_head,
                                     check_pooling)
 from serattn.poolings import BASIC_LSTM, POOLINGS, has_functionals, pooling_names
@@ -39,6 +39,7 @@ def build_attention_lstm(
     pooled_dropout=0.0,
     pool_inputs=False,
     functionals_norm="batch",
+    num_values=0,
 ):
     """Build the published attention LSTM (functional API, every layer named).
 
@@ -48,7 +49,7 @@ def build_attention_lstm(
 
     Args:
         num_features: D, features per frame (32 for IS09 LLD + deltas).
-        num_classes: size of the softmax output.
+        num_classes: size of the softmax output (0: none, a dimensional run).
         units: LSTM units (published: 60).
         activation: LSTM activation, ``"tanh"`` or ``"relu"`` (published: both).
         recurrent_dropout: dropout on the recurrent state (published: 0.5).
@@ -67,6 +68,9 @@ def build_attention_lstm(
         functionals_norm: how ``attention+functionals`` normalizes its functionals:
             ``"batch"`` (batch normalization) or ``"speaker"`` (with the speaker's
             statistics, a third input; see :func:`with_functionals`).
+        num_values: numeric targets (arousal, valence...) predicted next to the
+            classes by a linear head (:class:`~serattn.models.layers.TargetHead`); 0 builds
+            the categorical model.
 
     Returns:
         A ``keras.Model`` with inputs ``{"features", "mask"}`` (and
@@ -74,7 +78,7 @@ def build_attention_lstm(
         ``(batch, num_classes)`` probabilities.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout,
-                     attention_units, attention_activation)
+                     attention_units, attention_activation, num_values)
     features = keras.Input(shape=(None, num_features), name="features")
     mask = keras.Input(shape=(None,), dtype="bool", name="mask")
     inputs = {"features": features, "mask": mask} | functionals_inputs(num_features, functionals_norm, pooling)
@@ -98,12 +102,11 @@ def build_attention_lstm(
         representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
-    probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
-    return keras.Model(inputs, probabilities, name="attention_lstm")
+    return keras.Model(inputs, output_head(num_classes, num_values)(representation), name="attention_lstm")
 
 
 def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,
-                     pooling="mean", masked=True, functionals_norm="batch"):
+                     pooling="mean", masked=True, functionals_norm="batch", num_values=0):
     """The series' basic dynamic model: the same LSTM without attention.
 
     The utterance vector is the mean of the LSTM outputs over valid frames
@@ -113,7 +116,7 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     ablation of ``--pooling attention+functionals``: the same functionals of the input
     frames next to the mean instead of the attention.
     """
-    check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh")
+    check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh", num_values)
     if pooling not in pooling_names(BASIC_LSTM):
         raise InputError(f"unknown pooling '{pooling}'; expected one of: {', '.join(pooling_names(BASIC_LSTM))}")
     features = keras.Input(shape=(None, num_features), name="features")
@@ -124,8 +127,14 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     representation = HEADS[pooling](outputs, outputs, mask)  # (batch, units)
     if POOLINGS[pooling].functionals:
         representation = with_functionals(representation, features, mask, inputs.get("speaker_functionals"))
-    probabilities = layers.Dense(num_classes, activation="softmax", name="output")(representation)
-    return keras.Model(inputs, probabilities, name="basic_lstm")
+    return keras.Model(inputs, output_head(num_classes, num_values)(representation), name="basic_lstm")
+
+
+def output_head(num_classes, num_values=0):
+    """The layer ``output``: the published softmax, or with numeric targets a :class:`TargetHead`."""
+    if not num_values:
+        return layers.Dense(num_classes, activation="softmax", name="output")
+    return TargetHead(num_classes, num_values, name="output")
 
 
 def functionals_inputs(num_features, functionals_norm, pooling):
@@ -185,12 +194,12 @@ def build_analysis_model(model):
 
 
 def check_model_args(num_features, num_classes, units, activation, recurrent_dropout,
-                     attention_units, attention_activation):
+                     attention_units, attention_activation, num_values=0):
     for name, value in [("number of features", num_features), ("units", units),
                         ("attention units", attention_units)]:
         if int(value) != value or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}")
-    if num_classes < 2:
+    if num_classes < 2 and not (num_values and num_classes == 0):
         raise InputError(f"need at least 2 classes to train a classifier, got {num_classes}")
     for name, value in [("activation", activation), ("attention activation", attention_activation)]:
         if value not in ACTIVATIONS:

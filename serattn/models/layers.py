@@ -123,3 +123,39 @@ class UnweightedAverageRecall(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class TargetHead(layers.Layer):
+    """The head of a dimensional or multi-task run, as one layer named ``output``.
+
+    Class probabilities (a softmax over ``num_classes``; none when 0) next to
+    ``num_values`` linear outputs (arousal, valence...): (batch, num_classes + num_values).
+    One output tensor keeps every consumer of ``model.output`` (the training views, the
+    analysis model, inference) as it is for the categorical model; the loss and the
+    metrics split the columns (:mod:`serattn.models.targets`).
+    """
+
+    def __init__(self, num_classes, num_values, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.num_values = num_values
+        self.classes = layers.Dense(num_classes, activation="softmax", name="classes") if num_classes else None
+        self.values = layers.Dense(num_values, name="values")
+
+    def build(self, input_shape):
+        if self.classes is not None:
+            self.classes.build(input_shape)
+        self.values.build(input_shape)
+
+    def call(self, representation):
+        values = self.values(representation)
+        if self.classes is None:
+            return values
+        return ops.concatenate([self.classes(representation), ops.cast(values, self.classes.compute_dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.num_classes + self.num_values)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "num_values": self.num_values}

@@ -184,3 +184,27 @@ def plot_corpus_counts(table, speakers, classes):
     ax.legend(fontsize=FONT_SIZE - 2, ncol=min(len(classes), 7), loc="upper center",
               bbox_to_anchor=(0.5, -0.18 if len(speakers) <= 12 else -0.3), frameon=False)
     return figure
+
+
+def plot_value_scatter(true, predicted, dimensions, titles):
+    """True against predicted values of a dimensional run, one panel per dimension, with the identity line.
+
+    Args:
+        true, predicted: (N, K) values.
+        dimensions: the K names.
+        titles: a title per panel (its CCC and interval).
+    """
+    true, predicted = np.asarray(true, float), np.asarray(predicted, float)
+    figure = Figure(figsize=(4.2 * len(dimensions), 4.2))
+    axes = figure.subplots(1, len(dimensions), squeeze=False)[0]
+    for k, (ax, name, title) in enumerate(zip(axes, dimensions, titles)):
+        ax.scatter(true[:, k], predicted[:, k], s=8, alpha=0.5, color="#35a", edgecolors="none")
+        low = float(min(true[:, k].min(), predicted[:, k].min()))
+        high = float(max(true[:, k].max(), predicted[:, k].max()))
+        ax.plot([low, high], [low, high], color="#999", linewidth=1, linestyle="--")
+        ax.set_xlabel(f"true {name}", fontsize=FONT_SIZE)
+        ax.set_ylabel(f"predicted {name}", fontsize=FONT_SIZE)
+        ax.set_title(title, fontsize=FONT_SIZE)
+        ax.set_aspect("equal", adjustable="datalim")
+    figure.tight_layout()
+    return figure

@@ -55,6 +55,15 @@ def build_report(run_dirs, out, options=ReportOptions(), data=None):
             raise InputError(f"run folder '{run_dir}' is given twice")
         seen.add(run.path.resolve())
         runs.append(run)
+    if any(run.dimensions for run in runs):  # scatter plots and CCC, serattn.report.dimensional
+        from serattn.report.dimensional import dimensional_page
+
+        if not all(run.dimensions for run in runs) or data is not None:
+            raise InputError("report.py shows dimensional runs (--target arousal,...) on their own: no categorical "
+                             "runs and no --data beside them")
+        generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return dimensional_page(runs, options, lambda text, **values: environment().from_string(text).render(
+            generator=GENERATOR, generated=generated, **values))
     predictions = [run_sections.test_predictions(run) for run in runs]
     if len(runs) > 1:
         compare.check_comparable(runs, predictions)

@@ -49,9 +49,9 @@ TEST_SET_KEY = "test set"
 
 
 def test_set_of(run: Run, metrics: dict):
-    """What a run was scored on: its classes and the ids of its test utterances."""
+    """What a run was scored on: its classes (or dimensions) and the ids of its test utterances."""
     ids = frozenset(row["id"] for row in run.prediction_rows() if row["split"] == "test")
-    return tuple(metrics["classes"]), ids
+    return tuple(metrics.get("classes") or metrics.get("dimensions") or ()), ids
 
 
 def test_set_numbers(runs: Sequence[tuple[Run, dict]]) -> list[int]:
@@ -266,3 +266,79 @@ def render(tables: Sequence[Table], fmt: str) -> str:
             lines = [title, line(header)] + [line(row) for row in rows]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+# --- dimensional runs ------------------------------------------------------------------------
+
+VALUE_INTERVAL_HEADER = ("CCC 95% CI", "ΔCCC vs first", "p", "p (Holm)")
+
+
+def check_dimensional(runs: Sequence[tuple[Run, dict]]) -> tuple[str, ...]:
+    """The dimensions all ``runs`` predict; () when none is dimensional. InputError for a mix."""
+    dims = {tuple(run.dimensions) for run, _ in runs}
+    if dims == {()}:
+        return ()
+    if len(dims) > 1:
+        listed = " vs ".join(",".join(d) or "emotion only" for d in sorted(dims))
+        raise InputError(f"cannot compare runs of different targets ({listed}); compare each target's runs apart")
+    return dims.pop()
+
+
+def value_sums_of(members: Sequence[tuple[Run, dict]], dims: Sequence[str]):
+    """:class:`~serattn.analysis.statistics.SpeakerValueSums` of a group's test predictions, its runs'
+    (seeds') predictions averaged utterance by utterance (the CCC of the seed-mean prediction)."""
+    tables = []
+    for run, _ in members:
+        rows = sorted((r for r in run.prediction_rows() if r["split"] == "test"), key=lambda r: r["id"])
+        tables.append(rows)
+    first = tables[0]
+    true = np.array([[float(r[f"true_{d}"]) for d in dims] for r in first])
+    predicted = np.mean([[[float(r[f"pred_{d}"]) for d in dims] for r in rows] for rows in tables], axis=0)
+    return stats.speaker_value_sums(true, predicted, [r["speaker"] for r in first], dims)
+
+
+def value_summary_table(groups: Groups, keys: Sequence[str], dims: Sequence[str],
+                        resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> Table:
+    """Per group: n runs, seeds, mean CCC and each dimension's CCC, Pearson r and MSE (mean ± std
+    over runs), the speaker-bootstrap interval of the mean CCC and the paired speaker permutation
+    test of its difference to the first group (Holm-adjusted)."""
+    def spread(values, digits=3):
+        values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+        if not len(values):
+            return "-"
+        return f"{values[0]:.{digits}f}" if len(values) == 1 else \
+            f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+    sums = [value_sums_of(members, dims) for _, members in groups]
+    first_set = test_set_of(*groups[0][1][0])
+    comparable = [i for i, (_, members) in enumerate(groups) if i and test_set_of(*members[0]) == first_set]
+    tests = dict(zip(comparable, stats.compare_ccc_to_first([sums[0]] + [sums[i] for i in comparable],
+                                                            resamples, seed=seed)))
+    header = list(keys) + ["n", "seeds", "CCC"] + [f"{name} {d}" for d in dims for name in ("CCC", "r", "MSE")] + \
+        list(VALUE_INTERVAL_HEADER)
+    rows = []
+    for index, (values, members) in enumerate(groups):
+        metrics = [m for _, m in members]
+        boot = stats.bootstrap_ccc(sums[index], resamples, seed=seed)["mean"]
+        cells = [show_value(v) for v in values] + [str(len(members)),
+                                                   ",".join(show_value(run.config.get("seed")) for run, _ in members),
+                                                   spread([m["ccc"] for m in metrics])]
+        for d in dims:
+            cells += [spread([m["dimensions"][d]["ccc"] for m in metrics]),
+                      spread([m["dimensions"][d]["pearson"] for m in metrics]),
+                      spread([m["dimensions"][d]["mse"] for m in metrics], 4)]
+        cells.append(f"[{boot[1]:.3f}, {boot[2]:.3f}]")
+        test = tests.get(index)
+        if test is None:
+            cells += ["first" if index == 0 else "-", "-", "-"]
+        else:
+            difference, low, high = test["ccc_difference"]
+            cells += [f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]", stats.format_p(test["p_value"]),
+                      stats.format_p(test["p_holm"])]
+        rows.append(cells)
+    if not keys:
+        header, rows = ["runs"] + header, [["all"] + row for row in rows]
+    title = ("Concordance correlation (CCC) on the test set (95% CI: speaker bootstrap of the CCC of the group's "
+             "seed-mean predictions; ΔCCC and p: paired speaker permutation test against the first group, "
+             "Holm-adjusted)")
+    return title, header, rows

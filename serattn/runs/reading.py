@@ -170,7 +170,8 @@ class Run:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises ValueError, TypeError... for what it cannot rebuild
             raise InputError(describe_keras_load_error(path, error)) from None
-        check_model_structure(model, path, len(self.classes))
+        target = self.config.get("target") or ("emotion",)  # a dimensional run's values follow its classes
+        check_model_structure(model, path, len(self.classes) * ("emotion" in target) + len(self.dimensions))
         serattn.silence_onednn_bool_note()
         return model
 
@@ -206,6 +207,12 @@ class Run:
         """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order."""
         path = self.file(METRICS_FILE)
         metrics = _read_json(path)
+        if "dimensions" in metrics:  # a dimensional run (serattn.targets); a multi-task one has classes too
+            _require_keys(metrics, ("ccc", "dimensions"), path)
+            if not isinstance(metrics["dimensions"], dict) or not metrics["dimensions"]:
+                raise InputError(f"'dimensions' in '{path}' must map each dimension to its scores")
+            if "confusion" not in metrics:
+                return metrics
         _require_keys(metrics, ("ua", "wa", "classes", "per_class_recall", "confusion"), path)
         classes = [str(c) for c in metrics["classes"]]
         confusion = np.asarray(metrics["confusion"])
@@ -257,6 +264,19 @@ class Run:
                 except ValueError:
                     raise InputError(f"column '{name}' of '{path}' must hold probabilities") from None
         return columns
+
+    @property
+    def dimensions(self):
+        """The numeric targets the run predicts (arousal, valence...; empty for a categorical run)."""
+        from serattn.targets import dimensions
+
+        return dimensions(self.config.get("target") or ())
+
+    def refuse_dimensional(self, what):
+        """InputError for a dimensional or multi-task run where ``what`` handles categorical runs only."""
+        if self.dimensions:
+            raise InputError(f"'{self.path}' is a dimensional run (--target {','.join(self.config['target'])}); "
+                             f"{what} handles categorical runs only so far")
 
     def prediction_rows(self):
         """``predictions.csv`` as rows of text, each a dict keyed by the header (values as written)."""

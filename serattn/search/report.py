@@ -25,19 +25,19 @@ FIGURES = {  # file name -> Optuna's matplotlib plot
 }
 
 
-def trial_rows(study):
+def trial_rows(study, objective="ua"):
     """One row per trial: number, state, pooled UA, UA per fold, params, seconds, run folder, host, error."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
-    folds = max((len(t.user_attrs.get("fold_ua", [])) for t in trials), default=0)
+    folds = max((len(t.user_attrs.get(f"fold_{objective}", [])) for t in trials), default=0)
     rows = []
     for t in trials:
-        fold_ua = t.user_attrs.get("fold_ua", [])
+        fold_ua = t.user_attrs.get(f"fold_{objective}", [])
         seconds = t.user_attrs.get("seconds")
         if seconds is None and t.datetime_start and t.datetime_complete:
             seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
-        rows.append({"trial": t.number, "state": t.state.name.lower(), "ua": t.value,
-                     **{f"ua_fold_{k:02d}": fold_ua[k] if k < len(fold_ua) else None for k in range(folds)},
+        rows.append({"trial": t.number, "state": t.state.name.lower(), objective: t.value,
+                     **{f"{objective}_fold_{k:02d}": fold_ua[k] if k < len(fold_ua) else None for k in range(folds)},
                      **{name: t.params.get(name) for name in names},
                      "seconds": seconds, "run": t.user_attrs.get("run"), "host": t.user_attrs.get("host"),
                      "pid": t.user_attrs.get("pid"), "sampler_seed": t.user_attrs.get("sampler_seed"),
@@ -52,7 +52,8 @@ def write_study_report(study, job):
         The study's summary for search.json.
     """
     folder = job.folder
-    rows = trial_rows(study)
+    objective = getattr(job, "objective", "ua")
+    rows = trial_rows(study, objective)
     if rows:
         runs.write_csv_rows(folder / TRIALS_FILE, rows)
     states = {}
@@ -72,9 +73,9 @@ def write_study_report(study, job):
         flags.pop("out")
         runs.write_json(folder / BEST_DIR / runs.CONFIG_FILE, {
             "run_format": runs.RUN_FORMAT, **flags,
-            "search": {"study": study.study_name, "trial": best.number, "ua": best.value, "params": best.params,
+            "search": {"study": study.study_name, "trial": best.number, objective: best.value, "params": best.params,
                        "inner_cv": list(job.inner_cv), "run": best.user_attrs.get("run")}})
-        summary.update(best_trial=best.number, best_ua=best.value, best_params=best.params,
+        summary.update(best_trial=best.number, **{f"best_{objective}": best.value}, best_params=best.params,
                        best_run=best.user_attrs.get("run"), best_config=str(folder / BEST_DIR / runs.CONFIG_FILE))
     summary["figures"] = write_figures(study, folder / runs.FIGURES_DIR)
     return summary

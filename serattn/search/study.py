@@ -70,6 +70,7 @@ class SearchJob:
     seed: int
     heartbeat: int = 60
     prune: bool = True
+    objective: str = "ua"  # what trials maximize, pooled over the inner folds: "ua", or "ccc" for dimensional targets
 
     def base_experiment(self) -> Experiment:
         """The command's own experiment (its trainer flags, nothing searched)."""
@@ -202,7 +203,7 @@ def finished_trials(study):
 
 
 def run_trial(job, trial):
-    """The objective: pooled UA of the inner speaker folds of the search speakers.
+    """The objective: pooled UA (or mean CCC, ``job.objective``) of the inner speaker folds of the search speakers.
 
     After each fold the mean fold UA so far is reported; the pruner may stop the trial
     there (its folder is then removed).
@@ -219,14 +220,15 @@ def run_trial(job, trial):
         trial.set_user_attr("error", str(error))
         raise optuna.TrialPruned(str(error)) from None
     parent, folds, tasks = protocols.start_cross_validation(experiment, job.data, job.classes, job.data_files)
-    fold_ua = []
+    fold_scores = []
     try:
         for task in tasks:
-            fold_ua.append(float(task()["ua"]))
-            trial.set_user_attr("fold_ua", fold_ua)
-            trial.report(float(np.mean(fold_ua)), step=len(fold_ua) - 1)
+            fold_scores.append(float(task()[job.objective]))
+            trial.set_user_attr(f"fold_{job.objective}", fold_scores)
+            trial.report(float(np.mean(fold_scores)), step=len(fold_scores) - 1)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"mean UA of {len(fold_ua)} folds below the median of earlier trials")
+                raise optuna.TrialPruned(f"mean {job.objective.upper()} of {len(fold_scores)} folds below the median "
+                                         f"of earlier trials")
         metrics = protocols.write_pooled_run(parent, folds, job.classes)
     except BaseException:
         parent.remove()
@@ -234,7 +236,7 @@ def run_trial(job, trial):
     parent.mark_complete()
     trial.set_user_attr("run", str(out))
     trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
-    return metrics["ua"]
+    return metrics[job.objective]
 
 
 def run_worker(job, threads=None, parent=None):

@@ -49,7 +49,8 @@ class EpochBatches:
 
     Args:
         sequences: list of (T_i, D) float32 arrays.
-        targets: (N,) int class indices.
+        targets: (N,) int class indices, or (N, 1 + K) float: the class index and K
+            numeric targets (dimensional and multi-task runs, :mod:`serattn.models.targets`).
         sample_weights: (N,) float loss weights (class weighting).
         batch_size: utterances per batch.
         seed: base seed of the per-epoch shuffles.
@@ -64,7 +65,7 @@ class EpochBatches:
     def __init__(self, sequences, targets, sample_weights, batch_size, seed,
                  bucketing=True, pad_to=None, padding="post", pad_multiple=1, utterance_inputs=None):
         self.sequences = sequences
-        self.targets = np.asarray(targets, dtype=np.int32)
+        self.targets = as_targets(targets)
         self.sample_weights = np.asarray(sample_weights, dtype=np.float32)
         self.lengths = sequence_lengths(sequences)  # a store's from its index: frames are read per batch
         self.batch_size = batch_size
@@ -95,11 +96,21 @@ class EpochBatches:
     def dataset(self):
         signature = (
             input_signature(self.sequences[0].shape[1], self.utterance_inputs),
-            tf.TensorSpec((None,), tf.int32),
+            target_signature(self.targets),
             tf.TensorSpec((None,), tf.float32),
         )
         dataset = tf.data.Dataset.from_generator(self, output_signature=signature)
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
+
+
+def as_targets(targets):
+    """Class indices as int32 (N,), or the float32 (N, 1 + K) rows of numeric targets."""
+    targets = np.asarray(targets)
+    return targets.astype(np.float32) if targets.ndim == 2 else targets.astype(np.int32)
+
+
+def target_signature(targets):
+    return tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype))
 
 
 def input_signature(dim, utterance_inputs=None):
@@ -113,7 +124,7 @@ def input_signature(dim, utterance_inputs=None):
 def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="post", pad_multiple=1,
                        utterance_inputs=None):
     """A fixed tf.data pipeline of (inputs, targets) for validation."""
-    targets = np.asarray(targets, dtype=np.int32)
+    targets = as_targets(targets)
     batches = list(inference_batches(sequences, batch_size, pad_to, padding, pad_multiple, utterance_inputs))
 
     def generate():
@@ -122,7 +133,7 @@ def evaluation_dataset(sequences, targets, batch_size, pad_to=None, padding="pos
 
     signature = (
         input_signature(sequences[0].shape[1], utterance_inputs),
-        tf.TensorSpec((None,), tf.int32),
+        target_signature(targets),
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)

@@ -67,6 +67,7 @@ def read_member(path):
             or are not probability rows.
     """
     run = open_run(path)
+    run.refuse_dimensional("ensemble.py")
     columns = run.predictions()
     source = run.file(PREDICTIONS_FILE)
     missing = [f"p_{c}" for c in run.classes if f"p_{c}" not in columns]
@@ -310,3 +311,88 @@ def cv_folds(members):
                              f"({members[0].config.get('cv')}), '{member.name}' has {len(fold_names)} "
                              f"({member.config.get('cv')}); combine runs of the same --cv on the same data")
     return list(folds[0])
+
+
+# --- dimensional runs: the members' values averaged ---------------------------------------------
+
+
+@dataclasses.dataclass
+class ValueMember:
+    """One dimensional run's saved predictions: true and predicted values per dimension."""
+
+    path: Path
+    config: dict
+    dimensions: tuple
+    ids: np.ndarray  # (N,) str
+    speakers: np.ndarray  # (N,) str
+    split: np.ndarray  # (N,) str
+    true: np.ndarray  # (N, K) float64
+    predicted: np.ndarray  # (N, K) float64
+
+    @property
+    def name(self):
+        return str(self.path)
+
+    def rows(self, split):
+        return {utterance: i for i, utterance in enumerate(self.ids) if self.split[i] == split}
+
+
+def is_dimensional(path):
+    """Whether the finished run folder ``path`` predicts numeric targets (arousal, valence...)."""
+    return bool(open_run(path).dimensions)
+
+
+def read_value_member(path):
+    """A dimensional run's predictions.csv as a :class:`ValueMember`; InputError for a multi-task run
+    (its classes and values would need a combination of both) or missing value columns."""
+    run = open_run(path)
+    if "emotion" in (run.config.get("target") or ()):
+        raise InputError(f"'{run.path}' is a multi-task run (--target {','.join(run.config['target'])}); "
+                         f"ensemble.py combines categorical or purely dimensional runs so far")
+    rows = run.prediction_rows()
+    dims = run.dimensions
+    missing = [f"{p}{d}" for d in dims for p in ("true_", "pred_") if rows and f"{p}{d}" not in rows[0]]
+    if missing or not rows:
+        raise InputError(f"'{run.file(PREDICTIONS_FILE)}' lacks the column(s) {', '.join(missing) or 'rows'} of "
+                         f"its dimensions")
+    try:
+        true = np.array([[float(r[f"true_{d}"]) for d in dims] for r in rows])
+        predicted = np.array([[float(r[f"pred_{d}"]) for d in dims] for r in rows])
+    except ValueError:
+        raise InputError(f"the true_/pred_ columns of '{run.file(PREDICTIONS_FILE)}' are not numbers") from None
+    return ValueMember(path=run.path, config=run.config, dimensions=dims,
+                       ids=np.array([r["id"] for r in rows]), speakers=np.array([r.get("speaker", "") for r in rows]),
+                       split=np.array([r["split"] for r in rows]), true=true, predicted=predicted)
+
+
+def combine_value_members(members):
+    """The mean of the members' predicted values on their common test rows (and common validation rows).
+
+    Returns:
+        dict with ``dimensions``, ``weights`` (uniform), and ``val``/``test``: each None or a dict of
+        ``ids``, ``speakers``, ``true`` (N, K), ``predicted`` (N, K) and ``member_predicted`` (M, N, K).
+
+    Raises:
+        InputError: members of other dimensions, other test utterances, or other true values.
+    """
+    dims = members[0].dimensions
+    for member in members[1:]:
+        if member.dimensions != dims:
+            raise InputError(f"runs predict different dimensions: '{members[0].name}' has {', '.join(dims)}, "
+                             f"'{member.name}' has {', '.join(member.dimensions)}; combine runs of the same targets")
+    parts = {"test": common_test_ids(members), "val": common_val_ids(members)}
+    combined = {"dimensions": dims, "weights": np.full(len(members), 1 / len(members))}
+    for split, ids in parts.items():
+        if not ids:
+            combined[split] = None
+            continue
+        index = [np.array([m.rows(split)[i] for i in ids]) for m in members]
+        true = members[0].true[index[0]]
+        for member, rows in zip(members[1:], index[1:]):
+            if not np.allclose(member.true[rows], true, atol=1e-5):
+                raise InputError(f"runs disagree on the true values of their {split} utterances: '{members[0].name}' "
+                                 f"and '{member.name}'; were they trained on the same corpus?")
+        stacked = np.stack([m.predicted[rows] for m, rows in zip(members, index)])
+        combined[split] = {"ids": np.asarray(ids, dtype=str), "speakers": members[0].speakers[index[0]],
+                           "true": true, "predicted": stacked.mean(axis=0), "member_predicted": stacked}
+    return combined

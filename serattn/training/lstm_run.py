@@ -17,6 +17,7 @@ from serattn.experiment import Experiment
 from serattn.features.feature_set import FeatureSet
 from serattn.features.label_map import dropped_metrics
 from serattn.runs import folder as runs
+from serattn.targets import EMOTION, dimensions, evaluate_value_rows, selection_weights
 from serattn.training import protocols
 
 
@@ -34,6 +35,12 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     class_index = {c: i for i, c in enumerate(classes)}
     targets = np.array([class_index[c] for c in fit_set.labels])
     class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
+    dims = dimensions(model_config.target)
+    sample_weights = class_weights[targets]
+    if dims:  # (N, 1 + K) rows: the class index, then the numeric targets (serattn.models.targets)
+        targets = value_targets(fit_set, class_index, dims)
+        if EMOTION not in model_config.target:
+            sample_weights = np.ones(len(fit_set), np.float32)  # class weights weigh classes, absent here
     pad_to = (model_config.max_length or int(max(train.lengths.max(), test.lengths.max()))) \
         if train_config.pad_to_max else None
     padding = "post" if model_config.mask else "pre"
@@ -58,26 +65,27 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
             test_speakers=sorted(set(test.speakers))))
         run.write_normalization(normalization)
 
-        # Train: early stopping and model selection on validation UA.
+        # Train: early stopping and model selection on validation UA (CCC for numeric targets).
         print(f"{out}: training on {len(fit_set)} utterances ({len(set(fit_set.speakers))} speakers), "
               f"validating on {len(val_set)} ({len(set(val_set.speakers))} speakers), "
               f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
         extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
                         for name, fs in [("fit", fit_set), ("val", val_set), ("test", test)]}
-        batches = EpochBatches(fit_set.sequences(), targets, class_weights[targets], train_config.batch_size,
+        batches = EpochBatches(fit_set.sequences(), targets, sample_weights, train_config.batch_size,
                                train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
                                padding=padding, pad_multiple=train_config.pad_multiple,
                                utterance_inputs=extra_inputs["fit"])
         validation = None
         if len(val_set):
-            validation = evaluation_dataset(val_set.sequences(), [class_index[c] for c in val_set.labels],
-                                            train_config.batch_size, pad_to, padding, train_config.pad_multiple,
+            val_targets = value_targets(val_set, class_index, dims) if dims else \
+                [class_index[c] for c in val_set.labels]
+            validation = evaluation_dataset(val_set.sequences(), val_targets, train_config.batch_size, pad_to, padding, train_config.pad_multiple,
                                             extra_inputs["val"])
         callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
         best_epoch, resumed_at, diverged_epoch = training.fit(
             model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,
             run.history_path, callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2),
-            lstm_kernel=lstm_kernel)
+            lstm_kernel=lstm_kernel, selection=selection_weights(model_config.target, train_config.loss_weights))
         if resumed_at:
             print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
         if diverged_epoch:
@@ -91,14 +99,18 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         outputs = {name: training.predict_with_attention(model, fs.sequences(), train_config.batch_size, pad_to,
                                                          padding, extra_inputs["fit" if name == "train" else name])
                    for name, fs in parts}
-        predicted = run.write_evaluation(parts, outputs, classes)
-        metrics = evaluate_predictions(test.labels, predicted["test"], classes)
-        metrics["n_test"] = metrics.pop("n")
+        if dims:
+            metrics = write_value_evaluation(run, parts, outputs, classes, model_config.target)
+        else:
+            predicted = run.write_evaluation(parts, outputs, classes)
+            metrics = evaluate_predictions(test.labels, predicted["test"], classes)
+            metrics["n_test"] = metrics.pop("n")
         metrics["best_epoch"] = best_epoch
         metrics["diverged_epoch"] = diverged_epoch
-        metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
-            if len(val_set) else None
-        metrics.update(protocols.scores_per_test_set(experiment, test, predicted["test"], classes))
+        if not dims:
+            metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
+                if len(val_set) else None
+            metrics.update(protocols.scores_per_test_set(experiment, test, predicted["test"], classes))
         metrics.update(dropped_metrics(train.meta))
         weights = outputs["test"]["weights"]
         metrics.update(attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]), test.ids,
@@ -115,8 +127,93 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
 def load_data(experiment: Experiment) -> tuple:
     """``(train, test, sources, classes)`` of the experiment's feature sets, checked (as search.py loads them too)."""
     data = experiment.data
-    return protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding,
-                                     split_by=data.split_by, group_by=data.group_by,
-                                     label_map=data.label_map, drop_unmapped=data.drop_unmapped)
+    loaded = protocols.load_train_test(data.data, data.train, data.test, data.cv, data.input_padding,
+                                       split_by=data.split_by, group_by=data.group_by,
+                                       label_map=data.label_map, drop_unmapped=data.drop_unmapped)
+    train, test, sources, _ = loaded
+    for dim in dimensions(experiment.model.target):
+        for feature_set, source in [(train, sources.get("train", data.data)), (test, sources.get("test"))]:
+            if feature_set is not None:
+                target_values(feature_set, dim, source)
+    return loaded
+
+
+def target_values(feature_set: FeatureSet, dim: str, source=None) -> np.ndarray:
+    """(N,) float values of the numeric target ``dim``; InputError naming the file and column unless
+    every utterance has a number there."""
+    where = f"'{source}'" if source else "the feature set"
+    values = feature_set.column(dim, "--target", source)
+    try:
+        numbers = np.array([float(v) if str(v).strip() else np.nan for v in values], dtype=np.float64)
+    except ValueError:
+        bad = next(v for v in values if str(v).strip() and not _is_number(v))
+        raise InputError(f"--target {dim}: column '{dim}' of {where} is not numeric (e.g. '{bad}')") from None
+    missing = int((~np.isfinite(numbers)).sum())
+    if missing:
+        raise InputError(f"--target {dim}: column '{dim}' of {where} has {missing} empty or non-finite values; "
+                         f"drop those utterances from the manifest")
+    return numbers
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def value_targets(feature_set: FeatureSet, class_index: dict, dims) -> np.ndarray:
+    """(N, 1 + K) float32 rows of the model's targets: the class index (0 for a label the classes
+    lack), then the K numeric targets."""
+    columns = [np.array([class_index.get(c, 0) for c in feature_set.labels], np.float64)]
+    columns += [target_values(feature_set, dim) for dim in dims]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def write_value_evaluation(run, parts, outputs, classes, targets) -> dict:
+    """predictions.csv (with true_D and pred_D per dimension) and attention.npz of a dimensional or
+    multi-task run; returns its test metrics (CCC, Pearson and MSE per dimension; UA and WA too with emotion)."""
+    dims = dimensions(targets)
+    classify = EMOTION in targets
+    num_classes = len(classes) if classify else 0
+    split_outputs = {name: {**out, "probabilities": out["probabilities"][:, :num_classes]} for name, out in outputs.items()}
+    values = {name: outputs[name]["probabilities"][:, num_classes:] for name, _ in parts}
+    truths = {name: np.stack([target_values(fs, dim) for dim in dims], axis=1) for name, fs in parts}
+    rows = []
+    split = [name for name, fs in parts for _ in range(len(fs))]
+    ids = np.concatenate([fs.ids for _, fs in parts])
+    speakers = np.concatenate([fs.speakers for _, fs in parts])
+    labels = np.concatenate([fs.labels for _, fs in parts])
+    probabilities = np.concatenate([split_outputs[name]["probabilities"] for name, _ in parts])
+    true_values = np.concatenate([truths[name] for name, _ in parts])
+    predicted_values = np.concatenate([values[name] for name, _ in parts])
+    for i in range(len(ids)):
+        row = {"id": ids[i], "speaker": speakers[i], "split": split[i]}
+        if classify:
+            row.update(true=labels[i], predicted=classes[int(probabilities[i].argmax())],
+                       **{f"p_{c}": f"{p:.6f}" for c, p in zip(classes, probabilities[i])})
+        for k, dim in enumerate(dims):
+            row.update({f"true_{dim}": f"{true_values[i, k]:.6g}", f"pred_{dim}": f"{predicted_values[i, k]:.6f}"})
+        rows.append(row)
+    run.write_prediction_rows(rows)
+    run.write_attention([w for name, _ in parts for w in outputs[name]["weights"]],
+                        np.concatenate([outputs[name]["z"] for name, _ in parts]), ids, labels, speakers,
+                        np.array(split), np.concatenate([outputs[name]["padding_mass"] for name, _ in parts]),
+                        head_weights=([w for name, _ in parts for w in outputs[name]["head_weights"]]
+                                      if "head_weights" in outputs[parts[0][0]] else None))
+    test = [r for r in rows if r["split"] == "test"]
+    metrics = {"target": list(targets)}
+    if classify:
+        metrics.update(evaluate_predictions([r["true"] for r in test], [r["predicted"] for r in test], classes))
+        metrics.pop("n")
+    metrics.update(evaluate_value_rows(test, dims))
+    metrics["n_test"] = metrics.pop("n")
+    val = [r for r in rows if r["split"] == "val"]
+    metrics["val_ccc"] = evaluate_value_rows(val, dims)["ccc"] if val else None
+    if classify:
+        metrics["val_ua"] = evaluate_predictions([r["true"] for r in val], [r["predicted"] for r in val],
+                                                 classes)["ua"] if val else None
+    return metrics
 
 

@@ -43,7 +43,8 @@ from serattn.config import parse_class_weight_spec, validation_speaker_count
 from serattn.errors import InputError
 from serattn.analysis.attention import attention_metrics
 from serattn.analysis.corpus import speaker_normalization_warning
-from serattn.analysis.metrics import evaluate_predictions, scores_by_group
+from serattn.analysis.metrics import evaluate_predictions, headline, scores_by_group
+from serattn.targets import dimensions_of_rows, evaluate_value_rows
 
 # Partition names of --split-by (case-insensitive) -> role; any name starting with "test" is a test partition.
 PARTITION_ROLES = {"train": "train", "training": "train", "development": "validation", "dev": "validation",
@@ -468,8 +469,8 @@ def run_seeds(experiment, train, test, classes, data_files, resume=None):
         for task, metrics in run_tasks(tasks, experiment.output.jobs, scheduler):
             results[str(task.out)] = metrics
             if len(tasks) > 1:
-                print(f"{task.out}: finished ({len(results)} of {len(tasks)} runs), test UA "
-                      f"{100 * metrics['ua']:.1f}%", file=sys.stderr)
+                print(f"{task.out}: finished ({len(results)} of {len(tasks)} runs), {headline(metrics)}",
+                      file=sys.stderr)
     except BaseException as error:
         for _, parent, _, _ in seeds:
             if parent is not None and (resume is None or (isinstance(error, InputError) and not parent.resumed)):
@@ -676,6 +677,9 @@ def pool_folds(folds, classes, repeats=1):
     """
     rows, per_fold = [], []
     per_repeat = len(folds) // repeats
+    dims = dimensions_of_rows(open_run(folds[0].path).prediction_rows()) if folds else ()
+    if dims:
+        return pool_value_folds(folds, classes, dims, repeats)
     for index, fold in enumerate(folds):
         extra = {"fold": index} | ({"repeat": index // per_repeat} if repeats > 1 else {})
         test_rows = [dict(row, **extra) for row in open_run(fold.path).prediction_rows() if row["split"] == "test"]
@@ -707,6 +711,51 @@ def pool_folds(folds, classes, repeats=1):
     dropped = open_run(folds[0].path).metrics().get("label_map_dropped")  # the command's data: alike in every fold
     if dropped is not None:
         metrics["label_map_dropped"] = dropped
+    fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
+    if all(seconds is not None for seconds in fold_seconds):
+        metrics["seconds"] = round(sum(fold_seconds), 3)
+    return metrics, rows
+
+
+def pool_value_folds(folds, classes, dims, repeats=1):
+    """:func:`pool_folds` of dimensional or multi-task folds: CCC, Pearson and MSE per dimension over
+    the pooled test predictions, and each fold's mean CCC (with their mean and std); UA and WA too
+    when the folds also predict the classes."""
+    rows, per_fold = [], []
+    per_repeat = len(folds) // repeats
+    for index, fold in enumerate(folds):
+        extra = {"fold": index} | ({"repeat": index // per_repeat} if repeats > 1 else {})
+        test_rows = [dict(row, **extra) for row in open_run(fold.path).prediction_rows() if row["split"] == "test"]
+        scores = evaluate_value_rows(test_rows, dims)
+        entry = {"fold": index, "test_speakers": sorted({r["speaker"] for r in test_rows}), "ccc": scores["ccc"],
+                 "ccc_per_dimension": {d: s["ccc"] for d, s in scores["dimensions"].items()}, "n": scores["n"]}
+        if "predicted" in test_rows[0]:
+            entry["ua"] = evaluate_predictions([r["true"] for r in test_rows], [r["predicted"] for r in test_rows],
+                                               classes)["ua"]
+        per_fold.append(entry)
+        rows += test_rows
+    metrics = {}
+    if "predicted" in rows[0]:
+        metrics.update(evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes))
+        metrics.pop("n")
+        fold_ua = [f["ua"] for f in per_fold if f["ua"] is not None]
+        metrics.update(ua_fold_mean=float(np.mean(fold_ua)), ua_fold_std=float(np.std(fold_ua)))
+    metrics.update(evaluate_value_rows(rows, dims))
+    metrics["n_test"] = metrics.pop("n")
+    fold_ccc = [f["ccc"] for f in per_fold if f["ccc"] is not None]
+    metrics.update(
+        pooled="ccc, pearson and mse (and ua, wa) are over the pooled test predictions of all folds; "
+               "ccc_fold_mean is the mean of the folds' own mean CCC",
+        ccc_fold_mean=float(np.mean(fold_ccc)) if fold_ccc else None,
+        ccc_fold_std=float(np.std(fold_ccc)) if fold_ccc else None,
+        folds=per_fold,
+    )
+    for dim in dims:
+        values = [f["ccc_per_dimension"][dim] for f in per_fold if f["ccc_per_dimension"][dim] is not None]
+        metrics["dimensions"][dim]["ccc_fold_mean"] = float(np.mean(values)) if values else None
+    if repeats > 1:
+        metrics["repeats"] = [{"repeat": r, **{k: v for k, v in evaluate_value_rows(
+            [row for row in rows if row["repeat"] == r], dims).items() if k in ("ccc", "n")}} for r in range(repeats)]
     fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
     if all(seconds is not None for seconds in fold_seconds):
         metrics["seconds"] = round(sum(fold_seconds), 3)

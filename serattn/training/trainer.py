@@ -23,11 +23,12 @@ from serattn.training.distribute import build_from_local_batch, get_strategy, sp
 from serattn import silence_onednn_bool_note
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
-from serattn.models.layers import UnweightedAverageRecall
+from serattn.models.targets import TargetLoss, target_metrics
 from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
 from serattn.models.fused_lstm import fused_lstm_view
 from serattn.models.pooling import unmasked_lstm_view
 from serattn.poolings import POOLINGS
+from serattn.targets import EMOTION, dimensions, parse_loss_weights, selection_score
 
 class EpochSeeds(keras.callbacks.Callback):
     """Sets each epoch's batch order and dropout randomness from ``(seed, epoch)``.
@@ -69,21 +70,29 @@ def build_model(model_config, train_config, num_features, num_classes):
     if train_config.mixed_precision:
         use_mixed_precision()
     m = model_config
+    dims = dimensions(m.target)
+    num_outputs = num_classes if EMOTION in m.target else 0
+    loss = None
+    if dims:  # a regression head next to (or instead of) the softmax, serattn.models.targets
+        weights = parse_loss_weights(train_config.loss_weights, m.target)
+        loss = TargetLoss(num_outputs, dims, [weights.get(EMOTION, 0.0), *(weights[d] for d in dims)],
+                          train_config.target_loss, train_config.label_smoothing)
     strategy = get_strategy(train_config.strategy)
     silence_onednn_bool_note()
     with strategy.scope():  # variables on every replica
         if m.model == "basic-lstm":
-            model = build_basic_lstm(num_features, num_classes, units=m.units, activation=m.activation,
+            model = build_basic_lstm(num_features, num_outputs, units=m.units, activation=m.activation,
                                      recurrent_dropout=m.recurrent_dropout, pooling=m.pooling, masked=m.mask,
-                                     functionals_norm=m.functionals_norm)
+                                     functionals_norm=m.functionals_norm, num_values=len(dims))
         else:
             model = build_attention_lstm(
-                num_features, num_classes, units=m.units, activation=m.activation,
+                num_features, num_outputs, units=m.units, activation=m.activation,
                 recurrent_dropout=m.recurrent_dropout, attention_units=m.attention_units,
-                attention_activation=m.attention_activation, masked=m.mask, **attention_variant_args(m, train_config))
+                attention_activation=m.attention_activation, masked=m.mask, num_values=len(dims),
+                **attention_variant_args(m, train_config))
         compile_model(model, num_classes, train_config.learning_rate, train_config.clipnorm,
                       weight_decay=train_config.weight_decay, label_smoothing=train_config.label_smoothing,
-                      jit_compile=train_config.jit_compile)
+                      loss=loss, jit_compile=train_config.jit_compile)
     return model
 
 
@@ -123,7 +132,8 @@ def tensorboard_callbacks(out):
 
 def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=None, weight_decay=0.0,
                   label_smoothing=0.0, loss=None, jit_compile=False):
-    """Compile with Adam (AdamW when ``weight_decay`` > 0) and sparse cross-entropy, UA and WA.
+    """Compile with Adam (AdamW when ``weight_decay`` > 0) and sparse cross-entropy, UA and WA
+    (with a :class:`~serattn.models.targets.TargetLoss`, the metrics of its targets).
 
     ``label_smoothing`` > 0 smooths the targets towards uniform
     (:class:`serattn.models.augment.SmoothedSparseCategoricalCrossentropy`); ``jit_compile``
@@ -142,7 +152,7 @@ def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=No
         optimizer=optimizer,
         jit_compile=jit_compile,
         loss=loss,
-        metrics=[UnweightedAverageRecall(num_classes), keras.metrics.SparseCategoricalAccuracy(name="wa")],
+        metrics=target_metrics(loss, num_classes),
     )
 
 
@@ -235,12 +245,16 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     Args:
         directory: the checkpoint folder, inside the run folder.
         patience: epochs without a better ``val_ua`` before stopping; None never stops.
+        selection: the validation metrics whose weighted mean is the score
+            (:func:`serattn.targets.selection_weights`; default UA alone). The state keeps
+            the best score under ``best_ua`` whatever it is, so checkpoints read alike.
     """
 
-    def __init__(self, directory, patience=None):
+    def __init__(self, directory, patience=None, selection=None):
         super().__init__()
         self.directory = Path(directory)
         self.patience = patience
+        self.selection = selection or {"ua": 1.0}
         self.state = {"epochs_done": 0, "best_ua": None, "best_epoch": None, "wait": 0}
         self.best_weights = None
 
@@ -260,7 +274,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
         return self.state["epochs_done"]
 
     def on_epoch_end(self, epoch, logs=None):
-        ua = (logs or {}).get("val_ua")
+        ua = selection_score(logs, self.selection)
         state = self.state
         loss = (logs or {}).get("loss")
         diverged = loss is not None and not np.isfinite(loss)
@@ -300,7 +314,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
 
 
 def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, history_path,
-        callbacks=(), verbose=1, lstm_kernel="keras"):
+        callbacks=(), verbose=1, lstm_kernel="keras", selection=None):
     """Train with early stopping on validation UA; the best epoch's weights are kept.
 
     Resumes from ``checkpoint_dir`` if an interrupted run left a checkpoint there.
@@ -316,6 +330,7 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
         history_path: CSV of the per-epoch losses and metrics (appended on resume).
         callbacks: further Keras callbacks (history logger, TensorBoard...).
         lstm_kernel: ``"keras"`` or ``"fused"`` (:func:`lstm_kernel_for`), see :func:`trainer_for`.
+        selection: what picks the best epoch (:class:`ResumableEarlyStopping`); default validation UA.
 
     Training stops at the first epoch whose loss is NaN or infinite (the weights
     are then NaN too); the best epoch before it is kept when there is a
@@ -328,7 +343,7 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
     """
     with model.distribute_strategy.scope():
         model = trainer_for(model, train_batches.padding, lstm_kernel)  # shares the weights of the model passed in
-    stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None)
+    stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None, selection)
     stopper.set_model(model)
     initial_epoch = stopper.restore()
     keep_history_rows(history_path, initial_epoch)  # drop epochs logged after the checkpoint
