@@ -85,6 +85,8 @@ class Normalization:
             return dataclasses.replace(feature_set, features=scaled)
         statistics = list(speaker_statistics(feature_set.speakers, feature_set.is_copy,
                                              lambda sources: streaming_mean_std(feature_set, sources)))
+        if not statistics:  # no utterances (an empty validation set): nothing to scale, as in memory
+            return feature_set
         scale = np.zeros(len(feature_set), np.int64)
         for k, (utterances, _) in enumerate(statistics):
             scale[utterances] = k
