@@ -292,7 +292,13 @@ def bench_extraction(figures, quick):
                 "extract_manifest(jobs=1) / opensmile.Smile(IS09, LowLevelDescriptors).process_file over the "
                 f"same {files} files, in one process, medians of interleaved rounds")
     figures.add("speedup_extraction_jobs2", seconds["manifest_jobs1"] / seconds["manifest_jobs2"],
-                "extract_manifest jobs=1 / jobs=2 (spawned workers: their start-up included)")
+                "extract_manifest jobs=1 / jobs=2, wall seconds (forked workers: their start-up included)")
+    figures.add("extraction_jobs2_cpu_overhead", seconds["cpu_jobs2"] / seconds["cpu_jobs1"],
+                "CPU seconds (parent and workers) of jobs=2 / jobs=1: the work 2 processes add; with a core "
+                "each, jobs=2 would take about this / 2 of jobs=1's time")
+    figures.add("extraction_jobs2_cpu_share", seconds["cpu_jobs2"] / (2 * seconds["manifest_jobs2"]),
+                "CPU seconds jobs=2 got / (2 x its wall seconds): 1 on an idle 2-core machine")
+    figures.add("extraction_load_average", seconds["load_average"], "1-minute load average after the runs")
 
 
 def bench_cv_jobs(figures, quick):
@@ -403,13 +409,26 @@ def bench_scale(figures, quick):
 
         manifest = make_demo_corpus(Path(folder) / "wavs", SIZES["scale_wavs"][pick], 6, seed=3,
                                     min_duration_s=2.0, max_duration_s=4.0)
-        seconds = {1: [], 2: []}
+        seconds, cpu_bound, shares, loads = {1: [], 2: []}, {1: [], 2: []}, [], []
         for _ in range(rounds):
             for workers in (1, 2):
                 result = run_worker("extract", "bench_scale.py", manifest=str(manifest), workers=workers,
                                     shard_size=4 if quick else 8)
                 seconds[workers].append(result["seconds"])
+                # The wall time the run would take if every worker had a core to itself: the busiest
+                # worker's CPU seconds plus the parent's (which plans the shards and writes the index).
+                cpu_bound[workers].append(max(result["worker_cpu_s"]) + result["parent_cpu_s"])
+                loads.append(result["load_average"])
+                if workers == 2:
+                    shares.append(sum(result["worker_cpu_s"]) / (2 * result["seconds"]))
         one, two = float(np.median(seconds[1])), float(np.median(seconds[2]))
+        figures.add("speedup_extraction_dask2_cpu", float(np.median(cpu_bound[1]) / np.median(cpu_bound[2])),
+                    "the same runs' speedup if each worker had a core to itself: (busiest worker's CPU s + the "
+                    "parent's) with 1 worker over that with 2; measures our overhead and balance, not the machine")
+        figures.add("extraction_dask2_cpu_share", float(np.median(shares)),
+                    "CPU seconds the 2 workers got / (2 x wall seconds): 1 on an idle machine; below, the "
+                    "machine's other load took the difference")
+        figures.add("extraction_load_average", float(np.median(loads)), "1-minute load average after the runs")
         figures.add("speedup_extraction_dask2", one / two,
                     f"extract_features.py --dask-scheduler into a store: {result['files']} generated wavs "
                     f"({result['audio_s']:.0f} s of audio), LocalCluster of 2 worker processes vs 1, shards of "

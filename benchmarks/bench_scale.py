@@ -87,26 +87,34 @@ def train_worker(data, steps=40, batch_size=32, in_memory=False, seed=0):
 def extract_worker(manifest, workers, shard_size=4, rounds=1):
     """Seconds of extract_manifest into a store on a LocalCluster of ``workers`` processes (no cache)."""
     import serattn  # noqa: F401  (openSMILE before anything loads TensorFlow)
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     from serattn.features.corpora import limit, read_manifest
     from serattn.features.extraction import extract_manifest
 
     manifest = read_manifest(manifest)
-    seconds = []
+    seconds, worker_cpu, parent_cpu = [], [], []
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as cluster:
+                      host="127.0.0.1") as cluster, Client(cluster) as client:
         with tempfile.TemporaryDirectory() as folder:
             # The workers' first shard builds openSMILE's extractors: done once before the timing.
             extract_manifest(limit(manifest, 2 * workers), Path(folder) / "warm", progress=False, shard_size=1,
                              scheduler=cluster.scheduler_address)
             for round_ in range(rounds):
+                before, parent = client.run(time.process_time), time.process_time()
                 start = time.perf_counter()
                 result = extract_manifest(manifest, Path(folder) / f"s{round_}", progress=False, shard_size=shard_size,
                                           scheduler=cluster.scheduler_address)
                 seconds.append(time.perf_counter() - start)
+                parent_cpu.append(time.process_time() - parent)
+                after = client.run(time.process_time)
+                worker_cpu.append(sorted(after[address] - before[address] for address in after))
+    # CPU seconds the workers got: on an idle machine each worker's share of the wall time is near 1;
+    # on a shared one it tells how much of the asked-for cores the scheduler gave.
+    middle = int(np.argsort(seconds)[len(seconds) // 2])
     return {"workers": workers, "seconds": float(np.median(seconds)), "files": len(result),
-            "audio_s": float(result.lengths.sum()) / 100}
+            "audio_s": float(result.lengths.sum()) / 100, "worker_cpu_s": worker_cpu[middle],
+            "parent_cpu_s": parent_cpu[middle], "load_average": os.getloadavg()[0]}
 
 
 WORKERS = {"make_store": make_store_worker, "train": train_worker, "extract": extract_worker}

@@ -280,17 +280,22 @@ def extraction_worker(root, limit=None, rounds=2):
     paths = [str(manifest.audio_path(row)) for row in manifest.rows]
     bare = opensmile.Smile(opensmile.FeatureSet.IS09, opensmile.FeatureLevel.LowLevelDescriptors)
     extract_manifest(manifest, jobs=1, progress=False)  # builds the extractors once, as a worker does
-    seconds = {"opensmile_lld": [], "manifest_jobs1": [], "manifest_jobs2": []}
+    seconds = {"opensmile_lld": [], "manifest_jobs1": [], "manifest_jobs2": [], "cpu_jobs1": [], "cpu_jobs2": []}
     for _ in range(rounds):
         start = time.perf_counter()
         for path in paths:
             bare.process_file(path)
         seconds["opensmile_lld"].append(time.perf_counter() - start)
         for jobs in (1, 2):
+            before = os.times()
             start = time.perf_counter()
             extract_manifest(manifest, jobs=jobs, progress=False)
             seconds[f"manifest_jobs{jobs}"].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in seconds.items()}
+            # CPU seconds of this process and its (joined) workers: what the run cost, whatever the load.
+            after = os.times()
+            seconds[f"cpu_jobs{jobs}"].append(sum(after[:4]) - sum(before[:4]))
+    result = {name: float(np.median(values)) for name, values in seconds.items()}
+    return {**result, "load_average": os.getloadavg()[0]}
 
 
 def search_worker(data="data/emodb_2s.npz", trials=6, jobs=(1, 2), epochs=10, inner_folds=3,
