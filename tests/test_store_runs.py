@@ -110,7 +110,17 @@ def test_runs_on_a_store_predict_and_compare_as_runs_on_its_npz(demo, tmp_path):
     assert tables[0] == tables[1]
 
 
-def test_export_checks_against_a_store(demo, store_of, tmp_path):
+@pytest.fixture
+def frames_read_whole_fail(monkeypatch):
+    """Reading a store's frames whole (np.asarray of them) fails: a script must read them utterance by utterance."""
+    from serattn.features.store import ShardedFrames
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a store's frames were read whole")
+    monkeypatch.setattr(ShardedFrames, "__array__", refuse)
+
+
+def test_export_checks_against_a_store(demo, store_of, tmp_path, frames_read_whole_fail):
     run = demo["runs"]["npz"]
     for name, data in (("npz", demo["features"]), ("store", store_of(demo["features"]))):
         assert export_model.main([str(run), "--format", "savedmodel", "--out", str(tmp_path / name), "--check",
@@ -119,7 +129,7 @@ def test_export_checks_against_a_store(demo, store_of, tmp_path):
     assert cards[0]["utterances"] > 0 and cards[0] == cards[1]
 
 
-def test_report_describes_a_store_as_its_npz(demo, store_of, tmp_path):
+def test_report_describes_a_store_as_its_npz(demo, store_of, tmp_path, frames_read_whole_fail):
     pages = []
     for name, data in (("npz", demo["features"]), ("store", store_of(demo["features"]))):
         assert report.main(["--data", str(data), "--out", str(tmp_path / f"{name}.html"), "--resamples", "200"]) == 0
