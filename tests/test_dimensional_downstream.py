@@ -1,0 +1,124 @@
+"""Dimensional targets downstream (issue 28 leftovers): multi-task and weighted ensembles, value timelines,
+per-test-set scores in compare/report, nested search on CCC."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import ensemble
+import train_attention_lstm
+from serattn.features.feature_set import save_feature_set
+from serattn.targets import concordance, evaluate_value_rows
+from serattn.testing import add_dimensions, make_feature_set
+from tests.test_safety import assert_refused
+
+TINY = ["--units", "8", "--attention-units", "4", "--epochs", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def value_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("values") / "features.npz"
+    save_feature_set(add_dimensions(make_feature_set(n=48, speakers=4, seed=5)), path)
+    return path
+
+
+def train(argv):
+    assert train_attention_lstm.main([str(a) for a in argv]) == 0
+
+
+def rows_of(run, split=None):
+    with open(run / "predictions.csv", newline="") as handle:
+        return [r for r in csv.DictReader(handle) if split is None or r["split"] == split]
+
+
+@pytest.fixture(scope="module")
+def multi_task_runs(value_file, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mt")
+    runs = [root / f"lr{k}" for k in range(2)]
+    for rate, out in zip(("0.001", "0.01"), runs):
+        train(["--data", value_file, "--target", "emotion,arousal", "--learning-rate", rate, "--out", out, *TINY])
+    return runs
+
+
+@pytest.fixture(scope="module")
+def value_runs(value_file, tmp_path_factory):
+    root = tmp_path_factory.mktemp("av")
+    runs = [root / f"lr{k}" for k in range(3)]  # one seed: the same validation speakers, which weighted needs
+    for rate, out in zip(("0.001", "0.003", "0.01"), runs):
+        train(["--data", value_file, "--target", "arousal,valence", "--learning-rate", rate, "--out", out, *TINY])
+    return runs
+
+
+# --- ensembles ---------------------------------------------------------------------------------
+
+
+def test_a_multi_task_ensemble_averages_probabilities_and_values(multi_task_runs, tmp_path):
+    out = tmp_path / "ens"
+    assert ensemble.main([*map(str, multi_task_runs), "--out", str(out)]) == 0
+    members = [{r["id"]: r for r in rows_of(run, "test")} for run in multi_task_runs]
+    rows = rows_of(out, "test")
+    classes = json.loads((out / "config.json").read_text())["classes"]
+    for row in rows:
+        for column in ["pred_arousal", *(f"p_{c}" for c in classes)]:
+            assert float(row[column]) == pytest.approx(np.mean([float(m[row["id"]][column]) for m in members]), abs=2e-6)
+        assert row["predicted"] == max(classes, key=lambda c: float(row[f"p_{c}"]))
+        assert row["true"] == members[0][row["id"]]["true"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["target"] == ["emotion", "arousal"] and {"ua", "confusion", "ccc", "val_ua", "val_ccc"} <= set(metrics)
+    recall = [np.mean([r["predicted"] == c for r in rows if r["true"] == c]) for c in classes
+              if any(r["true"] == c for r in rows)]
+    assert metrics["ua"] == pytest.approx(np.mean(recall))
+    assert metrics["ccc"] == pytest.approx(evaluate_value_rows(rows, ("arousal",))["ccc"], abs=1e-5)
+    weighted = tmp_path / "w"  # weights chosen on validation UA and CCC together, as the runs chose epochs
+    assert ensemble.main([*map(str, multi_task_runs), "--method", "weighted", "--step", "0.5", "--out", str(weighted)]) == 0
+    metrics = json.loads((weighted / "metrics.json").read_text())
+    val = [{r["id"]: r for r in rows_of(run, "val")} for run in multi_task_runs]
+    ids = list(val[0])
+
+    def val_score(w):  # (UA + CCC arousal) / 2 of the mixture on the validation rows
+        p = sum(wk * np.array([[float(m[i][f"p_{c}"]) for c in classes] for i in ids]) for wk, m in zip(w, val))
+        v = sum(wk * np.array([float(m[i]["pred_arousal"]) for i in ids]) for wk, m in zip(w, val))
+        true = np.array([val[0][i]["true"] for i in ids])
+        predicted = np.array(classes)[p.argmax(axis=1)]
+        ua = np.mean([np.mean(predicted[true == c] == c) for c in classes if np.any(true == c)])
+        return (ua + concordance([float(val[0][i]["true_arousal"]) for i in ids], v)) / 2
+
+    best = max(val_score(w) for w in ((0, 1), (0.5, 0.5), (1, 0)))
+    assert val_score(metrics["weights"]) == pytest.approx(best, abs=1e-9)
+    assert (metrics["val_ua"] + metrics["val_ccc"]) / 2 == pytest.approx(best, abs=1e-5)
+
+
+def test_weighted_dimensional_ensemble_chooses_the_weights_of_best_validation_ccc(value_runs, tmp_path, capsys):
+    out = tmp_path / "w"
+    assert ensemble.main([*map(str, value_runs), "--method", "weighted", "--step", "0.25", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    weights = np.array(metrics["weights"])
+    assert weights.sum() == pytest.approx(1) and np.all(np.isclose(weights * 4, np.round(weights * 4)))
+    members = [{r["id"]: r for r in rows_of(run, "val")} for run in value_runs]
+    ids = list(members[0])
+    true = np.array([[float(members[0][i][f"true_{d}"]) for d in ("arousal", "valence")] for i in ids])
+    predicted = np.array([[[float(m[i][f"pred_{d}"]) for d in ("arousal", "valence")] for i in ids] for m in members])
+
+    def val_ccc(w):
+        mixed = np.einsum("m,mnd->nd", w, predicted)
+        return np.mean([concordance(true[:, k], mixed[:, k]) for k in range(2)])
+
+    grid = [np.array([a, b, 4 - a - b]) / 4 for a in range(5) for b in range(5 - a)]
+    best = max(val_ccc(w) for w in grid)
+    assert val_ccc(weights) == pytest.approx(best, abs=1e-9)
+    assert metrics["val_ccc"] == pytest.approx(best, abs=1e-5)
+    test = rows_of(out, "test")
+    test_members = [{r["id"]: r for r in rows_of(run, "test")} for run in value_runs]
+    for row in test[:5]:
+        expected = sum(w * float(m[row["id"]]["pred_valence"]) for w, m in zip(weights, test_members))
+        assert float(row["pred_valence"]) == pytest.approx(expected, abs=2e-6)
+    mean = tmp_path / "m"
+    assert ensemble.main([*map(str, value_runs), "--out", str(mean)]) == 0
+    assert json.loads((mean / "metrics.json").read_text())["weights"] == pytest.approx([1 / 3] * 3, abs=1e-6)
+
+
+def test_a_multi_task_and_a_dimensional_run_are_not_combined(multi_task_runs, value_runs, tmp_path, capsys):
+    assert_refused(ensemble.main, [str(multi_task_runs[0]), str(value_runs[0]), "--out", str(tmp_path / "x")],
+                   "different dimensions", tmp_path, capsys)
