@@ -122,3 +122,67 @@ def test_weighted_dimensional_ensemble_chooses_the_weights_of_best_validation_cc
 def test_a_multi_task_and_a_dimensional_run_are_not_combined(multi_task_runs, value_runs, tmp_path, capsys):
     assert_refused(ensemble.main, [str(multi_task_runs[0]), str(value_runs[0]), "--out", str(tmp_path / "x")],
                    "different dimensions", tmp_path, capsys)
+
+
+# --- timelines and streams -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_multi_task(tmp_path_factory):
+    """A tiny demo corpus (IS09 features from its audio) and a 1-epoch emotion,arousal,valence run."""
+    import extract_features
+    import make_demo_corpus
+
+    root = tmp_path_factory.mktemp("demo")
+    corpus, features, run = root / "demo", root / "demo" / "features.npz", root / "run"
+    make_demo_corpus.main(["--out", str(corpus), "--utterances", "24", "--speakers", "3", "--max-duration", "1.5"])
+    extract_features.main(["--manifest", str(corpus / "manifest.csv"), "--out", str(features), "--jobs", "1", "--quiet"])
+    train(["--data", features, "--target", "emotion,arousal,valence", "--out", run, "--units", "8", "--attention-units",
+           "4", "--epochs", "1", "--quiet"])
+    return {"run": run, "wavs": sorted((corpus / "wav").glob("*.wav"))[:4]}
+
+
+def test_timelines_and_streams_give_each_windows_values(demo_multi_task, tmp_path):
+    import soundfile as sf
+
+    import predict
+    from serattn.deploy.recognizer import Recognizer
+    from serattn.deploy.timeline import frames_in
+    from serattn.features import extraction
+    from serattn.runs.reading import open_run
+
+    signal = np.concatenate([extraction.load_audio(p)[0] for p in demo_multi_task["wavs"]])[:3 * 16000]
+    wav = tmp_path / "long.wav"
+    sf.write(wav, signal, 16000)
+    assert predict.main([str(demo_multi_task["run"]), str(wav), "--window", "1.0", "--hop", "0.5", "--out",
+                         str(tmp_path / "t")]) == 0
+    with open(next((tmp_path / "t").glob("*.csv")), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[-4:] == ["predicted", "pred_arousal", "pred_valence", "attention_peak_s"]
+    assert any((tmp_path / "t").glob("*.png"))
+
+    # Each window's values are the model's on that window's frames alone (normalized as in training).
+    run = open_run(demo_multi_task["run"])
+    recognizer = Recognizer.from_run(run)
+    model, normalization = run.load_keras_model(), run.normalization()
+    frames = recognizer.extract(signal)
+    length = frames_in(1.0)
+    for row in rows:
+        start = int(round(float(row["start_s"]) * 100))
+        window = ((frames[start:start + length] - normalization.mean) / normalization.std)[None].astype(np.float32)
+        output = np.asarray(model({"features": window, "mask": np.ones(window.shape[:2], bool)}, training=False))[0]
+        assert [float(row["pred_arousal"]), float(row["pred_valence"])] == pytest.approx(output[5:], abs=2e-4)
+        assert row["predicted"] == run.classes[int(output[:5].argmax())]
+
+    # A stream gives the same values, window by window, as its line's DIMENSION=value fields.
+    pcm = (np.clip(signal, -1, 1 - 2 ** -15) * 32768).astype("<i2").tobytes()
+    windows = list(recognizer.stream([pcm[:7000], pcm[7000:]], 1.0, 0.5))
+    assert [len(w) for w in windows] == [4] * len(windows) and set(windows[0][3]) == {"arousal", "valence"}
+    source = tmp_path / "pcm"
+    source.write_bytes(pcm)
+    out = tmp_path / "lines.txt"
+    with open(source, "rb") as reader, open(out, "w") as sink:
+        args = predict.parse_args([str(demo_multi_task["run"]), "--stream", "-", "--window", "1.0", "--hop", "0.5"])
+        assert predict.predict_stream(recognizer, args, reader.fileno(), sink) == 0
+    fields = out.read_text().splitlines()[0].split("\t")
+    assert fields[4] == f"arousal={windows[0][3]['arousal']:.3f}" and fields[5].startswith("valence=")
