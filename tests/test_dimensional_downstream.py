@@ -186,3 +186,43 @@ def test_timelines_and_streams_give_each_windows_values(demo_multi_task, tmp_pat
         assert predict.predict_stream(recognizer, args, reader.fileno(), sink) == 0
     fields = out.read_text().splitlines()[0].split("\t")
     assert fields[4] == f"arousal={windows[0][3]['arousal']:.3f}" and fields[5].startswith("valence=")
+
+
+# --- per-test-set scores and label-map drops in compare_runs.py and report.py ---------------------
+
+
+def test_compare_and_report_show_each_test_set_and_the_label_map_drops(tmp_path, capsys):
+    import dataclasses
+
+    import compare_runs
+    import report
+    import train_static
+
+    data = make_feature_set(n=60, classes=("A", "B", "C", "D"), speakers=6, min_length=5, max_length=12, signal=3.0,
+                            seed=2)
+    partitions = {"s00": "Train", "s01": "Train", "s02": "Train", "s03": "Development", "s04": "Test1", "s05": "Test2"}
+    speakers = sorted(set(data.speakers))
+    data = dataclasses.replace(data, split=None, columns={
+        "partition": np.array([partitions[f"s{speakers.index(s):02d}"] for s in data.speakers])})
+    save_feature_set(data, tmp_path / "f.npz")
+    (tmp_path / "map.yaml").write_text("labels: {A: a, B: b, C: c, D: null}\n")
+    out = tmp_path / "run"
+    assert train_static.main(["--data", str(tmp_path / "f.npz"), "--split-by", "partition", "--label-map",
+                              str(tmp_path / "map.yaml"), "--grid", "C=1", "--pool", "mean", "--out", str(out),
+                              "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    dropped = metrics["label_map_dropped"]["data"]["total"]
+    assert dropped == int(np.sum(data.labels == "D")) > 0
+    capsys.readouterr()
+    assert compare_runs.main([str(out), "--csv"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("Test1", "Test2"):
+        scores = metrics["test_sets"][name]
+        assert f"all runs,{name},1,{100 * scores['ua']:.1f},{100 * scores['wa']:.1f},{scores['n']}" in printed
+    assert f"run,data,{dropped},D {dropped},-" in printed
+    page = tmp_path / "page.html"
+    assert report.main([str(out), "--out", str(page), "--gallery", "0", "--resamples", "100"]) == 0
+    html = page.read_text()
+    scores = metrics["test_sets"]["Test2"]
+    assert f"<td>Test2</td><td>{100 * scores['ua']:.1f}</td><td>{100 * scores['wa']:.1f}</td><td>{scores['n']}</td>" in html
+    assert f"<td>data</td><td>{dropped}</td><td class=\"text\">D {dropped}</td>" in html
