@@ -226,3 +226,32 @@ def test_compare_and_report_show_each_test_set_and_the_label_map_drops(tmp_path,
     scores = metrics["test_sets"]["Test2"]
     assert f"<td>Test2</td><td>{100 * scores['ua']:.1f}</td><td>{100 * scores['wa']:.1f}</td><td>{scores['n']}</td>" in html
     assert f"<td>data</td><td>{dropped}</td><td class=\"text\">D {dropped}</td>" in html
+
+
+# --- nested search on CCC ----------------------------------------------------------------------------
+
+
+def test_a_nested_search_of_a_dimensional_target_maximizes_and_reports_ccc(tmp_path):
+    import search
+
+    value_file = tmp_path / "features.npz"  # 20 utterances a speaker: one speaker alone trains every class
+    save_feature_set(add_dimensions(make_feature_set(n=80, speakers=4, seed=5)), value_file)
+
+    space = tmp_path / "space.yaml"
+    space.write_text("trainer: attention-lstm\nparams:\n  learning-rate: {low: 0.001, high: 0.01, log: true}\n")
+    out = tmp_path / "s"
+    assert search.main(["--space", str(space), "--trials", "1", "--nested", "--cv", "kfold-speakers", "2",
+                        "--inner-cv", "kfold-speakers", "2", "--data", str(value_file), "--val-speakers", "0",
+                        "--target", "arousal", "--out", str(out), *TINY[:-3], "--epochs", "1", "--quiet"]) == 0
+    record = json.loads((out / "search.json").read_text())
+    pooled = json.loads((out / "nested" / "metrics.json").read_text())
+    assert record["objective"] == "ccc" and "outer_ua" not in record
+    assert record["outer_ccc"] == pytest.approx(pooled["ccc"]) and record["outer_dimensions"]["arousal"] == pooled["ccc"]
+    with open(out / "nested" / "predictions.csv", newline="") as handle:
+        assert pooled["ccc"] == pytest.approx(evaluate_value_rows(list(csv.DictReader(handle)), ("arousal",))["ccc"])
+    for fold in record["nested"]:
+        k = fold["outer_fold"]
+        assert fold["test_ccc"] == json.loads((out / "nested" / f"fold-{k:02d}" / "metrics.json").read_text())["ccc"]
+        with open(out / f"{record['study']}-outer-{k:02d}" / "trials.csv", newline="") as handle:
+            (trial,) = list(csv.DictReader(handle))  # the inner loop maximized the pooled inner CCC
+        assert fold["search_ccc"] == pytest.approx(float(trial["ccc"])) and "ccc_fold_01" in trial
