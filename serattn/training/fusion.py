@@ -5,7 +5,9 @@ them with weights on a grid over the simplex (steps of 0.1 by default) chosen to
 maximize UA on the validation rows, i.e. on utterances that every member held out
 of its training. Test labels are never looked at before the weights are fixed.
 Cross-validation parents are combined fold by fold, each fold tuning its own
-weights on its own validation speakers.
+weights on its own validation speakers. Dimensional runs have their predicted values
+combined (``weighted``: on validation CCC), multi-task runs their probabilities and values
+with the same weights (``weighted``: CCC and UA weighted as the runs' loss).
 """
 
 import dataclasses
