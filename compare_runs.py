@@ -23,6 +23,7 @@ from serattn.analysis import statistics as stats
 from serattn.atomic import write_atomically
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.report.tables import (TEST_SET_KEY, check_dimensional, check_same_test_sets, confusion_table, describe,
+                                   label_map_table, test_sets_table,
                                    flatten_config, group_runs, grouping_keys, interval_columns, load_runs, render,
                                    summary_table, summed_confusion, test_set_numbers, value_summary_table)
 from serattn.runs.reading import open_run
@@ -83,6 +84,7 @@ def main(argv=None):
         tables.append(summary_table(groups, keys, interval_columns(groups, args.resamples, args.seed)))
     elif args.confusion or args.confusion_group:
         raise InputError("--confusion and --confusion-group need runs that predict classes; these are dimensional")
+    tables += [table for table in (test_sets_table(groups, keys), label_map_table(runs)) if table]
 
     # Table 2: confusion matrices, of one run or summed per group.
     if args.confusion:

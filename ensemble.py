@@ -26,9 +26,10 @@ def parse_args(argv):
                              "runs on the same test set or all cross-validation parents of the same --cv")
     combination = parser.add_argument_group("combination")
     combination.add_argument("--method", default=None, choices=ensemble.METHODS,
-                             help="mean: average the probabilities; weighted: weights on a simplex grid that "
-                                  "maximize UA on the validation rows every run held out (default: weighted; "
-                                  "dimensional runs: mean, their predicted values averaged)")
+                             help="mean: average the probabilities (and predicted values); weighted: weights on a "
+                                  "simplex grid that maximize UA on the validation rows every run held out (mean CCC "
+                                  "for dimensional runs; both, weighted as the loss, for multi-task runs) "
+                                  "(default: weighted; dimensional and multi-task runs: mean)")
     combination.add_argument("--step", type=float, default=0.1,
                              help="weighted only: grid step of the weights, dividing 1 (default: %(default)s)")
     output = parser.add_argument_group("output")
@@ -53,9 +54,6 @@ def parse_args(argv):
     if any(dimensional) and not all(dimensional):
         raise InputError("cannot combine dimensional runs (--target arousal,...) with categorical ones")
     args.dimensional = all(dimensional)
-    if args.dimensional and args.method == "weighted":
-        raise InputError("--method weighted tunes UA; dimensional runs are combined with --method mean (their values "
-                         "averaged)")
     args.method = args.method or ("mean" if args.dimensional else "weighted")
     return args
 
@@ -107,10 +105,11 @@ def write_combination(run, result, members, config):
 
 
 def write_value_combination(run, result, members, config):
-    """config.json, predictions.csv (val then test rows, true_D and pred_D) and metrics.json of dimensional runs
-    averaged."""
-    dims = result["dimensions"]
-    run.write_config({**config, "out": str(run), "target": list(dims), "weights": result["weights"].round(6)})
+    """config.json, predictions.csv (val then test rows, true_D and pred_D; true, predicted and p_<class> of
+    multi-task runs) and metrics.json of dimensional or multi-task runs combined."""
+    dims, classes = result["dimensions"], list(result["classes"])
+    run.write_config({**config, "out": str(run), "target": (["emotion"] if classes else []) + list(dims),
+                      "weights": result["weights"].round(6)})
     rows = []
     for split in ("val", "test"):
         part = result[split]
@@ -118,12 +117,23 @@ def write_value_combination(run, result, members, config):
             continue
         for i, utterance in enumerate(part["ids"]):
             row = {"id": utterance, "speaker": part["speakers"][i], "split": split}
+            if classes:
+                probabilities = part["probabilities"][i]
+                row.update(true=part["true_labels"][i], predicted=classes[int(probabilities.argmax())],
+                           **{f"p_{c}": f"{p:.6f}" for c, p in zip(classes, probabilities)})
             for k, dim in enumerate(dims):
                 row.update({f"true_{dim}": f"{part['true'][i, k]:.6g}", f"pred_{dim}": f"{part['predicted'][i, k]:.6f}"})
             rows.append(row)
     run.write_prediction_rows(rows)
     test = result["test"]
-    metrics = {"target": list(dims), **evaluate_values(test["true"], test["predicted"], dims)}
+    metrics = {"target": (["emotion"] if classes else []) + list(dims)}
+    if classes:
+        metrics.update(evaluate_predictions(test["true_labels"], np.asarray(classes)[test["probabilities"].argmax(axis=1)],
+                                            classes))
+        metrics.pop("n")
+        metrics["val_ua"] = evaluate_predictions(result["val"]["true_labels"], np.asarray(classes)[
+            result["val"]["probabilities"].argmax(axis=1)], classes)["ua"] if result["val"] is not None else None
+    metrics.update(evaluate_values(test["true"], test["predicted"], dims))
     metrics["n_test"] = metrics.pop("n")
     metrics["best_epoch"] = None
     metrics["val_ccc"] = evaluate_values(result["val"]["true"], result["val"]["predicted"], dims)["ccc"] \
@@ -144,7 +154,7 @@ def combine_folds(args, parents, folds):
     for fold in folds:
         if args.dimensional:
             members = [ensemble.read_value_member(parent.path / fold) for parent in parents]
-            combined.append((fold, members, ensemble.combine_value_members(members)))
+            combined.append((fold, members, ensemble.combine_value_members(members, args.method, args.step)))
         else:
             members = [ensemble.read_member(parent.path / fold) for parent in parents]
             combined.append((fold, members, ensemble.combine_members(members, args.method, args.step)))
@@ -172,7 +182,7 @@ def write_folds(args, parents, combined, run):
     metrics = protocols.write_pooled_run(run, fold_runs, classes)
     metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
     run.write_metrics(metrics)
-    target = {"target": list(parents[0].dimensions)} if args.dimensional else {}
+    target = {"target": list(parents[0].config["target"])} if args.dimensional else {}
     run.write_config({**config_of(args, parents, classes), "out": str(run),
                       "folds": [fold for fold, _, _ in combined], **target})
     return metrics
@@ -193,7 +203,7 @@ def main(argv=None):
     if folds:
         combined = combine_folds(args, parents, folds)
     elif args.dimensional:
-        result = ensemble.combine_value_members(parents)
+        result = ensemble.combine_value_members(parents, args.method, args.step)
     else:
         result = ensemble.combine_members(parents, args.method, args.step)
 
@@ -206,7 +216,8 @@ def main(argv=None):
             title = f"{out}: pooled test predictions of {len(folds)} folds, {args.method} of {len(parents)} runs"
         elif args.dimensional:
             metrics = write_value_combination(run, result, parents, config_of(args, parents, parents[0].config.get("classes") or []))
-            title = f"{out}: test set, mean of {len(parents)} dimensional runs"
+            title = f"{out}: test set, {args.method} of {len(parents)} dimensional runs, weights " + \
+                ", ".join(f"{w:.2f}" for w in result["weights"])
         else:
             metrics = write_combination(run, result, parents, config_of(args, parents, result["classes"]))
             title = f"{out}: test set, {args.method} of {len(parents)} runs, weights " + \

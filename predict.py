@@ -97,22 +97,31 @@ def predict_timelines(recognizer, files, args):
         title = (f"{path.name}: {len(rows)} windows of {args.window:g} s every {args.hop:g} s"
                  + (f", median over {args.smooth}" if args.smooth > 1 else ""))
         save_figure(plot_timeline(timeline, signals[path], SAMPLE_RATE, title), plot_path)
-        shares = {c: float(np.mean(timeline.predicted == c)) for c in recognizer.classes}
-        print(f"{path}: {len(rows)} windows, predicted " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in shares.items()
-                                                                     if v) + f" -> {csv_path}, {plot_path}")
+        summary = []
+        if timeline.classes:
+            shares = {c: float(np.mean(timeline.predicted == c)) for c in timeline.classes}
+            summary.append("predicted " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in shares.items() if v))
+        if timeline.dimensions:
+            summary.append("mean " + ", ".join(f"{d} {v:.3f}" for d, v in zip(timeline.dimensions,
+                                                                               timeline.values.mean(axis=0))))
+        print(f"{path}: {len(rows)} windows, {'; '.join(summary)} -> {csv_path}, {plot_path}")
     return 0
 
 
 def predict_stream(recognizer, args, source=None, sink=None):
-    """--stream -: one line per hop as soon as its window has arrived: start, end, class, probability."""
+    """--stream -: one line per hop as soon as its window has arrived: start, end, class, probability, and
+    DIMENSION=value fields for a dimensional or multi-task run ('-' and 0.000 for its class if it has none)."""
     source = sys.stdin.buffer.fileno() if source is None else source
     sink = sys.stdout if sink is None else sink
     recognizer.warm_up(args.window)
     print(f"reading 16 kHz mono s16le PCM from stdin: one line per {args.hop:g} s hop, windows of {args.window:g} s",
           file=sys.stderr, flush=True)
     chunks = iter(lambda: os.read(source, 1 << 14), b"")
-    for start, label, probability in recognizer.stream(chunks, args.window, args.hop):
-        print(f"{start:.2f}\t{start + args.window:.2f}\t{label or '-'}\t{probability:.3f}", file=sink, flush=True)
+    for start, label, probability, *values in recognizer.stream(chunks, args.window, args.hop):
+        fields = [f"{dim}={'-' if value is None else f'{value:.3f}'}" for dim, value in
+                  (values[0] or {d: None for d in recognizer.dimensions}).items()] if values else []
+        print("\t".join([f"{start:.2f}", f"{start + args.window:.2f}", label or "-", f"{probability:.3f}", *fields]),
+              file=sink, flush=True)
     return 0
 
 

@@ -92,7 +92,7 @@ def parse_args(argv):
     trainer = TRAINER_SCRIPTS[space.trainer]
     base_spec, _ = trainer.experiment_spec(trainer_argv)
     base = Experiment.from_dict(base_spec)
-    args.objective = check_objective(args.objective, getattr(base.model, "target", ("emotion",)), args.nested)
+    args.objective = check_objective(args.objective, getattr(base.model, "target", ("emotion",)))
     space.check(grid_parameters(space, base))
     if len(base.seeds) > 1 or base.output.resume or base.output.dask_scheduler:
         raise InputError("search.py runs each trial with one --seed, here (no --seeds, --resume or --dask-scheduler)")
@@ -119,7 +119,7 @@ def grid_parameters(space, base):
     return {model: STATIC_MODELS[model].tunable if model in STATIC_MODELS else () for model in (searched or (base.model.model,))}
 
 
-def check_objective(objective, target, nested):
+def check_objective(objective, target):
     """``ua`` or ``ccc``: the objective ``--objective`` names for ``--target``; InputError where it does not fit."""
     dims = dimensions(target)
     objective = ("ccc" if dims else "ua") if objective == "auto" else objective
@@ -127,8 +127,6 @@ def check_objective(objective, target, nested):
         raise InputError("--objective ccc needs a dimensional --target (e.g. arousal,valence)")
     if objective == "ua" and "emotion" not in target:
         raise InputError(f"--objective ua needs classes; --target {','.join(target)} has none (use --objective ccc)")
-    if nested and dims:
-        raise InputError("--nested searches categorical runs only so far; search a dimensional --target without it")
     return objective
 
 
@@ -212,12 +210,18 @@ def main(argv=None):
                                                   report.write_study_report(study, fold_job)))
         for row, study_summary in zip(summary, outer):
             row.update(study=study_summary)
-        result = {"nested": summary, "outer_ua": metrics["ua"], "outer_wa": metrics["wa"],
-                  "outer_ua_fold_mean": metrics["ua_fold_mean"], "outer_ua_fold_std": metrics["ua_fold_std"],
-                  "nested_run": str(Path(args.out) / report.NESTED_DIR)}
-        print(f"{args.out}: nested {base.data.cv[0]} estimate over {len(summary)} outer folds: UA "
-              f"{100 * metrics['ua']:.1f}% (pooled), WA {100 * metrics['wa']:.1f}%; per fold best values and test UA "
-              f"in search.json", file=sys.stderr)
+        result = {"nested": summary, "nested_run": str(Path(args.out) / report.NESTED_DIR)}
+        if args.objective == "ua":
+            result.update(outer_ua=metrics["ua"], outer_wa=metrics["wa"], outer_ua_fold_mean=metrics["ua_fold_mean"],
+                          outer_ua_fold_std=metrics["ua_fold_std"])
+            score = f"UA {100 * metrics['ua']:.1f}% (pooled), WA {100 * metrics['wa']:.1f}%"
+        else:  # a dimensional target: the mean CCC over dimensions, in the inner and the outer loop
+            result.update(outer_ccc=metrics["ccc"], outer_ccc_fold_mean=metrics.get("ccc_fold_mean"),
+                          outer_ccc_fold_std=metrics.get("ccc_fold_std"),
+                          outer_dimensions={d: s["ccc"] for d, s in metrics["dimensions"].items()})
+            score = f"CCC {metrics['ccc']:.3f} (pooled)"
+        print(f"{args.out}: nested {base.data.cv[0]} estimate over {len(summary)} outer folds: {score}; per fold best "
+              f"values and test {args.objective.upper()} in search.json", file=sys.stderr)
     else:
         study, workers = studies.run_search(job, args.jobs)
         result = report.write_study_report(study, job) | {"worker_pids": workers}

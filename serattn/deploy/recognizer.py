@@ -213,13 +213,14 @@ class Recognizer:
 
     # --- windows and streams ----------------------------------------------------------------
 
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The numeric targets the run predicts (arousal, valence...); () for a categorical run."""
+        return dimensions(self.targets)
+
     def check_windowed(self) -> None:
         """Raise InputError when the model needs its speaker's functional statistics, which
-        windows classified as they come cannot give; or when it predicts numeric targets (not windowed yet)."""
-        if dimensions(self.targets):
-            raise InputError(f"run '{self.path}' predicts {','.join(dimensions(self.targets))} (a dimensional run); "
-                             f"predict.py --window/--stream classify windows of categorical runs only so far: "
-                             f"predict whole files")
+        windows classified as they come cannot give."""
         if self.functionals_norm == "speaker":
             raise InputError(f"run '{self.path}' was trained with --functionals-norm speaker: its model needs the "
                              f"functional statistics of the speaker's utterances, which predict.py --window/--stream "
@@ -238,8 +239,9 @@ class Recognizer:
         """:func:`~serattn.deploy.timeline.timeline_of_frames` of a recording's raw (T, D) frames."""
         from serattn.deploy.timeline import timeline_of_frames
 
-        return timeline_of_frames(self.window_predictor(), frames, self.classes, window_s, hop_s, smooth,
-                                  self.frame_rate, batch_size)
+        classes = self.classes if EMOTION in self.targets else ()
+        return timeline_of_frames(self.window_predictor(), frames, classes, window_s, hop_s, smooth,
+                                  self.frame_rate, batch_size, dimensions(self.targets))
 
     def warm_up(self, window_s: float) -> None:
         """Run openSMILE and the traced model once, so that a stream's first window is not late."""
@@ -248,9 +250,11 @@ class Recognizer:
         predictor(predictor.normalize(features.extract_signal(samples, self.feature_set))[None])
 
     def stream(self, chunks: Iterable[bytes], window_s: float, hop_s: float
-               ) -> Iterator[tuple[float, str | None, float]]:
+               ) -> Iterator[tuple]:
         """Classify s16le PCM as it arrives: ``(start_s, class, probability)`` per window, as soon
-        as its last sample is in; class None (probability 0) for silence.
+        as its last sample is in; class None (probability 0) for silence. A dimensional or multi-task
+        run yields ``(start_s, class, probability, values)``, values a {dimension: value} dict (None for
+        silence) and class None for a purely dimensional run.
 
         Raises:
             InputError: the chunks ended before one whole window.
@@ -258,6 +262,8 @@ class Recognizer:
         from serattn.deploy.timeline import BYTES_PER_SAMPLE, StreamWindows
 
         predictor = self.window_predictor()
+        dims = dimensions(self.targets)
+        classes = self.classes if EMOTION in self.targets else ()
         windows = StreamWindows(window_s, hop_s)
         received, reported = 0, 0
         for data in chunks:
@@ -265,12 +271,21 @@ class Recognizer:
             for start, samples in windows.push(data):
                 reported += 1
                 frames = features.extract_signal(samples, self.feature_set) if np.any(samples) else np.zeros((0, 0))
-                if len(frames) == 0 or not np.all(np.isfinite(frames)):
+                silent = len(frames) == 0 or not np.all(np.isfinite(frames))
+                if silent and not dims:
                     yield start, None, 0.0
                     continue
-                probabilities, _ = predictor(predictor.normalize(frames)[None])
-                best = int(probabilities[0].argmax())
-                yield start, self.classes[best], float(probabilities[0, best])
+                if silent:
+                    yield start, None, 0.0, None
+                    continue
+                output, _ = predictor(predictor.normalize(frames)[None])
+                probabilities, values = output[0, :len(classes)], output[0, len(classes):]
+                best = int(probabilities.argmax()) if classes else None
+                label, probability = (classes[best], float(probabilities[best])) if classes else (None, 0.0)
+                if not dims:
+                    yield start, label, probability
+                    continue
+                yield start, label, probability, {dim: float(v) for dim, v in zip(dims, values)}
         if not reported:
             seconds = received / BYTES_PER_SAMPLE / SAMPLE_RATE
             got = "no audio" if not received else f"{seconds:.2f} s of audio"

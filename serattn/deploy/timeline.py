@@ -102,14 +102,17 @@ class Timeline:
 
     start_s: np.ndarray  # (W,)
     end_s: np.ndarray  # (W,)
-    probabilities: np.ndarray  # (W, C), smoothed if asked
+    probabilities: np.ndarray  # (W, C), smoothed if asked; (W, 0) for a purely dimensional run
     attention: np.ndarray  # (W, T) weights over each window's frames
     classes: tuple
     frame_rate: float = FRAME_RATE
+    dimensions: tuple = ()  # numeric targets of a dimensional or multi-task run (arousal, valence...)
+    values: np.ndarray | None = None  # (W, K) predicted values, smoothed if asked
 
     @property
     def predicted(self):
-        return np.asarray(self.classes)[self.probabilities.argmax(1)]
+        """Each window's class; None for a purely dimensional run."""
+        return np.asarray(self.classes)[self.probabilities.argmax(1)] if self.classes else None
 
     @property
     def attention_peak_s(self):
@@ -117,11 +120,16 @@ class Timeline:
         return self.start_s + (self.attention.argmax(1) + 0.5 * FRAME_LENGTH_S * self.frame_rate) / self.frame_rate
 
     def rows(self):
-        """CSV header and rows: start_s, end_s, p_<class>..., predicted, attention_peak_s."""
-        header = ["start_s", "end_s", *(f"p_{c}" for c in self.classes), "predicted", "attention_peak_s"]
-        rows = [[f"{s:.2f}", f"{e:.2f}", *(f"{p:.4f}" for p in probs), label, f"{peak:.3f}"]
-                for s, e, probs, label, peak in zip(self.start_s, self.end_s, self.probabilities, self.predicted,
-                                                    self.attention_peak_s)]
+        """CSV header and rows: start_s, end_s, p_<class>..., predicted, pred_<dimension>..., attention_peak_s
+        (the class columns only when the run predicts classes, the value columns only when it predicts values)."""
+        header = ["start_s", "end_s", *(f"p_{c}" for c in self.classes), *(["predicted"] if self.classes else []),
+                  *(f"pred_{d}" for d in self.dimensions), "attention_peak_s"]
+        labels = self.predicted if self.classes else [None] * len(self.start_s)
+        values = self.values if self.dimensions else np.zeros((len(self.start_s), 0))
+        rows = [[f"{s:.2f}", f"{e:.2f}", *(f"{p:.4f}" for p in probs), *([label] if self.classes else []),
+                 *(f"{v:.4f}" for v in vals), f"{peak:.3f}"]
+                for s, e, probs, label, vals, peak in zip(self.start_s, self.end_s, self.probabilities, labels, values,
+                                                          self.attention_peak_s)]
         return header, rows
 
     def frame_attention(self, n_frames):
@@ -138,15 +146,18 @@ class Timeline:
 
 
 def timeline_of_frames(predictor, frames, classes, window_s, hop_s, smooth=1, frame_rate=FRAME_RATE,
-                       batch_size=64):
-    """Windows of a recording's raw frames (T, D), each classified.
+                       batch_size=64, dimensions=()):
+    """Windows of a recording's raw frames (T, D), each classified (and its values predicted).
 
     Args:
         predictor: a :class:`WindowPredictor`.
         frames: the whole recording's raw frames, extracted once.
         window_s, hop_s: window length and step in seconds.
         smooth: median filter over this many windows (odd; 1 = none), applied to each
-            class's probability, then renormalized.
+            class's probability, then renormalized, and to each value.
+        classes: the run's classes; () for a purely dimensional run.
+        dimensions: the run's numeric targets, whose values follow the class probabilities in the
+            model's output (serattn.models.targets).
 
     Returns:
         A :class:`Timeline`.
@@ -161,11 +172,13 @@ def timeline_of_frames(predictor, frames, classes, window_s, hop_s, smooth=1, fr
         p, a = predictor(batch)
         probabilities.append(p)
         attention.append(a)
-    probabilities = smooth_probabilities(np.concatenate(probabilities), smooth)
+    output = np.concatenate(probabilities)
+    probabilities = smooth_probabilities(output[:, :len(classes)], smooth) if classes else output[:, :0]
+    values = smooth_values(output[:, len(classes):], smooth) if dimensions else None
     start_s = starts / frame_rate
     duration = min(window_s, (len(frames) - 1) / frame_rate + FRAME_LENGTH_S)
     return Timeline(start_s, start_s + duration, probabilities, np.concatenate(attention), tuple(classes),
-                    frame_rate)
+                    frame_rate, tuple(dimensions), values)
 
 
 def smooth_probabilities(probabilities, size):
@@ -176,6 +189,15 @@ def smooth_probabilities(probabilities, size):
 
     smoothed = median_filter(probabilities, size=(size, 1), mode="nearest")
     return smoothed / np.maximum(smoothed.sum(axis=1, keepdims=True), 1e-12)
+
+
+def smooth_values(values, size):
+    """Median over ``size`` neighbouring windows per dimension (edges repeat)."""
+    if size <= 1:
+        return values
+    from scipy.ndimage import median_filter
+
+    return median_filter(values, size=(size, 1), mode="nearest")
 
 
 class StreamWindows:

@@ -154,6 +154,22 @@ def learning_curves(run, metrics):
     return report_plots.data_uri(figure), None
 
 
+def test_sets_rows(metrics):
+    """Each test partition's scores (``--split-by``: MSP-Podcast's Test1, Test2): name, UA, WA, n."""
+    return [{"name": name, "ua": f"{100 * t['ua']:.1f}", "wa": f"{100 * t['wa']:.1f}", "n": t.get("n")}
+            for name, t in (metrics.get("test_sets") or {}).items()]
+
+
+def label_map_rows(metrics):
+    """What ``--label-map`` dropped per data file role: role, total, per-label counts."""
+    def counts(mapping):
+        return ", ".join(f"{label} {count}" for label, count in sorted(mapping.items())) or "-"
+
+    return [{"role": role, "total": d.get("total", 0), "by_map": counts(d.get("dropped_by_map") or {}),
+             "unmapped": counts(d.get("dropped_unmapped") or {})}
+            for role, d in (metrics.get("label_map_dropped") or {}).items()]
+
+
 def folds_table(metrics):
     """Per-fold rows of a cross-validation parent (fold, test speakers, n, UA, WA)."""
     return [{"fold": f["fold"], "speakers": ", ".join(f.get("test_speakers", [])), "n": f.get("n"),
@@ -269,7 +285,8 @@ def run_report(run, options, budget):
     section = {"name": run.name, "path": str(run.path), "kind": kind,
                "header": header(run, metrics, predictions),
                "scores": scores(run, metrics, counts, options.resamples, options.seed),
-               "folds": folds_table(metrics), "attention": None, "attention_note": None,
+               "folds": folds_table(metrics), "test_sets": test_sets_rows(metrics),
+               "label_map_dropped": label_map_rows(metrics), "attention": None, "attention_note": None,
                "gallery": None, "gallery_note": None}
     section["curves"], section["curves_note"] = learning_curves(run, metrics) if not run.config.get("folds") \
         else (None, "a cross-validation has one history per fold (fold-KK/history.csv)")

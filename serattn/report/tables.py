@@ -211,6 +211,37 @@ def summary_table(groups: Groups, keys: Sequence[str], intervals: list[list[str]
     return title, header, rows
 
 
+def test_sets_table(groups: Groups, keys: Sequence[str]) -> Table | None:
+    """UA and WA of each test partition (``--split-by``: MSP-Podcast's Test1, Test2) per group of runs, mean ± std
+    over the group's runs; None when no run has per-test-set scores (``test_sets`` in metrics.json)."""
+    rows = []
+    for values, members in groups:
+        names = sorted({name for _, m in members for name in m.get("test_sets") or {}})
+        for name in names:
+            scores = [m["test_sets"][name] for _, m in members if name in (m.get("test_sets") or {})]
+            rows.append([describe(keys, values), name, str(len(scores)), percent([s["ua"] for s in scores]),
+                         percent([s["wa"] for s in scores]), ",".join(str(s.get("n", "-")) for s in scores)])
+    if not rows:
+        return None
+    return ("UA and WA of each test set on its own (--split-by; pooled above)",
+            ["runs", "test set", "n", "UA (%)", "WA (%)", "test utterances"], rows)
+
+
+def label_map_table(runs: Sequence[tuple[Run, dict]]) -> Table | None:
+    """The utterances each run's ``--label-map`` dropped, per data file role (``label_map_dropped`` in
+    metrics.json); None when no run has a label map."""
+    def counts(mapping):
+        return ", ".join(f"{label} {count}" for label, count in sorted(mapping.items())) or "-"
+
+    rows = [[run.name, role, str(dropped.get("total", 0)), counts(dropped.get("dropped_by_map") or {}),
+             counts(dropped.get("dropped_unmapped") or {})]
+            for run, metrics in runs for role, dropped in (metrics.get("label_map_dropped") or {}).items()]
+    if not rows:
+        return None
+    return ("Utterances --label-map dropped (mapped to nothing, or unmapped with --drop-unmapped)",
+            ["run", "data file", "dropped", "mapped to nothing", "unmapped"], rows)
+
+
 def summed_confusion(members: Sequence[tuple[Run, dict]]) -> tuple[np.ndarray, list[str]]:
     """Sum of the confusion matrices of runs with the same classes."""
     classes = members[0][1]["classes"]

@@ -313,7 +313,8 @@ def run_nested(job, outer_data, out, jobs=1, report=None):
         report: ``f(study, job)`` called after each outer search.
 
     Returns:
-        ``(pooled metrics, [{outer fold, test speakers, best params, search UA, test UA}])``.
+        ``(pooled metrics, [{outer fold, test speakers, best params, search UA, test UA}])``; CCC in place
+        of UA (``search_ccc``, ``test_ccc``) when ``job.objective`` is ``ccc``.
     """
     base = job.base_experiment().with_out(out)
     fold_sets = protocols.cross_validation_sets(outer_data, base.data, base.seed)
@@ -337,10 +338,12 @@ def run_nested(job, outer_data, out, jobs=1, report=None):
             if not folds[k].is_complete:
                 final = fold_job.experiment(values, folds[k].path, base.data.cv)
                 protocols.train_one_run(final, train, test, job.classes, folds[k].path, job.data_files)
-            test_ua = open_run(folds[k].path).metrics()["ua"]
+            objective = job.objective  # ua, or ccc (the mean over dimensions) for a dimensional target
+            test_score = open_run(folds[k].path).metrics()[objective]
             summary.append({"outer_fold": k, "test_speakers": sorted(str(s) for s in set(test.speakers)),
                             "search_speakers": sorted(str(s) for s in set(train.speakers)),
-                            "best_params": values, "search_ua": study.best_value, "test_ua": test_ua})
+                            "best_params": values, f"search_{objective}": study.best_value,
+                            f"test_{objective}": test_score})
         metrics = protocols.write_pooled_run(parent, folds, job.classes, base.data.repeats)
     except InputError:
         if not parent.resumed:

@@ -5,7 +5,9 @@ them with weights on a grid over the simplex (steps of 0.1 by default) chosen to
 maximize UA on the validation rows, i.e. on utterances that every member held out
 of its training. Test labels are never looked at before the weights are fixed.
 Cross-validation parents are combined fold by fold, each fold tuning its own
-weights on its own validation speakers.
+weights on its own validation speakers. Dimensional runs have their predicted values
+combined (``weighted``: on validation CCC), multi-task runs their probabilities and values
+with the same weights (``weighted``: CCC and UA weighted as the runs' loss).
 """
 
 import dataclasses
@@ -313,12 +315,13 @@ def cv_folds(members):
     return list(folds[0])
 
 
-# --- dimensional runs: the members' values averaged ---------------------------------------------
+# --- dimensional and multi-task runs: the members' values (and probabilities) combined ---------------
 
 
 @dataclasses.dataclass
 class ValueMember:
-    """One dimensional run's saved predictions: true and predicted values per dimension."""
+    """One dimensional run's saved predictions: true and predicted values per dimension; a multi-task
+    run's class probabilities too."""
 
     path: Path
     config: dict
@@ -328,6 +331,9 @@ class ValueMember:
     split: np.ndarray  # (N,) str
     true: np.ndarray  # (N, K) float64
     predicted: np.ndarray  # (N, K) float64
+    classes: tuple = ()  # a multi-task run's class labels, order of ``probabilities`` columns
+    true_labels: np.ndarray | None = None  # (N,) str, multi-task only
+    probabilities: np.ndarray | None = None  # (N, C) float64, multi-task only
 
     @property
     def name(self):
@@ -343,45 +349,122 @@ def is_dimensional(path):
 
 
 def read_value_member(path):
-    """A dimensional run's predictions.csv as a :class:`ValueMember`; InputError for a multi-task run
-    (its classes and values would need a combination of both) or missing value columns."""
+    """A dimensional or multi-task run's predictions.csv as a :class:`ValueMember`; InputError for
+    missing value or probability columns."""
     run = open_run(path)
-    if "emotion" in (run.config.get("target") or ()):
-        raise InputError(f"'{run.path}' is a multi-task run (--target {','.join(run.config['target'])}); "
-                         f"ensemble.py combines categorical or purely dimensional runs so far")
     rows = run.prediction_rows()
     dims = run.dimensions
+    source = run.file(PREDICTIONS_FILE)
     missing = [f"{p}{d}" for d in dims for p in ("true_", "pred_") if rows and f"{p}{d}" not in rows[0]]
     if missing or not rows:
-        raise InputError(f"'{run.file(PREDICTIONS_FILE)}' lacks the column(s) {', '.join(missing) or 'rows'} of "
-                         f"its dimensions")
+        raise InputError(f"'{source}' lacks the column(s) {', '.join(missing) or 'rows'} of its dimensions")
     try:
         true = np.array([[float(r[f"true_{d}"]) for d in dims] for r in rows])
         predicted = np.array([[float(r[f"pred_{d}"]) for d in dims] for r in rows])
     except ValueError:
-        raise InputError(f"the true_/pred_ columns of '{run.file(PREDICTIONS_FILE)}' are not numbers") from None
+        raise InputError(f"the true_/pred_ columns of '{source}' are not numbers") from None
+    classes, labels, probabilities = (), None, None
+    if "emotion" in (run.config.get("target") or ()):  # multi-task: its class probabilities are combined too
+        classes = run.classes
+        missing = [f"p_{c}" for c in classes if f"p_{c}" not in rows[0]] + [k for k in ("true",) if k not in rows[0]]
+        if missing:
+            raise InputError(f"'{source}' lacks the column(s) {', '.join(missing)} of the multi-task run's classes")
+        try:
+            probabilities = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+        except ValueError:
+            raise InputError(f"the p_<class> columns of '{source}' are not numbers") from None
+        if not np.all(np.isfinite(probabilities)) or np.any(probabilities < 0) \
+                or np.max(np.abs(probabilities.sum(axis=1) - 1)) > SUM_TOLERANCE:
+            raise InputError(f"the p_<class> columns of '{source}' are not probabilities (finite, >= 0, "
+                             f"summing to 1 per row)")
+        labels = np.array([r["true"] for r in rows])
     return ValueMember(path=run.path, config=run.config, dimensions=dims,
                        ids=np.array([r["id"] for r in rows]), speakers=np.array([r.get("speaker", "") for r in rows]),
-                       split=np.array([r["split"] for r in rows]), true=true, predicted=predicted)
+                       split=np.array([r["split"] for r in rows]), true=true, predicted=predicted,
+                       classes=classes, true_labels=labels, probabilities=probabilities)
 
 
-def combine_value_members(members):
-    """The mean of the members' predicted values on their common test rows (and common validation rows).
+def concordances(true, predicted):
+    """Lin's CCC of each candidate and dimension: true (N, K), predicted (G, N, K) -> (G, K), NaN where undefined
+    (the vectorized :func:`serattn.targets.concordance`)."""
+    mean_t, mean_p = true.mean(axis=0), predicted.mean(axis=1)  # (K,), (G, K)
+    covariance = ((true - mean_t) * (predicted - mean_p[:, None, :])).mean(axis=1)
+    denominator = true.var(axis=0) + predicted.var(axis=1) + (mean_t - mean_p) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * covariance / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def value_selection(members):
+    """{metric: weight} of the validation score weighted ensembles maximize: each dimension's CCC
+    (``ccc_arousal``...) and, for multi-task runs, UA, weighted as the first member's loss, as its epochs were chosen."""
+    from serattn.targets import selection_weights
+
+    config = members[0].config
+    return selection_weights(tuple(config.get("target") or ()), config.get("loss_weights"))
+
+
+def tune_value_weights(val, classes, selection, step=0.1):
+    """Simplex weights maximizing the validation score ``selection`` (mean CCC; UA too in a multi-task run).
+
+    Args:
+        val: the validation part of :func:`combine_value_members` (``true``, ``member_predicted``...).
+        classes: a multi-task run's classes, () otherwise.
+        selection: {metric: weight}, e.g. ``{"ccc_arousal": 1, "ccc_valence": 1, "ua": 1}``.
 
     Returns:
-        dict with ``dimensions``, ``weights`` (uniform), and ``val``/``test``: each None or a dict of
-        ``ids``, ``speakers``, ``true`` (N, K), ``predicted`` (N, K) and ``member_predicted`` (M, N, K).
+        ``(weights (M,), score)``; ties broken toward uniform weights, as :func:`tune_weights` does.
+    """
+    member_predicted = val["member_predicted"]
+    grid = simplex_grid(len(member_predicted), step)
+    dims = [key[len("ccc_"):] for key in selection if key.startswith("ccc_")]
+    columns = [list(val["dimensions"]).index(d) for d in dims]
+    if classes:
+        index = {c: j for j, c in enumerate(classes)}
+        true_index = np.array([index.get(c, -1) for c in val["true_labels"]])
+    scores = []
+    for chunk in np.array_split(grid, max(1, len(grid) // 500)):
+        ccc = concordances(val["true"][:, columns], np.einsum("km,mnd->knd", chunk, member_predicted[:, :, columns]))
+        parts = [selection[f"ccc_{d}"] * np.nan_to_num(ccc[:, k], nan=-1.0) for k, d in enumerate(dims)]
+        if "ua" in selection and classes:
+            probabilities = np.einsum("km,mnc->knc", chunk, val["member_probabilities"])
+            known = true_index >= 0
+            parts.append(selection["ua"] * unweighted_recalls(probabilities[:, known], true_index[known], len(classes)))
+        scores.append(np.sum(parts, axis=0) / sum(selection.values()))
+    scores = np.concatenate(scores)
+    best = np.flatnonzero(scores >= scores.max() - 1e-12)
+    spread = np.round(((grid[best] - 1 / grid.shape[1]) ** 2).sum(axis=1), 9)
+    choice = best[np.argmin(spread)]
+    return grid[choice], float(scores[choice])
+
+
+def combine_value_members(members, method="mean", step=0.1):
+    """Combine dimensional (or multi-task) members on their common test rows (and common validation rows):
+    values and class probabilities averaged with the same weights, uniform (``mean``) or chosen on the
+    validation rows (``weighted``: mean CCC, with UA as the runs' loss weights say for multi-task runs).
+
+    Returns:
+        dict with ``dimensions``, ``classes`` (() unless multi-task), ``weights`` (M,), ``val_score``, and
+        ``val``/``test``: each None or a dict of ``ids``, ``speakers``, ``true`` (N, K), ``predicted`` (N, K),
+        ``member_predicted`` (M, N, K) and, multi-task, ``true_labels`` (N,), ``probabilities`` (N, C),
+        ``member_probabilities`` (M, N, C).
 
     Raises:
-        InputError: members of other dimensions, other test utterances, or other true values.
+        InputError: members of other dimensions or classes, other test utterances, other true values or
+            labels; ``weighted`` without common validation rows.
     """
+    if method not in METHODS:
+        raise InputError(f"unknown method '{method}'; expected one of: {', '.join(METHODS)}")
     dims = members[0].dimensions
+    classes = members[0].classes
     for member in members[1:]:
         if member.dimensions != dims:
             raise InputError(f"runs predict different dimensions: '{members[0].name}' has {', '.join(dims)}, "
                              f"'{member.name}' has {', '.join(member.dimensions)}; combine runs of the same targets")
+        if set(member.classes) != set(classes):
+            raise InputError(f"runs predict different classes: '{members[0].name}' has {', '.join(classes) or 'none'}, "
+                             f"'{member.name}' has {', '.join(member.classes) or 'none'}; combine runs of the same targets")
     parts = {"test": common_test_ids(members), "val": common_val_ids(members)}
-    combined = {"dimensions": dims, "weights": np.full(len(members), 1 / len(members))}
+    combined = {"dimensions": dims, "classes": classes}
     for split, ids in parts.items():
         if not ids:
             combined[split] = None
@@ -389,10 +472,29 @@ def combine_value_members(members):
         index = [np.array([m.rows(split)[i] for i in ids]) for m in members]
         true = members[0].true[index[0]]
         for member, rows in zip(members[1:], index[1:]):
-            if not np.allclose(member.true[rows], true, atol=1e-5):
+            if not np.allclose(member.true[rows], true, atol=1e-5) or \
+                    (classes and np.any(member.true_labels[rows] != members[0].true_labels[index[0]])):
                 raise InputError(f"runs disagree on the true values of their {split} utterances: '{members[0].name}' "
                                  f"and '{member.name}'; were they trained on the same corpus?")
-        stacked = np.stack([m.predicted[rows] for m, rows in zip(members, index)])
-        combined[split] = {"ids": np.asarray(ids, dtype=str), "speakers": members[0].speakers[index[0]],
-                           "true": true, "predicted": stacked.mean(axis=0), "member_predicted": stacked}
+        part = {"ids": np.asarray(ids, dtype=str), "speakers": members[0].speakers[index[0]], "true": true,
+                "dimensions": dims, "member_predicted": np.stack([m.predicted[rows] for m, rows in zip(members, index)])}
+        if classes:
+            part["true_labels"] = members[0].true_labels[index[0]]
+            part["member_probabilities"] = np.stack([m.probabilities[rows][:, [m.classes.index(c) for c in classes]]
+                                                     for m, rows in zip(members, index)])
+        combined[split] = part
+    weights, combined["val_score"] = np.full(len(members), 1 / len(members)), None
+    if method == "weighted":
+        if combined["val"] is None:
+            counts = ", ".join(f"'{m.name}' {len(m.rows('val'))}" for m in members)
+            raise InputError(f"--method weighted tunes weights on validation rows, but no utterance is a "
+                             f"validation row of every run (val rows: {counts}); train the runs with the same "
+                             f"--seed and --val-speakers, or use --method mean")
+        weights, combined["val_score"] = tune_value_weights(combined["val"], classes, value_selection(members), step)
+    combined["weights"] = weights
+    for part in (combined["val"], combined["test"]):
+        if part is not None:
+            part["predicted"] = np.einsum("m,mnd->nd", weights, part["member_predicted"])
+            if classes:
+                part["probabilities"] = np.einsum("m,mnc->nc", weights, part["member_probabilities"])
     return combined
