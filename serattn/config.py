@@ -135,6 +135,11 @@ class ModelConfig:
     # columns (a regression head: arousal, valence...), or both (multi-task).
     target: tuple[str, ...] = ("emotion",)
 
+    @property
+    def predicts_classes(self) -> bool:
+        """Whether the model has a softmax over the classes (``emotion`` among its targets)."""
+        return "emotion" in self.target
+
     def check(self) -> "ModelConfig":
         _check_choice("model", self.model, LSTM_MODELS)
         if parse_targets(self.target) != tuple(self.target):
@@ -225,6 +230,8 @@ class StaticModelConfig:
     max_iter: int = 10_000
     calibration: Calibration = "auto"
     pool: FramePool = "none"  # frame-level input: refuse (none) or mean and std per utterance
+
+    predicts_classes = True  # a static model is a classifier
 
     def check(self) -> "StaticModelConfig":
         _check_choice("model", self.model, STATIC_MODELS)

@@ -1,6 +1,7 @@
 """Dimensional targets (issue 28 item 3): --target arousal,valence and multi-task emotion,arousal."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -162,6 +163,20 @@ def test_the_saved_model_loads_in_safe_mode_and_gives_the_values(dimensional_run
 
     model = keras.saving.load_model(dimensional_run / "model.keras", safe_mode=True)
     assert model.output.shape[-1] == 2 and type(model.get_layer("output")).__name__ == "TargetHead"
+
+
+def test_validation_speakers_may_take_a_class_only_when_classes_are_not_predicted(tmp_path, capsys):
+    """Holding out the only speaker of a class is refused where the model predicts classes, not for values alone."""
+    features = add_dimensions(make_feature_set(n=48, speakers=4, seed=3))
+    labels = np.where(features.speakers == "s00", "Z", features.labels)
+    path = tmp_path / "features.npz"
+    save_feature_set(dataclasses.replace(features, labels=labels), path)
+    flags = ["--data", path, "--val-speakers", "s00", *TINY]
+    train([*flags, "--target", "arousal", "--out", tmp_path / "arousal"])
+    assert {row["speaker"] for row in rows_of(tmp_path / "arousal") if row["split"] == "val"} == {"s00"}
+    assert_refused(train_attention_lstm.main, [str(a) for a in [*flags, "--target", "emotion,arousal",
+                                                                 "--out", tmp_path / "both"]],
+                   r"class\(es\) Z have no training utterances", tmp_path, capsys)
 
 
 def test_a_multi_task_run_predicts_classes_and_values(dimensional_file, tmp_path):

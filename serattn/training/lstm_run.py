@@ -34,13 +34,14 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     fit_set, val_set, test, normalization = protocols.split_and_normalize(experiment, train, test, classes, out)
     class_index = {c: i for i, c in enumerate(classes)}
     targets = np.array([class_index[c] for c in fit_set.labels])
-    class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
-    dims = dimensions(model_config.target)
+    if model_config.predicts_classes:
+        class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
+    else:  # class weights weigh classes, absent here (the fit speakers need not have every class)
+        class_weights = np.ones(len(classes), np.float32)
     sample_weights = class_weights[targets]
+    dims = dimensions(model_config.target)
     if dims:  # (N, 1 + K) rows: the class index, then the numeric targets (serattn.models.targets)
         targets = value_targets(fit_set, class_index, dims)
-        if EMOTION not in model_config.target:
-            sample_weights = np.ones(len(fit_set), np.float32)  # class weights weigh classes, absent here
     pad_to = (model_config.max_length or int(max(train.lengths.max(), test.lengths.max()))) \
         if train_config.pad_to_max else None
     padding = "post" if model_config.mask else "pre"

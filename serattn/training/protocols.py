@@ -303,7 +303,8 @@ def split_and_normalize(experiment, train, test, classes, out):
     Returns:
         ``(fit_set, val_set, test, normalization)``.
     """
-    fit_set, val_set = hold_out_validation(train, classes, experiment.data.val_speakers, experiment.seed, out,
+    needed = classes if experiment.model.predicts_classes else ()  # a purely dimensional run needs no class
+    fit_set, val_set = hold_out_validation(train, needed, experiment.data.val_speakers, experiment.seed, out,
                                            experiment.data.split_by)
     normalization = Normalization.fit(fit_set, experiment.data.norm)
     fit_set, val_set, test = (normalization.apply(fs) for fs in (fit_set, val_set, test))
