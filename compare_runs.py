@@ -69,7 +69,7 @@ def main(argv=None):
     runs = load_runs(args.run_dirs)
 
     # Table 1: groups of runs, mean ± std over each group's runs (seeds).
-    configs = [flatten_config(run.config) for run, _ in runs]
+    configs = [flatten_config(run.record.values) for run, _ in runs]
     keys = grouping_keys(args.by, configs)
     if args.separate_test_sets:
         for config, number in zip(configs, test_set_numbers(runs)):

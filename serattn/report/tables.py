@@ -190,7 +190,7 @@ def summary_table(groups: Groups, keys: Sequence[str], intervals: list[list[str]
     rows = []
     for index, (values, members) in enumerate(groups):
         metrics = [m for _, m in members]
-        seeds = ",".join(show_value(run.config.get("seed")) for run, _ in members)
+        seeds = ",".join(show_value(run.record.seed) for run, _ in members)
         recalls = []
         for c in classes:
             values_c = [m["per_class_recall"][c] for m in metrics if c in m["per_class_recall"]]
@@ -321,7 +321,7 @@ def value_summary_table(groups: Groups, keys: Sequence[str], dims: Sequence[str]
         metrics = [m for _, m in members]
         boot = stats.bootstrap_ccc(sums[index], resamples, seed=seed)["mean"]
         cells = [show_value(v) for v in values] + [str(len(members)),
-                                                   ",".join(show_value(run.config.get("seed")) for run, _ in members),
+                                                   ",".join(show_value(run.record.seed) for run, _ in members),
                                                    spread([m["ccc"] for m in metrics])]
         for d in dims:
             cells += [spread([m["dimensions"][d]["ccc"] for m in metrics]),

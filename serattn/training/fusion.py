@@ -10,7 +10,6 @@ weights on its own validation speakers.
 
 import dataclasses
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
 from serattn.runs.folder import CONFIG_FILE, PREDICTIONS_FILE, file_sha256
 from serattn.runs.reading import open_run
+from serattn.runs.record import RunConfig, read_record
 
 METHODS = ("mean", "weighted")
 MAX_GRID_POINTS = 200_000
@@ -42,6 +42,11 @@ class Member:
     @property
     def name(self):
         return str(self.path)
+
+    @property
+    def record(self):
+        """The member's config.json, typed (:class:`~serattn.runs.record.RunConfig`)."""
+        return RunConfig.of(self.config)
 
     def rows(self, split):
         """{id: row index} of the rows of one split."""
@@ -108,16 +113,13 @@ def check_distinct(members):
 
 def underlying_runs(path, config):
     """The resolved folders of the trained runs behind ``path``: itself, or an ensemble's members, recursively."""
-    members = config.get("member_runs") if config.get("model") == "ensemble" else None
+    record = RunConfig.of(config)
+    members = record.member_runs if record.recorded_model == "ensemble" else None
     if not members:
         return {Path(path).resolve()}
     found = set()
     for member in members:
-        try:
-            member_config = json.loads((Path(member) / CONFIG_FILE).read_text())
-        except (OSError, ValueError):
-            member_config = {}
-        found |= underlying_runs(member, member_config if isinstance(member_config, dict) else {})
+        found |= underlying_runs(member, read_record(member))
     return found
 
 
@@ -282,8 +284,7 @@ def combine_members(members, method, step=0.1):
 
 def member_description(config):
     """A short name of a member's model, e.g. ``attention-lstm-tanh`` or ``linear-svm``."""
-    model = str(config.get("model", "unknown"))
-    return f"{model}-{config['activation']}" if model.endswith("lstm") and config.get("activation") else model
+    return RunConfig.of(config).describe_model()
 
 
 def common_items(dicts):
@@ -298,7 +299,7 @@ def cv_folds(members):
     Raises:
         InputError: some members are CV parents and others are not, or their folds differ.
     """
-    folds = [m.config.get("folds") for m in members]
+    folds = [m.record.folds if m.record.is_folded else None for m in members]
     if all(f is None for f in folds):
         return None
     if any(f is None for f in folds):
@@ -308,8 +309,8 @@ def cv_folds(members):
     for member, fold_names in zip(members[1:], folds[1:]):
         if list(fold_names) != list(folds[0]):
             raise InputError(f"runs have different folds: '{members[0].name}' has {len(folds[0])} "
-                             f"({members[0].config.get('cv')}), '{member.name}' has {len(fold_names)} "
-                             f"({member.config.get('cv')}); combine runs of the same --cv on the same data")
+                             f"({members[0].record.cv}), '{member.name}' has {len(fold_names)} "
+                             f"({member.record.cv}); combine runs of the same --cv on the same data")
     return list(folds[0])
 
 
@@ -333,6 +334,11 @@ class ValueMember:
     def name(self):
         return str(self.path)
 
+    @property
+    def record(self):
+        """The member's config.json, typed (:class:`~serattn.runs.record.RunConfig`)."""
+        return RunConfig.of(self.config)
+
     def rows(self, split):
         return {utterance: i for i, utterance in enumerate(self.ids) if self.split[i] == split}
 
@@ -346,8 +352,8 @@ def read_value_member(path):
     """A dimensional run's predictions.csv as a :class:`ValueMember`; InputError for a multi-task run
     (its classes and values would need a combination of both) or missing value columns."""
     run = open_run(path)
-    if "emotion" in (run.config.get("target") or ()):
-        raise InputError(f"'{run.path}' is a multi-task run (--target {','.join(run.config['target'])}); "
+    if run.record.is_multitask:
+        raise InputError(f"'{run.path}' is a multi-task run (--target {','.join(run.record.target)}); "
                          f"ensemble.py combines categorical or purely dimensional runs so far")
     rows = run.prediction_rows()
     dims = run.dimensions
