@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.atomic import write_atomically
+from serattn.atomic import write_atomically, write_atomically_named
 from serattn.errors import InputError
 
 RUN_FORMAT = 1  # config.json's "run_format"; folders of a newer format are refused, older ones read
@@ -153,7 +153,8 @@ class RunFolder:
         return write_evaluation(self.path, parts, outputs, classes)
 
     def save_keras_model(self, model):
-        model.save(self.path / KERAS_MODEL_FILE)
+        """model.keras, written whole or not at all (Keras needs the .keras name: a temporary folder holds it)."""
+        write_atomically_named(self.path / KERAS_MODEL_FILE, model.save)
         self.record_model_hash(KERAS_MODEL_FILE)
 
     def save_static_model(self, pipeline):
