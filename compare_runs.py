@@ -88,7 +88,7 @@ def main(argv=None):
     if args.confusion:
         run = open_run(args.confusion)
         metrics = run.metrics()
-        tables.append(confusion_table(metrics["confusion"], metrics["classes"],
+        tables.append(confusion_table(metrics.confusion, list(metrics.classes),
                                       f"Confusion matrix of {run.name} (test)"))
     elif (args.confusion_group or len(runs) == 1) and not (dims and "confusion" not in runs[0][1]):
         for values, members in groups:

@@ -76,8 +76,7 @@ def config_of(args, members, classes):
         "data_files": {f"member{i}_{name}": value for i, m in enumerate(members)
                        for name, value in m.record.data_files.items()},
         "feature_meta": ensemble.common_items([m.record.feature_meta for m in members]),
-        "run_format": runs.RUN_FORMAT,
-        **runs.environment_info(),
+        **runs.provenance(),
     }
 
 
@@ -155,14 +154,15 @@ def write_folds(args, parents, combined, run):
     """Fold folders fold-KK in ``run``, then the pooled test rows and scores in ``run`` itself."""
     fold_runs, fold_weights = [], []
     for fold, members, result in combined:
-        fold_run = runs.RunFolder(run.path / fold)
-        fold_run.path.mkdir()
+        fold_run = runs.RunFolder.create(run.path / fold)  # locked and INCOMPLETE until written, like a training fold
         fold_runs.append(fold_run)
         fold_weights.append(result["weights"].round(6).tolist())
         if args.dimensional:
             write_value_combination(fold_run, result, members, config_of(args, members, list(members[0].record.classes)))
+            fold_run.mark_complete()
             continue
         write_combination(fold_run, result, members, config_of(args, members, result["classes"]))
+        fold_run.mark_complete()
         if not args.quiet:
             val_rows = 0 if result["val"] is None else len(result["val"].ids)
             val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"

@@ -79,7 +79,7 @@ def header(run, metrics, predictions):
         protocol += f"; validation speakers {', '.join(record.val_speakers_used)}"
     if record.norm:
         protocol += f"; normalization {record.norm}"
-    seconds = metrics.get("seconds")
+    seconds = metrics.seconds
     flags = [(key, json.dumps(value) if not isinstance(value, str) else value)
              for key, value in record.values.items() if key not in NOT_FLAGS]
     # Paths as file names: the page may travel to machines where they mean nothing.
@@ -118,7 +118,7 @@ def elapsed_seconds(run):
 def scores(run, metrics, counts, resamples, seed):
     """UA, WA and per-class recall with speaker-bootstrap intervals, and the confusion figure."""
     boot = stats.bootstrap_scores(counts, resamples=resamples, seed=seed)
-    confusion = np.asarray(metrics["confusion"])
+    confusion = metrics.confusion
     support = counts.total.sum(axis=0)
     return {
         "ua": stats.format_interval(boot["ua"]), "wa": stats.format_interval(boot["wa"]),
@@ -126,7 +126,7 @@ def scores(run, metrics, counts, resamples, seed):
                    for j, c in enumerate(run.classes)],
         "speakers": boot["speakers"], "resamples": resamples,
         "few_speakers": boot["speakers"] < stats.FEW_SPEAKERS,
-        "fold_mean": metrics.get("ua_fold_mean"), "fold_std": metrics.get("ua_fold_std"),
+        "fold_mean": metrics.ua_fold_mean, "fold_std": metrics.ua_fold_std,
         "confusion": report_plots.data_uri(report_plots.plot_confusion(confusion, run.classes)),
         "raw": boot,
     }
@@ -144,7 +144,7 @@ def learning_curves(run, metrics):
         history = {key: values.astype(np.float64) for key, values in columns.items()}
     except ValueError:
         return None, f"'{path}' holds non-numeric values"
-    figure = report_plots.plot_learning_curves(history, metrics.get("best_epoch"))
+    figure = report_plots.plot_learning_curves(history, metrics.best_epoch)
     return report_plots.data_uri(figure), None
 
 
@@ -152,7 +152,7 @@ def folds_table(metrics):
     """Per-fold rows of a cross-validation parent (fold, test speakers, n, UA, WA)."""
     return [{"fold": f["fold"], "speakers": ", ".join(f.get("test_speakers", [])), "n": f.get("n"),
              "ua": None if f.get("ua") is None else f"{100 * f['ua']:.1f}", "wa": f"{100 * f['wa']:.1f}"}
-            for f in metrics.get("folds", [])]
+            for f in metrics.folds]
 
 
 def attention_section(run, metrics, attention, tsne_points):

@@ -333,8 +333,12 @@ def run_config(flags, out, classes, feature_set, data_files, **resolved):
     if label_map is not None:
         resolved = {**resolved, "label_map_used": label_map}
     return {**flags, "out": str(out), "classes": classes, **resolved, "data_files": data_files,
-            "feature_meta": meta, "feature_names": feature_set.feature_names.tolist(),
-            "run_format": RUN_FORMAT, **environment_info()}
+            "feature_meta": meta, "feature_names": feature_set.feature_names.tolist(), **provenance()}
+
+
+def provenance():
+    """The last keys of every config.json: the run format, then the versions and the commit of the code."""
+    return {"run_format": RUN_FORMAT, **environment_info()}
 
 
 def write_csv_rows(path, rows):

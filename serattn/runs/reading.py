@@ -43,7 +43,7 @@ from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOM
                                  KERAS_MODEL_FILE, METRICS_FILE,
                                  NORMALIZATION_FILE, PREDICTIONS_FILE, STATIC_MODEL_FILE,
                                  check_run_format, file_sha256)
-from serattn.runs.record import RunConfig
+from serattn.runs.record import RunConfig, RunMetrics
 
 INCOMPLETE_MARKER = INCOMPLETE
 SPLITS = ("train", "val", "test")
@@ -207,8 +207,8 @@ class Run:
 
         return Normalization.from_dict(_read_json(self.file(NORMALIZATION_FILE)))
 
-    def metrics(self):
-        """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order."""
+    def metrics(self) -> RunMetrics:
+        """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order (:class:`RunMetrics`)."""
         path = self.file(METRICS_FILE)
         metrics = _read_json(path)
         if "dimensions" in metrics:  # a dimensional run (serattn.targets); a multi-task one has classes too
@@ -216,7 +216,7 @@ class Run:
             if not isinstance(metrics["dimensions"], dict) or not metrics["dimensions"]:
                 raise InputError(f"'dimensions' in '{path}' must map each dimension to its scores")
             if "confusion" not in metrics:
-                return metrics
+                return RunMetrics.of(metrics)
         _require_keys(metrics, ("ua", "wa", "classes", "per_class_recall", "confusion"), path)
         classes = [str(c) for c in metrics["classes"]]
         confusion = np.asarray(metrics["confusion"])
@@ -231,7 +231,7 @@ class Run:
         if missing:
             raise InputError(f"'per_class_recall' in '{path}' lacks class(es) {', '.join(missing)}")
         self._check_scores_match_predictions(metrics, classes, confusion, path)
-        return {**metrics, "classes": classes, "confusion": confusion}
+        return RunMetrics.of({**metrics, "classes": classes, "confusion": confusion})
 
     def _check_scores_match_predictions(self, metrics, classes, confusion, path):
         """Refuse a metrics.json whose UA, WA or confusion differ from its own predictions.csv's test rows.

@@ -1,4 +1,5 @@
-"""The run record: what a run folder's ``config.json`` says, typed, with the defaults of old folders in one place.
+"""The run record: what a run folder's ``config.json`` and ``metrics.json`` say, typed, with the defaults of old
+folders in one place.
 
 Readers (the recognizer, export, the report and its tables, ensembles, the figure
 scripts) ask a :class:`RunConfig` for ``model``, ``target``, ``padding``... instead of
@@ -9,11 +10,14 @@ TensorFlow: :func:`serattn.runs.reading.open_run` reads and checks the file
 (``Run.record``), this interprets it.
 """
 
+import collections.abc
 import dataclasses
 import json
 import types
 from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
 
 from serattn.define import FRAME_RATE, SAMPLE_RATE
 from serattn.runs.folder import CONFIG_FILE, MODEL_SHA256_KEY
@@ -262,3 +266,100 @@ def read_record(folder) -> RunConfig:
     except (OSError, ValueError):
         config = {}
     return RunConfig.of(config if isinstance(config, dict) else {})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RunMetrics(collections.abc.Mapping):
+    """A run's metrics.json, checked by :meth:`serattn.runs.reading.Run.metrics`: typed scores, read only.
+
+    Still a mapping (``metrics["ua"]``) for the tables that list optional diagnostics by
+    key; the properties give each score with the value a run without it stands for.
+    ``confusion`` is an integer array (rows true) in ``classes`` order.
+    """
+
+    values: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, metrics: "RunMetrics | Mapping[str, Any]") -> "RunMetrics":
+        return metrics if isinstance(metrics, RunMetrics) else cls(types.MappingProxyType(dict(metrics)))
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+    @property
+    def ua(self) -> float | None:
+        return self.values.get("ua")
+
+    @property
+    def wa(self) -> float | None:
+        return self.values.get("wa")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.values.get("classes") or ())
+
+    @property
+    def confusion(self) -> np.ndarray | None:
+        confusion = self.values.get("confusion")
+        return None if confusion is None else np.asarray(confusion)
+
+    @property
+    def per_class_recall(self) -> dict:
+        return dict(self.values.get("per_class_recall") or {})
+
+    @property
+    def n_test(self) -> int | None:
+        return self.values.get("n_test")
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.values.get("best_epoch")
+
+    @property
+    def seconds(self) -> float | None:
+        """Training time; None for runs from before it was recorded."""
+        return self.values.get("seconds")
+
+    @property
+    def folds(self) -> list:
+        """A cross-validation parent's per-fold scores (empty for a single run)."""
+        return list(self.values.get("folds") or [])
+
+    @property
+    def ua_fold_mean(self) -> float | None:
+        return self.values.get("ua_fold_mean")
+
+    @property
+    def ua_fold_std(self) -> float | None:
+        return self.values.get("ua_fold_std")
+
+    @property
+    def test_sets(self) -> dict:
+        """``--split-by``: the scores of each test partition on its own."""
+        return dict(self.values.get("test_sets") or {})
+
+    @property
+    def label_map_dropped(self) -> dict | None:
+        """Cross-corpus runs: the utterances each label map dropped, per data role."""
+        return self.values.get("label_map_dropped")
+
+    @property
+    def ccc(self) -> float | None:
+        """Mean CCC over the dimensions of a dimensional or multi-task run."""
+        return self.values.get("ccc")
+
+    @property
+    def dimension_scores(self) -> dict:
+        """``{dimension: {"ccc", "pearson", "mse"...}}`` of a dimensional or multi-task run."""
+        return dict(self.values.get("dimensions") or {})
+
+    @property
+    def scored_on(self) -> tuple[str, ...]:
+        """What the run was scored on: its classes, or a purely dimensional run's dimensions."""
+        return self.classes or tuple(self.dimension_scores)

@@ -337,7 +337,7 @@ def run_nested(job, outer_data, out, jobs=1, report=None):
             if not folds[k].is_complete:
                 final = fold_job.experiment(values, folds[k].path, base.data.cv)
                 protocols.train_one_run(final, train, test, job.classes, folds[k].path, job.data_files)
-            test_ua = open_run(folds[k].path).metrics()["ua"]
+            test_ua = open_run(folds[k].path).metrics().ua
             summary.append({"outer_fold": k, "test_speakers": sorted(str(s) for s in set(test.speakers)),
                             "search_speakers": sorted(str(s) for s in set(train.speakers)),
                             "best_params": values, "search_ua": study.best_value, "test_ua": test_ua})
