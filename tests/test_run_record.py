@@ -9,7 +9,7 @@ from fake_runs import make_fake_run
 from serattn.report.run import kind_of
 from serattn.runs.folder import CONFIG_FILE, KERAS_MODEL_FILE, RunFolder
 from serattn.runs.reading import open_run
-from serattn.runs.record import RunConfig
+from serattn.runs.record import RunConfig, RunMetrics
 from serattn.training.fusion import cv_folds, underlying_runs
 
 # Keys that later versions added to config.json; a folder from before them must read with the old behaviour.
@@ -40,6 +40,18 @@ def test_an_old_run_folder_reads_with_the_defaults_it_was_trained_with(tmp_path)
     assert run.frame_rate == 100.0 and run.dimensions == () and run.classes == ("A", "E", "N", "P", "R")
     assert record.seed == 1 and record.folds == () and not record.is_folded and record.cv is None
     assert kind_of(run) == "attention-lstm"
+
+
+def test_metrics_read_typed_and_read_only(tmp_path):
+    metrics = open_run(make_fake_run(tmp_path, counts={"train": 4, "test": 3})).metrics()
+    assert metrics.classes == ("A", "E", "N", "P", "R") and metrics.confusion.shape == (5, 5)
+    assert metrics.confusion.sum() == metrics.n_test == 15 and metrics.ua == metrics["ua"]
+    assert (metrics.seconds, metrics.folds, metrics.test_sets, metrics.ccc) == (None, [], {}, None)  # not recorded
+    assert metrics.scored_on == metrics.classes and metrics.best_epoch == 7
+    with pytest.raises(TypeError):
+        metrics.values["ua"] = 1.0
+    dimensional = RunMetrics.of({"ccc": 0.5, "dimensions": {"arousal": {"ccc": 0.5}}, "n_test": 3})
+    assert dimensional.scored_on == ("arousal",) and dimensional.confusion is None and dimensional.ua is None
 
 
 def test_recorded_values_win_over_the_defaults(tmp_path):
