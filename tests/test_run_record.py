@@ -135,3 +135,16 @@ def test_a_failing_model_save_leaves_no_model_file_and_no_partial(tmp_path):
     assert sorted(entry.name for entry in folder.path.iterdir()) == sorted([*before, KERAS_MODEL_FILE])
     assert KERAS_MODEL_FILE in json.loads((folder.path / CONFIG_FILE).read_text())["model_sha256"]
     folder.remove()
+
+
+def test_table_1_averages_the_recalls_that_exist(tmp_path):
+    """A class absent from a run's test set has recall None there: the table averages the others, not crash."""
+    from serattn.report.tables import summary_table
+
+    run = open_run(make_fake_run(tmp_path, counts={"train": 4, "test": 3}))
+    scores = {"ua": 0.5, "wa": 0.5, "classes": ["A", "E"]}
+    members = [(run, RunMetrics.of({**scores, "per_class_recall": {"A": 0.5, "E": None}})),
+               (run, RunMetrics.of({**scores, "per_class_recall": {"A": 0.7, "E": 0.4}}))]
+    _, header, rows = summary_table([((), members)], [])
+    assert dict(zip(header, rows[0]))["recall A (%)"] == "60.0"
+    assert dict(zip(header, rows[0]))["recall E (%)"] == "40.0"

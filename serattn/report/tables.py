@@ -194,7 +194,8 @@ def summary_table(groups: Groups, keys: Sequence[str], intervals: list[list[str]
         seeds = ",".join(show_value(run.record.seed) for run, _ in members)
         recalls = []
         for c in classes:
-            values_c = [m.per_class_recall[c] for m in metrics if c in m.per_class_recall]
+            # None: the class had no test utterances in that run (no recall to average)
+            values_c = [m.per_class_recall[c] for m in metrics if m.per_class_recall.get(c) is not None]
             recalls.append(f"{100 * np.mean(values_c):.1f}" if values_c else "-")
         shown = []
         for key, _, scale in diagnostics:
