@@ -70,7 +70,7 @@ def main(argv=None):
     runs = load_runs(args.run_dirs)
 
     # Table 1: groups of runs, mean ± std over each group's runs (seeds).
-    configs = [flatten_config(run.config) for run, _ in runs]
+    configs = [flatten_config(run.record.values) for run, _ in runs]
     keys = grouping_keys(args.by, configs)
     if args.separate_test_sets:
         for config, number in zip(configs, test_set_numbers(runs)):
@@ -90,7 +90,7 @@ def main(argv=None):
     if args.confusion:
         run = open_run(args.confusion)
         metrics = run.metrics()
-        tables.append(confusion_table(metrics["confusion"], metrics["classes"],
+        tables.append(confusion_table(metrics.confusion, list(metrics.classes),
                                       f"Confusion matrix of {run.name} (test)"))
     elif (args.confusion_group or len(runs) == 1) and not (dims and "confusion" not in runs[0][1]):
         for values, members in groups:

@@ -60,22 +60,21 @@ def parse_args(argv):
 
 def config_of(args, members, classes):
     """config.json of the ensemble: the member runs, their models and seeds, the method."""
-    seeds = [m.config.get("seed") for m in members]
+    seeds = [m.record.seed for m in members]
     return {
         "model": "ensemble",
         "method": args.method,
         "step": args.step if args.method == "weighted" else None,
         "member_runs": [str(m.path.resolve()) for m in members],
-        "member_models": [ensemble.member_description(m.config) for m in members],
+        "member_models": [m.record.describe_model() for m in members],
         "member_seeds": seeds,
         "seed": seeds[0] if len(set(map(str, seeds))) == 1 else None,
-        "cv": members[0].config.get("cv"),
+        "cv": members[0].record.cv,
         "classes": list(classes),
         "data_files": {f"member{i}_{name}": value for i, m in enumerate(members)
-                       for name, value in (m.config.get("data_files") or {}).items()},
-        "feature_meta": ensemble.common_items([m.config.get("feature_meta") or {} for m in members]),
-        "run_format": runs.RUN_FORMAT,
-        **runs.environment_info(),
+                       for name, value in m.record.data_files.items()},
+        "feature_meta": ensemble.common_items([m.record.feature_meta for m in members]),
+        **runs.provenance(),
     }
 
 
@@ -165,24 +164,25 @@ def write_folds(args, parents, combined, run):
     """Fold folders fold-KK in ``run``, then the pooled test rows and scores in ``run`` itself."""
     fold_runs, fold_weights = [], []
     for fold, members, result in combined:
-        fold_run = runs.RunFolder(run.path / fold)
-        fold_run.path.mkdir()
+        fold_run = runs.RunFolder.create(run.path / fold)  # locked and INCOMPLETE until written, like a training fold
         fold_runs.append(fold_run)
         fold_weights.append(result["weights"].round(6).tolist())
         if args.dimensional:
-            write_value_combination(fold_run, result, members, config_of(args, members, members[0].config.get("classes") or []))
+            write_value_combination(fold_run, result, members, config_of(args, members, list(members[0].record.classes)))
+            fold_run.mark_complete()
             continue
         write_combination(fold_run, result, members, config_of(args, members, result["classes"]))
+        fold_run.mark_complete()
         if not args.quiet:
             val_rows = 0 if result["val"] is None else len(result["val"].ids)
             val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"
             print(f"{fold_run}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
                   f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
-    classes = parents[0].config.get("classes") if args.dimensional else ensemble.check_classes(parents)
+    classes = list(parents[0].record.classes) if args.dimensional else ensemble.check_classes(parents)
     metrics = protocols.write_pooled_run(run, fold_runs, classes)
     metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
     run.write_metrics(metrics)
-    target = {"target": list(parents[0].config["target"])} if args.dimensional else {}
+    target = {"target": list(parents[0].record.target)} if args.dimensional else {}
     run.write_config({**config_of(args, parents, classes), "out": str(run),
                       "folds": [fold for fold, _, _ in combined], **target})
     return metrics
@@ -215,7 +215,7 @@ def main(argv=None):
             metrics = write_folds(args, parents, combined, run)
             title = f"{out}: pooled test predictions of {len(folds)} folds, {args.method} of {len(parents)} runs"
         elif args.dimensional:
-            metrics = write_value_combination(run, result, parents, config_of(args, parents, parents[0].config.get("classes") or []))
+            metrics = write_value_combination(run, result, parents, config_of(args, parents, list(parents[0].record.classes)))
             title = f"{out}: test set, {args.method} of {len(parents)} dimensional runs, weights " + \
                 ", ".join(f"{w:.2f}" for w in result["weights"])
         else:

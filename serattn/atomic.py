@@ -6,6 +6,7 @@ never leaves a half-written file under the name a reader looks for.
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,3 +35,21 @@ def write_atomically(path, write):
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_atomically_named(path, write):
+    """:func:`write_atomically` for writers that insist on the file's own name or extension (Keras' ``.keras``).
+
+    ``write`` gets ``path``'s name inside a temporary sibling folder (``.NAME.*.tmp``, the
+    pattern of every atomic write's leftovers); the file is moved onto ``path`` when
+    complete, and the folder is removed either way.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        temporary = folder / path.name
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from serattn import config
+from serattn.atomic import write_atomically
 from serattn.config import (
     DataConfig,
     ModelConfig,
@@ -275,7 +276,8 @@ def write_recipe(experiment: Experiment, path: str | Path) -> None:
     """The experiment as a YAML recipe (output behaviour included)."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
+    text = yaml.safe_dump(experiment.to_dict(), sort_keys=False)
+    write_atomically(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def check_spec(spec: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.runs.folder import HISTORY_FILE, KERAS_MODEL_FILE, NORMALIZATION_FILE, RunFolder
+from serattn.runs.folder import HISTORY_FILE, KERAS_MODEL_FILE, NORMALIZATION_FILE, RUN_FORMAT, RunFolder
 
 FAU = ("A", "E", "N", "P", "R")
 
@@ -127,7 +127,7 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
         "data_files": {"train": {"path": "data/demo/train.npz", "sha256": f"{seed:064x}"},
                        "test": {"path": "data/demo/test.npz", "sha256": f"{seed + 1:064x}"}},
         "versions": {"python": "3.11", "tensorflow": "2.21.0", "numpy": np.__version__},
-        "git_commit": f"{seed:040x}", "feature_meta": feature_meta, "run_format": 1,
+        "git_commit": f"{seed:040x}", "feature_meta": feature_meta, "run_format": RUN_FORMAT,
         **(config or {}),
     }
     folder.write_config(resolved)

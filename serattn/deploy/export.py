@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.define import FRAME_RATE, SAMPLE_RATE
 from serattn.deploy.recognizer import Recognizer
 from serattn.errors import InputError
 from serattn.runs.folder import check_only_ours
@@ -61,15 +60,15 @@ class ParityError(RuntimeError):
 
 def check_exportable(run):
     """Raise InputError unless ``run`` is a finished Keras LSTM run this module can export."""
-    model = run.config.get("model", "attention-lstm")
-    if model not in ("attention-lstm", "basic-lstm"):
-        raise InputError(f"run '{run.path}' is a {model} run; export_model.py exports the Keras models of "
+    record = run.record
+    if not record.is_lstm:
+        raise InputError(f"run '{run.path}' is a {record.model} run; export_model.py exports the Keras models of "
                          f"train_attention_lstm.py")
-    if not run.config.get("mask", True):
+    if not record.mask:
         raise InputError(f"run '{run.path}' was trained with --no-mask: its output depends on the padding to "
-                         f"{run.config.get('max_length_used')} frames, which an exported graph of one utterance "
+                         f"{record.max_length_used} frames, which an exported graph of one utterance "
                          f"does not have; export a masked run")
-    if not run.config.get("feature_names"):
+    if not record.feature_names:
         raise InputError(f"run '{run.path}' records no feature names in config.json; re-run training")
     run.keras_model_file(), run.normalization()  # InputError if either is missing
 
@@ -509,8 +508,8 @@ def _replace_folder(new, out):
 
 def model_card(run, fmt, normalization):
     """What a user of the exported file needs: inputs, classes, features, normalization, provenance."""
-    meta = run.feature_meta
-    names = list(run.config["feature_names"])
+    record = run.record
+    names = list(record.feature_names)
     frames = {"shape": ["T", len(names)], "dtype": "float32",
               "meaning": "raw (unnormalized) frames of one utterance, any T >= 1, columns in 'features.names' order"}
     inputs = {"frames": frames}
@@ -518,7 +517,7 @@ def model_card(run, fmt, normalization):
         for name, what in (("speaker_mean", "mean"), ("speaker_std", "standard deviation")):
             inputs[name] = {"shape": [len(names)], "dtype": "float32",
                             "meaning": f"per-feature {what} of the speaker's raw frames (see 'normalization')"}
-    if run.config.get("functionals_norm", "batch") == "speaker":
+    if record.functionals_norm == "speaker":
         inputs["speaker_functionals"] = {
             "shape": [2, 9 * len(names)], "dtype": "float32",
             "meaning": "mean (row 0) and population standard deviation (row 1, below 1e-8 replaced by 1) over the "
@@ -536,7 +535,7 @@ def model_card(run, fmt, normalization):
                            "speaker_std"},
         "none": {"method": "none", "folded_in": True, "how": "frames are used as they are"},
     }[normalization.method]
-    metrics = run.metrics() if (run.path / "metrics.json").is_file() else {}
+    metrics = run.metrics() if run.has_metrics else {}
     packages = ["tensorflow", "keras", "numpy"] + {"onnx": ["tf2onnx", "onnx", "onnxruntime"]}.get(fmt, [])
     card = {
         "card_version": CARD_VERSION,
@@ -548,27 +547,26 @@ def model_card(run, fmt, normalization):
         "outputs": {"probabilities": {"shape": [len(run.classes)], "meaning": "class probabilities, in 'classes' order"},
                     "attention": {"shape": ["T"], "meaning": "attention weight of every frame, summing to 1"}},
         "classes": list(run.classes),
-        "features": {"feature_set": meta.get("feature_set"), "level": meta.get("level", "lld"), "names": names,
-                     "frame_rate": meta.get("frame_rate", FRAME_RATE), "sample_rate": meta.get("sample_rate", SAMPLE_RATE),
-                     "opensmile": meta.get("opensmile"),
+        "features": {"feature_set": record.feature_set, "level": record.level, "names": names,
+                     "frame_rate": record.recorded_frame_rate, "sample_rate": record.recorded_sample_rate,
+                     "opensmile": record.opensmile,
                      "how": "openSMILE IS09 LowLevelDescriptors and LowLevelDescriptors_Deltas of 16 kHz mono audio "
                             "(process_signal), joined on frame start time: serattn.features.extraction.extract_signal"
-                     if meta.get("feature_set") == "is09" else "see serattn.features.extraction.extract_signal"},
+                     if record.feature_set == "is09" else "see serattn.features.extraction.extract_signal"},
         "normalization": normalization_card,
-        "model": {key: run.config.get(key) for key in ("model", "pooling", "heads", "pool_inputs", "functionals_norm",
-                                                       "units", "attention_units", "activation", "recurrent_dropout")},
-        "training_data": run.config.get("data_files"),
+        "model": record.model_settings(),
+        "training_data": record.data_files,
         "metrics": {key: _builtin(metrics[key]) for key in ("ua", "wa", "n_test", "best_epoch", "val_ua",
                                                               "per_class_recall") if key in metrics},
-        "training_versions": run.config.get("versions"),
-        "training_git_commit": run.config.get("git_commit"),
+        "training_versions": record.versions,
+        "training_git_commit": record.git_commit,
         "export_versions": {name: _version(name) for name in packages},
     }
     dims = run.dimensions
     if dims:  # a dimensional or multi-task run: its values, and its scores
         card["outputs"]["values"] = {"shape": [len(dims)], "meaning": "predicted values, in 'dimensions' order"}
         card["dimensions"] = list(dims)
-        card["target"] = list(run.config.get("target"))
+        card["target"] = list(record.target)
         if "emotion" not in card["target"]:
             del card["outputs"]["probabilities"]
             card["classes"] = []

@@ -91,13 +91,13 @@ class Recognizer:
             InputError: the run is incomplete, or (with ``audio``) not one for audio.
         """
         run = run if isinstance(run, Run) else open_run(run)
-        feature_set, level = check_feature_settings(run) if audio else (run.feature_meta.get("feature_set"), "lld")
-        config = run.config
+        record = run.record
+        feature_set, level = check_feature_settings(run) if audio else (record.feature_set, "lld")
         return cls(None, run.normalization(), run.classes,
-                   feature_names=config.get("feature_names") or (), feature_set=feature_set, level=level,
-                   frame_rate=run.frame_rate, pad_to=config.get("max_length_used"),
-                   padding=config.get("padding", "post"), functionals_norm=config.get("functionals_norm", "batch"),
-                   path=run.path, load_model=run.load_keras_model, targets=run.config.get("target") or ("emotion",))
+                   feature_names=record.feature_names, feature_set=feature_set, level=level,
+                   frame_rate=record.frame_rate, pad_to=record.max_length_used,
+                   padding=record.padding, functionals_norm=record.functionals_norm,
+                   path=run.path, load_model=run.load_keras_model, targets=record.target)
 
     @property
     def model(self):
@@ -295,17 +295,17 @@ class Recognizer:
 
 def check_feature_settings(run: Run) -> tuple[str, str]:
     """The run's openSMILE settings, refused if this version cannot extract them from audio."""
-    meta = run.config.get("feature_meta") or {}
-    feature_set, level = meta.get("feature_set"), meta.get("level", "lld")
+    record = run.record
+    feature_set, level = record.feature_set, record.level
     if (run.path / STATIC_MODEL_FILE).is_file() and not (run.path / KERAS_MODEL_FILE).is_file():
-        raise InputError(f"run '{run.path}' is a static {run.config.get('model', 'scikit-learn')} run "
+        raise InputError(f"run '{run.path}' is a static {record.recorded_model or 'scikit-learn'} run "
                          f"(train_static.py); predict.py classifies with the model.keras of "
                          f"train_attention_lstm.py runs: give such a run folder")
     if feature_set not in features.OPENSMILE_SETS or level != "lld":
         raise InputError(f"run '{run.path}' was trained on features '{feature_set}' at level '{level}', "
                          f"which predict.py cannot extract from audio; train on features from "
                          f"extract_features.py (frame level)")
-    if run.config.get("feature_names") != features.feature_names(feature_set, level):
+    if list(record.feature_names) != list(features.feature_names(feature_set, level)):
         raise InputError(f"run '{run.path}' expects other feature names than openSMILE '{feature_set}' "
                          f"gives here (another openSMILE version?); re-extract and retrain")
     run.keras_model_file(), run.normalization()  # InputError if either is missing

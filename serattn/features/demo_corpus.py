@@ -43,6 +43,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
+from serattn.atomic import write_atomically
 from serattn.define import FAU_CLASSES, SAMPLE_RATE
 from serattn.errors import InputError
 
@@ -186,20 +187,25 @@ def make_demo_corpus(out_dir, n_utterances=800, n_speakers=12, seed=0, *, overwr
         sf.write(out_dir / row["path"], signal, SAMPLE_RATE, subtype="PCM_16")
 
     manifest = out_dir / "manifest.csv"
-    with open(manifest, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MANIFEST_COLUMNS)
-        for row in rows:
-            arousal, valence = dimensions_of(row["label"], row["strength"])
-            writer.writerow([row["path"], row["speaker"], row["label"], row["split"],
-                             f"{row['duration_s']:.3f}", f"{row['cue_start_s']:.3f}",
-                             f"{row['cue_end_s']:.3f}", f"{arousal:.3f}", f"{valence:.3f}"])
+
+    def write_manifest(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(MANIFEST_COLUMNS)
+            for row in rows:
+                arousal, valence = dimensions_of(row["label"], row["strength"])
+                writer.writerow([row["path"], row["speaker"], row["label"], row["split"],
+                                 f"{row['duration_s']:.3f}", f"{row['cue_start_s']:.3f}",
+                                 f"{row['cue_end_s']:.3f}", f"{arousal:.3f}", f"{valence:.3f}"])
+
+    write_atomically(manifest, write_manifest)  # last but the settings: no manifest, no usable corpus
     settings = dict(generator=GENERATOR, seed=seed, utterances=n_utterances, speakers=n_speakers,
                     duration_s=list(duration_s or (min_duration_s, max_duration_s)),
                     duration_distribution="uniform" if duration_s else "beta(2, 3.4)",
                     cue_share=list(cue_share) if cue_share else None,
                     cue_length_s=None if cue_share else list(CUE_LENGTH_S))
-    (out_dir / SETTINGS_NAME).write_text(json.dumps(settings, indent=2) + "\n")
+    text = json.dumps(settings, indent=2) + "\n"
+    write_atomically(out_dir / SETTINGS_NAME, lambda temporary: temporary.write_text(text))
     return manifest
 
 

@@ -6,7 +6,6 @@ permutation p-value, Holm-adjusted over the comparisons; per-class recall
 differences; the confusion matrices side by side.
 """
 
-import numpy as np
 
 from serattn.analysis import statistics as stats
 from serattn.errors import InputError
@@ -52,7 +51,7 @@ def comparison(runs, sections, counts, options):
                   "differences": [stats.format_interval(t["recall_difference"][c]) for t in tests]}
                  for c in classes]
     confusions = report_plots.data_uri(report_plots.plot_confusions(
-        [(run.name, np.asarray(run.metrics()["confusion"])) for run in runs], classes))
+        [(run.name, run.metrics().confusion) for run in runs], classes))
     exact = tests[0]["exact"] if tests else False
     return {"rows": rows, "per_class": per_class, "others": [run.name for run in runs[1:]],
             "confusions": confusions, "speakers": len(counts[0].speakers), "exact": exact,

@@ -96,7 +96,7 @@ def run_section(run, resamples, seed):
                      "mse": number(scores["dimensions"][dim]["mse"], 4)})
         titles.append(f"{dim}: CCC {number(ccc)} [{number(low)}, {number(high)}]")
     scatter = report_plots.data_uri(report_plots.plot_value_scatter(true, predicted, dims, titles))
-    section = {"name": run.name, "target": ",".join(run.config.get("target") or dims), "n": len(ids),
+    section = {"name": run.name, "target": ",".join(run.record.target if run.record.dimensions else dims), "n": len(ids),
                "speakers": boot["speakers"], "mean": boot["mean"], "rows": rows, "scatter": scatter}
     return section, ids, sums
 

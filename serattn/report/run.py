@@ -32,13 +32,7 @@ NOT_FLAGS = ("classes", "data_files", "versions", "git_commit", "feature_names",
 
 def kind_of(run):
     """'cross-validation', 'ensemble', 'static' or the LSTM model name."""
-    config = run.config
-    if config.get("member_runs"):
-        return "ensemble"
-    if config.get("folds"):
-        return "cross-validation"
-    return config.get("model", "attention-lstm") if config.get("model", "attention-lstm") in (
-        "attention-lstm", "basic-lstm") else "static"
+    return run.record.kind
 
 
 def test_predictions(run):
@@ -66,36 +60,36 @@ def counts_of(run, predictions=None):
 
 def header(run, metrics, predictions):
     """Data file, protocol, every resolved flag, versions, commit, seconds."""
-    config = run.config
+    record = run.record
     data_files = [{"role": role, "name": Path(entry.get("path", "")).name, "sha256": entry.get("sha256", "")}
-                  for role, entry in (config.get("data_files") or {}).items()]
-    cv = config.get("cv")
+                  for role, entry in record.data_files.items()]
+    cv = record.cv
     if cv:
         protocol = f"cross-validation {' '.join(str(v) for v in cv if v is not None)}, " \
-                   f"{len(config.get('folds', []))} folds, test predictions pooled"
-        if config.get("group_by"):
-            protocol += f", one value of '{config['group_by']}' held out per fold"
-    elif config.get("split_by"):
-        protocol = f"the corpus's partitions in '{config['split_by']}' (train, validation, test)"
-    elif config.get("member_runs"):
-        protocol = f"late fusion of {len(config['member_runs'])} runs ({config.get('method', 'mean')})"
+                   f"{len(record.folds)} folds, test predictions pooled"
+        if record.group_by:
+            protocol += f", one value of '{record.group_by}' held out per fold"
+    elif record.split_by:
+        protocol = f"the corpus's partitions in '{record.split_by}' (train, validation, test)"
+    elif record.member_runs:
+        protocol = f"late fusion of {len(record.member_runs)} runs ({record.method})"
     else:
-        protocol = f"train/test split, test speakers {', '.join(config.get('test_speakers', [])) or '?'}"
-    if config.get("val_speakers_used"):
-        protocol += f"; validation speakers {', '.join(config['val_speakers_used'])}"
-    if config.get("norm"):
-        protocol += f"; normalization {config['norm']}"
-    seconds = metrics.get("seconds")
+        protocol = f"train/test split, test speakers {', '.join(record.test_speakers) or '?'}"
+    if record.val_speakers_used:
+        protocol += f"; validation speakers {', '.join(record.val_speakers_used)}"
+    if record.norm:
+        protocol += f"; normalization {record.norm}"
+    seconds = metrics.seconds
     flags = [(key, json.dumps(value) if not isinstance(value, str) else value)
-             for key, value in config.items() if key not in NOT_FLAGS]
+             for key, value in record.values.items() if key not in NOT_FLAGS]
     # Paths as file names: the page may travel to machines where they mean nothing.
     meta = {k: Path(v).name if k in ("manifest", "corpus_root") and v else v
             for k, v in run.feature_meta.items() if not isinstance(v, (dict, list))}
     return {
         "data_files": data_files, "protocol": protocol, "flags": flags,
         "feature_meta": sorted(meta.items()),
-        "versions": sorted((config.get("versions") or {}).items()),
-        "git_commit": config.get("git_commit") or "unknown",
+        "versions": sorted(record.versions.items()),
+        "git_commit": record.git_commit or "unknown",
         "seconds": seconds if seconds is not None else elapsed_seconds(run),
         "seconds_estimated": seconds is None,
         "test_utterances": int(len(predictions["id"])),
@@ -108,7 +102,7 @@ def elapsed_seconds(run):
     """Training time from the run's own files: normalization.json is written before training,
     metrics.json after it (summed over the folds of a cross-validation). None when the files
     are missing or their times are out of order (a copied folder)."""
-    folders = [run.path / fold for fold in run.config.get("folds") or []] or [run.path]
+    folders = [run.path / fold for fold in run.record.folds] or [run.path]
     total = 0.0
     for folder in folders:
         start, stop = folder / NORMALIZATION_FILE, folder / METRICS_FILE
@@ -124,7 +118,7 @@ def elapsed_seconds(run):
 def scores(run, metrics, counts, resamples, seed):
     """UA, WA and per-class recall with speaker-bootstrap intervals, and the confusion figure."""
     boot = stats.bootstrap_scores(counts, resamples=resamples, seed=seed)
-    confusion = np.asarray(metrics["confusion"])
+    confusion = metrics.confusion
     support = counts.total.sum(axis=0)
     return {
         "ua": stats.format_interval(boot["ua"]), "wa": stats.format_interval(boot["wa"]),
@@ -132,7 +126,7 @@ def scores(run, metrics, counts, resamples, seed):
                    for j, c in enumerate(run.classes)],
         "speakers": boot["speakers"], "resamples": resamples,
         "few_speakers": boot["speakers"] < stats.FEW_SPEAKERS,
-        "fold_mean": metrics.get("ua_fold_mean"), "fold_std": metrics.get("ua_fold_std"),
+        "fold_mean": metrics.ua_fold_mean, "fold_std": metrics.ua_fold_std,
         "confusion": report_plots.data_uri(report_plots.plot_confusion(confusion, run.classes)),
         "raw": boot,
     }
@@ -150,7 +144,7 @@ def learning_curves(run, metrics):
         history = {key: values.astype(np.float64) for key, values in columns.items()}
     except ValueError:
         return None, f"'{path}' holds non-numeric values"
-    figure = report_plots.plot_learning_curves(history, metrics.get("best_epoch"))
+    figure = report_plots.plot_learning_curves(history, metrics.best_epoch)
     return report_plots.data_uri(figure), None
 
 
@@ -174,7 +168,7 @@ def folds_table(metrics):
     """Per-fold rows of a cross-validation parent (fold, test speakers, n, UA, WA)."""
     return [{"fold": f["fold"], "speakers": ", ".join(f.get("test_speakers", [])), "n": f.get("n"),
              "ua": None if f.get("ua") is None else f"{100 * f['ua']:.1f}", "wa": f"{100 * f['wa']:.1f}"}
-            for f in metrics.get("folds", [])]
+            for f in metrics.folds]
 
 
 def attention_section(run, metrics, attention, tsne_points):
@@ -221,7 +215,7 @@ def tsne_figure(run, test, max_points):
 
 def load_data_file(run):
     """``(feature set, None)`` of the run's data file when it is there unchanged, else ``(None, why)``."""
-    files = run.config.get("data_files") or {}
+    files = run.record.data_files
     entry = files.get("data") or files.get("train")
     if len(files) > 1 and "data" not in files:
         return None, "the run was trained on separate --train/--test files; the corpus table is from its predictions"
@@ -288,7 +282,7 @@ def run_report(run, options, budget):
                "folds": folds_table(metrics), "test_sets": test_sets_rows(metrics),
                "label_map_dropped": label_map_rows(metrics), "attention": None, "attention_note": None,
                "gallery": None, "gallery_note": None}
-    section["curves"], section["curves_note"] = learning_curves(run, metrics) if not run.config.get("folds") \
+    section["curves"], section["curves_note"] = learning_curves(run, metrics) if not run.record.folds \
         else (None, "a cross-validation has one history per fold (fold-KK/history.csv)")
     feature_set, data_note = load_data_file(run)
     section["corpus"] = corpus_section(run, feature_set, data_note)

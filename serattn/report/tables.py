@@ -8,15 +8,16 @@ seeds are what gets averaged), and rendered as text, markdown or CSV.
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from serattn.analysis import statistics as stats
 from serattn.errors import InputError
 from serattn.runs.reading import Run, open_run
+from serattn.runs.record import RunMetrics
 
-Groups = list[tuple[tuple, list[tuple[Run, dict]]]]  # (values of the keys, its (run, metrics) members)
+Groups = list[tuple[tuple, list[tuple[Run, RunMetrics]]]]  # (values of the keys, its (run, metrics) members)
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
 # Keys that tell runs apart without making them a different configuration.
@@ -33,7 +34,7 @@ FORMATS = ("text", "markdown", "csv")
 # --- runs and groups --------------------------------------------------------------------
 
 
-def load_runs(run_dirs: Sequence[str]) -> list[tuple[Run, dict]]:
+def load_runs(run_dirs: Sequence[str]) -> list[tuple[Run, RunMetrics]]:
     """(Run, metrics) of each folder, each checked; InputError on the first bad one."""
     seen, runs = set(), []
     for run_dir in run_dirs:
@@ -48,13 +49,13 @@ def load_runs(run_dirs: Sequence[str]) -> list[tuple[Run, dict]]:
 TEST_SET_KEY = "test set"
 
 
-def test_set_of(run: Run, metrics: dict):
+def test_set_of(run: Run, metrics: RunMetrics):
     """What a run was scored on: its classes (or dimensions) and the ids of its test utterances."""
     ids = frozenset(row["id"] for row in run.prediction_rows() if row["split"] == "test")
-    return tuple(metrics.get("classes") or metrics.get("dimensions") or ()), ids
+    return RunMetrics.of(metrics).scored_on, ids
 
 
-def test_set_numbers(runs: Sequence[tuple[Run, dict]]) -> list[int]:
+def test_set_numbers(runs: Sequence[tuple[Run, RunMetrics]]) -> list[int]:
     """1, 2, ... per run: runs share a number when they share classes and test utterances."""
     numbers: dict[tuple, int] = {}
     return [numbers.setdefault(test_set_of(run, metrics), len(numbers) + 1) for run, metrics in runs]
@@ -78,7 +79,7 @@ def check_same_test_sets(groups: Groups) -> None:
                              f"with --by KEY or --separate-test-sets")
 
 
-def flatten_config(config: dict, prefix: str = "") -> dict:
+def flatten_config(config: Mapping, prefix: str = "") -> dict:
     """Nested config dicts as one level with dotted keys; lists become JSON text."""
     flat = {}
     for key, value in config.items():
@@ -108,9 +109,9 @@ def grouping_keys(by: Sequence[str] | None, configs: Sequence[dict]) -> list[str
             and len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1]
 
 
-def group_runs(runs: Sequence[tuple[Run, dict]], configs: Sequence[dict], keys: Sequence[str]) -> Groups:
+def group_runs(runs: Sequence[tuple[Run, RunMetrics]], configs: Sequence[dict], keys: Sequence[str]) -> Groups:
     """[(values, [(run, metrics), ...]), ...] in order of first appearance."""
-    groups: dict[str, tuple[tuple, list[tuple[Run, dict]]]] = {}
+    groups: dict[str, tuple[tuple, list[tuple[Run, RunMetrics]]]] = {}
     for member, config in zip(runs, configs):
         values = tuple(config.get(key) for key in keys)
         groups.setdefault(json.dumps(values), (values, []))[1].append(member)
@@ -181,7 +182,7 @@ def summary_table(groups: Groups, keys: Sequence[str], intervals: list[list[str]
     attention diagnostics (effective width, mass of the top 10% of frames, cue ratio) where present.
 
     ``intervals``: per group the :data:`INTERVAL_HEADER` columns (:func:`interval_columns`), or None."""
-    classes = list(dict.fromkeys(c for _, members in groups for _, m in members for c in m["classes"]))
+    classes = list(dict.fromkeys(c for _, members in groups for _, m in members for c in m.classes))
     diagnostics = [(key, name, scale) for key, name, scale in DIAGNOSTICS
                    if any(m.get(key) is not None for _, members in groups for _, m in members)]
     header = list(keys) + ["n", "seeds", "UA (%)", "WA (%)"] + \
@@ -190,18 +191,19 @@ def summary_table(groups: Groups, keys: Sequence[str], intervals: list[list[str]
     rows = []
     for index, (values, members) in enumerate(groups):
         metrics = [m for _, m in members]
-        seeds = ",".join(show_value(run.config.get("seed")) for run, _ in members)
+        seeds = ",".join(show_value(run.record.seed) for run, _ in members)
         recalls = []
         for c in classes:
-            values_c = [m["per_class_recall"][c] for m in metrics if c in m["per_class_recall"]]
+            # None: the class had no test utterances in that run (no recall to average)
+            values_c = [m.per_class_recall[c] for m in metrics if m.per_class_recall.get(c) is not None]
             recalls.append(f"{100 * np.mean(values_c):.1f}" if values_c else "-")
         shown = []
         for key, _, scale in diagnostics:
             found = [m[key] for m in metrics if m.get(key) is not None]
             shown.append(f"{scale * np.mean(found):.{1 if scale == 100 else 2}f}" if found else "-")
         rows.append([show_value(v) for v in values] + [
-            str(len(members)), seeds, percent([m["ua"] for m in metrics]),
-            percent([m["wa"] for m in metrics])] + (intervals[index] if intervals else []) + recalls + shown)
+            str(len(members)), seeds, percent([m.ua for m in metrics]),
+            percent([m.wa for m in metrics])] + (intervals[index] if intervals else []) + recalls + shown)
     if not keys:
         header, rows = ["runs"] + header, [["all"] + row for row in rows]
     title = "Unweighted (UA) and weighted (WA) average recall on the test set"
@@ -227,7 +229,7 @@ def test_sets_table(groups: Groups, keys: Sequence[str]) -> Table | None:
             ["runs", "test set", "n", "UA (%)", "WA (%)", "test utterances"], rows)
 
 
-def label_map_table(runs: Sequence[tuple[Run, dict]]) -> Table | None:
+def label_map_table(runs: Sequence[tuple[Run, RunMetrics]]) -> Table | None:
     """The utterances each run's ``--label-map`` dropped, per data file role (``label_map_dropped`` in
     metrics.json); None when no run has a label map."""
     def counts(mapping):
@@ -242,14 +244,14 @@ def label_map_table(runs: Sequence[tuple[Run, dict]]) -> Table | None:
             ["run", "data file", "dropped", "mapped to nothing", "unmapped"], rows)
 
 
-def summed_confusion(members: Sequence[tuple[Run, dict]]) -> tuple[np.ndarray, list[str]]:
+def summed_confusion(members: Sequence[tuple[Run, RunMetrics]]) -> tuple[np.ndarray, list[str]]:
     """Sum of the confusion matrices of runs with the same classes."""
-    classes = members[0][1]["classes"]
+    classes = list(members[0][1].classes)
     for run, metrics in members[1:]:
-        if metrics["classes"] != classes:
+        if list(metrics.classes) != classes:
             raise InputError(f"cannot sum confusion matrices: '{run.path}' has classes "
-                             f"{','.join(metrics['classes'])}, expected {','.join(classes)}")
-    return sum(metrics["confusion"] for _, metrics in members), classes
+                             f"{','.join(metrics.classes)}, expected {','.join(classes)}")
+    return sum(metrics.confusion for _, metrics in members), classes
 
 
 def confusion_table(confusion, classes: Sequence[str], title: str) -> Table:
@@ -304,7 +306,7 @@ def render(tables: Sequence[Table], fmt: str) -> str:
 VALUE_INTERVAL_HEADER = ("CCC 95% CI", "ΔCCC vs first", "p", "p (Holm)")
 
 
-def check_dimensional(runs: Sequence[tuple[Run, dict]]) -> tuple[str, ...]:
+def check_dimensional(runs: Sequence[tuple[Run, RunMetrics]]) -> tuple[str, ...]:
     """The dimensions all ``runs`` predict; () when none is dimensional. InputError for a mix."""
     dims = {tuple(run.dimensions) for run, _ in runs}
     if dims == {()}:
@@ -315,7 +317,7 @@ def check_dimensional(runs: Sequence[tuple[Run, dict]]) -> tuple[str, ...]:
     return dims.pop()
 
 
-def value_sums_of(members: Sequence[tuple[Run, dict]], dims: Sequence[str]):
+def value_sums_of(members: Sequence[tuple[Run, RunMetrics]], dims: Sequence[str]):
     """:class:`~serattn.analysis.statistics.SpeakerValueSums` of a group's test predictions, its runs'
     (seeds') predictions averaged utterance by utterance (the CCC of the seed-mean prediction)."""
     tables = []
@@ -352,12 +354,12 @@ def value_summary_table(groups: Groups, keys: Sequence[str], dims: Sequence[str]
         metrics = [m for _, m in members]
         boot = stats.bootstrap_ccc(sums[index], resamples, seed=seed)["mean"]
         cells = [show_value(v) for v in values] + [str(len(members)),
-                                                   ",".join(show_value(run.config.get("seed")) for run, _ in members),
-                                                   spread([m["ccc"] for m in metrics])]
+                                                   ",".join(show_value(run.record.seed) for run, _ in members),
+                                                   spread([m.ccc for m in metrics])]
         for d in dims:
-            cells += [spread([m["dimensions"][d]["ccc"] for m in metrics]),
-                      spread([m["dimensions"][d]["pearson"] for m in metrics]),
-                      spread([m["dimensions"][d]["mse"] for m in metrics], 4)]
+            cells += [spread([m.dimension_scores[d]["ccc"] for m in metrics]),
+                      spread([m.dimension_scores[d]["pearson"] for m in metrics]),
+                      spread([m.dimension_scores[d]["mse"] for m in metrics], 4)]
         cells.append(f"[{boot[1]:.3f}, {boot[2]:.3f}]")
         test = tests.get(index)
         if test is None:

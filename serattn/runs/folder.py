@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serattn.atomic import write_atomically
+from serattn.atomic import write_atomically, write_atomically_named
 from serattn.errors import InputError
 
 RUN_FORMAT = 1  # config.json's "run_format"; folders of a newer format are refused, older ones read
@@ -153,7 +153,8 @@ class RunFolder:
         return write_evaluation(self.path, parts, outputs, classes)
 
     def save_keras_model(self, model):
-        model.save(self.path / KERAS_MODEL_FILE)
+        """model.keras, written whole or not at all (Keras needs the .keras name: a temporary folder holds it)."""
+        write_atomically_named(self.path / KERAS_MODEL_FILE, model.save)
         self.record_model_hash(KERAS_MODEL_FILE)
 
     def save_static_model(self, pipeline):
@@ -332,8 +333,12 @@ def run_config(flags, out, classes, feature_set, data_files, **resolved):
     if label_map is not None:
         resolved = {**resolved, "label_map_used": label_map}
     return {**flags, "out": str(out), "classes": classes, **resolved, "data_files": data_files,
-            "feature_meta": meta, "feature_names": feature_set.feature_names.tolist(),
-            "run_format": RUN_FORMAT, **environment_info()}
+            "feature_meta": meta, "feature_names": feature_set.feature_names.tolist(), **provenance()}
+
+
+def provenance():
+    """The last keys of every config.json: the run format, then the versions and the commit of the code."""
+    return {"run_format": RUN_FORMAT, **environment_info()}
 
 
 def write_csv_rows(path, rows):

@@ -29,6 +29,7 @@ only from sources you trust.
 
 import csv
 import dataclasses
+import functools
 import json
 import re
 import zipfile
@@ -37,12 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from serattn.features.feature_set import offsets_of
-from serattn.define import FRAME_RATE
 from serattn.errors import InputError
 from serattn.runs.folder import (ATTENTION_FILE, CONFIG_FILE, FIGURES_DIR, INCOMPLETE, KERAS_ARCHIVE_CONFIG,
                                  KERAS_MODEL_FILE, METRICS_FILE,
-                                 MODEL_SHA256_KEY, NORMALIZATION_FILE, PREDICTIONS_FILE, STATIC_MODEL_FILE,
+                                 NORMALIZATION_FILE, PREDICTIONS_FILE, STATIC_MODEL_FILE,
                                  check_run_format, file_sha256)
+from serattn.runs.record import RunConfig, RunMetrics
 
 INCOMPLETE_MARKER = INCOMPLETE
 SPLITS = ("train", "val", "test")
@@ -105,7 +106,12 @@ class Run:
     """One finished run folder; files are read and checked when asked for."""
 
     path: Path
-    config: dict
+    config: dict  # config.json as written; read it through ``record``
+
+    @functools.cached_property
+    def record(self) -> RunConfig:
+        """config.json, typed, with the defaults of old run folders (:mod:`serattn.runs.record`)."""
+        return RunConfig.of(self.config)
 
     @property
     def name(self):
@@ -114,30 +120,28 @@ class Run:
     @property
     def classes(self):
         """Class labels in model order (the order of ``p_<class>`` and the confusion)."""
-        return tuple(str(c) for c in self.config["classes"])
+        return self.record.classes
 
     @property
     def feature_meta(self):
-        return self.config.get("feature_meta") or {}
+        return self.record.feature_meta
 
     @property
     def frame_rate(self):
         """Frames per second of the features (100 for 10 ms frames)."""
-        return float(self.feature_meta.get("frame_rate") or FRAME_RATE)
+        return self.record.frame_rate
 
     @property
     def manifest_path(self):
         """The corpus manifest named in ``feature_meta``, or None."""
-        manifest = self.feature_meta.get("manifest")
-        return Path(manifest) if manifest else None
+        return self.record.manifest
 
     @property
     def audio_root(self):
         """Folder the manifest's relative ``path`` values start from, or None."""
         if self.manifest_path is not None:
             return self.manifest_path.parent
-        root = self.feature_meta.get("corpus_root")
-        return Path(root) if root else None
+        return self.record.corpus_root
 
     def file(self, name):
         """Path of a file of the run; InputError if it is missing."""
@@ -170,8 +174,8 @@ class Run:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # Keras raises ValueError, TypeError... for what it cannot rebuild
             raise InputError(describe_keras_load_error(path, error)) from None
-        target = self.config.get("target") or ("emotion",)  # a dimensional run's values follow its classes
-        check_model_structure(model, path, len(self.classes) * ("emotion" in target) + len(self.dimensions))
+        # a dimensional run's values follow its classes
+        check_model_structure(model, path, len(self.classes) * ("emotion" in self.record.target) + len(self.dimensions))
         serattn.silence_onednn_bool_note()
         return model
 
@@ -188,7 +192,7 @@ class Run:
         were recorded); a pickle must never load unchecked, a safe-mode Keras file may.
         """
         path = self.file(name)
-        expected = (self.config.get(MODEL_SHA256_KEY) or {}).get(name)
+        expected = self.record.model_sha256.get(name)
         if expected is None and required:
             raise InputError(f"refusing to load '{path}': config.json records no SHA-256 for it, so it "
                              f"cannot be checked (a pickle runs code when loaded)")
@@ -203,8 +207,8 @@ class Run:
 
         return Normalization.from_dict(_read_json(self.file(NORMALIZATION_FILE)))
 
-    def metrics(self):
-        """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order."""
+    def metrics(self) -> RunMetrics:
+        """``metrics.json``, checked: UA/WA in 0..1, confusion C x C in class order (:class:`RunMetrics`)."""
         path = self.file(METRICS_FILE)
         metrics = _read_json(path)
         if "dimensions" in metrics:  # a dimensional run (serattn.targets); a multi-task one has classes too
@@ -212,7 +216,7 @@ class Run:
             if not isinstance(metrics["dimensions"], dict) or not metrics["dimensions"]:
                 raise InputError(f"'dimensions' in '{path}' must map each dimension to its scores")
             if "confusion" not in metrics:
-                return metrics
+                return RunMetrics.of(metrics)
         _require_keys(metrics, ("ua", "wa", "classes", "per_class_recall", "confusion"), path)
         classes = [str(c) for c in metrics["classes"]]
         confusion = np.asarray(metrics["confusion"])
@@ -227,7 +231,7 @@ class Run:
         if missing:
             raise InputError(f"'per_class_recall' in '{path}' lacks class(es) {', '.join(missing)}")
         self._check_scores_match_predictions(metrics, classes, confusion, path)
-        return {**metrics, "classes": classes, "confusion": confusion}
+        return RunMetrics.of({**metrics, "classes": classes, "confusion": confusion})
 
     def _check_scores_match_predictions(self, metrics, classes, confusion, path):
         """Refuse a metrics.json whose UA, WA or confusion differ from its own predictions.csv's test rows.
@@ -268,14 +272,12 @@ class Run:
     @property
     def dimensions(self):
         """The numeric targets the run predicts (arousal, valence...; empty for a categorical run)."""
-        from serattn.targets import dimensions
-
-        return dimensions(self.config.get("target") or ())
+        return self.record.dimensions
 
     def refuse_dimensional(self, what):
         """InputError for a dimensional or multi-task run where ``what`` handles categorical runs only."""
         if self.dimensions:
-            raise InputError(f"'{self.path}' is a dimensional run (--target {','.join(self.config['target'])}); "
+            raise InputError(f"'{self.path}' is a dimensional run (--target {','.join(self.record.target)}); "
                              f"{what} handles categorical runs only so far")
 
     def prediction_rows(self):
@@ -284,13 +286,17 @@ class Run:
         return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
     @property
+    def has_metrics(self):
+        return (self.path / METRICS_FILE).is_file()
+
+    @property
     def has_attention(self):
         return (self.path / ATTENTION_FILE).is_file()
 
     def attention(self):
         """``attention.npz`` as an :class:`AttentionSet`, checked for consistency."""
-        model = self.config.get("model", "attention-lstm")
-        if not (self.path / ATTENTION_FILE).is_file() and model not in ("attention-lstm", "basic-lstm"):
+        model = self.record.model
+        if not (self.path / ATTENTION_FILE).is_file() and not self.record.is_lstm:
             raise InputError(f"'{self.path}' is a {model} run: it has no attention weights or "
                              f"representations; attention figures and t-SNE need a train_attention_lstm.py run")
         path = self.file(ATTENTION_FILE)

@@ -12,7 +12,6 @@ with the same weights (``weighted``: CCC and UA weighted as the runs' loss).
 
 import dataclasses
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
 from serattn.runs.folder import CONFIG_FILE, PREDICTIONS_FILE, file_sha256
 from serattn.runs.reading import open_run
+from serattn.runs.record import RunConfig, read_record
 
 METHODS = ("mean", "weighted")
 MAX_GRID_POINTS = 200_000
@@ -44,6 +44,11 @@ class Member:
     @property
     def name(self):
         return str(self.path)
+
+    @property
+    def record(self):
+        """The member's config.json, typed (:class:`~serattn.runs.record.RunConfig`)."""
+        return RunConfig.of(self.config)
 
     def rows(self, split):
         """{id: row index} of the rows of one split."""
@@ -110,16 +115,13 @@ def check_distinct(members):
 
 def underlying_runs(path, config):
     """The resolved folders of the trained runs behind ``path``: itself, or an ensemble's members, recursively."""
-    members = config.get("member_runs") if config.get("model") == "ensemble" else None
+    record = RunConfig.of(config)
+    members = record.member_runs if record.recorded_model == "ensemble" else None
     if not members:
         return {Path(path).resolve()}
     found = set()
     for member in members:
-        try:
-            member_config = json.loads((Path(member) / CONFIG_FILE).read_text())
-        except (OSError, ValueError):
-            member_config = {}
-        found |= underlying_runs(member, member_config if isinstance(member_config, dict) else {})
+        found |= underlying_runs(member, read_record(member))
     return found
 
 
@@ -284,8 +286,7 @@ def combine_members(members, method, step=0.1):
 
 def member_description(config):
     """A short name of a member's model, e.g. ``attention-lstm-tanh`` or ``linear-svm``."""
-    model = str(config.get("model", "unknown"))
-    return f"{model}-{config['activation']}" if model.endswith("lstm") and config.get("activation") else model
+    return RunConfig.of(config).describe_model()
 
 
 def common_items(dicts):
@@ -300,7 +301,7 @@ def cv_folds(members):
     Raises:
         InputError: some members are CV parents and others are not, or their folds differ.
     """
-    folds = [m.config.get("folds") for m in members]
+    folds = [m.record.folds if m.record.is_folded else None for m in members]
     if all(f is None for f in folds):
         return None
     if any(f is None for f in folds):
@@ -310,8 +311,8 @@ def cv_folds(members):
     for member, fold_names in zip(members[1:], folds[1:]):
         if list(fold_names) != list(folds[0]):
             raise InputError(f"runs have different folds: '{members[0].name}' has {len(folds[0])} "
-                             f"({members[0].config.get('cv')}), '{member.name}' has {len(fold_names)} "
-                             f"({member.config.get('cv')}); combine runs of the same --cv on the same data")
+                             f"({members[0].record.cv}), '{member.name}' has {len(fold_names)} "
+                             f"({member.record.cv}); combine runs of the same --cv on the same data")
     return list(folds[0])
 
 
@@ -339,6 +340,11 @@ class ValueMember:
     def name(self):
         return str(self.path)
 
+    @property
+    def record(self):
+        """The member's config.json, typed (:class:`~serattn.runs.record.RunConfig`)."""
+        return RunConfig.of(self.config)
+
     def rows(self, split):
         return {utterance: i for i, utterance in enumerate(self.ids) if self.split[i] == split}
 
@@ -364,7 +370,7 @@ def read_value_member(path):
     except ValueError:
         raise InputError(f"the true_/pred_ columns of '{source}' are not numbers") from None
     classes, labels, probabilities = (), None, None
-    if "emotion" in (run.config.get("target") or ()):  # multi-task: its class probabilities are combined too
+    if run.record.is_multitask:  # multi-task: its class probabilities are combined too
         classes = run.classes
         missing = [f"p_{c}" for c in classes if f"p_{c}" not in rows[0]] + [k for k in ("true",) if k not in rows[0]]
         if missing:
@@ -399,8 +405,8 @@ def value_selection(members):
     (``ccc_arousal``...) and, for multi-task runs, UA, weighted as the first member's loss, as its epochs were chosen."""
     from serattn.targets import selection_weights
 
-    config = members[0].config
-    return selection_weights(tuple(config.get("target") or ()), config.get("loss_weights"))
+    record = members[0].record
+    return selection_weights(record.target, record.loss_weights)
 
 
 def tune_value_weights(val, classes, selection, step=0.1):

@@ -709,10 +709,10 @@ def pool_folds(folds, classes, repeats=1):
                               "(each utterance once per repeat)",
                        ua_repeat_mean=float(np.mean([r["ua"] for r in metrics["repeats"]])),
                        ua_repeat_std=float(np.std([r["ua"] for r in metrics["repeats"]])))
-    dropped = open_run(folds[0].path).metrics().get("label_map_dropped")  # the command's data: alike in every fold
+    dropped = open_run(folds[0].path).metrics().label_map_dropped  # the command's data: alike in every fold
     if dropped is not None:
         metrics["label_map_dropped"] = dropped
-    fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
+    fold_seconds = [open_run(fold.path).metrics().seconds for fold in folds]
     if all(seconds is not None for seconds in fold_seconds):
         metrics["seconds"] = round(sum(fold_seconds), 3)
     return metrics, rows
@@ -757,7 +757,7 @@ def pool_value_folds(folds, classes, dims, repeats=1):
     if repeats > 1:
         metrics["repeats"] = [{"repeat": r, **{k: v for k, v in evaluate_value_rows(
             [row for row in rows if row["repeat"] == r], dims).items() if k in ("ccc", "n")}} for r in range(repeats)]
-    fold_seconds = [open_run(fold.path).metrics().get("seconds") for fold in folds]
+    fold_seconds = [open_run(fold.path).metrics().seconds for fold in folds]
     if all(seconds is not None for seconds in fold_seconds):
         metrics["seconds"] = round(sum(fold_seconds), 3)
     return metrics, rows
