@@ -33,6 +33,7 @@ the fitting part of a training set only (:meth:`FeatureSet.originals`).
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,8 @@ class FeatureSet:
 
     def sequence(self, i):
         if self.is_lazy:
-            return self.features.utterance(i)
+            lazy: Any = self.features  # a store's ShardedFrames (serattn.features.store)
+            return lazy.utterance(i)
         start, stop = self.offsets[i], self.offsets[i + 1]
         return self.features[start:stop]
 
@@ -87,7 +89,8 @@ class FeatureSet:
         """(T_i, D) frames per utterance: views of the frames, or for a store a list-like that reads
         each utterance when indexed (its ``lengths`` known without reading)."""
         if self.is_lazy:
-            return self.features.sequences()
+            lazy: Any = self.features
+            return lazy.sequences()
         return np.split(self.features, np.cumsum(self.lengths)[:-1])
 
     @property
