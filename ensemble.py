@@ -5,16 +5,12 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-import numpy as np
-
 from serattn.training import fusion as ensemble
-from serattn.training import protocols
 from serattn.runs import folder as runs
 from serattn.errors import ArgumentParser, run_main
-from serattn.analysis.metrics import evaluate_predictions, format_report
+from serattn.analysis.metrics import format_report
 
 
 def parse_args(argv):
@@ -50,118 +46,10 @@ def parse_args(argv):
     return args
 
 
-def config_of(args, members, classes):
-    """config.json of the ensemble: the member runs, their models and seeds, the method."""
-    seeds = [m.config.get("seed") for m in members]
-    return {
-        "model": "ensemble",
-        "method": args.method,
-        "step": args.step if args.method == "weighted" else None,
-        "member_runs": [str(m.path.resolve()) for m in members],
-        "member_models": [ensemble.member_description(m.config) for m in members],
-        "member_seeds": seeds,
-        "seed": seeds[0] if len(set(map(str, seeds))) == 1 else None,
-        "cv": members[0].config.get("cv"),
-        "classes": list(classes),
-        "data_files": {f"member{i}_{name}": value for i, m in enumerate(members)
-                       for name, value in (m.config.get("data_files") or {}).items()},
-        "feature_meta": ensemble.common_items([m.config.get("feature_meta") or {} for m in members]),
-        "run_format": runs.RUN_FORMAT,
-        **runs.environment_info(),
-    }
-
-
-def write_combination(run, result, members, config):
-    """Write config.json, predictions.csv (val then test rows) and metrics.json of one combination."""
-    classes = result["classes"]
-    run.write_config({**config, "out": str(run), "weights": result["weights"].round(6)})
-    parts = [(name, result[name]) for name in ("val", "test") if result[name] is not None]
-    predicted = {name: np.asarray(classes)[part.probabilities.argmax(axis=1)] for name, part in parts}
-    run.write_predictions(
-        np.concatenate([p.ids for _, p in parts]),
-        np.concatenate([p.speakers for _, p in parts]), np.concatenate([[name] * len(p.ids) for name, p in parts]),
-        np.concatenate([p.true for _, p in parts]), np.concatenate([predicted[name] for name, _ in parts]),
-        np.concatenate([p.probabilities for _, p in parts]), classes)
-    test = result["test"]
-    metrics = evaluate_predictions(test.true, predicted["test"], classes)
-    metrics["n_test"] = metrics.pop("n")
-    metrics["best_epoch"] = None
-    metrics["val_ua"] = result["val_ua"]
-    metrics["n_val"] = 0 if result["val"] is None else len(result["val"].ids)
-    metrics["weights"] = result["weights"].round(6).tolist()
-    metrics["member_test_ua"] = [
-        evaluate_predictions(test.true, np.asarray(classes)[p.argmax(axis=1)], classes)["ua"]
-        for p in test.member_probabilities]
-    run.write_metrics(metrics)
-    return metrics
-
-
-def combine_folds(args, parents, folds):
-    """Combine CV parents fold by fold; each fold's weights come from its own validation rows.
-
-    Returns:
-        [(fold name, members, result), ...], all checked before anything is written.
-    """
-    combined = []
-    for fold in folds:
-        members = [ensemble.read_member(parent.path / fold) for parent in parents]
-        combined.append((fold, members, ensemble.combine_members(members, args.method, args.step)))
-    return combined
-
-
-def write_folds(args, parents, combined, run):
-    """Fold folders fold-KK in ``run``, then the pooled test rows and scores in ``run`` itself."""
-    fold_runs, fold_weights = [], []
-    for fold, members, result in combined:
-        fold_run = runs.RunFolder(run.path / fold)
-        fold_run.path.mkdir()
-        write_combination(fold_run, result, members, config_of(args, members, result["classes"]))
-        fold_runs.append(fold_run)
-        fold_weights.append(result["weights"].round(6).tolist())
-        if not args.quiet:
-            val_rows = 0 if result["val"] is None else len(result["val"].ids)
-            val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"
-            print(f"{fold_run}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
-                  f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
-    classes = ensemble.check_classes(parents)
-    metrics = protocols.write_pooled_run(run, fold_runs, classes)
-    metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
-    run.write_metrics(metrics)
-    run.write_config({**config_of(args, parents, classes), "out": str(run),
-                      "folds": [fold for fold, _, _ in combined]})
-    return metrics
-
-
 def main(argv=None):
     args = parse_args(argv)
-
-    # Members: every run checked before anything is written.
-    parents = [ensemble.read_member(path) for path in args.run_dirs]
-    ensemble.check_distinct(parents)
-    ensemble.check_classes(parents)
-    folds = ensemble.cv_folds(parents)
-
-    # Combine: weights from validation rows only, fold by fold for cross-validation parents.
-    if folds:
-        combined = combine_folds(args, parents, folds)
-    else:
-        result = ensemble.combine_members(parents, args.method, args.step)
-
-    # Save: a run folder like a training run's (fold-KK sub-folders for cross-validation).
-    run = runs.RunFolder.create(args.out, args.overwrite)
-    out = run.path
-    try:
-        if folds:
-            metrics = write_folds(args, parents, combined, run)
-            title = f"{out}: pooled test predictions of {len(folds)} folds, {args.method} of {len(parents)} runs"
-        else:
-            metrics = write_combination(run, result, parents, config_of(args, parents, result["classes"]))
-            title = f"{out}: test set, {args.method} of {len(parents)} runs, weights " + \
-                ", ".join(f"{w:.2f}" for w in result["weights"])
-    except BaseException:
-        run.remove()
-        raise
-    run.mark_complete()
+    metrics, title = ensemble.write_ensemble(args.run_dirs, args.out, args.method, args.step, args.overwrite,
+                                             args.quiet)
     print(format_report(metrics, title))
     return 0
 

@@ -68,7 +68,10 @@ def build_parser():
                        help="frames to pad to with --pad-to-max/--no-mask (default: the longest utterance)")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=int, default=50, help="most epochs to train")
+    training.add_argument("--epochs", type=config.parse_epochs, default=50,
+                          help="most epochs to train, or auto: chosen by 3 inner speaker folds of the training "
+                               "speakers (each up to 50 epochs, early stopping on its validation UA), then every "
+                               "training speaker trains that many (replaces --val-speakers; epochs_auto.json)")
     training.add_argument("--patience", type=int, default=10,
                           help="epochs without a better validation UA before stopping")
     training.add_argument("--batch-size", type=int, default=32, help="utterances per batch")
@@ -94,6 +97,8 @@ def build_parser():
     regular.add_argument("--label-smoothing", type=float, default=0.0,
                          help="smooth the training targets towards uniform by this much (0: off)")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
+    training.add_argument("--seed-ensemble", action="store_true",
+                          help="with --seeds: also write OUT-ensemble, the seeds' class probabilities averaged")
     training.add_argument("--strategy", default="default", choices=STRATEGIES,
                           help="default: one device; mirrored: all GPUs of this machine; multiworker: the "
                                "machines of TF_CONFIG, same command and --out on each, --batch-size split "

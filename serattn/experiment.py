@@ -91,8 +91,17 @@ class Experiment:
             raise InputError("--seeds: expected at least one seed")
         if self.output.resume and len(self.seeds) > 1:
             raise InputError("--resume continues one run folder; resume each seed's folder on its own")
+        if self.output.seed_ensemble and len(self.seeds) < 2:
+            raise InputError("--seed-ensemble averages the runs of several seeds; give --seeds, e.g. --seeds 1,2,3")
         if not self.is_lstm:
             return self
+        if self.training.epochs == config.AUTO_EPOCHS and (self.data.val_speakers not in ("0", "none", "")
+                                                           or self.data.split_by):
+            raise InputError(f"--epochs auto chooses the epochs by inner speaker folds and then trains on every "
+                             f"training speaker; drop --val-speakers {self.data.val_speakers}"
+                             + (" and --split-by" if self.data.split_by else "") if not self.data.split_by
+                             else "--epochs auto chooses the epochs by inner speaker folds; with --split-by the "
+                                  "corpus's validation partition chooses them: drop one of the two")
         if self.model.functionals_norm == "speaker" and self.data.norm != "speaker":
             raise InputError(f"--functionals-norm speaker uses each speaker's statistics, as --norm speaker does; "
                              f"use it with --norm speaker, not --norm {self.data.norm}")
@@ -142,6 +151,8 @@ class Experiment:
         output = dict(spec.get("output", {}))
         seeds = config.parse_seeds(spec.get("seeds"), training.seed)
         if trainer == "attention-lstm":
+            if training.epochs == config.AUTO_EPOCHS and spec.get("data", {}).get("val_speakers") is None:
+                data = dataclasses.replace(data, val_speakers="0")  # the inner folds validate; all speakers train
             if model.get("pooling") is None:  # the model's own pooling
                 model["pooling"] = default_pooling(model.get("model", "attention-lstm"))
             if model.get("functionals_norm") == "auto":  # normalized like the frames; config.json records which
@@ -325,6 +336,8 @@ def _typed(hint, value, where):
                 pass
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # val_speakers: 0.2 in a YAML file means the flag's "0.2"
+        if kind is str and isinstance(value, str):
+            return value  # epochs: auto
     if any(kind in (bool, int, float) for kind in allowed):
         expected = " or ".join(kind.__name__ for kind in allowed if kind is not type(None))
         raise InputError(f"{where}: expected {expected}, got {value!r}")

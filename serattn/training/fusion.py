@@ -12,14 +12,17 @@ import dataclasses
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from serattn.errors import InputError
 from serattn.analysis.metrics import evaluate_predictions
-from serattn.runs.folder import CONFIG_FILE, PREDICTIONS_FILE, file_sha256
+from serattn.runs.folder import (CONFIG_FILE, PREDICTIONS_FILE, RUN_FORMAT, RunFolder, environment_info,
+                                 file_sha256)
 from serattn.runs.reading import open_run
+from serattn.training.protocols import write_pooled_run
 
 METHODS = ("mean", "weighted")
 MAX_GRID_POINTS = 200_000
@@ -310,3 +313,122 @@ def cv_folds(members):
                              f"({members[0].config.get('cv')}), '{member.name}' has {len(fold_names)} "
                              f"({member.config.get('cv')}); combine runs of the same --cv on the same data")
     return list(folds[0])
+
+
+def config_of(members, classes, method, step):
+    """config.json of the ensemble: the member runs, their models and seeds, the method."""
+    seeds = [m.config.get("seed") for m in members]
+    return {
+        "model": "ensemble",
+        "method": method,
+        "step": step if method == "weighted" else None,
+        "member_runs": [str(m.path.resolve()) for m in members],
+        "member_models": [member_description(m.config) for m in members],
+        "member_seeds": seeds,
+        "seed": seeds[0] if len(set(map(str, seeds))) == 1 else None,
+        "cv": members[0].config.get("cv"),
+        "classes": list(classes),
+        "data_files": {f"member{i}_{name}": value for i, m in enumerate(members)
+                       for name, value in (m.config.get("data_files") or {}).items()},
+        "feature_meta": common_items([m.config.get("feature_meta") or {} for m in members]),
+        "run_format": RUN_FORMAT,
+        **environment_info(),
+    }
+
+
+def write_combination(run, result, members, config):
+    """Write config.json, predictions.csv (val then test rows) and metrics.json of one combination."""
+    classes = result["classes"]
+    run.write_config({**config, "out": str(run), "weights": result["weights"].round(6)})
+    parts = [(name, result[name]) for name in ("val", "test") if result[name] is not None]
+    predicted = {name: np.asarray(classes)[part.probabilities.argmax(axis=1)] for name, part in parts}
+    run.write_predictions(
+        np.concatenate([p.ids for _, p in parts]),
+        np.concatenate([p.speakers for _, p in parts]), np.concatenate([[name] * len(p.ids) for name, p in parts]),
+        np.concatenate([p.true for _, p in parts]), np.concatenate([predicted[name] for name, _ in parts]),
+        np.concatenate([p.probabilities for _, p in parts]), classes)
+    test = result["test"]
+    metrics = evaluate_predictions(test.true, predicted["test"], classes)
+    metrics["n_test"] = metrics.pop("n")
+    metrics["best_epoch"] = None
+    metrics["val_ua"] = result["val_ua"]
+    metrics["n_val"] = 0 if result["val"] is None else len(result["val"].ids)
+    metrics["weights"] = result["weights"].round(6).tolist()
+    metrics["member_test_ua"] = [
+        evaluate_predictions(test.true, np.asarray(classes)[p.argmax(axis=1)], classes)["ua"]
+        for p in test.member_probabilities]
+    run.write_metrics(metrics)
+    return metrics
+
+
+def combine_folds(parents, folds, method, step):
+    """Combine CV parents fold by fold; each fold's weights come from its own validation rows.
+
+    Returns:
+        [(fold name, members, result), ...], all checked before anything is written.
+    """
+    combined = []
+    for fold in folds:
+        members = [read_member(parent.path / fold) for parent in parents]
+        combined.append((fold, members, combine_members(members, method, step)))
+    return combined
+
+
+def write_folds(parents, combined, run, method, step, quiet=False):
+    """Fold folders fold-KK in ``run``, then the pooled test rows and scores in ``run`` itself."""
+    fold_runs, fold_weights = [], []
+    for fold, members, result in combined:
+        fold_run = RunFolder(run.path / fold)
+        fold_run.path.mkdir()
+        write_combination(fold_run, result, members, config_of(members, result["classes"], method, step))
+        fold_runs.append(fold_run)
+        fold_weights.append(result["weights"].round(6).tolist())
+        if not quiet:
+            val_rows = 0 if result["val"] is None else len(result["val"].ids)
+            val_ua = "-" if result["val_ua"] is None else f"{100 * result['val_ua']:.1f}%"
+            print(f"{fold_run}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
+                  f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
+    classes = check_classes(parents)
+    metrics = write_pooled_run(run, fold_runs, classes)
+    metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
+    run.write_metrics(metrics)
+    run.write_config({**config_of(parents, classes, method, step), "out": str(run),
+                      "folds": [fold for fold, _, _ in combined]})
+    return metrics
+
+
+def write_ensemble(run_dirs, out, method="mean", step=0.1, overwrite=False, quiet=False):
+    """Combine finished runs (single-split runs on the same test set, or CV parents of the same folds)
+    into the run folder ``out``, like ``ensemble.py``; every member is checked before anything is written.
+
+    Returns:
+        ``(metrics, title)`` of the combination's test rows.
+    """
+    # Members: every run checked before anything is written.
+    parents = [read_member(path) for path in run_dirs]
+    check_distinct(parents)
+    check_classes(parents)
+    folds = cv_folds(parents)
+
+    # Combine: weights from validation rows only, fold by fold for cross-validation parents.
+    if folds:
+        combined = combine_folds(parents, folds, method, step)
+    else:
+        result = combine_members(parents, method, step)
+
+    # Save: a run folder like a training run's (fold-KK sub-folders for cross-validation).
+    run = RunFolder.create(out, overwrite)
+    out = run.path
+    try:
+        if folds:
+            metrics = write_folds(parents, combined, run, method, step, quiet)
+            title = f"{out}: pooled test predictions of {len(folds)} folds, {method} of {len(parents)} runs"
+        else:
+            metrics = write_combination(run, result, parents, config_of(parents, result["classes"], method, step))
+            title = f"{out}: test set, {method} of {len(parents)} runs, weights " + \
+                ", ".join(f"{w:.2f}" for w in result["weights"])
+    except BaseException:
+        run.remove()
+        raise
+    run.mark_complete()
+    return metrics, title
