@@ -51,7 +51,8 @@ def build_parser():
     model.add_argument("--pooling", default=None, choices=pooling_names(),
                        help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
                             "and std), multihead (--heads H), attention+mean, attention+stats (mean and std "
-                            "over frames), attention+functionals (9 functionals of the input frames); "
+                            "over frames), attention+functionals (9 functionals of the input frames), frame-attention "
+                            "(scored on the input frames, pooling a small convolution of them); "
                             "basic-lstm: mean (default) over valid frames, the last valid frame, or "
                             "mean+functionals")
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
@@ -130,9 +131,10 @@ def build_parser():
                                          "here win)")
     output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
     output.add_argument("--preset", choices=sorted(PRESETS),
-                        help="published: the published model (the defaults); recommended: "
-                             + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-                                        for k, v in PRESETS["recommended"].items())
+                        help="published: the published model (the defaults); "
+                             + "; ".join(f"{name}: " + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                                                                for k, v in flags.items())
+                                         for name, flags in PRESETS.items() if flags)
                              + " (flags given here win)")
     output.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     return parser

@@ -23,6 +23,13 @@ scoring layers and names, and differ in what they pool:
   the utterance: the moments, extremes and regression of the IS09 functionals). The
   functionals carry what a static model sees; the attention carries what the LSTM
   finds in time, and an ablation shows what each is worth.
+* ``frame-attention``: built to look at the cue. A one-way LSTM carries a cue into every
+  later output, so a head that scores and pools those outputs may look anywhere after
+  the cue (cue ratio 1.1-1.4 on the demo corpus). Here the pooled values are a small
+  convolution of the input frames (:data:`LOCAL_VALUE_WIDTH` frames, 0.09 s), which hold
+  the class only where the cue is, and the scores a small convolution over the input
+  frames next to the LSTM outputs (:data:`FRAME_SCORE_WIDTH` frames). On the demo corpus
+  it raises UA more than the cue ratio (docs/ATTENTION_STUDY.md).
 
 Each variant (and each of the basic LSTM's poolings) is one entry of
 :data:`serattn.poolings.POOLINGS`, with its constraints, and one head here, registered
@@ -233,6 +240,23 @@ def speaker_functional_statistics(sequences: list[np.ndarray], speakers: np.ndar
     return statistics
 
 
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedFrames(MaskConsumer):
+    """(batch, frames, D) values with padded frames set to exactly zero.
+
+    A convolution over time sees its neighbours: zeros after the last valid frame make an
+    utterance's output the same whatever it is padded to, and whatever the LSTM put there
+    (the trainer's unmasked view computes outputs on padding too).
+    """
+
+    def call(self, values, mask):
+        return values * ops.expand_dims(ops.cast(mask, values.dtype), -1)
+
+
+FRAME_SCORE_WIDTH = 9  # frames (10 ms each) the frame-attention scorer sees at once
+LOCAL_VALUE_WIDTH = 9  # frames each of its pooled values sees
+
+
 HEADS = {}  # pooling name (serattn.poolings.POOLINGS) -> the function that builds its head
 
 
@@ -298,6 +322,22 @@ def _attention_stats(outputs, values, mask, heads=1, attention_units=50, attenti
     return AttentionMeanPooling(stats=True, name="attention_representation")(values, weights, mask)  # (batch, 3 * V)
 
 
+@head("frame-attention")
+def _frame_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
+                     frames=None):
+    # Scores: a small convolution over the input frames next to the LSTM outputs.
+    scored = MaskedFrames(name="scored_frames")(layers.Concatenate(name="frames_and_outputs")([frames, outputs]),
+                                                mask)  # (batch, frames, D + units)
+    hidden = layers.Conv1D(attention_units, FRAME_SCORE_WIDTH, padding="same", activation=attention_activation,
+                           name="attention_conv")(scored)  # (batch, frames, attention_units)
+    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
+    weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)
+    # Values: what each frame's neighbourhood alone says, which cannot carry a cue past its end.
+    local = layers.Conv1D(outputs.shape[-1], LOCAL_VALUE_WIDTH, padding="same", activation=attention_activation,
+                          name="local_values")(MaskedFrames(name="masked_frames")(frames, mask))  # (batch, frames, units)
+    return AttentionPooling(name="attention_representation")(local, weights)  # (batch, units)
+
+
 @head("mean", "mean+functionals")  # the basic LSTM's; the functionals join in build_basic_lstm
 def _mean(outputs, values, mask, **unused):
     return MaskedPooling("mean", name="attention_representation")(values, mask)  # (batch, V)
@@ -309,7 +349,7 @@ def _last(outputs, values, mask, **unused):
 
 
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
-                   attention_activation="tanh", values=None, masked=True):
+                   attention_activation="tanh", values=None, masked=True, frames=None):
     """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
 
     Args:
@@ -319,6 +359,7 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         heads: scoring heads of ``multihead``.
         values: (batch, frames, V) frames to pool; ``outputs`` if None.
         masked: False lets the published ``attention`` see padding (``--no-mask``).
+        frames: (batch, frames, D) input frames, which poolings with ``scores="frames"`` score.
 
     Returns:
         The ``attention_representation`` tensor, (batch, pooled size).
@@ -326,8 +367,9 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
     values = outputs if values is None else values
 
     check_pooling(pooling, heads)
+    scored = {"frames": frames} if POOLINGS[pooling].scores == "frames" else {}
     return HEADS[pooling](outputs, values, mask, heads=heads, attention_units=attention_units,
-                          attention_activation=attention_activation, masked=masked)
+                          attention_activation=attention_activation, masked=masked, **scored)
 
 
 def check_pooling(pooling, heads=1):
