@@ -319,6 +319,10 @@ def _typed(hint, value, where):
         return value
     if where.endswith(".cv"):
         return config.parse_cv(value)
+    if where.endswith(".epochs"):  # a whole number, or "auto"
+        if value == config.AUTO_EPOCHS:
+            return value
+        hint = int
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for kind in allowed:
         if kind is bool and isinstance(value, bool):
@@ -336,8 +340,6 @@ def _typed(hint, value, where):
                 pass
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # val_speakers: 0.2 in a YAML file means the flag's "0.2"
-        if kind is str and isinstance(value, str):
-            return value  # epochs: auto
     if any(kind in (bool, int, float) for kind in allowed):
         expected = " or ".join(kind.__name__ for kind in allowed if kind is not type(None))
         raise InputError(f"{where}: expected {expected}, got {value!r}")

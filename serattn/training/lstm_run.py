@@ -68,8 +68,9 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         def fit_one(model, fit_set, val_set, epochs, checkpoint_dir, history_path, callbacks=(), verbose=0,
                     extra_inputs=None):
             """Train ``model`` on normalized sets: early stopping on ``val_set`` (all ``epochs`` without one)."""
-            extra_inputs = extra_inputs or {name: training.utterance_inputs(fs, model_config.functionals_norm)
-                                            for name, fs in [("fit", fit_set), ("val", val_set)]}
+            if extra_inputs is None:
+                extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
+                                for name, fs in [("fit", fit_set), ("val", val_set)]}
             targets = np.array([class_index[c] for c in fit_set.labels])
             weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
             batches = EpochBatches(fit_set.sequences(), targets, weights[targets], train_config.batch_size,
