@@ -51,8 +51,8 @@ def build_parser():
     model.add_argument("--pooling", default=None, choices=pooling_names(),
                        help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
                             "and std), multihead (--heads H), attention+mean, attention+stats (mean and std "
-                            "over frames), attention+functionals (9 functionals of the input frames), frame-attention "
-                            "(scored on the input frames, pooling a small convolution of them); "
+                            "over frames), attention+functionals (9 functionals of the input frames), region-attention "
+                            "(pools 0.25-s regions of a small convolution of the input frames); "
                             "basic-lstm: mean (default) over valid frames, the last valid frame, or "
                             "mean+functionals")
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")

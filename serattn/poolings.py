@@ -72,7 +72,7 @@ register(Pooling("multihead", ATTENTION_LSTM, "MultiHeadPooling", heads=True, we
 register(Pooling("attention+mean", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+stats", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+functionals", ATTENTION_LSTM, "AttentionPooling", functionals=True))
-register(Pooling("frame-attention", ATTENTION_LSTM, "AttentionPooling", pool_inputs=False, scores="frames"))
+register(Pooling("region-attention", ATTENTION_LSTM, "AttentionPooling", pool_inputs=False, scores="frames"))
 # Basic LSTM: no attention layer; its analysis model reports uniform weights.
 register(Pooling("mean", BASIC_LSTM, "MaskedPooling", pool_inputs=False, weights=None, published=True,
                  default=True))

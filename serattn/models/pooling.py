@@ -23,13 +23,13 @@ scoring layers and names, and differ in what they pool:
   the utterance: the moments, extremes and regression of the IS09 functionals). The
   functionals carry what a static model sees; the attention carries what the LSTM
   finds in time, and an ablation shows what each is worth.
-* ``frame-attention``: built to look at the cue. A one-way LSTM carries a cue into every
+* ``region-attention``: built to look at the cue. A one-way LSTM carries a cue into every
   later output, so a head that scores and pools those outputs may look anywhere after
-  the cue (cue ratio 1.1-1.4 on the demo corpus). Here the pooled values are a small
-  convolution of the input frames (:data:`LOCAL_VALUE_WIDTH` frames, 0.09 s), which hold
-  the class only where the cue is, and the scores a small convolution over the input
-  frames next to the LSTM outputs (:data:`FRAME_SCORE_WIDTH` frames). On the demo corpus
-  it raises UA more than the cue ratio (docs/ATTENTION_STUDY.md).
+  the cue. Here the pooled values are regions: a small convolution of the input frames
+  (:data:`LOCAL_VALUE_WIDTH` frames), which holds the class only where the cue is,
+  averaged over :data:`REGION_WIDTH` frames (0.25 s) so that the head scores stretches of
+  the utterance rather than a kind of frame; the scores see the regions and the LSTM
+  outputs. What it finds: docs/ATTENTION_STUDY.md.
 
 Each variant (and each of the basic LSTM's poolings) is one entry of
 :data:`serattn.poolings.POOLINGS`, with its constraints, and one head here, registered
@@ -253,8 +253,34 @@ class MaskedFrames(MaskConsumer):
         return values * ops.expand_dims(ops.cast(mask, values.dtype), -1)
 
 
-FRAME_SCORE_WIDTH = 9  # frames (10 ms each) the frame-attention scorer sees at once
-LOCAL_VALUE_WIDTH = 9  # frames each of its pooled values sees
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedMovingAverage(MaskConsumer):
+    """The mean of (batch, frames, D) values over the valid frames of a centred window of ``width`` frames.
+
+    A fixed box, not a learned kernel: what is scored and pooled is a stretch of the utterance, not one
+    kind of frame (a loud vowel, a pause) wherever it occurs."""
+
+    def __init__(self, width=25, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+    def call(self, values, mask):
+        weight = ops.expand_dims(ops.cast(mask, values.dtype), -1)  # (batch, frames, 1)
+        before, after = self.width // 2, self.width - 1 - self.width // 2
+
+        def window_sums(x):
+            padded = ops.pad(x, [[0, 0], [before + 1, after], [0, 0]])
+            total = ops.cumsum(padded, axis=1)
+            return total[:, self.width:] - total[:, :-self.width]  # (batch, frames, ...)
+
+        return window_sums(values * weight) / ops.maximum(window_sums(weight), 1.0) * weight
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+LOCAL_VALUE_WIDTH = 9  # frames (10 ms each) each local value of region-attention sees
+REGION_WIDTH = 25  # frames of local values region-attention averages into one region
 
 
 HEADS = {}  # pooling name (serattn.poolings.POOLINGS) -> the function that builds its head
@@ -322,20 +348,16 @@ def _attention_stats(outputs, values, mask, heads=1, attention_units=50, attenti
     return AttentionMeanPooling(stats=True, name="attention_representation")(values, weights, mask)  # (batch, 3 * V)
 
 
-@head("frame-attention")
-def _frame_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
-                     frames=None):
-    # Scores: a small convolution over the input frames next to the LSTM outputs.
-    scored = MaskedFrames(name="scored_frames")(layers.Concatenate(name="frames_and_outputs")([frames, outputs]),
-                                                mask)  # (batch, frames, D + units)
-    hidden = layers.Conv1D(attention_units, FRAME_SCORE_WIDTH, padding="same", activation=attention_activation,
-                           name="attention_conv")(scored)  # (batch, frames, attention_units)
-    scores = layers.Dense(1, use_bias=False, name="attention_dense2")(hidden)  # (batch, frames, 1)
-    weights = MaskedTimeSoftmax(name="attention_weights")(scores, mask)  # (batch, frames)
-    # Values: what each frame's neighbourhood alone says, which cannot carry a cue past its end.
+@head("region-attention")
+def _region_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
+                      frames=None):
+    # What each frame's neighbourhood alone says (it cannot carry a cue past its end), averaged over regions.
     local = layers.Conv1D(outputs.shape[-1], LOCAL_VALUE_WIDTH, padding="same", activation=attention_activation,
                           name="local_values")(MaskedFrames(name="masked_frames")(frames, mask))  # (batch, frames, units)
-    return AttentionPooling(name="attention_representation")(local, weights)  # (batch, units)
+    region = MaskedMovingAverage(REGION_WIDTH, name="region_values")(local, mask)  # (batch, frames, units)
+    scored = layers.Concatenate(name="region_and_outputs")([region, outputs])  # the LSTM outputs help score
+    weights = _time_weights(scored, mask, attention_units, attention_activation, masked)
+    return AttentionPooling(name="attention_representation")(region, weights)  # (batch, units)
 
 
 @head("mean", "mean+functionals")  # the basic LSTM's; the functionals join in build_basic_lstm
