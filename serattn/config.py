@@ -15,6 +15,7 @@ Groups follow the scripts' flag groups:
   never recorded as part of the experiment.
 """
 
+import argparse
 import importlib.util
 import math
 from dataclasses import dataclass, field
@@ -435,13 +436,13 @@ def _check_finite(flag, value):
 
 
 def parse_epochs(text: str | int) -> int | str:
-    """``--epochs``: a whole number, or ``auto``."""
+    """``--epochs``: a whole number, or ``auto`` (an argparse type: argparse names the flag in its error)."""
     if str(text) == AUTO_EPOCHS:
         return AUTO_EPOCHS
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"--epochs: expected a number of epochs or 'auto', got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or 'auto', got '{text}'") from None
 
 
 def _check_positive(flag, value):
