@@ -54,7 +54,8 @@ def build_parser():
     model.add_argument("--pooling", default=None, choices=pooling_names(),
                        help="attention-lstm: attention (published, default), attentive-stats (weighted mean "
                             "and std), multihead (--heads H), attention+mean, attention+stats (mean and std "
-                            "over frames), attention+functionals (9 functionals of the input frames); "
+                            "over frames), attention+functionals (9 functionals of the input frames), region-attention "
+                            "(pools 0.25-s regions of a small convolution of the input frames); "
                             "basic-lstm: mean (default) over valid frames, the last valid frame, or "
                             "mean+functionals")
     model.add_argument("--heads", type=int, default=1, help="attention heads of --pooling multihead")
@@ -75,7 +76,10 @@ def build_parser():
                        help="frames to pad to with --pad-to-max/--no-mask (default: the longest utterance)")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=int, default=50, help="most epochs to train")
+    training.add_argument("--epochs", type=config.parse_epochs, default=50,
+                          help="most epochs to train, or auto: chosen by 3 inner speaker folds of the training "
+                               "speakers (each up to 50 epochs, early stopping on its validation UA), then every "
+                               "training speaker trains that many (replaces --val-speakers; epochs_auto.json)")
     training.add_argument("--patience", type=int, default=10,
                           help="epochs without a better validation UA before stopping")
     training.add_argument("--batch-size", type=int, default=32, help="utterances per batch")
@@ -106,6 +110,8 @@ def build_parser():
     regular.add_argument("--label-smoothing", type=float, default=0.0,
                          help="smooth the training targets towards uniform by this much (0: off)")
     training.add_argument("--seeds", help="several seeds, e.g. 1,2,3: one run each, in sibling folders OUT-seedK")
+    training.add_argument("--seed-ensemble", action="store_true",
+                          help="with --seeds: also write OUT-ensemble, the seeds' class probabilities averaged")
     training.add_argument("--strategy", default="default", choices=STRATEGIES,
                           help="default: one device; mirrored: all GPUs of this machine; multiworker: the "
                                "machines of TF_CONFIG, same command and --out on each, --batch-size split "
@@ -137,9 +143,10 @@ def build_parser():
                                          "here win)")
     output.add_argument("--config", help="rerun with the flags of a run's config.json (flags given here win)")
     output.add_argument("--preset", choices=sorted(PRESETS),
-                        help="published: the published model (the defaults); recommended: "
-                             + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-                                        for k, v in PRESETS["recommended"].items())
+                        help="published: the published model (the defaults); "
+                             + "; ".join(f"{name}: " + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                                                                for k, v in flags.items())
+                                         for name, flags in PRESETS.items() if flags)
                              + " (flags given here win)")
     output.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last epoch")
     return parser

@@ -9,7 +9,9 @@
 ``OUT-seedK`` when there are several), each a cross-validation with ``data.cv``
 (fold folders pooled into the seed's folder) or one train/test run; with
 ``output.jobs`` > 1 or ``output.dask_scheduler`` the single runs go to worker
-processes or a Dask cluster, with the numbers of ``jobs: 1``.
+processes or a Dask cluster, with the numbers of ``jobs: 1``. With
+``output.seed_ensemble`` the seeds' class probabilities are also averaged into
+``OUT-ensemble`` (:func:`serattn.training.ensemble_run.write_ensemble`).
 """
 
 import os
@@ -63,7 +65,22 @@ def run(experiment: Experiment, *, rerun_of: dict[str, Any] | None = None,
 
     # One run per seed, each a fold set with data.cv; an LSTM run can be resumed, a static one is quick to redo.
     resume = bool(experiment.output.resume) if experiment.is_lstm else None
+    if experiment.output.seed_ensemble:  # refused before any seed trains
+        runs.check_output(ensemble_folder(experiment), experiment.output.overwrite)
     for metrics, title in protocols.run_seeds(experiment, train, test, classes, data_files, resume=resume):
         if report is not None:
             report(metrics, title)
-    return [RunFolder(path) for path in protocols.seed_folders(experiment)]
+    folders = [RunFolder(path) for path in protocols.seed_folders(experiment)]
+    if experiment.output.seed_ensemble:
+        from serattn.training.ensemble_run import write_ensemble
+
+        metrics, title = write_ensemble([folder.path for folder in folders], ensemble_folder(experiment), "mean",
+                                        overwrite=experiment.output.overwrite, quiet=experiment.output.quiet)
+        if report is not None:
+            report(metrics, title)
+    return folders
+
+
+def ensemble_folder(experiment: Experiment) -> str:
+    """``OUT-ensemble``: the seed ensemble of ``--seeds ... --seed-ensemble``, beside the seeds' ``OUT-seedK``."""
+    return f"{experiment.output.out}-ensemble"

@@ -15,6 +15,7 @@ Groups follow the scripts' flag groups:
   never recorded as part of the experiment.
 """
 
+import argparse
 import importlib.util
 import math
 from dataclasses import dataclass, field
@@ -43,7 +44,16 @@ PRESETS = {
     "published": {},
     "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 1.0,
                     "recurrent_dropout": 0.0, "functionals_norm": "auto"},
+    # Attention built to look at the cue (docs/ATTENTION_STUDY.md): it pools regions of a small convolution
+    # of the input frames, scored next to the LSTM outputs; the recommended optimizer.
+    "localizing": {"pooling": "region-attention", "learning_rate": 0.01, "weight_decay": 1.0, "recurrent_dropout": 0.0},
 }
+# --epochs auto: the epochs are chosen by INNER_EPOCH_FOLDS speaker folds of the training speakers, each
+# trained up to AUTO_MAX_EPOCHS with early stopping (--patience), then all training speakers are trained
+# for the epoch with the best validation UA averaged over the folds (serattn.training.epochs).
+AUTO_EPOCHS = "auto"
+AUTO_MAX_EPOCHS = 50
+INNER_EPOCH_FOLDS = 3
 XLA_PAD_MULTIPLE = 16  # with --jit-compile: padded lengths 16, 32, ... frames, one XLA program each
 
 # The values a field may take, for type checkers and readers; check() refuses others with one line.
@@ -177,7 +187,7 @@ class ModelConfig:
 class TrainConfig:
     """How the LSTM is trained."""
 
-    epochs: int = 50
+    epochs: int | str = 50  # or "auto": chosen by inner speaker folds of the training speakers (AUTO_EPOCHS)
     patience: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -200,7 +210,11 @@ class TrainConfig:
         return XLA_PAD_MULTIPLE if self.jit_compile else 1
 
     def check(self) -> "TrainConfig":
-        for flag in ("epochs", "batch_size", "patience"):
+        if self.epochs != AUTO_EPOCHS:
+            if not isinstance(self.epochs, int):
+                raise InputError(f"--epochs: expected a number of epochs or 'auto', got '{self.epochs}'")
+            _check_positive("epochs", self.epochs)
+        for flag in ("batch_size", "patience"):
             _check_positive(flag, getattr(self, flag))
         for flag in ("learning_rate", "weight_decay", "label_smoothing", "clipnorm"):
             _check_finite(flag, getattr(self, flag))
@@ -272,6 +286,7 @@ class OutputConfig:
     jobs: int = 1  # processes that run the folds and seeds of the command
     dask_scheduler: str | None = None  # tcp://HOST:8786: run folds and seeds on a Dask cluster instead
     grid_jobs: int = 1  # parallel grid-search fits inside one static run
+    seed_ensemble: bool = False  # also write OUT-ensemble: the seeds' probabilities averaged
 
     def check(self) -> "OutputConfig":
         if self.jobs < 1:
@@ -452,6 +467,16 @@ def _check_choice(name, value, choices):
 def _check_finite(flag, value):
     if value is not None and not math.isfinite(value):
         raise InputError(f"--{flag.replace('_', '-')} must be a finite number, got {value}")
+
+
+def parse_epochs(text: str | int) -> int | str:
+    """``--epochs``: a whole number, or ``auto`` (an argparse type: argparse names the flag in its error)."""
+    if str(text) == AUTO_EPOCHS:
+        return AUTO_EPOCHS
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or 'auto', got '{text}'") from None
 
 
 def _check_positive(flag, value):

@@ -94,12 +94,20 @@ class Experiment:
             raise InputError("--seeds: expected at least one seed")
         if self.output.resume and len(self.seeds) > 1:
             raise InputError("--resume continues one run folder; resume each seed's folder on its own")
+        if self.output.seed_ensemble and len(self.seeds) < 2:
+            raise InputError("--seed-ensemble averages the runs of several seeds; give --seeds, e.g. --seeds 1,2,3")
         if not self.is_lstm:
             return self
         targets = self.model.target
         parse_loss_weights(self.training.loss_weights, targets)
         if self.training.label_smoothing and EMOTION not in targets:
             raise InputError("--label-smoothing smooths class targets; --target has no emotion")
+        if self.training.epochs == config.AUTO_EPOCHS and self.data.split_by:
+            raise InputError("--epochs auto chooses the epochs by inner speaker folds; with --split-by the "
+                             "corpus's validation partition chooses them: drop one of the two")
+        if self.training.epochs == config.AUTO_EPOCHS and self.data.val_speakers not in ("0", "none", ""):
+            raise InputError(f"--epochs auto chooses the epochs by inner speaker folds and then trains on every "
+                             f"training speaker; drop --val-speakers {self.data.val_speakers}")
         if self.model.functionals_norm == "speaker" and self.data.norm != "speaker":
             raise InputError(f"--functionals-norm speaker uses each speaker's statistics, as --norm speaker does; "
                              f"use it with --norm speaker, not --norm {self.data.norm}")
@@ -149,6 +157,8 @@ class Experiment:
         output = dict(spec.get("output", {}))
         seeds = config.parse_seeds(spec.get("seeds"), training.seed)
         if trainer == "attention-lstm":
+            if training.epochs == config.AUTO_EPOCHS and spec.get("data", {}).get("val_speakers") is None:
+                data = dataclasses.replace(data, val_speakers="0")  # the inner folds validate; all speakers train
             if model.get("pooling") is None:  # the model's own pooling
                 model["pooling"] = default_pooling(model.get("model", "attention-lstm"))
             if model.get("functionals_norm") == "auto":  # normalized like the frames; config.json records which
@@ -316,6 +326,10 @@ def _typed(hint, value, where):
         return value
     if where.endswith(".cv"):
         return config.parse_cv(value)
+    if where.endswith(".epochs"):  # a whole number, or "auto"
+        if value == config.AUTO_EPOCHS:
+            return value
+        hint = int
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for kind in allowed:
         if kind is bool and isinstance(value, bool):

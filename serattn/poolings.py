@@ -35,6 +35,8 @@ class Pooling:
             :func:`serattn.training.trainer.trainer_for` can rewire on an unmasked LSTM.
         layer: the class of its ``attention_representation`` layer.
         default: the model's pooling when ``--pooling`` is not given.
+        scores: what the attention scores: ``"outputs"`` (the LSTM outputs) or ``"frames"``
+            (the input frames next to them; the head is then given the frames).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Pooling:
     weights: str | None = "attention_weights"
     published: bool = False
     default: bool = False
+    scores: str = "outputs"
 
 
 POOLINGS: dict[str, Pooling] = {}
@@ -69,6 +72,7 @@ register(Pooling("multihead", ATTENTION_LSTM, "MultiHeadPooling", heads=True, we
 register(Pooling("attention+mean", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+stats", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+functionals", ATTENTION_LSTM, "AttentionPooling", functionals=True))
+register(Pooling("region-attention", ATTENTION_LSTM, "AttentionPooling", pool_inputs=False, scores="frames"))
 # Basic LSTM: no attention layer; its analysis model reports uniform weights.
 register(Pooling("mean", BASIC_LSTM, "MaskedPooling", pool_inputs=False, weights=None, published=True,
                  default=True))
@@ -125,6 +129,8 @@ def check_pooling_flags(spec: Pooling, functionals_norm="batch", pool_inputs=Fal
         raise InputError(f"--functionals-norm {functionals_norm} needs a pooling with functionals "
                          f"({functionals_names()}), got --pooling {spec.name}")
     if pool_inputs and not spec.pool_inputs:
+        if spec.model == ATTENTION_LSTM:
+            raise InputError(f"--pool-inputs does not apply to --pooling {spec.name}, which pools values of its own")
         raise InputError(f"--pool-inputs applies to --model {ATTENTION_LSTM} only")
     if (spec.needs_mask or pool_inputs) and not mask:
         raise InputError(f"--pooling {spec.name} needs the padding mask; drop --no-mask")

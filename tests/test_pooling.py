@@ -261,3 +261,49 @@ def test_speaker_functionals_run_predicts_with_each_speakers_statistics(feature_
     swapped = utterance_inputs(test, "speaker")["speaker_functionals"][::-1].copy()
     other = predict_with_attention(model, test.sequences(), 16, utterance_inputs={"speaker_functionals": swapped})
     assert np.abs(other["probabilities"] - again["probabilities"]).max() > 1e-3
+
+
+def test_region_attention_is_masked_padding_invariant_and_agrees_with_the_trainer_view():
+    rng = np.random.default_rng(6)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="region-attention",
+                                 augment={"time_mask": 3, "feature_mask": 2, "noise_std": 0.1, "seed": 1})
+    sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19)]
+    p0, w0, z0, m0 = outputs(model, sequences)
+    p1, w1, z1, m1 = outputs(model, sequences, length=45)
+    assert np.all(w1[~m1] == 0.0)
+    np.testing.assert_allclose(w1.sum(axis=1), 1.0, rtol=1e-6)
+    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:
+        np.testing.assert_allclose(first, second, atol=1e-5)
+    model.compile(loss="sparse_categorical_crossentropy")
+    view = trainer_for(model, "post")  # its LSTM runs unmasked: outputs on padding too, which must not count
+    assert view is not model
+    batch, mask = pad_batch(sequences, 45)
+    inputs = {"features": batch, "mask": mask}
+    np.testing.assert_allclose(np.asarray(view(inputs)), np.asarray(model(inputs)), atol=1e-5)
+
+
+def test_moving_average_is_the_mean_of_the_valid_frames_in_the_window():
+    from serattn.models.pooling import MaskedMovingAverage
+
+    values = np.arange(12, dtype=np.float32).reshape(1, 6, 2)
+    mask = np.array([[True, True, True, True, False, False]])
+    np.testing.assert_allclose(np.asarray(MaskedMovingAverage(3)(values, mask))[0],
+                               [[1, 2], [2, 3], [4, 5], [5, 6], [0, 0], [0, 0]])
+
+
+def test_region_attention_pools_values_that_cannot_carry_a_cue_past_its_end():
+    from serattn.models.pooling import LOCAL_VALUE_WIDTH, REGION_WIDTH
+
+    rng = np.random.default_rng(7)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="region-attention")
+    probe = keras.Model(model.inputs, [model.get_layer("region_values").output, model.get_layer("lstm1").output])
+    utterance = rng.normal(size=(1, 90, 6)).astype(np.float32)
+    cue = utterance.copy()
+    cue[:, 30:40] += 3.0  # a "cue" in frames 30-39
+    mask = np.ones((1, 90), bool)
+    (region, lstm), (region_cue, lstm_cue) = [[np.asarray(t)[0] for t in probe({"features": u, "mask": mask})]
+                                              for u in (utterance, cue)]
+    reach = LOCAL_VALUE_WIDTH // 2 + REGION_WIDTH // 2
+    changed = np.abs(region_cue - region).max(axis=1) > 1e-6
+    assert changed[30:40].all() and not changed[:30 - reach].any() and not changed[40 + reach:].any()
+    assert np.abs(lstm_cue - lstm)[40 + reach:].max() > 1e-3  # the LSTM outputs carry it to the end

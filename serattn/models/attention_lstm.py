@@ -97,7 +97,7 @@ def build_attention_lstm(
     if pool_inputs:  # pool the input frames next to the LSTM outputs
         values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
     representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
-                                    values=values, masked=masked)  # (batch, pooled size)
+                                    values=values, masked=masked, frames=lstm_input)  # (batch, pooled size)
     if POOLINGS[pooling].functionals:  # the classifier also sees the functionals of the input frames
         representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
     if pooled_dropout:

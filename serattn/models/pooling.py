@@ -23,6 +23,13 @@ scoring layers and names, and differ in what they pool:
   the utterance: the moments, extremes and regression of the IS09 functionals). The
   functionals carry what a static model sees; the attention carries what the LSTM
   finds in time, and an ablation shows what each is worth.
+* ``region-attention``: built to look at the cue. A one-way LSTM carries a cue into every
+  later output, so a head that scores and pools those outputs may look anywhere after
+  the cue. Here the pooled values are regions: a small convolution of the input frames
+  (:data:`LOCAL_VALUE_WIDTH` frames), which holds the class only where the cue is,
+  averaged over :data:`REGION_WIDTH` frames (0.25 s) so that the head scores stretches of
+  the utterance rather than a kind of frame; the scores see the regions and the LSTM
+  outputs. What it finds: docs/ATTENTION_STUDY.md.
 
 Each variant (and each of the basic LSTM's poolings) is one entry of
 :data:`serattn.poolings.POOLINGS`, with its constraints, and one head here, registered
@@ -233,6 +240,49 @@ def speaker_functional_statistics(sequences: list[np.ndarray], speakers: np.ndar
     return statistics
 
 
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedFrames(MaskConsumer):
+    """(batch, frames, D) values with padded frames set to exactly zero.
+
+    A convolution over time sees its neighbours: zeros after the last valid frame make an
+    utterance's output the same whatever it is padded to, and whatever the LSTM put there
+    (the trainer's unmasked view computes outputs on padding too).
+    """
+
+    def call(self, values, mask):
+        return values * ops.expand_dims(ops.cast(mask, values.dtype), -1)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class MaskedMovingAverage(MaskConsumer):
+    """The mean of (batch, frames, D) values over the valid frames of a centred window of ``width`` frames.
+
+    A fixed box, not a learned kernel: what is scored and pooled is a stretch of the utterance, not one
+    kind of frame (a loud vowel, a pause) wherever it occurs."""
+
+    def __init__(self, width=25, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+    def call(self, values, mask):
+        weight = ops.expand_dims(ops.cast(mask, values.dtype), -1)  # (batch, frames, 1)
+        before, after = self.width // 2, self.width - 1 - self.width // 2
+
+        def window_sums(x):
+            padded = ops.pad(x, [[0, 0], [before + 1, after], [0, 0]])
+            total = ops.cumsum(padded, axis=1)
+            return total[:, self.width:] - total[:, :-self.width]  # (batch, frames, ...)
+
+        return window_sums(values * weight) / ops.maximum(window_sums(weight), 1.0) * weight
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+LOCAL_VALUE_WIDTH = 9  # frames (10 ms each) each local value of region-attention sees
+REGION_WIDTH = 25  # frames of local values region-attention averages into one region
+
+
 HEADS = {}  # pooling name (serattn.poolings.POOLINGS) -> the function that builds its head
 
 
@@ -298,6 +348,18 @@ def _attention_stats(outputs, values, mask, heads=1, attention_units=50, attenti
     return AttentionMeanPooling(stats=True, name="attention_representation")(values, weights, mask)  # (batch, 3 * V)
 
 
+@head("region-attention")
+def _region_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
+                      frames=None):
+    # What each frame's neighbourhood alone says (it cannot carry a cue past its end), averaged over regions.
+    local = layers.Conv1D(outputs.shape[-1], LOCAL_VALUE_WIDTH, padding="same", activation=attention_activation,
+                          name="local_values")(MaskedFrames(name="masked_frames")(frames, mask))  # (batch, frames, units)
+    region = MaskedMovingAverage(REGION_WIDTH, name="region_values")(local, mask)  # (batch, frames, units)
+    scored = layers.Concatenate(name="region_and_outputs")([region, outputs])  # the LSTM outputs help score
+    weights = _time_weights(scored, mask, attention_units, attention_activation, masked)
+    return AttentionPooling(name="attention_representation")(region, weights)  # (batch, units)
+
+
 @head("mean", "mean+functionals")  # the basic LSTM's; the functionals join in build_basic_lstm
 def _mean(outputs, values, mask, **unused):
     return MaskedPooling("mean", name="attention_representation")(values, mask)  # (batch, V)
@@ -309,7 +371,7 @@ def _last(outputs, values, mask, **unused):
 
 
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
-                   attention_activation="tanh", values=None, masked=True):
+                   attention_activation="tanh", values=None, masked=True, frames=None):
     """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
 
     Args:
@@ -319,6 +381,7 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         heads: scoring heads of ``multihead``.
         values: (batch, frames, V) frames to pool; ``outputs`` if None.
         masked: False lets the published ``attention`` see padding (``--no-mask``).
+        frames: (batch, frames, D) input frames, which poolings with ``scores="frames"`` score.
 
     Returns:
         The ``attention_representation`` tensor, (batch, pooled size).
@@ -326,8 +389,9 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
     values = outputs if values is None else values
 
     check_pooling(pooling, heads)
+    scored = {"frames": frames} if POOLINGS[pooling].scores == "frames" else {}
     return HEADS[pooling](outputs, values, mask, heads=heads, attention_units=attention_units,
-                          attention_activation=attention_activation, masked=masked)
+                          attention_activation=attention_activation, masked=masked, **scored)
 
 
 def check_pooling(pooling, heads=1):

@@ -53,13 +53,14 @@ MODEL_SHA256_KEY = "model_sha256"  # config.json: {model file name: SHA-256}, ch
 FIGURES_DIR = "figures"
 REPORT_FILE = "report.html"  # report.py's page of the run, when written into the run folder
 FOLDS_FILE = "folds.csv"  # cross-validation parents: the test speakers of each fold (and repeat)
+EPOCHS_AUTO_FILE = "epochs_auto.json"  # --epochs auto: the inner folds' validation curves and the epochs chosen
 TENSORBOARD_DIR = "tensorboard"
 FOLD_DIRS = "fold-[0-9][0-9]*"  # cross-validation folds, run folders themselves
 # Everything serattn writes into a run folder; --overwrite refuses a folder holding anything else (the user's
 # notes, data), rather than deleting it. ``.NAME.*.tmp`` are atomic writes a killed process left behind.
 RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, ATTENTION_FILE, HISTORY_FILE, NORMALIZATION_FILE,
                KERAS_MODEL_FILE, STATIC_MODEL_FILE, CHECKPOINT_DIR, INCOMPLETE, LOCK_FILE, FIGURES_DIR, REPORT_FILE,
-               FOLDS_FILE, TENSORBOARD_DIR, FOLD_DIRS, ".*.tmp")
+               FOLDS_FILE, TENSORBOARD_DIR, FOLD_DIRS, EPOCHS_AUTO_FILE, ".*.tmp")
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "opensmile", "soundfile", "matplotlib")
 
 

@@ -17,8 +17,10 @@ from serattn.experiment import Experiment
 from serattn.features.feature_set import FeatureSet
 from serattn.features.label_map import dropped_metrics
 from serattn.runs import folder as runs
+from serattn.config import AUTO_EPOCHS
 from serattn.targets import EMOTION, dimensions, evaluate_value_rows, selection_weights
 from serattn.training import protocols
+from serattn.training.epochs import auto_epochs
 
 
 def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, classes: list[str], out: str | Path,
@@ -33,15 +35,22 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     # Data: validation speakers held out, normalization from the remaining training speakers.
     fit_set, val_set, test, normalization = protocols.split_and_normalize(experiment, train, test, classes, out)
     class_index = {c: i for i, c in enumerate(classes)}
-    targets = np.array([class_index[c] for c in fit_set.labels])
-    if model_config.predicts_classes:
-        class_weights = protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
-    else:  # class weights weigh classes, absent here (the fit speakers need not have every class)
-        class_weights = np.ones(len(classes), np.float32)
-    sample_weights = class_weights[targets]
     dims = dimensions(model_config.target)
-    if dims:  # (N, 1 + K) rows: the class index, then the numeric targets (serattn.models.targets)
-        targets = value_targets(fit_set, class_index, dims)
+    selection = selection_weights(model_config.target, train_config.loss_weights)
+
+    def class_weights_of(fit_set):
+        if model_config.predicts_classes:
+            return protocols.class_weights(train_config.class_weight, classes, fit_set.labels)
+        return np.ones(len(classes), np.float32)  # class weights weigh classes, absent here (nor needed in fit_set)
+
+    def fit_targets(fit_set):
+        """(targets, sample weights) of a fit set: class indices, or (N, 1 + K) rows (the class index, then
+        the numeric targets, serattn.models.targets) for dimensional and multi-task runs."""
+        indices = np.array([class_index[c] for c in fit_set.labels])
+        targets = value_targets(fit_set, class_index, dims) if dims else indices
+        return targets, class_weights_of(fit_set)[indices]
+
+    class_weights = class_weights_of(fit_set)
     pad_to = (model_config.max_length or int(max(train.lengths.max(), test.lengths.max()))) \
         if train_config.pad_to_max else None
     padding = "post" if model_config.mask else "pre"
@@ -72,21 +81,36 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
               f"testing on {len(test)} ({len(set(test.speakers))} speakers)", file=sys.stderr)
         extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
                         for name, fs in [("fit", fit_set), ("val", val_set), ("test", test)]}
-        batches = EpochBatches(fit_set.sequences(), targets, sample_weights, train_config.batch_size,
-                               train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
-                               padding=padding, pad_multiple=train_config.pad_multiple,
-                               utterance_inputs=extra_inputs["fit"])
-        validation = None
-        if len(val_set):
-            val_targets = value_targets(val_set, class_index, dims) if dims else \
-                [class_index[c] for c in val_set.labels]
-            validation = evaluation_dataset(val_set.sequences(), val_targets, train_config.batch_size, pad_to, padding, train_config.pad_multiple,
-                                            extra_inputs["val"])
+
+        def fit_one(model, fit_set, val_set, epochs, checkpoint_dir, history_path, callbacks=(), verbose=0,
+                    extra_inputs=None):
+            """Train ``model`` on normalized sets: early stopping on ``val_set`` (all ``epochs`` without one)."""
+            if extra_inputs is None:
+                extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
+                                for name, fs in [("fit", fit_set), ("val", val_set)]}
+            targets, sample_weights = fit_targets(fit_set)
+            batches = EpochBatches(fit_set.sequences(), targets, sample_weights, train_config.batch_size,
+                                   train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
+                                   padding=padding, pad_multiple=train_config.pad_multiple,
+                                   utterance_inputs=extra_inputs["fit"])
+            validation = None
+            if len(val_set):
+                val_targets = value_targets(val_set, class_index, dims) if dims else \
+                    [class_index[c] for c in val_set.labels]
+                validation = evaluation_dataset(val_set.sequences(), val_targets, train_config.batch_size, pad_to,
+                                                padding, train_config.pad_multiple, extra_inputs["val"])
+            return training.fit(model, batches, validation, epochs, train_config.patience, checkpoint_dir,
+                                history_path, callbacks, verbose=verbose, lstm_kernel=lstm_kernel, selection=selection)
+
+        epochs = train_config.epochs
+        if epochs == AUTO_EPOCHS:  # inner speaker folds of the training speakers choose; then a fresh model
+            epochs = auto_epochs(experiment, train, classes, run, selection, lambda *args: fit_one(
+                training.build_model(model_config, train_config, train.dim, len(classes)), *args))
+            model = training.build_model(model_config, train_config, train.dim, len(classes))
         callbacks = training.tensorboard_callbacks(out) if output.tensorboard else []
-        best_epoch, resumed_at, diverged_epoch = training.fit(
-            model, batches, validation, train_config.epochs, train_config.patience, run.checkpoint_dir,
-            run.history_path, callbacks, verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2),
-            lstm_kernel=lstm_kernel, selection=selection_weights(model_config.target, train_config.loss_weights))
+        best_epoch, resumed_at, diverged_epoch = fit_one(
+            model, fit_set, val_set, epochs, run.checkpoint_dir, run.history_path, callbacks,
+            verbose=0 if output.quiet else (1 if sys.stdout.isatty() else 2), extra_inputs=extra_inputs)
         if resumed_at:
             print(f"{out}: resumed after epoch {resumed_at}", file=sys.stderr)
         if diverged_epoch:
@@ -107,6 +131,8 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
             metrics = evaluate_predictions(test.labels, predicted["test"], classes)
             metrics["n_test"] = metrics.pop("n")
         metrics["best_epoch"] = best_epoch
+        if train_config.epochs == AUTO_EPOCHS:
+            metrics["epochs_auto"] = epochs
         metrics["diverged_epoch"] = diverged_epoch
         if not dims:
             metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
