@@ -8,8 +8,9 @@ import pytest
 
 import train_attention_lstm
 from serattn.features.feature_set import save_feature_set
-from serattn.testing import make_feature_set
-from serattn.training.epochs import choose_epochs, inner_folds, mean_curve
+from serattn.testing import add_dimensions, make_feature_set
+from serattn.targets import selection_weights
+from serattn.training.epochs import choose_epochs, inner_folds, mean_curve, read_validation_scores
 from tests.test_safety import assert_refused
 
 TINY = ["--units", "8", "--attention-units", "4", "--batch-size", "16", "--quiet"]
@@ -88,3 +89,25 @@ def test_seed_ensemble_needs_several_seeds(small_file, tmp_path, capsys):
     assert_refused(train_attention_lstm.main, ["--data", str(small_file), "--seed-ensemble",
                                                "--out", str(tmp_path / "r"), *TINY],
                    r"--seed-ensemble .* --seeds", tmp_path, capsys)
+
+
+def test_inner_curves_score_epochs_as_the_run_selects_them(tmp_path):
+    """UA for a categorical run, the (weighted) validation CCCs of numeric targets, UA with them in multi-task."""
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,val_ua,val_ccc_arousal,val_ccc_valence\n0,1.0,0.5,0.2,0.4\n1,0.9,0.6,0.5,0.1\n")
+    assert read_validation_scores(history, selection_weights(("emotion",))) == [0.5, 0.6]
+    assert read_validation_scores(history, selection_weights(("arousal", "valence"))) == pytest.approx([0.3, 0.3])
+    assert read_validation_scores(history, selection_weights(("emotion", "arousal"), "emotion=1,arousal=3")) == \
+        pytest.approx([(0.5 + 3 * 0.2) / 4, (0.6 + 3 * 0.5) / 4])
+
+
+def test_epochs_auto_of_a_dimensional_run_chooses_on_validation_ccc(tmp_path):
+    path = tmp_path / "dimensional.npz"
+    save_feature_set(add_dimensions(make_feature_set(n=48, speakers=6, seed=3)), path)
+    out = tmp_path / "auto"
+    assert train_attention_lstm.main(["--data", str(path), "--target", "arousal", "--epochs", "auto", "--patience", "1",
+                                      "--out", str(out), *TINY]) == 0
+    record = json.loads((out / "epochs_auto.json").read_text())
+    assert record["selection"] == {"ccc_arousal": 1.0} and "val_ua" not in record
+    assert record["epochs"] == int(np.argmax(record["mean_val_score"])) + 1
+    assert json.loads((out / "metrics.json").read_text())["epochs_auto"] == record["epochs"]
