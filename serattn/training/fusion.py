@@ -29,17 +29,14 @@ SUM_TOLERANCE = 1e-3  # probabilities are written with 6 decimals
 
 
 @dataclasses.dataclass
-class Member:
-    """One run's saved predictions, probabilities in its own class order."""
+class SavedRows:
+    """A member run's predictions.csv rows: which utterance, speaker and split each row is."""
 
     path: Path
     config: dict
-    classes: tuple  # class labels, order of ``probabilities`` columns
     ids: np.ndarray  # (N,) str
     speakers: np.ndarray  # (N,) str
     split: np.ndarray  # (N,) str
-    true: np.ndarray  # (N,) str
-    probabilities: np.ndarray  # (N, C) float64
 
     @property
     def name(self):
@@ -53,6 +50,15 @@ class Member:
     def rows(self, split):
         """{id: row index} of the rows of one split."""
         return {utterance: i for i, utterance in enumerate(self.ids) if self.split[i] == split}
+
+
+@dataclasses.dataclass
+class Member(SavedRows):
+    """One run's saved predictions, probabilities in its own class order."""
+
+    classes: tuple  # class labels, order of ``probabilities`` columns
+    true: np.ndarray  # (N,) str
+    probabilities: np.ndarray  # (N, C) float64
 
 
 @dataclasses.dataclass
@@ -320,33 +326,16 @@ def cv_folds(members):
 
 
 @dataclasses.dataclass
-class ValueMember:
+class ValueMember(SavedRows):
     """One dimensional run's saved predictions: true and predicted values per dimension; a multi-task
     run's class probabilities too."""
 
-    path: Path
-    config: dict
     dimensions: tuple
-    ids: np.ndarray  # (N,) str
-    speakers: np.ndarray  # (N,) str
-    split: np.ndarray  # (N,) str
     true: np.ndarray  # (N, K) float64
     predicted: np.ndarray  # (N, K) float64
     classes: tuple = ()  # a multi-task run's class labels, order of ``probabilities`` columns
     true_labels: np.ndarray | None = None  # (N,) str, multi-task only
     probabilities: np.ndarray | None = None  # (N, C) float64, multi-task only
-
-    @property
-    def name(self):
-        return str(self.path)
-
-    @property
-    def record(self):
-        """The member's config.json, typed (:class:`~serattn.runs.record.RunConfig`)."""
-        return RunConfig.of(self.config)
-
-    def rows(self, split):
-        return {utterance: i for i, utterance in enumerate(self.ids) if self.split[i] == split}
 
 
 def is_dimensional(path):
