@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from serattn.runs.folder import HISTORY_FILE, KERAS_MODEL_FILE, NORMALIZATION_FILE, RUN_FORMAT, RunFolder
+from serattn.runs.record import RunMetrics
 
 FAU = ("A", "E", "N", "P", "R")
 
@@ -97,7 +98,7 @@ def make_fake_run(root, name="run", classes=FAU, counts=None, activation="tanh",
         "confusion": confusion.tolist(), "n_test": int(test.sum()), "best_epoch": 7,
         "val_ua": None,
     }
-    folder.write_metrics(metrics)
+    folder.write_metrics(RunMetrics.of(metrics))  # a made-up record, as a test needs it
 
     # Manifest and optional audio (a tone on the cue), ids relative to the manifest.
     feature_meta = {"feature_set": "is09", "level": "lld", "frame_rate": frame_rate,

@@ -208,12 +208,12 @@ def describe_dropped(record, role):
             f"unmapped: {', '.join(record['dropped_unmapped']) or 'none'})")
 
 
-def dropped_metrics(meta):
+def dropped_counts(meta):
     """metrics.json's ``label_map_dropped`` (per file role: counts per label and their total) from a training
-    set's meta; ``{}`` without a label map, so the metrics of runs without one stay as they were."""
+    set's meta; None without a label map, so the metrics of runs without one stay as they were."""
     record = meta.get("label_map")
     if record is None:
-        return {}
-    return {"label_map_dropped": {role: {"dropped_by_map": r["dropped_by_map"], "dropped_unmapped": r["dropped_unmapped"],
-                                         "total": sum(r["dropped_by_map"].values()) + sum(r["dropped_unmapped"].values())}
-                                  for role, r in record["sets"].items()}}
+        return None
+    return {role: {"dropped_by_map": r["dropped_by_map"], "dropped_unmapped": r["dropped_unmapped"],
+                   "total": sum(r["dropped_by_map"].values()) + sum(r["dropped_unmapped"].values())}
+            for role, r in record["sets"].items()}

@@ -28,11 +28,15 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from serattn.atomic import write_atomically, write_atomically_named
 from serattn.errors import InputError
+
+if TYPE_CHECKING:
+    from serattn.runs.record import RunMetrics
 
 RUN_FORMAT = 1  # config.json's "run_format"; folders of a newer format are refused, older ones read
 CONFIG_FILE = "config.json"
@@ -108,8 +112,14 @@ class RunFolder:
     def write_config(self, config):
         write_json(self.path / CONFIG_FILE, config)
 
-    def write_metrics(self, metrics):
-        write_json(self.path / METRICS_FILE, metrics)
+    def write_metrics(self, metrics: "RunMetrics"):
+        """metrics.json, from a :class:`~serattn.runs.record.RunMetrics` (its ``of_*`` constructors build each
+        kind of run's), so that every metrics.json is assembled in one module."""
+        from serattn.runs.record import RunMetrics  # record.py reads this module's names
+
+        if not isinstance(metrics, RunMetrics):
+            raise TypeError(f"write_metrics takes a RunMetrics, not {type(metrics).__name__}")
+        write_json(self.path / METRICS_FILE, dict(metrics.values))
 
     def write_normalization(self, normalization):
         write_json(self.path / NORMALIZATION_FILE, normalization.to_dict())

@@ -368,3 +368,139 @@ class RunMetrics(collections.abc.Mapping):
     def scored_on(self) -> tuple[str, ...]:
         """What the run was scored on: its classes, or a purely dimensional run's dimensions."""
         return self.classes or tuple(self.dimension_scores)
+
+    # --- writing: each kind of run's metrics.json, built from its scores ------------------
+    # The keys keep the order metrics.json has always had (its bytes are compared across
+    # versions); a keyword left None is a key that kind of run writes only when it has it.
+
+    @classmethod
+    def of_lstm(cls, scores: Mapping[str, Any], *, best_epoch: int | None, epochs_auto: int | None,
+                diverged_epoch: int | None, val_ua: float | None, test_sets: Mapping | None,
+                label_map_dropped: Mapping | None, attention: Mapping[str, Any]) -> "RunMetrics":
+        """A categorical LSTM run: the test scores (:func:`~serattn.analysis.metrics.evaluate_predictions`),
+        the epochs, validation UA, per-test-set scores, label-map drops, attention diagnostics."""
+        return cls._of(_n_test(scores), best_epoch=best_epoch, **_present(epochs_auto=epochs_auto),
+                       diverged_epoch=diverged_epoch, val_ua=val_ua,
+                       **_present(test_sets=test_sets, label_map_dropped=label_map_dropped), **attention)
+
+    @classmethod
+    def of_lstm_values(cls, target: tuple[str, ...], class_scores: Mapping[str, Any] | None,
+                       value_scores: Mapping[str, Any], *, val_ccc: float | None, val_ua: float | None,
+                       best_epoch: int | None, epochs_auto: int | None, diverged_epoch: int | None,
+                       label_map_dropped: Mapping | None, attention: Mapping[str, Any]) -> "RunMetrics":
+        """A dimensional LSTM run (``class_scores`` None) or a multi-task one: CCC, Pearson and MSE per
+        dimension (:func:`~serattn.targets.evaluate_values`), UA and WA too with emotion."""
+        classified = class_scores is not None
+        return cls._of(target=list(target), **_without_n(class_scores), **_n_test(value_scores), val_ccc=val_ccc,
+                       **({"val_ua": val_ua} if classified else {}), best_epoch=best_epoch,
+                       **_present(epochs_auto=epochs_auto), diverged_epoch=diverged_epoch,
+                       **_present(label_map_dropped=label_map_dropped), **attention)
+
+    @classmethod
+    def of_static(cls, scores: Mapping[str, Any], *, val_ua: float | None, test_sets: Mapping | None,
+                  label_map_dropped: Mapping | None, best_params: Mapping, selection: str, grid_scores: Any,
+                  fit_info: Mapping[str, Any], seconds: float) -> "RunMetrics":
+        """A static model: the test scores, then the hyper-parameter search (what won, how it was chosen, the
+        grid's scores), the fit (:func:`~serattn.training.static.fit_static_model`'s info) and its time."""
+        return cls._of(_n_test(scores), best_epoch=None, val_ua=val_ua,  # no epochs to choose among
+                       **_present(test_sets=test_sets, label_map_dropped=label_map_dropped),
+                       best_params=best_params, selection=selection, grid_scores=grid_scores, **fit_info,
+                       seconds=seconds)
+
+    @classmethod
+    def of_ensemble(cls, scores: Mapping[str, Any], *, val_ua: float | None, n_val: int, weights: list,
+                    member_test_ua: list) -> "RunMetrics":
+        """An ensemble of categorical runs: its test scores, the weights chosen on ``n_val`` validation rows,
+        and each member's own test UA."""
+        return cls._of(_n_test(scores), best_epoch=None, val_ua=val_ua, n_val=n_val, weights=weights,
+                       member_test_ua=member_test_ua)
+
+    @classmethod
+    def of_value_ensemble(cls, target: tuple[str, ...], class_scores: Mapping[str, Any] | None,
+                          value_scores: Mapping[str, Any], *, val_ua: float | None, val_ccc: float | None,
+                          weights: list, member_test_ccc: list) -> "RunMetrics":
+        """An ensemble of dimensional (``class_scores`` None) or multi-task runs."""
+        classified = {**_without_n(class_scores), "val_ua": val_ua} if class_scores is not None else {}
+        return cls._of(target=list(target), **classified, **_n_test(value_scores), best_epoch=None,
+                       val_ccc=val_ccc, weights=weights, member_test_ccc=member_test_ccc)
+
+    @classmethod
+    def of_folds(cls, scores: Mapping[str, Any], folds: list[dict], *, repeats: list[dict] | None,
+                 label_map_dropped: Mapping | None, seconds: float | None) -> "RunMetrics":
+        """A categorical cross-validation parent: the scores of the pooled test predictions, each fold's
+        (``{"fold", "test_speakers", "ua", "wa", "n"}``) with their mean and std, and with repeated k-fold
+        each repeat's (``{"repeat", "ua", "wa", "n"}``) with theirs."""
+        fold_ua = [f["ua"] for f in folds if f["ua"] is not None]
+        fold_wa = [f["wa"] for f in folds]
+        pooled = "ua and wa are over the pooled test predictions of all folds"
+        if repeats:
+            pooled += " of all repeats (each utterance once per repeat)"
+        by_repeat = {} if not repeats else {
+            "repeats": repeats, "ua_repeat_mean": float(np.mean([r["ua"] for r in repeats])),
+            "ua_repeat_std": float(np.std([r["ua"] for r in repeats]))}
+        return cls._of(_n_test(scores), pooled=pooled,
+                       ua_fold_mean=float(np.mean(fold_ua)), ua_fold_std=float(np.std(fold_ua)),
+                       wa_fold_mean=float(np.mean(fold_wa)), wa_fold_std=float(np.std(fold_wa)),
+                       folds=folds, **by_repeat, **_present(label_map_dropped=label_map_dropped, seconds=seconds))
+
+    @classmethod
+    def of_value_folds(cls, class_scores: Mapping[str, Any] | None, value_scores: Mapping[str, Any],
+                       folds: list[dict], *, repeats: list[dict] | None, seconds: float | None) -> "RunMetrics":
+        """A dimensional or multi-task cross-validation parent: the pooled test predictions' scores, each
+        fold's mean CCC (``{"fold", "test_speakers", "ccc", "ccc_per_dimension", "n"}``, ``ua`` too with
+        emotion) with their mean and std overall and per dimension, and each repeat's ``{"repeat", "ccc", "n"}``."""
+        classified = {}
+        if class_scores is not None:
+            fold_ua = [f["ua"] for f in folds if f["ua"] is not None]
+            classified = {**_without_n(class_scores), "ua_fold_mean": float(np.mean(fold_ua)),
+                          "ua_fold_std": float(np.std(fold_ua))}
+        values = _n_test(value_scores)
+        values["dimensions"] = {dim: dict(scores) for dim, scores in values["dimensions"].items()}
+        for dim, scores in values["dimensions"].items():
+            fold_ccc = [f["ccc_per_dimension"][dim] for f in folds if f["ccc_per_dimension"][dim] is not None]
+            scores["ccc_fold_mean"] = float(np.mean(fold_ccc)) if fold_ccc else None
+        fold_ccc = [f["ccc"] for f in folds if f["ccc"] is not None]
+        return cls._of(**classified, **values,
+                       pooled="ccc, pearson and mse (and ua, wa) are over the pooled test predictions of all folds; "
+                              "ccc_fold_mean is the mean of the folds' own mean CCC",
+                       ccc_fold_mean=float(np.mean(fold_ccc)) if fold_ccc else None,
+                       ccc_fold_std=float(np.std(fold_ccc)) if fold_ccc else None,
+                       folds=folds, **_present(repeats=repeats, seconds=seconds))
+
+    def with_attention(self, diagnostics: Mapping[str, Any], not_pooled: str | None = None) -> "RunMetrics":
+        """A cross-validation parent's metrics with the attention diagnostics of its pooled test utterances
+        (``not_pooled``: why its folds' attention.npz were not pooled into one)."""
+        return self._of(self.values, **_present(attention_not_pooled=not_pooled), **diagnostics)
+
+    def with_fold_weights(self, fold_weights: list) -> "RunMetrics":
+        """An ensemble of cross-validation parents: each fold's weights (each fold's config.json names its own)."""
+        return self._of(self.values, fold_weights=fold_weights)
+
+    @classmethod
+    def _of(cls, *first: Mapping[str, Any], **keys) -> "RunMetrics":
+        values: dict[str, Any] = {}
+        for block in first:
+            values.update(block)
+        values.update(keys)
+        return cls(types.MappingProxyType(values))
+
+    def __reduce__(self):
+        """Picklable (the mapping proxy is not): metrics travel back from worker processes and Dask."""
+        return RunMetrics.of, (dict(self.values),)
+
+
+def _n_test(scores: Mapping[str, Any]) -> dict:
+    """Scores of the test rows with their count ``n`` as metrics.json's ``n_test`` (last)."""
+    scores = dict(scores)
+    scores["n_test"] = scores.pop("n")
+    return scores
+
+
+def _without_n(scores: Mapping[str, Any] | None) -> dict:
+    """Class scores beside value scores: the count is the value scores' (``n_test``)."""
+    return {key: value for key, value in (scores or {}).items() if key != "n"}
+
+
+def _present(**keys) -> dict:
+    """The keys whose value is not None: written only by the runs that have them."""
+    return {key: value for key, value in keys.items() if value is not None}

@@ -12,6 +12,7 @@ import numpy as np
 from serattn.analysis.metrics import evaluate_predictions
 from serattn.errors import InputError
 from serattn.runs import folder as runs
+from serattn.runs.record import RunMetrics
 from serattn.targets import EMOTION, evaluate_values
 from serattn.training import fusion, protocols
 
@@ -48,15 +49,11 @@ def write_combination(run, result, members, config):
         np.concatenate([p.true for _, p in parts]), np.concatenate([predicted[name] for name, _ in parts]),
         np.concatenate([p.probabilities for _, p in parts]), classes)
     test = result["test"]
-    metrics = evaluate_predictions(test.true, predicted["test"], classes)
-    metrics["n_test"] = metrics.pop("n")
-    metrics["best_epoch"] = None
-    metrics["val_ua"] = result["val_ua"]
-    metrics["n_val"] = 0 if result["val"] is None else len(result["val"].ids)
-    metrics["weights"] = result["weights"].round(6).tolist()
-    metrics["member_test_ua"] = [
-        evaluate_predictions(test.true, np.asarray(classes)[p.argmax(axis=1)], classes)["ua"]
-        for p in test.member_probabilities]
+    metrics = RunMetrics.of_ensemble(
+        evaluate_predictions(test.true, predicted["test"], classes), val_ua=result["val_ua"],
+        n_val=0 if result["val"] is None else len(result["val"].ids), weights=result["weights"].round(6).tolist(),
+        member_test_ua=[evaluate_predictions(test.true, np.asarray(classes)[p.argmax(axis=1)], classes)["ua"]
+                        for p in test.member_probabilities])
     run.write_metrics(metrics)
     return metrics
 
@@ -82,21 +79,20 @@ def write_value_combination(run, result, members, config):
                 row.update({f"true_{dim}": f"{part['true'][i, k]:.6g}", f"pred_{dim}": f"{part['predicted'][i, k]:.6f}"})
             rows.append(row)
     run.write_prediction_rows(rows)
-    test = result["test"]
-    metrics = {"target": ([EMOTION] if classes else []) + list(dims)}
-    if classes:
-        metrics.update(evaluate_predictions(test["true_labels"], np.asarray(classes)[test["probabilities"].argmax(axis=1)],
-                                            classes))
-        metrics.pop("n")
-        metrics["val_ua"] = evaluate_predictions(result["val"]["true_labels"], np.asarray(classes)[
-            result["val"]["probabilities"].argmax(axis=1)], classes)["ua"] if result["val"] is not None else None
-    metrics.update(evaluate_values(test["true"], test["predicted"], dims))
-    metrics["n_test"] = metrics.pop("n")
-    metrics["best_epoch"] = None
-    metrics["val_ccc"] = evaluate_values(result["val"]["true"], result["val"]["predicted"], dims)["ccc"] \
-        if result["val"] is not None else None
-    metrics["weights"] = result["weights"].round(6).tolist()
-    metrics["member_test_ccc"] = [evaluate_values(test["true"], p, dims)["ccc"] for p in test["member_predicted"]]
+    test, val = result["test"], result["val"]
+
+    def classified(part):
+        return np.asarray(classes)[part["probabilities"].argmax(axis=1)]
+
+    metrics = RunMetrics.of_value_ensemble(
+        tuple([EMOTION] if classes else []) + tuple(dims),
+        evaluate_predictions(test["true_labels"], classified(test), classes) if classes else None,
+        evaluate_values(test["true"], test["predicted"], dims),
+        val_ua=evaluate_predictions(val["true_labels"], classified(val), classes)["ua"]
+        if classes and val is not None else None,
+        val_ccc=evaluate_values(val["true"], val["predicted"], dims)["ccc"] if val is not None else None,
+        weights=result["weights"].round(6).tolist(),
+        member_test_ccc=[evaluate_values(test["true"], p, dims)["ccc"] for p in test["member_predicted"]])
     run.write_metrics(metrics)
     return metrics
 
@@ -128,8 +124,7 @@ def write_folds(parents, combined, run, dimensional, method, step, quiet=False):
             print(f"{fold_run}: weights {', '.join(f'{w:.2f}' for w in result['weights'])} "
                   f"(val UA {val_ua} on {val_rows} rows)", file=sys.stderr)
     classes = list(parents[0].record.classes) if dimensional else fusion.check_classes(parents)
-    metrics = protocols.write_pooled_run(run, fold_runs, classes)
-    metrics["fold_weights"] = fold_weights  # each fold's config.json names its own
+    metrics = protocols.write_pooled_run(run, fold_runs, classes).with_fold_weights(fold_weights)
     run.write_metrics(metrics)
     target = {"target": list(parents[0].record.target)} if dimensional else {}
     run.write_config({**config_of(parents, classes, method, step), "out": str(run),

@@ -15,8 +15,9 @@ from serattn.analysis.metrics import evaluate_predictions
 from serattn.errors import InputError
 from serattn.experiment import Experiment
 from serattn.features.feature_set import FeatureSet
-from serattn.features.label_map import dropped_metrics
+from serattn.features.label_map import dropped_counts
 from serattn.runs import folder as runs
+from serattn.runs.record import RunMetrics
 from serattn.config import AUTO_EPOCHS
 from serattn.targets import EMOTION, dimensions, evaluate_value_rows, selection_weights
 from serattn.training import protocols
@@ -125,30 +126,30 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
                                                          padding, extra_inputs["fit" if name == "train" else name])
                    for name, fs in parts}
         if dims:
-            metrics = write_value_evaluation(run, parts, outputs, classes, model_config.target)
+            scores = write_value_evaluation(run, parts, outputs, classes, model_config.target)
         else:
             predicted = run.write_evaluation(parts, outputs, classes)
-            metrics = evaluate_predictions(test.labels, predicted["test"], classes)
-            metrics["n_test"] = metrics.pop("n")
-        metrics["best_epoch"] = best_epoch
-        if train_config.epochs == AUTO_EPOCHS:
-            metrics["epochs_auto"] = epochs
-        metrics["diverged_epoch"] = diverged_epoch
-        if not dims:
-            metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
-                if len(val_set) else None
-            metrics.update(protocols.scores_per_test_set(experiment, test, predicted["test"], classes))
-        metrics.update(dropped_metrics(train.meta))
         weights = outputs["test"]["weights"]
-        metrics.update(attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]), test.ids,
-                                         train.meta.get("manifest")))
+        epoch_record = dict(best_epoch=best_epoch, diverged_epoch=diverged_epoch,
+                            epochs_auto=epochs if train_config.epochs == AUTO_EPOCHS else None,
+                            label_map_dropped=dropped_counts(train.meta),
+                            attention=attention_metrics(np.concatenate(weights), np.array([len(w) for w in weights]),
+                                                        test.ids, train.meta.get("manifest")))
+        if dims:
+            metrics = RunMetrics.of_lstm_values(model_config.target, **scores, **epoch_record)
+        else:
+            metrics = RunMetrics.of_lstm(
+                evaluate_predictions(test.labels, predicted["test"], classes),
+                val_ua=evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] if len(val_set) else None,
+                test_sets=protocols.scores_per_test_set(experiment, test, predicted["test"], classes),
+                **epoch_record)
         run.write_metrics(metrics)
     except (InputError, OSError):
         if not resuming:
             run.remove()  # nothing half-written stays behind
         raise
     run.mark_complete()
-    return metrics
+    return dict(metrics)
 
 
 def load_data(experiment: Experiment) -> tuple:
@@ -200,7 +201,8 @@ def value_targets(feature_set: FeatureSet, class_index: dict, dims) -> np.ndarra
 
 def write_value_evaluation(run, parts, outputs, classes, targets) -> dict:
     """predictions.csv (with true_D and pred_D per dimension) and attention.npz of a dimensional or
-    multi-task run; returns its test metrics (CCC, Pearson and MSE per dimension; UA and WA too with emotion)."""
+    multi-task run; returns its scores for :meth:`RunMetrics.of_lstm_values`: the test rows' CCC, Pearson
+    and MSE per dimension (and UA, WA with emotion), the validation rows' mean CCC (and UA)."""
     dims = dimensions(targets)
     classify = EMOTION in targets
     num_classes = len(classes) if classify else 0
@@ -230,17 +232,10 @@ def write_value_evaluation(run, parts, outputs, classes, targets) -> dict:
                         head_weights=([w for name, _ in parts for w in outputs[name]["head_weights"]]
                                       if "head_weights" in outputs[parts[0][0]] else None))
     test = [r for r in rows if r["split"] == "test"]
-    metrics = {"target": list(targets)}
-    if classify:
-        metrics.update(evaluate_predictions([r["true"] for r in test], [r["predicted"] for r in test], classes))
-        metrics.pop("n")
-    metrics.update(evaluate_value_rows(test, dims))
-    metrics["n_test"] = metrics.pop("n")
     val = [r for r in rows if r["split"] == "val"]
-    metrics["val_ccc"] = evaluate_value_rows(val, dims)["ccc"] if val else None
-    if classify:
-        metrics["val_ua"] = evaluate_predictions([r["true"] for r in val], [r["predicted"] for r in val],
-                                                 classes)["ua"] if val else None
-    return metrics
-
-
+    class_scores = evaluate_predictions([r["true"] for r in test], [r["predicted"] for r in test], classes) \
+        if classify else None
+    val_ua = evaluate_predictions([r["true"] for r in val], [r["predicted"] for r in val], classes)["ua"] \
+        if classify and val else None
+    return dict(class_scores=class_scores, value_scores=evaluate_value_rows(test, dims),
+                val_ccc=evaluate_value_rows(val, dims)["ccc"] if val else None, val_ua=val_ua)

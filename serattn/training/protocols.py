@@ -36,6 +36,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from serattn.runs import folder as runs
 from serattn.runs.folder import RunFolder, check_output, check_unlocked
 from serattn.runs.reading import open_run
+from serattn.runs.record import RunMetrics
 from serattn.features.feature_set import check_same_features, load_feature_set
 from serattn.features.label_map import apply_label_map, describe_dropped, read_label_map
 from serattn.features.normalization import Normalization
@@ -149,12 +150,12 @@ def load_train_test(data=None, train=None, test=None, cv=False, padding="auto", 
 
 
 def scores_per_test_set(experiment, test, predicted, classes):
-    """``{"test_sets": {partition: scores}}`` with ``--split-by``: each test partition scored on its own
-    (MSP-Podcast's Test1 and Test2) beside the pooled figures; ``{}`` otherwise."""
+    """metrics.json's ``test_sets`` (``{partition: scores}``) with ``--split-by``: each test partition scored on
+    its own (MSP-Podcast's Test1 and Test2) beside the pooled figures; None otherwise."""
     column = experiment.data.split_by
     if not column:
-        return {}
-    return {"test_sets": scores_by_group(test.labels, predicted, test.column(column, "--split-by"), classes)}
+        return None
+    return scores_by_group(test.labels, predicted, test.column(column, "--split-by"), classes)
 
 
 def warn_shared_speakers(train, test, column):
@@ -673,7 +674,7 @@ def pool_folds(folds, classes, repeats=1):
             predictions hold every utterance R times (with a ``repeat`` column).
 
     Returns:
-        ``(metrics, rows)``: the parent's metrics dict, and the pooled test rows of
+        ``(metrics, rows)``: the parent's :class:`~serattn.runs.record.RunMetrics`, and the pooled test rows of
         the folds' predictions.csv with a ``fold`` column added.
     """
     rows, per_fold = [], []
@@ -689,33 +690,25 @@ def pool_folds(folds, classes, repeats=1):
         per_fold.append({"fold": index, "test_speakers": sorted({r["speaker"] for r in test_rows}),
                          "ua": scores["ua"], "wa": scores["wa"], "n": scores["n"]})
         rows += test_rows
-    metrics = evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes)
-    metrics["n_test"] = metrics.pop("n")
-    fold_ua = [f["ua"] for f in per_fold if f["ua"] is not None]
-    fold_wa = [f["wa"] for f in per_fold]
-    metrics.update(
-        pooled="ua and wa are over the pooled test predictions of all folds",
-        ua_fold_mean=float(np.mean(fold_ua)), ua_fold_std=float(np.std(fold_ua)),
-        wa_fold_mean=float(np.mean(fold_wa)), wa_fold_std=float(np.std(fold_wa)),
-        folds=per_fold,
-    )
+    repeat_scores = None
     if repeats > 1:
-        metrics["repeats"] = []
+        repeat_scores = []
         for repeat in range(repeats):
             part = [r for r in rows if r["repeat"] == repeat]
             scores = evaluate_predictions([r["true"] for r in part], [r["predicted"] for r in part], classes)
-            metrics["repeats"].append({"repeat": repeat, "ua": scores["ua"], "wa": scores["wa"], "n": scores["n"]})
-        metrics.update(pooled="ua and wa are over the pooled test predictions of all folds of all repeats "
-                              "(each utterance once per repeat)",
-                       ua_repeat_mean=float(np.mean([r["ua"] for r in metrics["repeats"]])),
-                       ua_repeat_std=float(np.std([r["ua"] for r in metrics["repeats"]])))
-    dropped = open_run(folds[0].path).metrics().label_map_dropped  # the command's data: alike in every fold
-    if dropped is not None:
-        metrics["label_map_dropped"] = dropped
-    fold_seconds = [open_run(fold.path).metrics().seconds for fold in folds]
-    if all(seconds is not None for seconds in fold_seconds):
-        metrics["seconds"] = round(sum(fold_seconds), 3)
+            repeat_scores.append({"repeat": repeat, "ua": scores["ua"], "wa": scores["wa"], "n": scores["n"]})
+    metrics = RunMetrics.of_folds(
+        evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes), per_fold,
+        repeats=repeat_scores,
+        label_map_dropped=open_run(folds[0].path).metrics().label_map_dropped,  # the command's data: alike in every fold
+        seconds=summed_seconds(folds))
     return metrics, rows
+
+
+def summed_seconds(folds):
+    """The folds' training time summed, None where a fold did not record its own."""
+    fold_seconds = [open_run(fold.path).metrics().seconds for fold in folds]
+    return round(sum(fold_seconds), 3) if all(seconds is not None for seconds in fold_seconds) else None
 
 
 def pool_value_folds(folds, classes, dims, repeats=1):
@@ -735,31 +728,14 @@ def pool_value_folds(folds, classes, dims, repeats=1):
                                                classes)["ua"]
         per_fold.append(entry)
         rows += test_rows
-    metrics = {}
-    if "predicted" in rows[0]:
-        metrics.update(evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes))
-        metrics.pop("n")
-        fold_ua = [f["ua"] for f in per_fold if f["ua"] is not None]
-        metrics.update(ua_fold_mean=float(np.mean(fold_ua)), ua_fold_std=float(np.std(fold_ua)))
-    metrics.update(evaluate_value_rows(rows, dims))
-    metrics["n_test"] = metrics.pop("n")
-    fold_ccc = [f["ccc"] for f in per_fold if f["ccc"] is not None]
-    metrics.update(
-        pooled="ccc, pearson and mse (and ua, wa) are over the pooled test predictions of all folds; "
-               "ccc_fold_mean is the mean of the folds' own mean CCC",
-        ccc_fold_mean=float(np.mean(fold_ccc)) if fold_ccc else None,
-        ccc_fold_std=float(np.std(fold_ccc)) if fold_ccc else None,
-        folds=per_fold,
-    )
-    for dim in dims:
-        values = [f["ccc_per_dimension"][dim] for f in per_fold if f["ccc_per_dimension"][dim] is not None]
-        metrics["dimensions"][dim]["ccc_fold_mean"] = float(np.mean(values)) if values else None
+    repeat_scores = None
     if repeats > 1:
-        metrics["repeats"] = [{"repeat": r, **{k: v for k, v in evaluate_value_rows(
+        repeat_scores = [{"repeat": r, **{k: v for k, v in evaluate_value_rows(
             [row for row in rows if row["repeat"] == r], dims).items() if k in ("ccc", "n")}} for r in range(repeats)]
-    fold_seconds = [open_run(fold.path).metrics().seconds for fold in folds]
-    if all(seconds is not None for seconds in fold_seconds):
-        metrics["seconds"] = round(sum(fold_seconds), 3)
+    class_scores = evaluate_predictions([r["true"] for r in rows], [r["predicted"] for r in rows], classes) \
+        if "predicted" in rows[0] else None
+    metrics = RunMetrics.of_value_folds(class_scores, evaluate_value_rows(rows, dims), per_fold,
+                                        repeats=repeat_scores, seconds=summed_seconds(folds))
     return metrics, rows
 
 
@@ -772,7 +748,7 @@ def write_pooled_run(run, folds, classes, repeats=1):
     comparison scripts read a cross-validation like any other run.
 
     Returns:
-        The pooled metrics.
+        The pooled :class:`~serattn.runs.record.RunMetrics`.
     """
     metrics, rows = pool_folds(folds, classes, repeats)
     run.write_metrics(metrics)
@@ -785,16 +761,17 @@ def write_pooled_run(run, folds, classes, repeats=1):
         if all(attention.head_weights is not None for attention in tests):
             heads = [np.split(attention.head_weights, np.cumsum(attention.lengths)[:-1]) for attention in tests]
             heads = [h for fold_heads in heads for h in fold_heads]
+        not_pooled = None
         if len({attention.z.shape[1] for attention in tests}) == 1:
             run.write_attention([attention.utterance(i) for attention in tests for i in range(len(attention))],
                                 *(np.concatenate([getattr(attention, key) for attention in tests])
                                   for key in ("z", "ids", "labels", "speakers", "split", "padding_mass")),
                                 head_weights=heads)
         else:  # folds of a nested search may choose different model sizes: their representations do not stack
-            metrics["attention_not_pooled"] = "the folds' representations differ in size; see each fold's attention.npz"
-        metrics.update(attention_metrics(np.concatenate([attention.weights for attention in tests]),
-                                         np.concatenate([attention.lengths for attention in tests]),
-                                         np.concatenate([attention.ids for attention in tests]),
-                                         fold_runs[0].manifest_path))
+            not_pooled = "the folds' representations differ in size; see each fold's attention.npz"
+        metrics = metrics.with_attention(attention_metrics(np.concatenate([attention.weights for attention in tests]),
+                                                           np.concatenate([attention.lengths for attention in tests]),
+                                                           np.concatenate([attention.ids for attention in tests]),
+                                                           fold_runs[0].manifest_path), not_pooled)
         run.write_metrics(metrics)
     return metrics

@@ -14,8 +14,9 @@ import numpy as np
 from serattn.analysis.metrics import evaluate_predictions
 from serattn.experiment import Experiment
 from serattn.features.feature_set import FeatureSet
-from serattn.features.label_map import dropped_metrics
+from serattn.features.label_map import dropped_counts
 from serattn.runs import folder as runs
+from serattn.runs.record import RunMetrics
 from serattn.training import protocols, static
 
 
@@ -70,15 +71,12 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
                                joined(lambda _, fs: fs.speakers), joined(lambda name, fs: [name] * len(fs)),
                                joined(lambda _, fs: fs.labels), joined(lambda name, _: predicted[name]),
                                joined(lambda name, _: probabilities[name]), classes)
-        metrics = evaluate_predictions(test.labels, predicted["test"], classes)
-        metrics["n_test"] = metrics.pop("n")
-        metrics["best_epoch"] = None  # no epochs to choose among
-        metrics["val_ua"] = evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] \
-            if len(val_set) else None
-        metrics.update(protocols.scores_per_test_set(experiment, test, predicted["test"], classes))
-        metrics.update(dropped_metrics(train.meta))
-        metrics.update(best_params=best, selection=how, grid_scores=scores, **info,
-                       seconds=round(time.perf_counter() - start, 3))
+        metrics = RunMetrics.of_static(
+            evaluate_predictions(test.labels, predicted["test"], classes),
+            val_ua=evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] if len(val_set) else None,
+            test_sets=protocols.scores_per_test_set(experiment, test, predicted["test"], classes),
+            label_map_dropped=dropped_counts(train.meta), best_params=best, selection=how, grid_scores=scores,
+            fit_info=info, seconds=round(time.perf_counter() - start, 3))
         run.write_metrics(metrics)
     except BaseException:
         run.remove()
@@ -90,7 +88,7 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     if not output.quiet:
         print(f"{out}: {', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.items())} "
               f"({how}); test UA {100 * metrics['ua']:.1f}%, {metrics['seconds']:.1f} s", file=sys.stderr)
-    return metrics
+    return dict(metrics)
 
 
 def load_data(experiment: Experiment) -> tuple:
