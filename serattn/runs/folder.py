@@ -110,7 +110,13 @@ class RunFolder:
         return is_complete(self.path)
 
     def write_config(self, config):
+        """config.json: a run's (:func:`run_config`), an ensemble's, or the flags of a search's best values
+        (:func:`rerun_config`); every config.json goes through here."""
         write_json(self.path / CONFIG_FILE, config)
+
+    def write_epochs_auto(self, record):
+        """epochs_auto.json: ``--epochs auto``'s inner validation curves and the epochs chosen."""
+        write_json(self.path / EPOCHS_AUTO_FILE, record)
 
     def write_metrics(self, metrics: "RunMetrics"):
         """metrics.json, from a :class:`~serattn.runs.record.RunMetrics` (its ``of_*`` constructors build each
@@ -345,6 +351,12 @@ def run_config(flags, out, classes, feature_set, data_files, **resolved):
         resolved = {**resolved, "label_map_used": label_map}
     return {**flags, "out": str(out), "classes": classes, **resolved, "data_files": data_files,
             "feature_meta": meta, "feature_names": feature_set.feature_names.tolist(), **provenance()}
+
+
+def rerun_config(flags, **recorded):
+    """A config.json that holds only flags to rerun with (``--config``), not a run: a search's
+    best/config.json (``recorded``: the search it came from)."""
+    return {"run_format": RUN_FORMAT, **flags, **recorded}
 
 
 def provenance():

@@ -71,10 +71,9 @@ def write_study_report(study, job):
             config.data, cv=base.cv, stratify_speakers_by=base.stratify_speakers_by, repeats=base.repeats))
         flags = config.to_flags()
         flags.pop("out")
-        runs.write_json(folder / BEST_DIR / runs.CONFIG_FILE, {
-            "run_format": runs.RUN_FORMAT, **flags,
-            "search": {"study": study.study_name, "trial": best.number, objective: best.value, "params": best.params,
-                       "inner_cv": list(job.inner_cv), "run": best.user_attrs.get("run")}})
+        runs.RunFolder(folder / BEST_DIR).write_config(runs.rerun_config(
+            flags, search={"study": study.study_name, "trial": best.number, objective: best.value,
+                           "params": best.params, "inner_cv": list(job.inner_cv), "run": best.user_attrs.get("run")}))
         summary.update(best_trial=best.number, **{f"best_{objective}": best.value}, best_params=best.params,
                        best_run=best.user_attrs.get("run"), best_config=str(folder / BEST_DIR / runs.CONFIG_FILE))
     summary["figures"] = write_figures(study, folder / runs.FIGURES_DIR)

@@ -26,7 +26,7 @@ import numpy as np
 from serattn.config import AUTO_MAX_EPOCHS, INNER_EPOCH_FOLDS
 from serattn.errors import InputError
 from serattn.features.normalization import Normalization
-from serattn.runs.folder import EPOCHS_AUTO_FILE, write_json
+from serattn.runs.folder import EPOCHS_AUTO_FILE
 from serattn.targets import selection_score
 from serattn.training import protocols
 
@@ -103,10 +103,10 @@ def auto_epochs(experiment, train, classes, run, selection, fit_one):
             print(f"{run.path}: --epochs auto, inner fold {index + 1} of {len(folds)}: best {what} "
                   f"{shown(max(curves[-1]))} at epoch {int(np.argmax(curves[-1])) + 1}", file=sys.stderr)
     epochs = choose_epochs(curves)
-    write_json(record, {"epochs": epochs, "max_epochs": AUTO_MAX_EPOCHS, "patience": experiment.training.patience,
-                        "inner_folds": folds, "selection": selection,
-                        key: [[round(v, 6) for v in curve] for curve in curves],
-                        f"mean_{key}": [round(float(v), 6) for v in mean_curve(curves)]})
+    run.write_epochs_auto({"epochs": epochs, "max_epochs": AUTO_MAX_EPOCHS, "patience": experiment.training.patience,
+                           "inner_folds": folds, "selection": selection,
+                           key: [[round(v, 6) for v in curve] for curve in curves],
+                           f"mean_{key}": [round(float(v), 6) for v in mean_curve(curves)]})
     print(f"{run.path}: --epochs auto chose {epochs} epochs (mean {what} "
           f"{shown(mean_curve(curves)[epochs - 1])} over {len(folds)} inner speaker folds)", file=sys.stderr)
     return epochs
