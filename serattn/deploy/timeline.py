@@ -6,7 +6,7 @@ run's class probabilities and attention, as an utterance of that length would. A
 window holds the frames that extracting its audio alone would give (``(samples - 400)
 // 160 + 1`` frames of 25 ms every 10 ms). Away from its first and last 3 frames the
 two agree exactly except openSMILE's F0 and its delta, whose pitch tracker carries state
-from the audio before the window (tests/test_timeline.py measures both).
+from the audio before the window (tests/deploy/test_export.py measures both).
 
 A live stream (16 kHz mono signed 16-bit little-endian PCM) has no whole file to
 extract: each window's audio is extracted when its last sample arrives.

@@ -13,7 +13,7 @@
   the others write into a temporary folder removed at exit. Keras 3.15 needs a
   shim for it (``average_scalar_logs_across_workers``), which patches Keras internals
   and so refuses any other Keras version (``check_keras_version``). Tested with two worker
-  processes on one CPU machine (tests/test_distribute.py), not on several
+  processes on one CPU machine (tests/training/test_distribute.py), not on several
   machines or on GPUs.
 
 The model is built and compiled inside ``strategy.scope()`` (see ``training.build_model``).

@@ -1,0 +1,1 @@
+"""Tests of serattn/analysis/: metrics, statistics, attention diagnostics."""

@@ -1,0 +1,1 @@
+"""Tests of serattn/deploy/: the recognizer, exported models, loading saved models."""

@@ -1,0 +1,1 @@
+"""Tests of serattn/features/: corpora, extraction, feature sets and stores, label maps."""

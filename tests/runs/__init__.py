@@ -1,0 +1,1 @@
+"""Tests of serattn/runs/: run folders, the run record, what readers refuse."""

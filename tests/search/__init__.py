@@ -1,0 +1,1 @@
+"""Tests of serattn/search/ and search.py."""
