@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pickle
 
 import pytest
 
@@ -148,3 +149,38 @@ def test_table_1_averages_the_recalls_that_exist(tmp_path):
     _, header, rows = summary_table([((), members)], [])
     assert dict(zip(header, rows[0]))["recall A (%)"] == "60.0"
     assert dict(zip(header, rows[0]))["recall E (%)"] == "40.0"
+
+
+def test_metrics_are_written_from_a_run_metrics_only_and_in_their_recorded_order(tmp_path):
+    """metrics.json is built by RunMetrics.of_*: its keys keep the order old runs have (a dict is refused)."""
+    from serattn.analysis.metrics import evaluate_predictions
+
+    folder = RunFolder(tmp_path)
+    scores = evaluate_predictions(["a", "b", "b"], ["a", "b", "a"], ["a", "b"])
+    with pytest.raises(TypeError, match="RunMetrics"):
+        folder.write_metrics(scores)
+    folds = [{"fold": 0, "test_speakers": ["s0"], "ua": 0.5, "wa": 0.5, "n": 2},
+             {"fold": 1, "test_speakers": ["s1"], "ua": 1.0, "wa": 1.0, "n": 1}]
+    repeats = [{"repeat": 0, "ua": 0.5, "wa": 0.5, "n": 3}, {"repeat": 1, "ua": 1.0, "wa": 1.0, "n": 3}]
+    metrics = RunMetrics.of_folds(scores, folds, repeats=repeats, label_map_dropped=None, seconds=2.5)
+    metrics = metrics.with_attention({"attention_entropy": 0.3}).with_fold_weights([[1.0], [1.0]])
+    folder.write_metrics(metrics)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(written) == ["ua", "wa", "classes", "per_class_recall", "confusion", "n_test", "pooled",
+                             "ua_fold_mean", "ua_fold_std", "wa_fold_mean", "wa_fold_std", "folds", "repeats",
+                             "ua_repeat_mean", "ua_repeat_std", "seconds", "attention_entropy", "fold_weights"]
+    assert written["n_test"] == 3 and written["ua_fold_mean"] == 0.75 and written["ua_repeat_std"] == 0.25
+    assert written["pooled"].endswith("of all folds of all repeats (each utterance once per repeat)")
+    assert pickle.loads(pickle.dumps(metrics)) == metrics  # back from worker processes and Dask
+
+
+def test_a_static_run_records_only_the_keys_it_has(tmp_path):
+    from serattn.analysis.metrics import evaluate_predictions
+
+    scores = evaluate_predictions(["a", "b"], ["a", "b"], ["a", "b"])
+    metrics = RunMetrics.of_static(scores, val_ua=None, test_sets=None, label_map_dropped={}, best_params={"C": 1},
+                                   selection="validation speakers", grid_scores=[0.5], fit_info={"converged": True},
+                                   seconds=0.1)
+    assert list(metrics)[5:] == ["n_test", "best_epoch", "val_ua", "label_map_dropped", "best_params", "selection",
+                                 "grid_scores", "converged", "seconds"]
+    assert metrics["best_epoch"] is None and "test_sets" not in metrics
