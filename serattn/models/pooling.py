@@ -410,7 +410,9 @@ class PredictedClassWeights(layers.Layer):
     (batch, classes) probabilities -> (batch, frames)."""
 
     def call(self, class_weights, probabilities):
-        chosen = ops.one_hot(ops.argmax(probabilities, axis=-1), probabilities.shape[-1], dtype=class_weights.dtype)
+        # The first class at the maximum, by comparisons and a cumulative sum: argmax does not export (_first_position).
+        hit = ops.cast(ops.equal(probabilities, ops.max(probabilities, axis=-1, keepdims=True)), class_weights.dtype)
+        chosen = hit * ops.cast(ops.equal(ops.cumsum(hit, axis=-1), 1.0), class_weights.dtype)  # (batch, classes)
         return ops.sum(class_weights * ops.expand_dims(chosen, 1), axis=-1)
 
 
