@@ -3,7 +3,7 @@
 For each cue share, one demo corpus (``make_demo_corpus.py --duration D --cue-share S``;
 everything but the cue's length is the same across shares: same seed, same labels,
 speakers, durations and audio outside the cue), its frame features and its IS09-style
-functionals; then, per seed, every model of :data:`MODELS` on its speaker-independent
+functionals; then, per seed, every model of :data:`MODELS` (each a recipe in recipes/) on its speaker-independent
 split (a third of the speakers test), all normalized per speaker (``--norm``). Finished runs are skipped, so the command resumes
 where it stopped; ``--report-only`` just collects what is there. The table (UA as the
 mean over seeds, with the 95% interval of a speaker bootstrap of the seed-mean counts,
@@ -30,13 +30,14 @@ from serattn.runs.folder import is_complete  # noqa: E402
 from serattn.runs.reading import open_run  # noqa: E402
 
 SHARES = (1.0, 0.5, 0.25, 0.1, 0.05)
-# name -> (script, flags); the LSTM rows also get --data, --seed and the training budget.
+# name -> (script, its recipe: the model at the 25% cue, seed 1); every run gets --data, --seed, --norm, --out
+# (and the LSTMs the training budget) on top of the recipe.
 MODELS = {
-    "functionals (logreg)": ("train_static.py", ["--model", "logreg"]),
-    "mean pooling (basic LSTM)": ("train_attention_lstm.py", ["--model", "basic-lstm"]),
-    "published attention": ("train_attention_lstm.py", []),
-    "recommended preset": ("train_attention_lstm.py", ["--preset", "recommended"]),
-    "localizing preset": ("train_attention_lstm.py", ["--preset", "localizing"]),
+    "functionals (logreg)": ("train_static.py", "recipes/attention_study_functionals.yaml"),
+    "mean pooling (basic LSTM)": ("train_attention_lstm.py", "recipes/attention_study_mean_pooling.yaml"),
+    "published attention": ("train_attention_lstm.py", "recipes/attention_study_published.yaml"),
+    "recommended preset": ("train_attention_lstm.py", "recipes/attention_study_recommended.yaml"),
+    "localizing preset": ("train_attention_lstm.py", "recipes/attention_study_localizing.yaml"),
 }
 
 
@@ -89,12 +90,13 @@ def train(work, corpus, share, model, seed, args):
     out = run_name(work, share, model, seed)
     if is_complete(out):
         return
-    name, flags = MODELS[model]
+    name, recipe = MODELS[model]
+    recipe = ROOT / recipe
     if name == "train_static.py":
-        script(name, "--data", corpus / "functionals.npz", *flags, "--norm", args.norm, "--seed", seed, "--quiet",
-               "--overwrite", "--out", out)
+        script(name, "--recipe", recipe, "--data", corpus / "functionals.npz", "--norm", args.norm, "--seed", seed,
+               "--quiet", "--overwrite", "--out", out)
     else:
-        script(name, "--data", corpus / "lld.npz", *flags, "--norm", args.norm, "--epochs", args.epochs,
+        script(name, "--recipe", recipe, "--data", corpus / "lld.npz", "--norm", args.norm, "--epochs", args.epochs,
                "--patience", args.patience, "--seed", seed, "--quiet", "--overwrite", "--out", out)
     print(f"finished {out}", file=sys.stderr, flush=True)
 

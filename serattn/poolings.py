@@ -37,6 +37,8 @@ class Pooling:
         default: the model's pooling when ``--pooling`` is not given.
         scores: what the attention scores: ``"outputs"`` (the LSTM outputs) or ``"frames"``
             (the input frames next to them; the head is then given the frames).
+        per_class: one head per class, each class's score read from its own pooled vector
+            (categorical targets only; the attention of an utterance is its predicted class's).
     """
 
     name: str
@@ -50,6 +52,7 @@ class Pooling:
     published: bool = False
     default: bool = False
     scores: str = "outputs"
+    per_class: bool = False
 
 
 POOLINGS: dict[str, Pooling] = {}
@@ -73,6 +76,7 @@ register(Pooling("attention+mean", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+stats", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+functionals", ATTENTION_LSTM, "AttentionPooling", functionals=True))
 register(Pooling("region-attention", ATTENTION_LSTM, "AttentionPooling", pool_inputs=False, scores="frames"))
+register(Pooling("class-attention", ATTENTION_LSTM, "MultiHeadPooling", weights="class_attention", per_class=True))
 # Basic LSTM: no attention layer; its analysis model reports uniform weights.
 register(Pooling("mean", BASIC_LSTM, "MaskedPooling", pool_inputs=False, weights=None, published=True,
                  default=True))
@@ -123,8 +127,11 @@ def check_pooling_choice(model, pooling, heads=1) -> Pooling:
     return spec
 
 
-def check_pooling_flags(spec: Pooling, functionals_norm="batch", pool_inputs=False, mask=True):
+def check_pooling_flags(spec: Pooling, functionals_norm="batch", pool_inputs=False, mask=True, target=("emotion",)):
     """Refuse the flags that the pooling ``spec`` lacks (after :func:`check_pooling_choice`)."""
+    if spec.per_class and tuple(target) != ("emotion",):
+        raise InputError(f"--pooling {spec.name} has one attention per class and needs --target emotion alone, "
+                         f"got --target {','.join(target)}")
     if functionals_norm != "batch" and not spec.functionals:
         raise InputError(f"--functionals-norm {functionals_norm} needs a pooling with functionals "
                          f"({functionals_names()}), got --pooling {spec.name}")

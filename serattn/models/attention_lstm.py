@@ -19,8 +19,8 @@ from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
 from serattn.models.layers import TargetHead, UniformWeights
-from serattn.models.pooling import (FUNCTIONALS, HEADS, HeadMean, MaskedFunctionals, SpeakerStandardize, attention_head,
-                                    check_pooling)
+from serattn.models.pooling import (FUNCTIONALS, HEADS, ClasswiseOutput, HeadMean, MaskedFunctionals,
+                                    PredictedClassWeights, SpeakerStandardize, attention_head, check_pooling)
 from serattn.poolings import BASIC_LSTM, POOLINGS, has_functionals, pooling_names
 
 
@@ -96,13 +96,18 @@ def build_attention_lstm(
     values = outputs
     if pool_inputs:  # pool the input frames next to the LSTM outputs
         values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
+    if POOLINGS[pooling].per_class and num_values:
+        raise InputError(f"--pooling {pooling} has one attention per class and predicts classes only")
     representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
-                                    values=values, masked=masked, frames=lstm_input)  # (batch, pooled size)
+                                    values=values, masked=masked, frames=lstm_input,
+                                    classes=num_classes)  # (batch, pooled size)
     if POOLINGS[pooling].functionals:  # the classifier also sees the functionals of the input frames
         representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
-    return keras.Model(inputs, output_head(num_classes, num_values)(representation), name="attention_lstm")
+    output = (ClasswiseOutput(num_classes, name="output") if POOLINGS[pooling].per_class
+              else output_head(num_classes, num_values))
+    return keras.Model(inputs, output(representation), name="attention_lstm")
 
 
 def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,
@@ -165,10 +170,13 @@ def with_functionals(representation, frames, mask, speaker_statistics=None):
     return layers.Concatenate(name="pooled")([representation, functionals])
 
 
-# The layers a pooling's attention over frames comes from (serattn.poolings.Pooling.weights) -> that attention.
+# The layers a pooling's attention over frames comes from (serattn.poolings.Pooling.weights) -> that attention,
+# given the layer's output and the model's.
 FRAME_WEIGHTS = {
-    "attention_weights": lambda weights: weights,  # (batch, frames)
-    "attention_heads": lambda head_weights: HeadMean(name="attention_weights")(head_weights),  # mean over heads
+    "attention_weights": lambda weights, output: weights,  # (batch, frames)
+    "attention_heads": lambda head_weights, output: HeadMean(name="attention_weights")(head_weights),  # their mean
+    "class_attention": lambda class_weights, output: PredictedClassWeights(name="attention_weights")(
+        class_weights, output),  # the predicted class's head
 }
 
 
@@ -180,12 +188,12 @@ def build_analysis_model(model):
         classes), attention weights (batch, frames), representation (batch, units))``.
         A model without attention (basic LSTM) reports uniform weights over the
         valid frames, i.e. what its mean pooling does; a multi-head model the mean
-        of its heads' weights.
+        of its heads' weights; a model with one head per class its predicted class's.
     """
     names = [layer.name for layer in model.layers]
     source = next((name for name in FRAME_WEIGHTS if name in names), None)
     if source is not None:
-        weights = FRAME_WEIGHTS[source](model.get_layer(source).output)  # (batch, frames)
+        weights = FRAME_WEIGHTS[source](model.get_layer(source).output, model.output)  # (batch, frames)
     else:
         mask = next(tensor for tensor in model.inputs if tensor.name == "mask")
         weights = UniformWeights(name="uniform_weights")(mask)

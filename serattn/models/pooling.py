@@ -23,6 +23,14 @@ scoring layers and names, and differ in what they pool:
   the utterance: the moments, extremes and regression of the IS09 functionals). The
   functionals carry what a static model sees; the attention carries what the LSTM
   finds in time, and an ablation shows what each is worth.
+* ``class-attention``: one head per class (the published head's scores, one score per
+  class), each pooling the LSTM outputs for its own class only: class k's logit is read
+  from its own pooled vector (:class:`ClasswiseOutput`), so that "neutral" gets a head of
+  its own rather than being recognized by the absence of the other classes' evidence. An
+  utterance's attention is its predicted class's head (:class:`PredictedClassWeights`).
+  On the demo corpus the neutral head still looks away from its cue (docs/ATTENTION_STUDY.md). Attention pooling per class
+  is the multi-label tagging head of Kong, Xu, Wang, Plumbley, "Audio set classification
+  with attention model: a probabilistic perspective", ICASSP 2018, arXiv 1711.00927.
 * ``region-attention``: built to look at the cue. A one-way LSTM carries a cue into every
   later output, so a head that scores and pools those outputs may look anywhere after
   the cue. Here the pooled values are regions: a small convolution of the input frames
@@ -360,6 +368,54 @@ def _region_attention(outputs, values, mask, heads=1, attention_units=50, attent
     return AttentionPooling(name="attention_representation")(region, weights)  # (batch, units)
 
 
+@head("class-attention")
+def _class_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
+                     classes=2):
+    scores = _scores(outputs, classes, attention_units, attention_activation)  # (batch, frames, classes)
+    class_weights = MaskedHeadSoftmax(name="class_attention")(scores, mask)  # (batch, frames, classes)
+    # ClasswiseOutput reads class k's logit from block k; build_analysis_model picks the predicted class's weights.
+    return MultiHeadPooling(name="attention_representation")(values, class_weights)  # (batch, classes * V)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class ClasswiseOutput(layers.Layer):
+    """Class probabilities from per-class pooled vectors: (batch, classes * V) -> (batch, classes).
+
+    Class k's logit is a linear function of block k only (its own head's pooled vector), so
+    each head of ``class-attention`` answers for one class."""
+
+    def __init__(self, classes, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+
+    def build(self, input_shape):
+        size = input_shape[-1] // self.classes
+        self.kernel = self.add_weight(shape=(self.classes, size), initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.classes,), initializer="zeros", name="bias")
+
+    def call(self, pooled):
+        blocks = ops.reshape(pooled, (-1, self.classes, pooled.shape[-1] // self.classes))  # (batch, classes, V)
+        return ops.softmax(ops.sum(blocks * self.kernel, axis=-1) + self.bias, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.classes)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class PredictedClassWeights(layers.Layer):
+    """The attention of the predicted class's head: (batch, frames, classes) weights and
+    (batch, classes) probabilities -> (batch, frames)."""
+
+    def call(self, class_weights, probabilities):
+        # The first class at the maximum, by comparisons and a cumulative sum: argmax does not export (_first_position).
+        hit = ops.cast(ops.equal(probabilities, ops.max(probabilities, axis=-1, keepdims=True)), class_weights.dtype)
+        chosen = hit * ops.cast(ops.equal(ops.cumsum(hit, axis=-1), 1.0), class_weights.dtype)  # (batch, classes)
+        return ops.sum(class_weights * ops.expand_dims(chosen, 1), axis=-1)
+
+
 @head("mean", "mean+functionals")  # the basic LSTM's; the functionals join in build_basic_lstm
 def _mean(outputs, values, mask, **unused):
     return MaskedPooling("mean", name="attention_representation")(values, mask)  # (batch, V)
@@ -371,7 +427,7 @@ def _last(outputs, values, mask, **unused):
 
 
 def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=50,
-                   attention_activation="tanh", values=None, masked=True, frames=None):
+                   attention_activation="tanh", values=None, masked=True, frames=None, classes=2):
     """Score LSTM outputs, then weigh and pool ``values`` with the attention variant ``pooling``.
 
     Args:
@@ -382,6 +438,7 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
         values: (batch, frames, V) frames to pool; ``outputs`` if None.
         masked: False lets the published ``attention`` see padding (``--no-mask``).
         frames: (batch, frames, D) input frames, which poolings with ``scores="frames"`` score.
+        classes: heads of the poolings with ``per_class``.
 
     Returns:
         The ``attention_representation`` tensor, (batch, pooled size).
@@ -390,6 +447,8 @@ def attention_head(outputs, mask, pooling="attention", heads=1, attention_units=
 
     check_pooling(pooling, heads)
     scored = {"frames": frames} if POOLINGS[pooling].scores == "frames" else {}
+    if POOLINGS[pooling].per_class:
+        scored["classes"] = classes
     return HEADS[pooling](outputs, values, mask, heads=heads, attention_units=attention_units,
                           attention_activation=attention_activation, masked=masked, **scored)
 

@@ -15,7 +15,7 @@ from serattn.training.batches import pad_batch
 from serattn.training.trainer import predict_with_attention, trainer_for
 
 VARIANTS = [("attentive-stats", 1, 2), ("multihead", 3, 3), ("attention+mean", 1, 2), ("attention+stats", 1, 3),
-            ("attention+functionals", 1, 1)]  # pooling, heads, size / units
+            ("attention+functionals", 1, 1), ("class-attention", 1, 4)]  # pooling, heads, size / units
 TINY = ["--units", "8", "--attention-units", "4", "--epochs", "2", "--patience", "2", "--batch-size", "16",
         "--recurrent-dropout", "0", "--quiet"]
 
@@ -307,3 +307,38 @@ def test_region_attention_pools_values_that_cannot_carry_a_cue_past_its_end():
     changed = np.abs(region_cue - region).max(axis=1) > 1e-6
     assert changed[30:40].all() and not changed[:30 - reach].any() and not changed[40 + reach:].any()
     assert np.abs(lstm_cue - lstm)[40 + reach:].max() > 1e-3  # the LSTM outputs carry it to the end
+
+
+def test_class_attention_reads_each_class_from_its_own_head():
+    rng = np.random.default_rng(8)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="class-attention")
+    sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19, 30)]
+    p0, w0, z0, m0 = outputs(model, sequences)
+    p1, w1, z1, m1 = outputs(model, sequences, length=45)
+    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:  # padding changes nothing
+        np.testing.assert_allclose(first, second, atol=1e-5)
+    # An utterance's attention is the head of its predicted class...
+    batch, mask = pad_batch(sequences)
+    heads = np.asarray(keras.Model(model.inputs, model.get_layer("class_attention").output)(
+        {"features": batch, "mask": mask}))  # (batch, frames, classes)
+    assert heads.shape[-1] == 4
+    np.testing.assert_allclose(w0, heads[np.arange(3), :, p0.argmax(axis=1)], atol=1e-6)
+    # ...and class k's logit reads block k of the representation only.
+    output = model.get_layer("output")
+    blocks = z0.reshape(3, 4, 10)
+    changed = blocks.copy()
+    changed[:, 1:] += rng.normal(size=changed[:, 1:].shape)
+    log_ratio = [np.log(np.asarray(output(b.reshape(3, 40)))) for b in (blocks, changed)]
+    logit0 = [(np.asarray(output.kernel)[0] * b[:, 0]).sum(-1) + np.asarray(output.bias)[0] for b in (blocks, changed)]
+    np.testing.assert_allclose(logit0[0], logit0[1], atol=1e-6)
+    np.testing.assert_allclose(log_ratio[0] - log_ratio[0][:, :1], (blocks * np.asarray(output.kernel)).sum(-1)
+                               + np.asarray(output.bias) - logit0[0][:, None], atol=1e-4)
+
+
+def test_class_attention_refuses_numeric_targets():
+    with pytest.raises(InputError, match="--pooling class-attention has one attention per class and needs --target "
+                                         "emotion alone, got --target emotion,arousal"):
+        train_attention_lstm.parse_args(["--data", "x.npz", "--pooling", "class-attention",
+                                         "--target", "emotion,arousal"])
+    with pytest.raises(InputError, match="predicts classes only"):
+        build_attention_lstm(6, 4, pooling="class-attention", num_values=1)
