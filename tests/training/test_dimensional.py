@@ -127,6 +127,10 @@ def test_every_pooling_gets_a_regression_head():
         build = build_basic_lstm if pooling.model == "basic-lstm" else build_attention_lstm
         heads = {"heads": 2} if pooling.model != "basic-lstm" and name == "multihead" else {}
         for classes, values in ((0, 2), (4, 1)):
+            if pooling.per_class:  # one head per class: categorical targets only
+                with pytest.raises(InputError, match="predicts classes only"):
+                    build(3, classes, units=4, pooling=name, num_values=values)
+                continue
             model = build(3, classes, units=4, pooling=name, num_values=values, **heads)
             output = np.asarray(model(inputs))
             assert output.shape == (2, classes + values), name
