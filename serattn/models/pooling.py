@@ -153,14 +153,17 @@ class AttentionMeanPooling(MaskConsumer):
 FUNCTIONALS = ("mean", "std", "skewness", "kurtosis", "min", "max", "min_position", "max_position", "slope")
 
 
-def _first_position(values, extreme, position, weight):
-    """Position (batch, D) of the first valid frame where ``values`` equals ``extreme``.
+def _first_hit(hit, axis):
+    """``hit`` (0/1) kept at its first 1 along ``axis`` only: comparisons and a cumulative sum, as argmin/argmax
+    in Keras' TensorFlow backend bring ops that TFLite and ONNX lack."""
+    return hit * ops.cast(ops.equal(ops.cumsum(hit, axis=axis), 1.0), hit.dtype)
 
-    Comparisons and cumulative sums only: argmin/argmax in Keras' TensorFlow backend
-    bring ops that TFLite lacks.
-    """
+
+def _first_position(values, extreme, position, weight):
+    """Position (batch, D) of the first valid frame where ``values`` equals ``extreme`` (no argmin/argmax:
+    :func:`_first_hit`)."""
     hit = ops.cast(ops.equal(values, extreme), values.dtype) * weight  # (batch, frames, D)
-    first = hit * ops.cast(ops.equal(ops.cumsum(hit, axis=1), 1.0), values.dtype)
+    first = _first_hit(hit, axis=1)
     return ops.sum(first * ops.expand_dims(position, -1), axis=1)
 
 
@@ -410,9 +413,8 @@ class PredictedClassWeights(layers.Layer):
     (batch, classes) probabilities -> (batch, frames)."""
 
     def call(self, class_weights, probabilities):
-        # The first class at the maximum, by comparisons and a cumulative sum: argmax does not export (_first_position).
         hit = ops.cast(ops.equal(probabilities, ops.max(probabilities, axis=-1, keepdims=True)), class_weights.dtype)
-        chosen = hit * ops.cast(ops.equal(ops.cumsum(hit, axis=-1), 1.0), class_weights.dtype)  # (batch, classes)
+        chosen = _first_hit(hit, axis=-1)  # the first class at the maximum, (batch, classes)
         return ops.sum(class_weights * ops.expand_dims(chosen, 1), axis=-1)
 
 
