@@ -44,9 +44,11 @@ PRESETS = {
     "published": {},
     "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 1.0,
                     "recurrent_dropout": 0.0, "functionals_norm": "auto"},
-    # Attention built to look at the cue (docs/ATTENTION_STUDY.md): it pools regions of a small convolution
-    # of the input frames, scored next to the LSTM outputs; the recommended optimizer.
-    "localizing": {"pooling": "region-attention", "learning_rate": 0.01, "weight_decay": 1.0, "recurrent_dropout": 0.0},
+    # Attention built to look at the cue (docs/ATTENTION_STUDY.md): one attention per class over regions of a
+    # small convolution of the input frames and the LSTM outputs, each class's logit its own attended evidence;
+    # the recommended optimizer. (Until issue 29's last round it was region-attention.)
+    "localizing": {"pooling": "evidence-attention", "learning_rate": 0.01, "weight_decay": 1.0,
+                   "recurrent_dropout": 0.0},
 }
 # --epochs auto: the epochs are chosen by INNER_EPOCH_FOLDS speaker folds of the training speakers, each
 # trained up to AUTO_MAX_EPOCHS with early stopping (--patience), then all training speakers are trained

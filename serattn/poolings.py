@@ -39,6 +39,8 @@ class Pooling:
             (the input frames next to them; the head is then given the frames).
         per_class: one head per class, each class's score read from its own pooled vector
             (categorical targets only; the attention of an utterance is its predicted class's).
+        output: the class of its ``output`` layer when not the published softmax (``ClasswiseOutput``
+            for ``per_class``).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Pooling:
     default: bool = False
     scores: str = "outputs"
     per_class: bool = False
+    output: str = ""
 
 
 POOLINGS: dict[str, Pooling] = {}
@@ -76,7 +79,10 @@ register(Pooling("attention+mean", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+stats", ATTENTION_LSTM, "AttentionMeanPooling"))
 register(Pooling("attention+functionals", ATTENTION_LSTM, "AttentionPooling", functionals=True))
 register(Pooling("region-attention", ATTENTION_LSTM, "AttentionPooling", pool_inputs=False, scores="frames"))
-register(Pooling("class-attention", ATTENTION_LSTM, "MultiHeadPooling", weights="class_attention", per_class=True))
+register(Pooling("class-attention", ATTENTION_LSTM, "MultiHeadPooling", weights="class_attention", per_class=True,
+                 output="ClasswiseOutput"))
+register(Pooling("evidence-attention", ATTENTION_LSTM, "MultiHeadPooling", pool_inputs=False, weights="class_attention",
+                 scores="frames", per_class=True, output="EvidenceOutput"))
 # Basic LSTM: no attention layer; its analysis model reports uniform weights.
 register(Pooling("mean", BASIC_LSTM, "MaskedPooling", pool_inputs=False, weights=None, published=True,
                  default=True))

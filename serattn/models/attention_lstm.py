@@ -19,7 +19,7 @@ from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
 from serattn.models.layers import TargetHead, UniformWeights
-from serattn.models.pooling import (FUNCTIONALS, HEADS, ClasswiseOutput, HeadMean, MaskedFunctionals,
+from serattn.models.pooling import (FUNCTIONALS, HEADS, ClasswiseOutput, EvidenceOutput, HeadMean, MaskedFunctionals,
                                     PredictedClassWeights, SpeakerStandardize, attention_head, check_pooling)
 from serattn.poolings import BASIC_LSTM, POOLINGS, has_functionals, pooling_names
 
@@ -105,9 +105,12 @@ def build_attention_lstm(
         representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
-    output = (ClasswiseOutput(num_classes, name="output") if POOLINGS[pooling].per_class
+    output = (CLASS_OUTPUTS[POOLINGS[pooling].output](num_classes, name="output") if POOLINGS[pooling].output
               else output_head(num_classes, num_values))
     return keras.Model(inputs, output(representation), name="attention_lstm")
+
+
+CLASS_OUTPUTS = {"ClasswiseOutput": ClasswiseOutput, "EvidenceOutput": EvidenceOutput}  # Pooling.output -> its layer
 
 
 def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,

@@ -38,6 +38,19 @@ scoring layers and names, and differ in what they pool:
   averaged over :data:`REGION_WIDTH` frames (0.25 s) so that the head scores stretches of
   the utterance rather than a kind of frame; the scores see the regions and the LSTM
   outputs. What it finds: docs/ATTENTION_STUDY.md.
+* ``evidence-attention``: attention per class that can only look for evidence *for* its
+  class. Every frame gets one score per class from its region (the local convolution
+  averaged over :data:`EVIDENCE_REGION_WIDTH` frames) and the LSTM output there; class k's
+  attention is the softmax over time of its scores (sharpened by a learned factor per
+  class, :class:`ClassSharpness`), and class k's logit is its own scores pooled with that
+  attention (:class:`EvidenceOutput`), with no weights of its own. A head whose logit reads
+  a pooled vector through free weights can recognize a class by looking where another
+  class's cue would be and finding none (what ``class-attention``'s neutral head does); here
+  the logit is the attended evidence itself, so the head must find a stretch that speaks
+  for its class. This is attention-based multiple-instance pooling with a learned
+  sharpness (McFee, Salamon, Bello, "Adaptive pooling operators for weakly labeled sound
+  event detection", IEEE/ACM TASLP 2018, arXiv 1804.10070). What it finds:
+  docs/ATTENTION_STUDY.md.
 
 Each variant (and each of the basic LSTM's poolings) is one entry of
 :data:`serattn.poolings.POOLINGS`, with its constraints, and one head here, registered
@@ -292,6 +305,7 @@ class MaskedMovingAverage(MaskConsumer):
 
 LOCAL_VALUE_WIDTH = 9  # frames (10 ms each) each local value of region-attention sees
 REGION_WIDTH = 25  # frames of local values region-attention averages into one region
+EVIDENCE_REGION_WIDTH = 11  # ...and evidence-attention (chosen on the demo corpus's validation speakers)
 
 
 HEADS = {}  # pooling name (serattn.poolings.POOLINGS) -> the function that builds its head
@@ -378,6 +392,55 @@ def _class_attention(outputs, values, mask, heads=1, attention_units=50, attenti
     class_weights = MaskedHeadSoftmax(name="class_attention")(scores, mask)  # (batch, frames, classes)
     # ClasswiseOutput reads class k's logit from block k; build_analysis_model picks the predicted class's weights.
     return MultiHeadPooling(name="attention_representation")(values, class_weights)  # (batch, classes * V)
+
+
+@head("evidence-attention")
+def _evidence_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
+                        frames=None, classes=2):
+    local = layers.Conv1D(outputs.shape[-1], LOCAL_VALUE_WIDTH, padding="same", activation=attention_activation,
+                          name="local_values")(MaskedFrames(name="masked_frames")(frames, mask))  # (batch, frames, units)
+    region = MaskedMovingAverage(EVIDENCE_REGION_WIDTH, name="region_values")(local, mask)
+    context = layers.Concatenate(name="region_and_outputs")([region, outputs])  # (batch, frames, 2 * units)
+    evidence = layers.Dense(classes, name="class_evidence")(context)  # (batch, frames, classes)
+    class_weights = MaskedHeadSoftmax(name="class_attention")(ClassSharpness(name="class_sharpness")(evidence), mask)
+    # Block k: the region, the LSTM output and every class's evidence, pooled with class k's attention.
+    return MultiHeadPooling(name="attention_representation")(
+        layers.Concatenate(name="pooled_values")([context, evidence]), class_weights)  # (batch, classes * (2 * units + classes))
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class ClassSharpness(layers.Layer):
+    """(batch, frames, classes) scores times a learned factor per class (``exp`` of a weight, so above 0; 1 at
+    the start): how sharply each class's attention picks its best stretch, from a mean (near 0) to a maximum."""
+
+    def build(self, input_shape):
+        self.log_sharpness = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="log_sharpness")
+
+    def call(self, scores):
+        return scores * ops.exp(self.log_sharpness)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class EvidenceOutput(layers.Layer):
+    """Class probabilities from ``evidence-attention``'s pooled vector, (batch, classes * (V + classes)) ->
+    (batch, classes): class k's logit is the last ``classes`` entries of block k (every class's evidence
+    pooled with class k's attention) at position k, its own evidence under its own attention. No weights."""
+
+    def __init__(self, classes, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+
+    def call(self, pooled):
+        blocks = ops.reshape(pooled, (-1, self.classes, pooled.shape[-1] // self.classes))  # (batch, classes, V + classes)
+        evidence = blocks[:, :, -self.classes:]  # (batch, attention of class k, evidence of class j)
+        logits = ops.sum(evidence * ops.eye(self.classes, dtype=evidence.dtype), axis=-1)  # (batch, classes)
+        return ops.softmax(logits, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.classes)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
 
 
 @keras.saving.register_keras_serializable(package="serattn")
