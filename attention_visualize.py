@@ -19,7 +19,7 @@ import numpy as np
 from serattn.analysis import attention as attn
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.plots import figures as plots
-from serattn.plots.attention import cue_report, manifest_of, plot_class_slots, plot_heads, plot_utterance
+from serattn.plots.attention import cue_report, manifest_of, plot_class_slots, plot_cue_slots, plot_heads, plot_utterance
 from serattn.runs.reading import ATTENTION_FILE, check_splits, open_run
 
 
@@ -88,6 +88,13 @@ def main(argv=None):
                 print(f"{split}: {values['all']['mean_mass_in_cue']:.1%} of the attention on the cue, "
                       f"which spans {values['all']['mean_cue_share']:.1%} of the duration")
             print(f"wrote {out_dir / 'attention_cue.json'}")
+        aligned = plot_cue_slots(run, attention, manifest, args.split, args.slots)
+        if aligned is not None:
+            figure, rows, peaks = aligned
+            print("\n".join(peaks))
+            plots.save_figure(figure, out_dir / "attention_cue_slots.png")
+            plots.save_csv(out_dir / "attention_cue_slots.csv", ("split", "label", "slot", "mean", "std", "n"), rows)
+            print(f"wrote {out_dir / 'attention_cue_slots.png'} and attention_cue_slots.csv")
     return 0
 
 

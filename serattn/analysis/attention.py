@@ -119,6 +119,44 @@ def slot_profiles(values, lengths, slots=DEFAULT_SLOTS, scale="length"):
     return profiles
 
 
+def cue_aligned_profiles(values, lengths, cue_start, cue_stop, slots=DEFAULT_SLOTS, context=1.0):
+    """Each utterance's attention on ``slots`` equal stretches of an axis aligned on its cue.
+
+    The axis runs from ``context`` cue lengths before the cue's start to ``context`` cue lengths
+    after its end (with ``context=1``, the cue is the middle third), so that utterances whose
+    cues sit in different places and last differently can be averaged: where a class's mean
+    peaks says whether its attention lands on the cue, before it or after it. A slot's value is
+    its attention mass over its share of the duration (1.0: uniform attention, as in
+    :func:`slot_profiles`); slots that reach outside the utterance are NaN.
+
+    Args:
+        values: (sum(L),) attention weights.
+        lengths: (N,) frames per utterance, all > 0.
+        cue_start, cue_stop: (N,) the cue as fractions of the duration, ``cue_stop > cue_start``.
+        slots: number of slots S.
+        context: cue lengths of axis on each side of the cue.
+
+    Returns:
+        float64 (N, S) profiles.
+    """
+    check_ragged(values, lengths, slots)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    cue_start, cue_stop = np.asarray(cue_start, np.float64), np.asarray(cue_stop, np.float64)
+    if np.any(~(cue_stop > cue_start)):
+        raise InputError("every cue must end after it starts")
+    cumulative = _cumulative(values)
+    span = cue_stop - cue_start
+    edges = np.linspace(-context, 1.0 + context, slots + 1)[None, :]  # in cue lengths from its start
+    x = cue_start[:, None] + edges * span[:, None]  # (N, S + 1) fractions of the duration
+    inside = (x >= 0.0) & (x <= 1.0)
+    position = np.clip(x, 0.0, 1.0) * lengths[:, None]  # frames from the utterance's start
+    frame = np.minimum(np.floor(position).astype(np.int64), lengths[:, None])
+    mass_before_edge = _mass_before(values, cumulative, offsets_of(lengths)[:-1, None] + frame, position - frame)
+    slot_mass = np.diff(mass_before_edge, axis=1)
+    profiles = slot_mass / np.diff(x, axis=1)  # mass over the slot's share of the duration
+    return np.where(inside[:, :-1] & inside[:, 1:], profiles, np.nan)
+
+
 def uniform_level(slots=DEFAULT_SLOTS, published=False):
     """Where uniform attention lies on the profile scale (the reference line).
 

@@ -95,6 +95,55 @@ def cue_report(attention, manifest: dict, manifest_path: Path, classes: tuple[st
     }, None
 
 
+def plot_cue_slots(run: Run, attention, manifest: dict, splits: list[str], slots: int
+                   ) -> tuple[Figure, list[tuple], list[str]] | None:
+    """Each class's attention on an axis aligned on its cue (one cue length of context on each side),
+    one panel per split: where the mean peaks says whether the attention lands on the cue. None when
+    the manifest has no cue for the run's utterances.
+
+    Returns:
+        ``(figure, CSV rows (split, label, slot, mean, std, n), a peaks line per split)``.
+    """
+    if any(column not in manifest for column in attn.CUE_COLUMNS):
+        return None
+    start, stop = attn.cue_fractions(manifest, attention.ids)
+    usable = np.isfinite(start) & np.isfinite(stop) & (stop > start)
+    if not np.any(usable):
+        return None
+    attention = attention.select(usable)
+    profiles = attn.cue_aligned_profiles(attention.weights, attention.lengths, start[usable], stop[usable], slots)
+    centres = -1.0 + 3.0 * (np.arange(slots) + 0.5) / slots  # in cue lengths from the cue's start
+    panels, rows, lines = [], [], []
+    for split in splits:
+        in_split = attention.split == split
+        mean = np.full((len(run.classes), slots), np.nan)
+        std, counts = np.full_like(mean, np.nan), np.zeros(len(run.classes), np.int64)
+        for c, label in enumerate(run.classes):
+            members = profiles[in_split & (attention.labels == label)]
+            counts[c] = len(members)
+            seen = np.isfinite(members).sum(axis=0)
+            if not counts[c]:
+                continue
+            with np.errstate(invalid="ignore"):
+                total = np.nansum(members, axis=0)
+                mean[c] = np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
+                std[c] = np.sqrt(np.where(seen > 0, np.nansum((members - mean[c]) ** 2, axis=0) / np.maximum(seen, 1),
+                                          np.nan))
+            rows += [(split, label, slot, f"{mean[c, slot]:.6g}", f"{std[c, slot]:.6g}", int(seen[slot]))
+                     for slot in range(slots)]
+        panels.append((split, mean, std, counts))
+        peaks = [(label, centres[np.nanargmax(mean[c])]) for c, label in enumerate(run.classes)
+                 if counts[c] and np.isfinite(mean[c]).any()]
+        inside = sum(0.0 <= peak <= 1.0 for _, peak in peaks)
+        lines.append(f"{split}: attention peak per class at " + ", ".join(f"{label} {peak:+.2f}" for label, peak in peaks)
+                     + f" cue lengths from the cue's start (0 to 1: inside it); {inside} of {len(peaks)} inside")
+    figure = figures.plot_attention_slots(
+        panels, run.classes, 1.0, "attention relative to uniform (1 = uniform)",
+        title=f"{run.name}: attention around the class cue, {slots} slots, class means ± standard error",
+        axis=(centres, "position relative to the cue (cue lengths from its start)", (-1.0, 2.0), (0.0, 1.0)))
+    return figure, rows, lines
+
+
 def plot_heads(run: Run, attention, split: str, slots: int, out_dir: Path) -> Path:
     """A multi-head run's attention profiles of one split, one panel per head."""
     in_split = attention.split == split

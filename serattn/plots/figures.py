@@ -80,7 +80,7 @@ def _suptitle(figure, title):
 # --- attention over relative time -----------------------------------------------------
 
 
-def plot_attention_slots(panels, classes, reference, ylabel, title=""):
+def plot_attention_slots(panels, classes, reference, ylabel, title="", axis=None):
     """Class-average attention profiles, one panel per split (Figure 2(a)(b)).
 
     The band is the standard error of each class mean (std / sqrt(n)): single
@@ -94,6 +94,8 @@ def plot_attention_slots(panels, classes, reference, ylabel, title=""):
         reference: y value of uniform attention (dashed line).
         ylabel: y-axis label.
         title: figure title.
+        axis: None (slots over the duration, in %) or ``(slot centres, x label, (left, right), shaded
+            span)``, as the cue-aligned profiles need.
 
     Returns:
         The matplotlib Figure.
@@ -103,6 +105,10 @@ def plot_attention_slots(panels, classes, reference, ylabel, title=""):
     for ax, (split, mean, std, counts) in zip(axes, panels):
         slots = mean.shape[1]
         position = (np.arange(slots) + 0.5) * 100 / slots  # slot centres, % of duration
+        xlabel, xlim = "position in utterance (% of its duration)", (0, 100)
+        if axis is not None:
+            position, xlabel, xlim, shaded = axis
+            ax.axvspan(*shaded, color="#f4d35e", alpha=0.3, linewidth=0, label="class cue")
         for c, label in enumerate(classes):
             if counts[c] == 0:
                 continue
@@ -112,15 +118,15 @@ def plot_attention_slots(panels, classes, reference, ylabel, title=""):
             ax.plot(position, mean[c], color=color, linewidth=1.8,
                     label=f"{names[label]}, n={counts[c]}", path_effects=_outline(color))
         ax.axhline(reference, color="0.35", linestyle="--", linewidth=1.2, label="uniform attention")
-        ax.set_xlim(0, 100)
+        ax.set_xlim(*xlim)
         ax.set_title(f"{split} (n={int(np.sum(counts))})", fontsize=FONT_SIZE + 1)
-        ax.set_xlabel("position in utterance (% of its duration)", fontsize=FONT_SIZE)
+        ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
         ax.grid(alpha=0.3)
         # Below the axes: a legend inside would hide the early peaks.
         ax.legend(fontsize=FONT_SIZE - 2, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                   ncol=3, frameon=False)
     axes[0].set_ylabel(ylabel, fontsize=FONT_SIZE)
-    top = max(np.nanmax(mean + std / np.sqrt(np.maximum(counts, 1))[:, None])
+    top = max(np.nanmax(mean + np.nan_to_num(std) / np.sqrt(np.maximum(counts, 1))[:, None])
               for _, mean, std, counts in panels)
     axes[0].set_ylim(0.0, max(top, reference) * 1.1)  # attention is never negative
     _suptitle(figure, title)

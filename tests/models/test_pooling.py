@@ -291,11 +291,12 @@ def test_moving_average_is_the_mean_of_the_valid_frames_in_the_window():
                                [[1, 2], [2, 3], [4, 5], [5, 6], [0, 0], [0, 0]])
 
 
-def test_region_attention_pools_values_that_cannot_carry_a_cue_past_its_end():
-    from serattn.models.pooling import LOCAL_VALUE_WIDTH, REGION_WIDTH
+@pytest.mark.parametrize("pooling", ["region-attention", "evidence-attention"])
+def test_region_values_cannot_carry_a_cue_past_its_end(pooling):
+    from serattn.models.pooling import EVIDENCE_REGION_WIDTH, LOCAL_VALUE_WIDTH, REGION_WIDTH
 
     rng = np.random.default_rng(7)
-    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="region-attention")
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling=pooling)
     probe = keras.Model(model.inputs, [model.get_layer("region_values").output, model.get_layer("lstm1").output])
     utterance = rng.normal(size=(1, 90, 6)).astype(np.float32)
     cue = utterance.copy()
@@ -303,7 +304,7 @@ def test_region_attention_pools_values_that_cannot_carry_a_cue_past_its_end():
     mask = np.ones((1, 90), bool)
     (region, lstm), (region_cue, lstm_cue) = [[np.asarray(t)[0] for t in probe({"features": u, "mask": mask})]
                                               for u in (utterance, cue)]
-    reach = LOCAL_VALUE_WIDTH // 2 + REGION_WIDTH // 2
+    reach = LOCAL_VALUE_WIDTH // 2 + (REGION_WIDTH if pooling == "region-attention" else EVIDENCE_REGION_WIDTH) // 2
     changed = np.abs(region_cue - region).max(axis=1) > 1e-6
     assert changed[30:40].all() and not changed[:30 - reach].any() and not changed[40 + reach:].any()
     assert np.abs(lstm_cue - lstm)[40 + reach:].max() > 1e-3  # the LSTM outputs carry it to the end
@@ -335,10 +336,38 @@ def test_class_attention_reads_each_class_from_its_own_head():
                                + np.asarray(output.bias) - logit0[0][:, None], atol=1e-4)
 
 
-def test_class_attention_refuses_numeric_targets():
-    with pytest.raises(InputError, match="--pooling class-attention has one attention per class and needs --target "
+@pytest.mark.parametrize("pooling", ["class-attention", "evidence-attention"])
+def test_attention_per_class_refuses_numeric_targets(pooling):
+    with pytest.raises(InputError, match=f"--pooling {pooling} has one attention per class and needs --target "
                                          "emotion alone, got --target emotion,arousal"):
-        train_attention_lstm.parse_args(["--data", "x.npz", "--pooling", "class-attention",
-                                         "--target", "emotion,arousal"])
+        train_attention_lstm.parse_args(["--data", "x.npz", "--pooling", pooling, "--target", "emotion,arousal"])
     with pytest.raises(InputError, match="predicts classes only"):
-        build_attention_lstm(6, 4, pooling="class-attention", num_values=1)
+        build_attention_lstm(6, 4, pooling=pooling, num_values=1)
+
+
+def test_evidence_attention_logits_are_each_class_own_attended_evidence():
+    rng = np.random.default_rng(9)
+    model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="evidence-attention")
+    sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19, 30)]
+    p0, w0, z0, m0 = outputs(model, sequences)
+    p1, w1, z1, m1 = outputs(model, sequences, length=45)
+    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:  # padding changes nothing
+        np.testing.assert_allclose(first, second, atol=1e-5)
+    assert np.all(w1[~m1] == 0.0)
+    model.compile(loss="sparse_categorical_crossentropy")
+    batch, mask = pad_batch(sequences, 45)
+    inputs = {"features": batch, "mask": mask}
+    view = trainer_for(model, "post")  # its LSTM runs unmasked: outputs on padding must not count
+    np.testing.assert_allclose(np.asarray(view(inputs)), np.asarray(model(inputs)), atol=1e-5)
+    # Class k attends by softmax over time of its evidence times its sharpness, and its logit is that
+    # evidence pooled with that attention: no weights between the pooled vector and the class.
+    model.get_layer("class_sharpness").log_sharpness.assign(np.log([0.5, 1.0, 2.0, 4.0]).astype(np.float32))
+    evidence, heads, probabilities = [np.asarray(t) for t in keras.Model(
+        model.inputs, [model.get_layer(name).output for name in ("class_evidence", "class_attention", "output")])(inputs)]
+    scores = np.where(mask[..., None], evidence * [0.5, 1.0, 2.0, 4.0], -np.inf)
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(heads, expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
+    logits = (heads * evidence).sum(axis=1)  # (batch, classes)
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probabilities, softmax / softmax.sum(axis=1, keepdims=True), atol=1e-5)
+    assert not model.get_layer("output").weights

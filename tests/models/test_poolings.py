@@ -67,7 +67,7 @@ def test_constraints_come_from_the_registry():
 def test_unregistered_pooling_is_refused_with_the_existing_messages():
     with pytest.raises(InputError, match="--pooling max does not apply to --model attention-lstm; expected one of: "
                                          "attention, attentive-stats, multihead, attention[+]mean, attention[+]stats, "
-                                         "attention[+]functionals, region-attention, class-attention$"):
+                                         "attention[+]functionals, region-attention, class-attention, evidence-attention$"):
         ModelConfig(pooling="max").check()
     with pytest.raises(InputError, match="--pool-inputs does not apply to --pooling region-attention"):
         ModelConfig(pooling="region-attention", pool_inputs=True).check()

@@ -65,7 +65,16 @@ def test_attention_slots_figure_table_and_cue_report(run_dir, capsys):
         summary = cue["splits"][split]["all"]
         assert summary["mean_mass_in_cue"] > summary["mean_cue_share"]
         assert set(cue["splits"][split]["per_class"]) == set("AENPR")
-    assert "peak per class" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "peak per class" in out
+    # Aligned on each utterance's cue, every class's attention peaks inside it (the fake run's bump is on the cue).
+    assert (figures / "attention_cue_slots.png").read_bytes()[:8] == PNG_MAGIC
+    aligned = [row for row in read_csv(figures / "attention_cue_slots.csv") if row["split"] == "test"]
+    assert len(aligned) == 5 * 100
+    for label in "AENPR":
+        means = np.array([float(row["mean"]) for row in aligned if row["label"] == label])
+        assert 33 <= np.nanargmax(means) <= 66, label  # slots 33-66 of -1..2 cue lengths are the cue
+    assert "5 of 5 inside" in out
 
 
 def test_published_algorithm_writes_its_own_files(run_dir, tmp_path):
