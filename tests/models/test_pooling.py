@@ -26,6 +26,18 @@ def outputs(model, sequences, length=None):
     return [np.asarray(t) for t in analysis({"features": batch, "mask": mask}, training=False)] + [mask]
 
 
+def padding_changes_nothing(model, sequences):
+    """The analysis outputs of ``sequences`` padded to their longest and to 45 frames agree, and padding
+    gets no attention; returns those of the shorter padding."""
+    p0, w0, z0, m0 = outputs(model, sequences)
+    p1, w1, z1, m1 = outputs(model, sequences, length=45)
+    assert np.all(w1[~m1] == 0.0)  # exactly zero on padding
+    np.testing.assert_allclose(w1.sum(axis=1), 1.0, rtol=1e-6)
+    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:
+        np.testing.assert_allclose(first, second, atol=1e-5)
+    return p0, w0, z0, m0
+
+
 @pytest.mark.parametrize("pool_inputs", [False, True])
 @pytest.mark.parametrize("pooling, heads, factor", VARIANTS + [("attention", 1, 1)])
 def test_variant_is_masked_padding_invariant_and_sized(pooling, heads, factor, pool_inputs):
@@ -268,12 +280,7 @@ def test_region_attention_is_masked_padding_invariant_and_agrees_with_the_traine
     model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="region-attention",
                                  augment={"time_mask": 3, "feature_mask": 2, "noise_std": 0.1, "seed": 1})
     sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19)]
-    p0, w0, z0, m0 = outputs(model, sequences)
-    p1, w1, z1, m1 = outputs(model, sequences, length=45)
-    assert np.all(w1[~m1] == 0.0)
-    np.testing.assert_allclose(w1.sum(axis=1), 1.0, rtol=1e-6)
-    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:
-        np.testing.assert_allclose(first, second, atol=1e-5)
+    padding_changes_nothing(model, sequences)
     model.compile(loss="sparse_categorical_crossentropy")
     view = trainer_for(model, "post")  # its LSTM runs unmasked: outputs on padding too, which must not count
     assert view is not model
@@ -314,10 +321,7 @@ def test_class_attention_reads_each_class_from_its_own_head():
     rng = np.random.default_rng(8)
     model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="class-attention")
     sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19, 30)]
-    p0, w0, z0, m0 = outputs(model, sequences)
-    p1, w1, z1, m1 = outputs(model, sequences, length=45)
-    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:  # padding changes nothing
-        np.testing.assert_allclose(first, second, atol=1e-5)
+    p0, w0, z0, m0 = padding_changes_nothing(model, sequences)
     # An utterance's attention is the head of its predicted class...
     batch, mask = pad_batch(sequences)
     heads = np.asarray(keras.Model(model.inputs, model.get_layer("class_attention").output)(
@@ -349,11 +353,7 @@ def test_evidence_attention_logits_are_each_class_own_attended_evidence():
     rng = np.random.default_rng(9)
     model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="evidence-attention")
     sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 19, 30)]
-    p0, w0, z0, m0 = outputs(model, sequences)
-    p1, w1, z1, m1 = outputs(model, sequences, length=45)
-    for first, second in [(p0, p1), (z0, z1), (w0[m0], w1[m1])]:  # padding changes nothing
-        np.testing.assert_allclose(first, second, atol=1e-5)
-    assert np.all(w1[~m1] == 0.0)
+    padding_changes_nothing(model, sequences)
     model.compile(loss="sparse_categorical_crossentropy")
     batch, mask = pad_batch(sequences, 45)
     inputs = {"features": batch, "mask": mask}
