@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import train_attention_lstm
 import train_static
 from serattn.features.feature_set import save_feature_set
 from serattn.runs.folder import METRICS_FILE, PREDICTIONS_FILE
@@ -39,14 +40,23 @@ def same_results(first, second, drop=()):
         assert a == b, f"{name} of '{first}' and '{second}' differ"
 
 
-def test_two_local_jobs_give_the_numbers_of_one(frames_file, tmp_path):
+@pytest.fixture(scope="module")
+def one_process(frames_file, tmp_path_factory):
+    """Seeds 1 and 2 of two folds, here in the test's process: the numbers that --jobs 2 and a Dask cluster
+    must repeat. Its folders ``one-seed1`` and ``one-seed2`` are only read."""
+    folder = tmp_path_factory.mktemp("one-process")
+    assert train_attention_lstm.main([str(a) for a in ("--data", frames_file, "--cv", "kfold-speakers", "2", "--seeds",
+                                                       "1,2", *TINY, "--out", folder / "one")]) == 0
+    return folder
+
+
+def test_two_local_jobs_give_the_numbers_of_one(frames_file, one_process, tmp_path):
     flags = ["--data", frames_file, "--cv", "kfold-speakers", "2", "--seeds", "1,2", *TINY]
-    train_cli(*flags, "--out", tmp_path / "one")
     log = train_cli(*flags, "--jobs", "2", "--out", tmp_path / "two")
     for seed in (1, 2):
-        same_results(tmp_path / f"one-seed{seed}", tmp_path / f"two-seed{seed}")
+        same_results(one_process / f"one-seed{seed}", tmp_path / f"two-seed{seed}")
         for fold in ("fold-00", "fold-01"):
-            same_results(tmp_path / f"one-seed{seed}" / fold, tmp_path / f"two-seed{seed}" / fold)
+            same_results(one_process / f"one-seed{seed}" / fold, tmp_path / f"two-seed{seed}" / fold)
     finished = [line for line in log.splitlines() if ": finished (" in line]
     assert len(finished) == 4 and "finished (4 of 4 runs)" in finished[-1]
 
@@ -61,14 +71,17 @@ def test_static_folds_in_two_processes_match_one(tmp_path):
     same_results(tmp_path / "one", tmp_path / "two", drop=("seconds",))
 
 
-def test_a_dask_cluster_runs_the_folds(frames_file, tmp_path):
+def test_a_dask_cluster_runs_the_folds(frames_file, one_process, tmp_path):
+    """One seed on the cluster: the numbers of the same seed in one process (a seed's run of --seeds is
+    the run of --seed alone)."""
     distributed = pytest.importorskip("distributed")
-    flags = ["--data", frames_file, "--cv", "kfold-speakers", "2", *TINY]
-    train_cli(*flags, "--out", tmp_path / "here")
+    flags = ["--data", frames_file, "--cv", "kfold-speakers", "2", "--seed", "1", *TINY]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   host="127.0.0.1") as cluster:
         train_cli(*flags, "--dask-scheduler", cluster.scheduler_address, "--out", tmp_path / "cluster")
-    same_results(tmp_path / "here", tmp_path / "cluster")
+    same_results(one_process / "one-seed1", tmp_path / "cluster")
+    for fold in ("fold-00", "fold-01"):
+        same_results(one_process / "one-seed1" / fold, tmp_path / "cluster" / fold)
 
 
 def test_parallel_flags_refuse_what_they_cannot_do(frames_file, tmp_path):
