@@ -7,6 +7,7 @@ training and static runs that print no library noise (oneDNN's ``E0000`` line,
 scikit-learn's warnings).
 """
 
+import functools
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from serattn.deploy import export
 from serattn.errors import InputError, run_main
 from serattn.runs import folder as runs
 from serattn.search import report as search_report
+from serattn.training import protocols
 from tests.scripts.test_safety import ROOT, TINY, assert_refused, features, script
 
 SCRIPTS = {"train": train_attention_lstm.main, "ensemble": ensemble.main, "compare": compare_runs.main,
@@ -143,7 +145,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("case, script_name, make_argv, message", CASES, ids=[f"{c[1]}: {c[0]}" for c in CASES])
-def test_refused_with_one_line_and_nothing_changed(case, script_name, make_argv, message, tmp_path, capsys):
+def test_refused_with_one_line_and_nothing_changed(case, script_name, make_argv, message, tmp_path, capsys,
+                                                  monkeypatch):
+    # a closed port refuses at once, but the client retries until its timeout (10 s): 1 s takes the same path
+    monkeypatch.setattr(protocols, "connect_to_scheduler", functools.partial(protocols.connect_to_scheduler, timeout=1))
     assert_refused(SCRIPTS[script_name], make_argv(tmp_path), message, tmp_path, capsys)
 
 
