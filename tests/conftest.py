@@ -37,3 +37,30 @@ def store_of(tmp_path_factory):
             convert(npz, stores[npz], shard_size=7)
         return stores[npz]
     return of
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    """A tiny demo corpus (24 utterances of 3 speakers, at most 1.5 s) and its IS09 features, made once per
+    session: ``{"corpus", "features", "wavs"}``. Tests only read it."""
+    import extract_features
+    import make_demo_corpus
+
+    corpus = tmp_path_factory.mktemp("demo-corpus") / "demo"
+    features = corpus / "features.npz"
+    make_demo_corpus.main(["--out", str(corpus), "--utterances", "24", "--speakers", "3", "--max-duration", "1.5"])
+    extract_features.main(["--manifest", str(corpus / "manifest.csv"), "--out", str(features), "--jobs", "1",
+                           "--quiet"])
+    return {"corpus": corpus, "features": features, "wavs": sorted((corpus / "wav").glob("*.wav"))}
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_corpus, tmp_path_factory):
+    """A 1-epoch attention LSTM (8 units, 4 attention units) on ``demo_corpus``'s features. Tests only read it
+    (copy it to change it)."""
+    import train_attention_lstm
+
+    run = tmp_path_factory.mktemp("demo-run") / "run"
+    assert train_attention_lstm.main(["--data", str(demo_corpus["features"]), "--out", str(run), "--units", "8",
+                                      "--attention-units", "4", "--epochs", "1", "--quiet"]) == 0
+    return run

@@ -6,10 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-import extract_features
-import make_demo_corpus
 import predict
-import train_attention_lstm
 from serattn.deploy.recognizer import Recognizer
 from serattn.deploy.timeline import StreamWindows, WindowPredictor, timeline_of_frames
 from serattn.errors import InputError
@@ -19,16 +16,9 @@ from serattn.runs.reading import open_run
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A tiny demo corpus and a 1-epoch run on its IS09 features."""
-    root = tmp_path_factory.mktemp("recognizer")
-    corpus, features, run = root / "demo", root / "demo" / "features.npz", root / "run"
-    make_demo_corpus.main(["--out", str(corpus), "--utterances", "24", "--speakers", "3", "--max-duration", "1.5"])
-    extract_features.main(["--manifest", str(corpus / "manifest.csv"), "--out", str(features), "--jobs", "1",
-                           "--quiet"])
-    assert train_attention_lstm.main(["--data", str(features), "--out", str(run), "--units", "8",
-                                      "--attention-units", "4", "--epochs", "1", "--quiet"]) == 0
-    return {"run": run, "wavs": sorted((corpus / "wav").glob("*.wav"))[:5]}
+def demo(demo_corpus, demo_run):
+    """A tiny demo corpus and a 1-epoch run on its IS09 features (the session's, see tests/conftest.py)."""
+    return {"run": demo_run, "wavs": demo_corpus["wavs"][:5]}
 
 
 def test_files_get_the_classes_attention_and_representations_predict_prints(demo, tmp_path):

@@ -10,8 +10,6 @@ import pytest
 
 import compare_runs
 import export_model
-import extract_features
-import make_demo_corpus
 import predict
 import report
 import search
@@ -83,19 +81,14 @@ def test_search_trials(store_of, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, store_of):
-    """IS09 features of a tiny demo corpus, and a 1-epoch run on them from the .npz and from the store."""
-    root = tmp_path_factory.mktemp("demo")
-    corpus, features = root / "corpus", root / "features.npz"
-    make_demo_corpus.main(["--out", str(corpus), "--utterances", "24", "--speakers", "3", "--max-duration", "1.5"])
-    extract_features.main(["--manifest", str(corpus / "manifest.csv"), "--out", str(features), "--jobs", "1",
-                           "--quiet"])
-    runs = {}
-    for name, data in (("npz", features), ("store", store_of(features))):
-        runs[name] = root / f"run-{name}"
-        assert train_attention_lstm.main(["--data", str(data), "--out", str(runs[name]), *TINY[:4], "--epochs", "1",
-                                          "--quiet"]) == 0
-    return {"features": features, "runs": runs, "wavs": sorted((corpus / "wav").glob("*.wav"))[:4]}
+def demo(tmp_path_factory, store_of, demo_corpus, demo_run):
+    """IS09 features of a tiny demo corpus, and a 1-epoch run on them from the .npz (the session's, see
+    tests/conftest.py) and one from the store, with the same flags."""
+    features = demo_corpus["features"]
+    store_run = tmp_path_factory.mktemp("demo-store") / demo_run.name  # one name: the tables below name their run
+    assert train_attention_lstm.main(["--data", str(store_of(features)), "--out", str(store_run), *TINY[:4],
+                                      "--epochs", "1", "--quiet"]) == 0
+    return {"features": features, "runs": {"npz": demo_run, "store": store_run}, "wavs": demo_corpus["wavs"][:4]}
 
 
 def test_runs_on_a_store_predict_and_compare_as_runs_on_its_npz(demo, tmp_path):

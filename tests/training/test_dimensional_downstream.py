@@ -128,18 +128,12 @@ def test_a_multi_task_and_a_dimensional_run_are_not_combined(multi_task_runs, va
 
 
 @pytest.fixture(scope="module")
-def demo_multi_task(tmp_path_factory):
-    """A tiny demo corpus (IS09 features from its audio) and a 1-epoch emotion,arousal,valence run."""
-    import extract_features
-    import make_demo_corpus
-
-    root = tmp_path_factory.mktemp("demo")
-    corpus, features, run = root / "demo", root / "demo" / "features.npz", root / "run"
-    make_demo_corpus.main(["--out", str(corpus), "--utterances", "24", "--speakers", "3", "--max-duration", "1.5"])
-    extract_features.main(["--manifest", str(corpus / "manifest.csv"), "--out", str(features), "--jobs", "1", "--quiet"])
-    train(["--data", features, "--target", "emotion,arousal,valence", "--out", run, "--units", "8", "--attention-units",
-           "4", "--epochs", "1", "--quiet"])
-    return {"run": run, "wavs": sorted((corpus / "wav").glob("*.wav"))[:4]}
+def demo_multi_task(tmp_path_factory, demo_corpus):
+    """A tiny demo corpus (IS09 features from its audio, the session's) and a 1-epoch emotion,arousal,valence run."""
+    run = tmp_path_factory.mktemp("demo") / "run"
+    train(["--data", demo_corpus["features"], "--target", "emotion,arousal,valence", "--out", run, "--units", "8",
+           "--attention-units", "4", "--epochs", "1", "--quiet"])
+    return {"run": run, "wavs": demo_corpus["wavs"][:4]}
 
 
 def test_timelines_and_streams_give_each_windows_values(demo_multi_task, tmp_path):
