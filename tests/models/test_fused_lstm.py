@@ -1,6 +1,7 @@
 """The fused LSTM kernel (serattn.models.fused_lstm) computes what keras.layers.LSTM computes."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -134,16 +135,22 @@ def test_fused_where_inexact_is_an_input_error(feature_file, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_fused_run_records_its_kernel_and_saves_a_stock_lstm(feature_file, tmp_path):
-    from serattn.runs.reading import open_run
-
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def auto_kernel_run(feature_file, tmp_path_factory):
+    """A 1-epoch run with the default --lstm-kernel auto, no recurrent dropout; tests copy it to change it."""
+    out = tmp_path_factory.mktemp("fused") / "run"
     assert train_attention_lstm.main(["--data", str(feature_file), "--out", str(out), "--units", "6",
                                       "--attention-units", "3", "--epochs", "1", "--recurrent-dropout", "0",
                                       "--quiet"]) == 0
-    saved = json.loads((out / "config.json").read_text())
+    return out
+
+
+def test_a_fused_run_records_its_kernel_and_saves_a_stock_lstm(auto_kernel_run):
+    from serattn.runs.reading import open_run
+
+    saved = json.loads((auto_kernel_run / "config.json").read_text())
     assert saved["lstm_kernel"] == "auto" and saved["lstm_kernel_used"] == "fused"
-    model = open_run(out).load_keras_model()  # safe mode
+    model = open_run(auto_kernel_run).load_keras_model()  # safe mode
     assert type(model.get_layer("lstm1")) is keras.layers.LSTM
 
 
@@ -180,11 +187,9 @@ def test_a_fused_run_resumes_from_its_checkpoint_to_the_uninterrupted_weights(tm
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_run_started_before_the_flag_resumes_with_the_keras_loop(feature_file, tmp_path):
+def test_a_run_started_before_the_flag_resumes_with_the_keras_loop(auto_kernel_run, tmp_path):
     out = tmp_path / "old"
-    assert train_attention_lstm.main(["--data", str(feature_file), "--out", str(out), "--units", "4",
-                                      "--attention-units", "2", "--epochs", "1", "--recurrent-dropout", "0",
-                                      "--quiet"]) == 0
+    shutil.copytree(auto_kernel_run, out)  # its config.json is edited below
     saved = json.loads((out / "config.json").read_text())
     del saved["lstm_kernel"]  # as a config.json written before --lstm-kernel existed
     (out / "config.json").write_text(json.dumps(saved))
