@@ -178,7 +178,7 @@ class ModelConfig:
         """Refuse pooling flags the chosen model lacks."""
         spec = check_pooling_choice(self.model, self.pooling, self.heads)
         _check_choice("functionals normalization", self.functionals_norm, FUNCTIONALS_NORMS)
-        check_pooling_flags(spec, self.functionals_norm, self.pool_inputs, self.mask, self.target)
+        check_pooling_flags(spec, self.functionals_norm, self.pool_inputs, self.mask, self.target, self.pooled_dropout)
         if self.model == "basic-lstm" and (self.time_mask or self.feature_mask or self.input_noise
                                            or self.pooled_dropout):
             raise InputError("--time-mask, --feature-mask, --input-noise and --pooled-dropout apply to "

@@ -133,8 +133,12 @@ def check_pooling_choice(model, pooling, heads=1) -> Pooling:
     return spec
 
 
-def check_pooling_flags(spec: Pooling, functionals_norm="batch", pool_inputs=False, mask=True, target=("emotion",)):
+def check_pooling_flags(spec: Pooling, functionals_norm="batch", pool_inputs=False, mask=True, target=("emotion",),
+                        pooled_dropout=0.0):
     """Refuse the flags that the pooling ``spec`` lacks (after :func:`check_pooling_choice`)."""
+    if pooled_dropout and spec.output == "EvidenceOutput":
+        raise InputError(f"--pooled-dropout does not apply to --pooling {spec.name}: its logits are its pooled "
+                         f"evidence, which dropout would zero")
     if spec.per_class and tuple(target) != ("emotion",):
         raise InputError(f"--pooling {spec.name} has one attention per class and needs --target emotion alone, "
                          f"got --target {','.join(target)}")

@@ -98,6 +98,8 @@ def build_attention_lstm(
         values = layers.Concatenate(name="pooled_frames")([outputs, lstm_input])  # (batch, frames, units + D)
     if POOLINGS[pooling].per_class and num_values:
         raise InputError(f"--pooling {pooling} has one attention per class and predicts classes only")
+    if POOLINGS[pooling].output == "EvidenceOutput" and pooled_dropout:
+        raise InputError(f"--pooled-dropout does not apply to --pooling {pooling}: its logits are its pooled evidence")
     representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
                                     values=values, masked=masked, frames=lstm_input,
                                     classes=num_classes)  # (batch, pooled size)

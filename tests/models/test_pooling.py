@@ -349,6 +349,14 @@ def test_attention_per_class_refuses_numeric_targets(pooling):
         build_attention_lstm(6, 4, pooling=pooling, num_values=1)
 
 
+def test_evidence_attention_refuses_pooled_dropout_which_would_zero_its_logits():
+    with pytest.raises(InputError, match="--pooled-dropout does not apply to --pooling evidence-attention: its logits "
+                                         "are its pooled evidence"):
+        train_attention_lstm.parse_args(["--data", "x.npz", "--preset", "localizing", "--pooled-dropout", "0.2"])
+    with pytest.raises(InputError, match="--pooled-dropout does not apply"):
+        build_attention_lstm(6, 4, pooling="evidence-attention", pooled_dropout=0.2)
+
+
 def test_evidence_attention_logits_are_each_class_own_attended_evidence():
     rng = np.random.default_rng(9)
     model = build_attention_lstm(6, 4, units=10, attention_units=5, pooling="evidence-attention")
