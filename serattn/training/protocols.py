@@ -21,6 +21,7 @@ corpus defines (MSP-Podcast's Train, Development, Test1, Test2), see :func:`part
 
 import csv
 import dataclasses
+import gc
 import os
 import sys
 import warnings
@@ -615,8 +616,12 @@ def connect_to_scheduler(address, timeout=10):
         return Client(address, timeout=timeout)
     except (OSError, ValueError, TimeoutError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"--dask-scheduler: no Dask scheduler answers at '{address}' ({reason}); start one "
-                         f"(dask scheduler) and give its address as tcp://HOST:8786") from None
+    # The failed client lives on in a reference cycle; collected later, its finalizer may run inside the start of
+    # the next client's event-loop thread and wait for a lock that start holds (a deadlock seen in the tests). Collect
+    # it here, where no lock is held.
+    gc.collect()
+    raise InputError(f"--dask-scheduler: no Dask scheduler answers at '{address}' ({reason}); start one "
+                     f"(dask scheduler) and give its address as tcp://HOST:8786")
 
 
 def run_tasks(tasks, jobs=1, scheduler=None):

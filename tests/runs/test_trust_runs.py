@@ -144,6 +144,26 @@ CASES = [
 ]
 
 
+def test_a_refused_scheduler_leaves_no_client_to_collect_later():
+    # A failed dask Client sits in a reference cycle; collected while the next Client starts its event-loop
+    # thread, its finalizer waited for that start's lock and the test run hung (the two rows below, in turn).
+    import gc
+
+    from distributed import Client
+
+    def clients():
+        return sum(isinstance(thing, Client) for thing in gc.get_objects())
+
+    before = clients()
+    gc.disable()
+    try:
+        with pytest.raises(InputError, match="no Dask scheduler answers at 'notanaddress'"):
+            protocols.connect_to_scheduler("notanaddress", timeout=1)
+        assert clients() == before
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("case, script_name, make_argv, message", CASES, ids=[f"{c[1]}: {c[0]}" for c in CASES])
 def test_refused_with_one_line_and_nothing_changed(case, script_name, make_argv, message, tmp_path, capsys,
                                                   monkeypatch):
