@@ -413,6 +413,10 @@ class ClassSharpness(layers.Layer):
     """(batch, frames, classes) scores times a learned factor per class (``exp`` of a weight, so above 0; 1 at
     the start): how sharply each class's attention picks its best stretch, from a mean (near 0) to a maximum."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: the Keras mask passes on to the masked softmax, which drops it
+
     def build(self, input_shape):
         self.log_sharpness = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="log_sharpness")
 
