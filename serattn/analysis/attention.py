@@ -24,6 +24,7 @@ numpy only: no per-utterance Python loop on the main path.
 """
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,9 @@ def class_statistics(profiles, labels, classes):
 
     Returns:
         ``(mean, std, counts)``: float64 (C, S), float64 (C, S) (population
-        std, NaN for a class without utterances) and int64 (C,).
+        std, NaN for a class without utterances) and int64 (C,). A NaN slot of
+        an utterance (:func:`cue_aligned_profiles` past its ends) is left out of
+        that slot's statistics.
     """
     labels = np.asarray(labels).astype(str)
     profiles = np.asarray(profiles, dtype=np.float64)
@@ -187,7 +190,9 @@ def class_statistics(profiles, labels, classes):
         members = profiles[labels == str(label)]
         counts[c] = len(members)
         if len(members):
-            mean[c], std[c] = members.mean(axis=0), members.std(axis=0)
+            with warnings.catch_warnings():  # a slot no utterance reaches is NaN, as for an absent class
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean[c], std[c] = np.nanmean(members, axis=0), np.nanstd(members, axis=0)
     return mean, std, counts
 
 

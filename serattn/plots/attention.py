@@ -116,21 +116,12 @@ def plot_cue_slots(run: Run, attention, manifest: dict, splits: list[str], slots
     panels, rows, lines = [], [], []
     for split in splits:
         in_split = attention.split == split
-        mean = np.full((len(run.classes), slots), np.nan)
-        std, counts = np.full_like(mean, np.nan), np.zeros(len(run.classes), np.int64)
+        mean, std, counts = attn.class_statistics(profiles[in_split], attention.labels[in_split], run.classes)
         for c, label in enumerate(run.classes):
-            members = profiles[in_split & (attention.labels == label)]
-            counts[c] = len(members)
-            seen = np.isfinite(members).sum(axis=0)
-            if not counts[c]:
-                continue
-            with np.errstate(invalid="ignore"):
-                total = np.nansum(members, axis=0)
-                mean[c] = np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
-                std[c] = np.sqrt(np.where(seen > 0, np.nansum((members - mean[c]) ** 2, axis=0) / np.maximum(seen, 1),
-                                          np.nan))
-            rows += [(split, label, slot, f"{mean[c, slot]:.6g}", f"{std[c, slot]:.6g}", int(seen[slot]))
-                     for slot in range(slots)]
+            if counts[c]:
+                seen = np.isfinite(profiles[in_split & (attention.labels == label)]).sum(axis=0)
+                rows += [(split, label, slot, f"{mean[c, slot]:.6g}", f"{std[c, slot]:.6g}", int(seen[slot]))
+                         for slot in range(slots)]
         panels.append((split, mean, std, counts))
         peaks = [(label, centres[np.nanargmax(mean[c])]) for c, label in enumerate(run.classes)
                  if counts[c] and np.isfinite(mean[c]).any()]
