@@ -15,7 +15,7 @@ import serattn
 from serattn import config
 from serattn.analysis.metrics import format_report
 from serattn.config import LSTM_MODELS, NORMALIZATIONS, PRESETS, STRATEGIES
-from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
+from serattn.define import ACTIVATIONS, FUNCTIONALS_FITS, FUNCTIONALS_NORMS
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.experiment import Experiment, merge, nest, read_recipe, saved_layer
 from serattn.poolings import pooling_names
@@ -66,6 +66,12 @@ def build_parser():
                             "(default), each speaker's own statistics (needs --norm speaker; uses the test "
                             "speakers' unlabelled audio as --norm speaker does), or auto: speaker with --norm "
                             "speaker, batch otherwise")
+    model.add_argument("--functionals-fit", default="joint", choices=FUNCTIONALS_FITS + ("auto",),
+                       help="how the +functionals poolings weigh their functionals: joint (default: trained with the "
+                            "network), logreg: a logistic regression fitted to the training set first (C by inner "
+                            "speaker folds, as train_static.py's), kept frozen, the network trained on its "
+                            "cross-fitted logits to add its own (needs --functionals-norm speaker and --target "
+                            "emotion), or auto: logreg where it applies, joint otherwise")
     model.add_argument("--target", default="emotion",
                        help="what the head predicts: emotion (the classes; default), numeric manifest columns such as "
                             "arousal,valence,dominance (a regression head, scored by CCC), or both, e.g. "

@@ -37,6 +37,8 @@ MODELS = {
     "mean pooling (basic LSTM)": ("train_attention_lstm.py", "recipes/attention_study_mean_pooling.yaml"),
     "published attention": ("train_attention_lstm.py", "recipes/attention_study_published.yaml"),
     "recommended preset": ("train_attention_lstm.py", "recipes/attention_study_recommended.yaml"),
+    "joint functionals (earlier recommended preset)": ("train_attention_lstm.py",
+                                                       "recipes/attention_study_joint_functionals.yaml"),
     "region attention": ("train_attention_lstm.py", "recipes/attention_study_region.yaml"),
     "evidence attention (localizing preset)": ("train_attention_lstm.py", "recipes/attention_study_evidence.yaml"),
 }

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from serattn.define import ACTIVATIONS, CALIBRATIONS, FRAME_POOLS, FUNCTIONALS_NORMS
+from serattn.define import ACTIVATIONS, CALIBRATIONS, FRAME_POOLS, FUNCTIONALS_FITS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.poolings import check_pooling_choice, check_pooling_flags
 from serattn.static_models import STATIC_MODELS, static_model
@@ -38,12 +38,14 @@ CLASS_WEIGHT_WORDS = ("balanced", "none")
 # of the training speakers of each emodb_2s LOSO fold; test folds never used), among those of
 # docs/ATTENTION_VARIANTS.md: the attention next to nine functionals of the input frames, trained
 # with a learning rate at which those functionals' weights learn in tens of epochs, the functionals
-# normalized per speaker when the frames are (--functionals-norm auto). It sets the model, optimizer
+# normalized per speaker when the frames are (--functionals-norm auto), and then their classifier a
+# logistic regression fitted before training (--functionals-fit auto; chosen on inner folds and validation
+# speakers of emodb_2s and two demo corpora, docs/ATTENTION_VARIANTS.md). It sets the model, optimizer
 # and regularizers, not the epochs: model selection stays as flagged.
 PRESETS = {
     "published": {},
     "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 1.0,
-                    "recurrent_dropout": 0.0, "functionals_norm": "auto"},
+                    "recurrent_dropout": 0.0, "functionals_norm": "auto", "functionals_fit": "auto"},
     # Attention built to look at the cue (docs/ATTENTION_STUDY.md): one attention per class over regions of a
     # small convolution of the input frames and the LSTM outputs, each class's logit its own attended evidence;
     # the recommended optimizer. (Until issue 29's last round it was region-attention.)
@@ -65,6 +67,7 @@ Cv = tuple[CvProtocol, int | None]  # ("loso", None), ("kfold-speakers", K), ("l
 LstmModel = Literal["attention-lstm", "basic-lstm"]
 Activation = Literal["tanh", "relu"]
 FunctionalsNorm = Literal["batch", "speaker"]
+FunctionalsFit = Literal["joint", "logreg"]
 Strategy = Literal["default", "mirrored", "multiworker"]
 LstmKernel = Literal["auto", "keras", "fused"]
 InputPadding = Literal["auto", "pre", "post"]
@@ -135,6 +138,7 @@ class ModelConfig:
     heads: int = 1  # pooling "multihead"
     pool_inputs: bool = False  # attention also pools the input frames next to the LSTM outputs
     functionals_norm: FunctionalsNorm = "batch"  # "+functionals" poolings: batch normalization, or per speaker
+    functionals_fit: FunctionalsFit = "joint"  # their classifier: trained with the network, or a fitted logistic regression
     mask: bool = True  # False: published pre-padding, attention sees the padding
     max_length: int | None = None  # frames to pad to with pad_to_max
     # Training-only layers of the attention LSTM (serattn.models.augment), and dropout on the pooled vector.
@@ -179,6 +183,13 @@ class ModelConfig:
         spec = check_pooling_choice(self.model, self.pooling, self.heads)
         _check_choice("functionals normalization", self.functionals_norm, FUNCTIONALS_NORMS)
         check_pooling_flags(spec, self.functionals_norm, self.pool_inputs, self.mask, self.target, self.pooled_dropout)
+        _check_choice("functionals fit", self.functionals_fit, FUNCTIONALS_FITS)
+        if self.functionals_fit != "joint" and not (spec.functionals and self.functionals_norm == "speaker"
+                                                    and self.target == ("emotion",)):
+            raise InputError(f"--functionals-fit {self.functionals_fit} fits a classifier to per-speaker functionals "
+                             f"before training: it needs a pooling with functionals, --functionals-norm speaker (or "
+                             f"auto with --norm speaker) and --target emotion; got --pooling {self.pooling}, "
+                             f"--functionals-norm {self.functionals_norm}, --target {','.join(self.target)}")
         if self.model == "basic-lstm" and (self.time_mask or self.feature_mask or self.input_noise
                                            or self.pooled_dropout):
             raise InputError("--time-mask, --feature-mask, --input-noise and --pooled-dropout apply to "

@@ -52,6 +52,9 @@ ACTIVATIONS = ("tanh", "relu")
 # The utterance poolings of the attention LSTM and of the basic LSTM are registered in serattn.poolings.
 # How the "+functionals" poolings standardize their functionals: batch normalization or per speaker.
 FUNCTIONALS_NORMS = ("batch", "speaker")
+# How their classifier weighs the functionals: trained with the network, or a logistic regression fitted to
+# each training set first (serattn.training.functionals_fit), which the network's logits add to.
+FUNCTIONALS_FITS = ("joint", "logreg")
 
 # Static scikit-learn models are registered in serattn.static_models.
 FRAME_POOLS = ("none", "mean")  # train_static.py --pool: what a static model does with frame-level input

@@ -12,7 +12,7 @@ Every source of settings is a nested dict of the same shape as :meth:`Experiment
 Layers are merged key by key (:func:`merge`), later layers winning: a preset, then
 a recipe or a run's config.json, then the flags given on the command line, then a
 search trial's values. :meth:`Experiment.from_dict` fills what no layer set (the
-model's own default pooling, ``functionals_norm: auto``, a static model's default
+model's own default pooling, ``functionals_norm: auto`` and ``functionals_fit: auto``, a static model's default
 grid) and runs every check, before any data is read.
 """
 
@@ -165,6 +165,9 @@ class Experiment:
                 speaker = data.norm == "speaker" and has_functionals(model["pooling"])
                 model["functionals_norm"] = "speaker" if speaker else "batch"
             model["target"] = parse_targets(model.get("target"))
+            if model.get("functionals_fit") == "auto":  # fitted wherever it can be: per-speaker functionals, classes
+                fits = model.get("functionals_norm") == "speaker" and model["target"] == (EMOTION,)
+                model["functionals_fit"] = "logreg" if fits else "joint"
             model = _group(ModelConfig, model, "model")
             # the published model pre-padded every utterance to one length
             training = dataclasses.replace(training, pad_to_max=training.pad_to_max or not model.mask)

@@ -19,7 +19,7 @@ from serattn.define import ACTIVATIONS, FUNCTIONALS_NORMS
 from serattn.errors import InputError
 from serattn.models.augment import FrameAugment
 from serattn.models.layers import TargetHead, UniformWeights
-from serattn.models.pooling import (FUNCTIONALS, HEADS, ClasswiseOutput, EvidenceOutput, HeadMean, MaskedFunctionals,
+from serattn.models.pooling import (FUNCTIONALS, HEADS, ClassGain, ClasswiseOutput, EvidenceOutput, HeadMean, MaskedFunctionals,
                                     PredictedClassWeights, SpeakerStandardize, attention_head, check_pooling)
 from serattn.poolings import BASIC_LSTM, POOLINGS, has_functionals, pooling_names
 
@@ -40,6 +40,7 @@ def build_attention_lstm(
     pool_inputs=False,
     functionals_norm="batch",
     num_values=0,
+    functionals_fit="joint",
 ):
     """Build the published attention LSTM (functional API, every layer named).
 
@@ -67,10 +68,14 @@ def build_attention_lstm(
             from the LSTM outputs.
         functionals_norm: how ``attention+functionals`` normalizes its functionals:
             ``"batch"`` (batch normalization) or ``"speaker"`` (with the speaker's
-            statistics, a third input; see :func:`with_functionals`).
+            statistics, a third input; see :func:`standardized_functionals`).
         num_values: numeric targets (arousal, valence...) predicted next to the
             classes by a linear head (:class:`~serattn.models.layers.TargetHead`); 0 builds
             the categorical model.
+        functionals_fit: ``"joint"``: one softmax layer over the pooled vector and the
+            functionals; ``"logreg"``: the functionals get a frozen linear layer of their own,
+            which :func:`serattn.training.functionals_fit.fit_functionals_classifier` sets
+            before training, and the pooled vector's logits add to it (see :func:`fitted_output`).
 
     Returns:
         A ``keras.Model`` with inputs ``{"features", "mask"}`` (and
@@ -103,10 +108,16 @@ def build_attention_lstm(
     representation = attention_head(outputs, mask, pooling, heads, attention_units, attention_activation,
                                     values=values, masked=masked, frames=lstm_input,
                                     classes=num_classes)  # (batch, pooled size)
+    functionals = None
     if POOLINGS[pooling].functionals:  # the classifier also sees the functionals of the input frames
-        representation = with_functionals(representation, lstm_input, mask, inputs.get("speaker_functionals"))
+        functionals = standardized_functionals(lstm_input, mask, inputs.get("speaker_functionals"))
+        if functionals_fit == "joint":
+            representation = layers.Concatenate(name="pooled")([representation, functionals])
     if pooled_dropout:
         representation = layers.Dropout(pooled_dropout, name="pooled_dropout")(representation)
+    if functionals_fit != "joint":
+        return keras.Model(inputs, fitted_output(representation, functionals, num_classes, num_values),
+                           name="attention_lstm")
     output = (CLASS_OUTPUTS[POOLINGS[pooling].output](num_classes, name="output") if POOLINGS[pooling].output
               else output_head(num_classes, num_values))
     return keras.Model(inputs, output(representation), name="attention_lstm")
@@ -116,7 +127,7 @@ CLASS_OUTPUTS = {"ClasswiseOutput": ClasswiseOutput, "EvidenceOutput": EvidenceO
 
 
 def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", recurrent_dropout=0.5,
-                     pooling="mean", masked=True, functionals_norm="batch", num_values=0):
+                     pooling="mean", masked=True, functionals_norm="batch", num_values=0, functionals_fit="joint"):
     """The series' basic dynamic model: the same LSTM without attention.
 
     The utterance vector is the mean of the LSTM outputs over valid frames
@@ -124,7 +135,8 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
     named ``attention_representation`` too, so analysis code treats both models
     alike; there is no ``attention_weights`` layer. ``"mean+functionals"`` is the
     ablation of ``--pooling attention+functionals``: the same functionals of the input
-    frames next to the mean instead of the attention.
+    frames next to the mean instead of the attention; ``functionals_fit`` is
+    :func:`build_attention_lstm`'s.
     """
     check_model_args(num_features, num_classes, units, activation, recurrent_dropout, 1, "tanh", num_values)
     if pooling not in pooling_names(BASIC_LSTM):
@@ -136,7 +148,11 @@ def build_basic_lstm(num_features, num_classes, units=60, activation="tanh", rec
                           return_sequences=True, name="lstm1")(features, mask=mask if masked else None)
     representation = HEADS[pooling](outputs, outputs, mask)  # (batch, units)
     if POOLINGS[pooling].functionals:
-        representation = with_functionals(representation, features, mask, inputs.get("speaker_functionals"))
+        functionals = standardized_functionals(features, mask, inputs.get("speaker_functionals"))
+        if functionals_fit != "joint":
+            return keras.Model(inputs, fitted_output(representation, functionals, num_classes, num_values),
+                               name="basic_lstm")
+        representation = layers.Concatenate(name="pooled")([representation, functionals])
     return keras.Model(inputs, output_head(num_classes, num_values)(representation), name="basic_lstm")
 
 
@@ -160,8 +176,9 @@ def functionals_inputs(num_features, functionals_norm, pooling):
                                                name="speaker_functionals")}
 
 
-def with_functionals(representation, frames, mask, speaker_statistics=None):
-    """The pooled vector next to the standardized functionals of ``frames``: the classifier's input.
+def standardized_functionals(frames, mask, speaker_statistics=None):
+    """The standardized functionals of ``frames`` (layer ``functionals_norm``), which the classifier sees next
+    to the pooled vector.
 
     Kurtosis and slopes are on other scales than z-normalized means, so the functionals
     are standardized, as a static model's are: with batch normalization (global
@@ -169,10 +186,30 @@ def with_functionals(representation, frames, mask, speaker_statistics=None):
     """
     functionals = MaskedFunctionals(name="frame_functionals")(frames, mask)  # (batch, 9 * D)
     if speaker_statistics is None:
-        functionals = layers.BatchNormalization(name="functionals_norm")(functionals)
-    else:
-        functionals = SpeakerStandardize(name="functionals_norm")(functionals, speaker_statistics)
-    return layers.Concatenate(name="pooled")([representation, functionals])
+        return layers.BatchNormalization(name="functionals_norm")(functionals)
+    return SpeakerStandardize(name="functionals_norm")(functionals, speaker_statistics)
+
+
+def fitted_output(representation, functionals, num_classes, num_values=0):
+    """Softmax of the functionals' logits from a frozen layer plus the pooled vector's own.
+
+    Trained jointly, the functionals' weights stop learning once the LSTM fits the training
+    set, which on a small corpus takes a few epochs (docs/ATTENTION_VARIANTS.md): the network
+    then falls short of logistic regression on the same functionals. Here
+    ``functionals_logits`` is that logistic regression, fitted to the training set first
+    (:func:`serattn.training.functionals_fit.fit_functionals_classifier`) and left as it is
+    (not trainable, so weight decay leaves it too), and the network learns what it leaves. A
+    gain per class on those logits (``functionals_gain``, 1 at the start and where weight decay
+    pulls it) lets the network trust them less where the functionals carry little, as on a
+    corpus whose cue is one short stretch.
+    """
+    if num_values:
+        raise InputError("--functionals-fit logreg fits a classifier and applies to --target emotion only")
+    own = layers.Dense(num_classes, name="pooled_logits")(representation)
+    fitted = layers.Dense(num_classes, trainable=False, kernel_initializer="zeros",
+                          name="functionals_logits")(functionals)  # set before training
+    fitted = ClassGain(name="functionals_gain")(fitted)  # how far the network trusts it, per class
+    return layers.Activation("softmax", name="output")(layers.Add(name="logits")([own, fitted]))
 
 
 # The layers a pooling's attention over frames comes from (serattn.poolings.Pooling.weights) -> that attention,

@@ -409,19 +409,29 @@ def _evidence_attention(outputs, values, mask, heads=1, attention_units=50, atte
 
 
 @keras.saving.register_keras_serializable(package="serattn")
-class ClassSharpness(layers.Layer):
-    """(batch, frames, classes) scores times a learned factor per class (``exp`` of a weight, so above 0; 1 at
-    the start): how sharply each class's attention picks its best stretch, from a mean (near 0) to a maximum."""
+class ClassGain(layers.Layer):
+    """(..., classes) values times a learned factor per class: ``exp`` of a weight, so above 0, and 1 at the
+    start and wherever weight decay pulls it."""
+
+    weight_name = "log_gain"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.supports_masking = True  # elementwise: the Keras mask passes on to the masked softmax, which drops it
+        self.supports_masking = True  # elementwise: a Keras mask passes on (to a masked softmax, which drops it)
 
     def build(self, input_shape):
-        self.log_sharpness = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="log_sharpness")
+        self.log_factor = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name=self.weight_name)
 
-    def call(self, scores):
-        return scores * ops.exp(self.log_sharpness)
+    def call(self, values):
+        return values * ops.exp(self.log_factor)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class ClassSharpness(ClassGain):
+    """(batch, frames, classes) scores times a learned factor per class: how sharply each class's attention
+    picks its best stretch, from a mean (factor near 0) to a maximum."""
+
+    weight_name = "log_sharpness"
 
 
 @keras.saving.register_keras_serializable(package="serattn")

@@ -30,6 +30,7 @@ DEFAULTS: Mapping[str, Any] = types.MappingProxyType({
     "model": "attention-lstm",  # the first runs recorded no model: all were train_attention_lstm.py's
     "padding": "post",
     "functionals_norm": "batch",
+    "functionals_fit": "joint",
     "mask": True,
     "target": (EMOTION,),
     "method": "mean",  # ensembles before --method weighted
@@ -38,8 +39,8 @@ DEFAULTS: Mapping[str, Any] = types.MappingProxyType({
     "sample_rate": SAMPLE_RATE,
 })
 # Settings of the trained model that an exported model card repeats (None where a run has none).
-MODEL_KEYS = ("model", "pooling", "heads", "pool_inputs", "functionals_norm", "units", "attention_units",
-              "activation", "recurrent_dropout")
+MODEL_KEYS = ("model", "pooling", "heads", "pool_inputs", "functionals_norm", "functionals_fit", "units",
+              "attention_units", "activation", "recurrent_dropout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,10 +377,13 @@ class RunMetrics(collections.abc.Mapping):
     @classmethod
     def of_lstm(cls, scores: Mapping[str, Any], *, best_epoch: int | None, epochs_auto: int | None,
                 diverged_epoch: int | None, val_ua: float | None, test_sets: Mapping | None,
-                label_map_dropped: Mapping | None, attention: Mapping[str, Any]) -> "RunMetrics":
+                label_map_dropped: Mapping | None, attention: Mapping[str, Any],
+                functionals_fit: Mapping | None = None) -> "RunMetrics":
         """A categorical LSTM run: the test scores (:func:`~serattn.analysis.metrics.evaluate_predictions`),
-        the epochs, validation UA, per-test-set scores, label-map drops, attention diagnostics."""
+        the epochs, the functionals' fitted classifier (``--functionals-fit logreg``), validation UA,
+        per-test-set scores, label-map drops, attention diagnostics."""
         return cls._of(_n_test(scores), best_epoch=best_epoch, **_present(epochs_auto=epochs_auto),
+                       **_present(functionals_fit=functionals_fit),
                        diverged_epoch=diverged_epoch, val_ua=val_ua,
                        **_present(test_sets=test_sets, label_map_dropped=label_map_dropped), **attention)
 

@@ -22,6 +22,8 @@ from serattn.config import AUTO_EPOCHS
 from serattn.targets import EMOTION, dimensions, evaluate_value_rows, selection_weights
 from serattn.training import protocols
 from serattn.training.epochs import auto_epochs
+from serattn.training.functionals_fit import FITTED_INPUT, fit_functionals_classifier, fitted_logits, \
+    has_fitted_functionals
 
 
 def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, classes: list[str], out: str | Path,
@@ -83,12 +85,22 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
         extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
                         for name, fs in [("fit", fit_set), ("val", val_set), ("test", test)]}
 
+        fitted = {}  # --functionals-fit logreg: what the last fit_one fitted
+
         def fit_one(model, fit_set, val_set, epochs, checkpoint_dir, history_path, callbacks=(), verbose=0,
                     extra_inputs=None):
             """Train ``model`` on normalized sets: early stopping on ``val_set`` (all ``epochs`` without one)."""
             if extra_inputs is None:
                 extra_inputs = {name: training.utterance_inputs(fs, model_config.functionals_norm)
                                 for name, fs in [("fit", fit_set), ("val", val_set)]}
+            if has_fitted_functionals(model):  # the functionals' logistic regression first, then the network
+                record, fit_logits = fit_functionals_classifier(model, fit_set, extra_inputs["fit"], classes,
+                                                                train_config.class_weight, train_config.seed)
+                fitted.update(record)
+                extra_inputs = {"fit": {**extra_inputs["fit"], FITTED_INPUT: fit_logits}, "val": {
+                    **extra_inputs["val"],
+                    **({FITTED_INPUT: fitted_logits(model, val_set.sequences(), extra_inputs["val"])}
+                       if len(val_set) else {})}}
             targets, sample_weights = fit_targets(fit_set)
             batches = EpochBatches(fit_set.sequences(), targets, sample_weights, train_config.batch_size,
                                    train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
@@ -142,7 +154,7 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
                 evaluate_predictions(test.labels, predicted["test"], classes),
                 val_ua=evaluate_predictions(val_set.labels, predicted["val"], classes)["ua"] if len(val_set) else None,
                 test_sets=protocols.scores_per_test_set(experiment, test, predicted["test"], classes),
-                **epoch_record)
+                functionals_fit=fitted or None, **epoch_record)
         run.write_metrics(metrics)
     except (InputError, OSError):
         if not resuming:

@@ -20,6 +20,7 @@ from keras import ops
 
 from serattn.training.batches import inference_batches, input_signature
 from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
+from serattn.training.functionals_fit import FITTED_INPUT, cross_fitted_view
 from serattn import silence_onednn_bool_note
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
@@ -83,7 +84,8 @@ def build_model(model_config, train_config, num_features, num_classes):
         if m.model == "basic-lstm":
             model = build_basic_lstm(num_features, num_outputs, units=m.units, activation=m.activation,
                                      recurrent_dropout=m.recurrent_dropout, pooling=m.pooling, masked=m.mask,
-                                     functionals_norm=m.functionals_norm, num_values=len(dims))
+                                     functionals_norm=m.functionals_norm, num_values=len(dims),
+                                     functionals_fit=m.functionals_fit)
         else:
             model = build_attention_lstm(
                 num_features, num_outputs, units=m.units, activation=m.activation,
@@ -104,7 +106,8 @@ def attention_variant_args(model_config, train_config):
                "noise_std": m.input_noise, "seed": train_config.seed}
     active = m.time_mask or m.feature_mask or m.input_noise
     return {"pooling": m.pooling, "heads": m.heads, "augment": augment if active else None,
-            "pooled_dropout": m.pooled_dropout, "pool_inputs": m.pool_inputs, "functionals_norm": m.functionals_norm}
+            "pooled_dropout": m.pooled_dropout, "pool_inputs": m.pool_inputs, "functionals_norm": m.functionals_norm,
+            "functionals_fit": m.functionals_fit}
 
 
 def utterance_inputs(feature_set, functionals_norm="batch"):
@@ -342,6 +345,11 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
         and the epoch whose loss was not finite (None if none was).
     """
     with model.distribute_strategy.scope():
+        if FITTED_INPUT in train_batches.utterance_inputs:  # --functionals-fit logreg: on cross-fitted logits
+            view = cross_fitted_view(model)
+            compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
+                          jit_compile=model.jit_compile)
+            model = view
         model = trainer_for(model, train_batches.padding, lstm_kernel)  # shares the weights of the model passed in
     stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None, selection)
     stopper.set_model(model)

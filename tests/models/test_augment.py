@@ -104,10 +104,16 @@ def test_presets_set_defaults_that_flags_override(feature_file):
     recommended = train_attention_lstm.PRESETS["recommended"]
     args = flags("--preset", "recommended")
     for key, value in recommended.items():
-        assert args[key] == value or (key, value, args[key]) == ("functionals_norm", "auto", "batch")
-    # auto: the functionals are normalized like the frames, and config.json records which
+        assert args[key] == value or (key, value, args[key]) in [("functionals_norm", "auto", "batch"),
+                                                                 ("functionals_fit", "auto", "joint")]
+    # auto: the functionals are normalized like the frames, and config.json records which; per speaker, their
+    # classifier is a fitted logistic regression wherever it applies (classes only)
     assert flags("--preset", "recommended", "--norm", "speaker")["functionals_norm"] == "speaker"
+    assert flags("--preset", "recommended", "--norm", "speaker")["functionals_fit"] == "logreg"
+    assert flags("--preset", "recommended", "--norm", "speaker", "--target", "emotion,arousal")["functionals_fit"] \
+        == "joint"
     assert flags("--preset", "recommended", "--norm", "speaker", "--pooling", "attention")["functionals_norm"] == "batch"
+    assert flags("--preset", "recommended", "--norm", "speaker", "--pooling", "attention")["functionals_fit"] == "joint"
     args = flags("--preset", "recommended", "--epochs", "3", "--pooling", "attention")
     assert args["epochs"] == 3 and args["pooling"] == "attention"
     assert flags("--preset", "recommended", "--learning-rate", "0.002")["learning_rate"] == 0.002

@@ -369,7 +369,7 @@ def test_evidence_attention_logits_are_each_class_own_attended_evidence():
     np.testing.assert_allclose(np.asarray(view(inputs)), np.asarray(model(inputs)), atol=1e-5)
     # Class k attends by softmax over time of its evidence times its sharpness, and its logit is that
     # evidence pooled with that attention: no weights between the pooled vector and the class.
-    model.get_layer("class_sharpness").log_sharpness.assign(np.log([0.5, 1.0, 2.0, 4.0]).astype(np.float32))
+    model.get_layer("class_sharpness").log_factor.assign(np.log([0.5, 1.0, 2.0, 4.0]).astype(np.float32))
     evidence, heads, probabilities = [np.asarray(t) for t in keras.Model(
         model.inputs, [model.get_layer(name).output for name in ("class_evidence", "class_attention", "output")])(inputs)]
     scores = np.where(mask[..., None], evidence * [0.5, 1.0, 2.0, 4.0], -np.inf)

@@ -65,12 +65,19 @@ def test_a_static_recipe_plus_a_flag_equals_the_flags():
     assert with_recipe.output.grid_jobs == 1  # --jobs runs the folds side by side
 
 
-def test_the_recommended_recipe_is_the_preset():
+def test_the_recommended_recipes_are_the_preset():
     recipe, _ = train_attention_lstm.parse_args(["--recipe", str(ROOT / "recipes" / "emodb_2s_recommended.yaml")])
-    preset, _ = train_attention_lstm.parse_args(
+    preset, _ = train_attention_lstm.parse_args(  # the preset's rows before --functionals-fit: joint
         ["--data", "data/emodb_2s.npz", "--cv", "loso", "--norm", "speaker", "--val-speakers", "0", "--epochs", "11",
-         "--preset", "recommended", "--seeds", "1,2,3", "--out", "results/emodb-variants/f-funcspk-wd1-e11", "--quiet"])
+         "--preset", "recommended", "--functionals-fit", "joint", "--seeds", "1,2,3", "--out",
+         "results/emodb-variants/f-funcspk-wd1-e11", "--quiet"])
     assert recipe == preset and recipe.model.functionals_norm == "speaker"
+    recipe, _ = train_attention_lstm.parse_args(["--recipe", str(ROOT / "recipes" /
+                                                                 "emodb_2s_recommended_auto.yaml")])
+    preset, _ = train_attention_lstm.parse_args(
+        ["--data", "data/emodb_2s.npz", "--cv", "loso", "--norm", "speaker", "--epochs", "auto", "--preset",
+         "recommended", "--seeds", "1,2,3", "--seed-ensemble", "--out", "results/emodb-auto/rec-auto", "--quiet"])
+    assert recipe == preset and recipe.model.functionals_fit == "logreg"
 
 
 def trial_experiment(trainer, base_argv, space_text, values, tmp_path):
