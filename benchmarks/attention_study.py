@@ -39,6 +39,7 @@ MODELS = {
     "recommended preset": ("train_attention_lstm.py", "recipes/attention_study_recommended.yaml"),
     "joint functionals (earlier recommended preset)": ("train_attention_lstm.py",
                                                        "recipes/attention_study_joint_functionals.yaml"),
+    "fitted functionals with mean pooling": ("train_attention_lstm.py", "recipes/attention_study_fitted_mean.yaml"),
     "region attention": ("train_attention_lstm.py", "recipes/attention_study_region.yaml"),
     "evidence attention (localizing preset)": ("train_attention_lstm.py", "recipes/attention_study_evidence.yaml"),
 }

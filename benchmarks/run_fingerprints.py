@@ -4,8 +4,9 @@
     python benchmarks/run_fingerprints.py --compare before.json      # on the new one
 
 Runs, each on small data made here (deterministic, a few minutes on 2 cores): the demo
-corpus end to end, a LOSO cross-validation of the published model, a recommended-preset
-run, a static run, an ensemble of a run and the static run, and a two-trial search.
+corpus end to end, a LOSO cross-validation of the published model, two recommended-preset
+runs (global and per-speaker normalization), a static run, an ensemble of a run and the
+static run, and a two-trial search.
 Each run's metrics.json (its timing keys left out), predictions.csv and history.csv
 are hashed; ``--compare`` lists every file whose hash differs and exits 1 if any does.
 The same commit on the same machine gives the same fingerprints (seeded, deterministic
@@ -49,6 +50,8 @@ def make_runs(work):
     run("train_attention_lstm.py", "--data", "frames.npz", "--cv", "loso", "--out", "loso", *TINY, cwd=work)
     run("train_attention_lstm.py", "--data", "frames.npz", "--preset", "recommended", "--out", "recommended",
         *TINY, cwd=work)
+    run("train_attention_lstm.py", "--data", "frames.npz", "--preset", "recommended", "--norm", "speaker", "--out",
+        "recommended-speaker", *TINY, cwd=work)  # per speaker: the functionals' classifier fitted first
     run("train_static.py", "--data", "static.npz", "--model", "logreg", "--grid", "C=0.1,1", "--out", "static",
         "--quiet", cwd=work)
     run("train_attention_lstm.py", "--data", "static.npz", "--out", "lstm-on-static", *TINY, cwd=work)
@@ -57,7 +60,7 @@ def make_runs(work):
                                      "log: true}\n")
     run("search.py", "--space", "space.yaml", "--trials", "2", "--inner-cv", "kfold-speakers", "2",
         "--data", "frames.npz", "--val-speakers", "0", "--out", "search", *TINY, cwd=work)
-    return ["demo-run", "loso", "recommended", "static", "lstm-on-static", "ensemble", "search"]
+    return ["demo-run", "loso", "recommended", "recommended-speaker", "static", "lstm-on-static", "ensemble", "search"]
 
 
 def fingerprint(path):
