@@ -16,15 +16,19 @@ the stacking of Wolpert 1992), through :func:`cross_fitted_view`; validation and
 model use the regression fitted to every training speaker.
 """
 
+import serattn
+
+serattn.import_tensorflow()  # before Keras: no start-up log lines
+
 import keras
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from serattn.static_models import static_model
 from serattn.training.batches import inference_batches
-from serattn.training.static import build_classifier, fit_parameters, fit_static_model, make_pipeline, \
-    select_hyperparameters
 from serattn.training.protocols import class_weights
+from serattn.training.static import (build_classifier, fit_parameters, fit_static_model, make_pipeline,
+                                     select_hyperparameters)
 
 FITTED_LAYER = "functionals_logits"  # the frozen layer of serattn.models.attention_lstm.fitted_output
 FITTED_INPUT = "fitted_logits"  # the input of the training view that replaces it

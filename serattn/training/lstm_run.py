@@ -22,8 +22,6 @@ from serattn.config import AUTO_EPOCHS
 from serattn.targets import EMOTION, dimensions, evaluate_value_rows, selection_weights
 from serattn.training import protocols
 from serattn.training.epochs import auto_epochs
-from serattn.training.functionals_fit import FITTED_INPUT, fit_functionals_classifier, fitted_logits, \
-    has_fitted_functionals
 
 
 def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, classes: list[str], out: str | Path,
@@ -32,6 +30,8 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     # TensorFlow loads only once the input is known to be good.
     from serattn.training import trainer as training
     from serattn.training.batches import EpochBatches, evaluation_dataset
+    from serattn.training.functionals_fit import (FITTED_INPUT, fit_functionals_classifier, fitted_logits,
+                                                  has_fitted_functionals)
 
     model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
