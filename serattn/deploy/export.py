@@ -482,7 +482,7 @@ def export_run(run, fmt, out, overwrite=False, check=None):
         ids, utterances, stats = probe_utterances(normalization, dim, functionals=speaker_functionals_shape(model))
         if check is not None:
             ids, utterances = ids + list(check[0]), utterances + list(check[1])
-        from serattn.training.functionals_fit import has_fitted_functionals
+        from serattn.models.attention_lstm import has_fitted_functionals
 
         tolerance = FITTED_PARITY_TOLERANCE if has_fitted_functionals(model) else PARITY_TOLERANCE
         report = parity_report(model, normalization, load_exported(temporary), fmt, ids, utterances, stats,

@@ -190,6 +190,14 @@ def standardized_functionals(frames, mask, speaker_statistics=None):
     return SpeakerStandardize(name="functionals_norm")(functionals, speaker_statistics)
 
 
+FITTED_LAYER = "functionals_logits"  # fitted_output's frozen layer: the functionals' fitted logistic regression
+
+
+def has_fitted_functionals(model) -> bool:
+    """Whether ``model`` was built with ``functionals_fit="logreg"`` (:func:`fitted_output`)."""
+    return FITTED_LAYER in [layer.name for layer in model.layers]
+
+
 def fitted_output(representation, functionals, num_classes, num_values=0):
     """Softmax of the functionals' logits from a frozen layer plus the pooled vector's own.
 
@@ -207,7 +215,7 @@ def fitted_output(representation, functionals, num_classes, num_values=0):
         raise InputError("--functionals-fit logreg fits a classifier and applies to --target emotion only")
     own = layers.Dense(num_classes, name="pooled_logits")(representation)
     fitted = layers.Dense(num_classes, trainable=False, kernel_initializer="zeros",
-                          name="functionals_logits")(functionals)  # set before training
+                          name=FITTED_LAYER)(functionals)  # set before training
     fitted = ClassGain(name="functionals_gain")(fitted)  # how far the network trusts it, per class
     return layers.Activation("softmax", name="output")(layers.Add(name="logits")([own, fitted]))
 

@@ -24,19 +24,15 @@ import keras
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
+from serattn.models.attention_lstm import FITTED_LAYER
 from serattn.static_models import static_model
 from serattn.training.batches import inference_batches
 from serattn.training.protocols import class_weights
 from serattn.training.static import (build_classifier, fit_parameters, fit_static_model, make_pipeline,
                                      select_hyperparameters)
 
-FITTED_LAYER = "functionals_logits"  # the frozen layer of serattn.models.attention_lstm.fitted_output
-FITTED_INPUT = "fitted_logits"  # the input of the training view that replaces it
+FITTED_INPUT = "fitted_logits"  # the training view's input in place of FITTED_LAYER's output
 INNER_FOLDS = 5  # speaker folds that choose C and cross-fit the training logits, as train_static.py's
-
-
-def has_fitted_functionals(model) -> bool:
-    return FITTED_LAYER in [layer.name for layer in model.layers]
 
 
 def functionals_of(model, sequences, utterance_inputs, batch_size=64) -> np.ndarray:

@@ -30,8 +30,8 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     # TensorFlow loads only once the input is known to be good.
     from serattn.training import trainer as training
     from serattn.training.batches import EpochBatches, evaluation_dataset
-    from serattn.training.functionals_fit import (FITTED_INPUT, fit_functionals_classifier, fitted_logits,
-                                                  has_fitted_functionals)
+    from serattn.models.attention_lstm import has_fitted_functionals
+    from serattn.training.functionals_fit import FITTED_INPUT, fit_functionals_classifier, fitted_logits
 
     model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
