@@ -19,7 +19,8 @@ import numpy as np
 from serattn.analysis import attention as attn
 from serattn.errors import ArgumentParser, InputError, run_main
 from serattn.plots import figures as plots
-from serattn.plots.attention import cue_report, manifest_of, plot_class_slots, plot_cue_slots, plot_heads, plot_utterance
+from serattn.plots.attention import (cue_report, cue_peaks_line, manifest_of, plot_class_slots, plot_cue_slots, plot_heads,
+                                     plot_utterance, predicted_labels)
 from serattn.runs.reading import ATTENTION_FILE, check_splits, open_run
 
 
@@ -79,14 +80,15 @@ def main(argv=None):
 
     # Does attention find the class cue? Only where the manifest knows the cue.
     if manifest is not None:
-        report, note = cue_report(attention, manifest, manifest_path, run.classes)
+        report, note = cue_report(attention, manifest, manifest_path, run.classes, predicted_labels(run, attention))
         if note:
             print(note)
         if report is not None:
             plots.save_json(out_dir / "attention_cue.json", report)
             for split, values in report["splits"].items():
                 print(f"{split}: {values['all']['mean_mass_in_cue']:.1%} of the attention on the cue, "
-                      f"which spans {values['all']['mean_cue_share']:.1%} of the duration")
+                      f"which spans {values['all']['mean_cue_share']:.1%} of the duration; "
+                      f"{cue_peaks_line(values)}")
             print(f"wrote {out_dir / 'attention_cue.json'}")
         aligned = plot_cue_slots(run, attention, manifest, args.split, args.slots)
         if aligned is not None:

@@ -359,6 +359,31 @@ def cue_attention(values, lengths, cue_start, cue_stop):
     return mass, share
 
 
+def peak_in_cue(values, lengths, cue_start, cue_stop):
+    """Whether each utterance's most-attended frame lies on its cue, (N,) bool.
+
+    The cue mass of :func:`cue_attention` counts how much weight a soft attention spreads
+    over the cue; this counts where it points. Sharpened towards its peak, an attention's
+    cue mass tends to the fraction of peaks on the cue, so that fraction over the mean cue
+    share is the cue ratio that a sharper attention with the same peaks would reach.
+
+    Args:
+        values: (sum(L),) attention weights.
+        lengths: (N,) frames per utterance.
+        cue_start, cue_stop: (N,) the cue stretch as fractions of the duration; a frame is
+            on the cue when its centre is in ``[start, stop)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    check_ragged(values, lengths)
+    starts = offsets_of(lengths)[:-1]
+    utterance = np.repeat(np.arange(len(lengths)), lengths)
+    order = np.lexsort((-values, utterance))  # by utterance, each one's highest weight first
+    peak = order[starts] - starts  # frame index of each utterance's first maximum
+    centre = (peak + 0.5) / lengths
+    return (centre >= np.asarray(cue_start)) & (centre < np.asarray(cue_stop))
+
+
 CUE_COLUMNS = ("cue_start_s", "cue_end_s", "duration_s")
 
 
@@ -420,14 +445,24 @@ def cue_ratio(values, lengths, ids, manifest_path):
     return float(np.mean(mass) / np.mean(share))
 
 
-def summarize_cue_attention(mass, share, labels, split, classes):
+def summarize_cue_attention(mass, share, labels, split, classes, peak=None, recognized=None):
     """Mean cue mass vs mean cue share, per split and per class within each split.
+
+    Args:
+        mass, share: (N,) from :func:`cue_attention`.
+        labels, split: (N,) each utterance's class and split.
+        classes: the class order of the report.
+        peak: optional (N,) bool from :func:`peak_in_cue`.
+        recognized: optional (N,) bool, whether the run predicted the utterance's class;
+            the attention of a model that was right and of one that was wrong then appear apart.
 
     Returns:
         A JSON-ready dict ``{split: {"all": {...}, "per_class": {label: {...}}}}``
         where each ``{...}`` holds ``n``, ``mean_mass_in_cue``,
         ``mean_cue_share``, ``ratio`` (mass / share) and
-        ``fraction_above_share`` (utterances with mass > share).
+        ``fraction_above_share`` (utterances with mass > share); with ``peak`` also
+        ``fraction_peak_in_cue`` and ``peak_ratio`` (that fraction / the mean share); with
+        ``recognized`` each split also has ``by_outcome``: ``{"recognized": {...}, "missed": {...}}``.
     """
     labels = np.asarray(labels).astype(str)
     split = np.asarray(split).astype(str)
@@ -437,13 +472,18 @@ def summarize_cue_attention(mass, share, labels, split, classes):
         if len(m) == 0:
             return {"n": 0}
         mean_mass, mean_share = float(np.mean(m)), float(np.mean(s))
-        return {
+        values = {
             "n": int(len(m)),
             "mean_mass_in_cue": round(mean_mass, 4),
             "mean_cue_share": round(mean_share, 4),
             "ratio": round(mean_mass / mean_share, 3) if mean_share > 0 else None,
             "fraction_above_share": round(float(np.mean(m > s)), 4),
         }
+        if peak is not None:
+            on_cue = float(np.mean(peak[selection]))
+            values["fraction_peak_in_cue"] = round(on_cue, 4)
+            values["peak_ratio"] = round(on_cue / mean_share, 3) if mean_share > 0 else None
+        return values
 
     report = {}
     for name in np.unique(split):
@@ -453,6 +493,9 @@ def summarize_cue_attention(mass, share, labels, split, classes):
             "per_class": {str(c): summary(in_split & (labels == c)) for c in classes
                           if np.any(in_split & (labels == c))},
         }
+        if recognized is not None:
+            report[str(name)]["by_outcome"] = {"recognized": summary(in_split & recognized),
+                                               "missed": summary(in_split & ~recognized)}
     return report
 
 

@@ -211,6 +211,35 @@ def test_cue_summary_per_split_and_class():
     assert report["test"]["per_class"]["N"]["fraction_above_share"] == 0.0
 
 
+def test_peak_in_cue_finds_each_utterances_most_attended_frame():
+    lengths = np.array([10, 4, 5])
+    values = np.concatenate([
+        np.eye(10)[3],  # frame 3 of 10: centre 0.35, inside [0.3, 0.5)
+        [0.1, 0.2, 0.3, 0.4],  # frame 3 of 4: centre 0.875, outside [0.0, 0.5)
+        [0.3, 0.3, 0.1, 0.1, 0.2],  # a tie: the first maximum, frame 0 (centre 0.1), counts
+    ])
+    peak = attn.peak_in_cue(values, lengths, np.array([0.3, 0.0, 0.0]), np.array([0.5, 0.5, 0.2]))
+    np.testing.assert_array_equal(peak, [True, False, True])
+    # A frame belongs to the cue by its centre: [0.36, 0.5) misses frame 3 of 10.
+    assert not attn.peak_in_cue(np.eye(10)[3], [10], [0.36], [0.5])[0]
+
+
+def test_cue_summary_with_peaks_and_outcomes():
+    mass, share = np.array([0.5, 0.3, 0.1, 0.2]), np.array([0.25, 0.25, 0.25, 0.25])
+    peak = np.array([True, True, False, False])
+    recognized = np.array([True, True, True, False])
+    report = attn.summarize_cue_attention(mass, share, ["A", "A", "N", "N"], ["test"] * 4, ["A", "N"],
+                                          peak, recognized)
+    assert report["test"]["all"]["fraction_peak_in_cue"] == 0.5
+    assert report["test"]["all"]["peak_ratio"] == pytest.approx(2.0)
+    assert report["test"]["per_class"]["A"]["peak_ratio"] == pytest.approx(4.0)
+    outcome = report["test"]["by_outcome"]
+    assert outcome["recognized"]["n"] == 3 and outcome["missed"]["n"] == 1
+    assert outcome["recognized"]["fraction_peak_in_cue"] == pytest.approx(2 / 3, abs=1e-4)
+    assert outcome["missed"]["fraction_peak_in_cue"] == 0.0
+    assert "by_outcome" not in attn.summarize_cue_attention(mass, share, ["A"] * 4, ["test"] * 4, ["A"])["test"]
+
+
 def test_benchmark_reports_speedups():
     result = benchmark_slot_averaging(n_utterances=20, loop_subset=5)
     assert result["loop_utterances_timed"] == 5

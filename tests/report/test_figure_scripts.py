@@ -65,7 +65,16 @@ def test_attention_slots_figure_table_and_cue_report(run_dir, capsys):
         summary = cue["splits"][split]["all"]
         assert summary["mean_mass_in_cue"] > summary["mean_cue_share"]
         assert set(cue["splits"][split]["per_class"]) == set("AENPR")
+        # The fake run's bump is on the cue: its peak is too, whether the prediction was right or not.
+        assert summary["fraction_peak_in_cue"] > 0.9
+        outcome = cue["splits"][split]["by_outcome"]
+        assert outcome["recognized"]["n"] + outcome["missed"]["n"] == summary["n"]
+        assert outcome["recognized"]["n"] > 0 and outcome["missed"]["n"] > 0
+    predictions = read_csv(run_dir / "predictions.csv")
+    recognized = sum(row["true"] == row["predicted"] for row in predictions if row["split"] == "test")
+    assert cue["splits"]["test"]["by_outcome"]["recognized"]["n"] == recognized
     out = capsys.readouterr().out
+    assert "of those recognized" in out
     assert "peak per class" in out
     # Aligned on each utterance's cue, every class's attention peaks inside it (the fake run's bump is on the cue).
     assert (figures / "attention_cue_slots.png").read_bytes()[:8] == PNG_MAGIC
