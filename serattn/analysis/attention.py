@@ -377,9 +377,7 @@ def peak_in_cue(values, lengths, cue_start, cue_stop):
     lengths = np.asarray(lengths, dtype=np.int64)
     check_ragged(values, lengths)
     starts = offsets_of(lengths)[:-1]
-    utterance = np.repeat(np.arange(len(lengths)), lengths)
-    order = np.lexsort((-values, utterance))  # by utterance, each one's highest weight first
-    peak = order[starts] - starts  # frame index of each utterance's first maximum
+    peak = descending_within_utterances(values, lengths)[starts] - starts  # each utterance's first maximum
     centre = (peak + 0.5) / lengths
     return (centre >= np.asarray(cue_start)) & (centre < np.asarray(cue_stop))
 
@@ -504,6 +502,13 @@ def summarize_cue_attention(mass, share, labels, split, classes, peak=None, reco
 TOP_FRACTION = 0.1
 
 
+def descending_within_utterances(values, lengths):
+    """Indices that order ragged ``values`` by utterance, each utterance's from its highest down (a stable
+    sort: equal weights keep their frame order), in one sort for all utterances."""
+    utterance = np.repeat(np.arange(len(lengths)), lengths)
+    return np.lexsort((-values, utterance))
+
+
 def attention_diagnostics(values, lengths, top_fraction=TOP_FRACTION):
     """How spread out each utterance's attention is, averaged over utterances.
 
@@ -526,9 +531,7 @@ def attention_diagnostics(values, lengths, top_fraction=TOP_FRACTION):
     plogp = np.where(values > 0, values * np.log(np.where(values > 0, values, 1.0)), 0.0)
     entropy = -np.add.reduceat(plogp, starts)  # (N,)
     width = np.exp(entropy) / lengths
-    # Sort each utterance's weights in descending order in one go: by utterance, then by -weight.
-    utterance = np.repeat(np.arange(len(lengths)), lengths)
-    order = np.lexsort((-values, utterance))
+    order = descending_within_utterances(values, lengths)
     rank = np.arange(len(values)) - np.repeat(starts, lengths)  # position within its utterance
     top = np.ceil(top_fraction * lengths).astype(np.int64)
     in_top = rank < np.repeat(top, lengths)
