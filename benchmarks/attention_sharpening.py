@@ -46,12 +46,13 @@ def parse_args(argv):
 
 
 def split_sets(run):
-    """``{split: normalized FeatureSet}`` of the run's validation and test utterances, in predictions.csv's order."""
+    """``({split: normalized FeatureSet}, {split: predicted labels})`` of the run's validation and test
+    utterances, in predictions.csv's order."""
     rows = run.prediction_rows()
     normalization = run.normalization()
     wanted = {split: [row["id"] for row in rows if row["split"] == split] for split in SPLITS}
     found = {}
-    for role, entry in run.record.data_files.items():
+    for entry in run.record.data_files.values():
         data = normalization.apply(load_feature_set(entry["path"]))
         position = {utterance: i for i, utterance in enumerate(data.ids)}
         for split, ids in wanted.items():
@@ -69,11 +70,11 @@ def sharpened_scores(run, factors):
     from serattn.training.trainer import predict_with_attention, utterance_inputs
 
     record = run.record
-    sets, recorded = split_sets(run)
     model = run.load_keras_model()
-    if "class_sharpness" not in [layer.name for layer in model.layers]:
+    if "class_sharpness" not in [layer.name for layer in model.layers]:  # refused before the features are read
         raise InputError(f"'{run.path}' has no learned attention sharpness: this benchmark is for "
                          f"--pooling evidence-attention (--preset localizing) runs")
+    sets, recorded = split_sets(run)
     sharpness = model.get_layer("class_sharpness")
     learned = sharpness.get_weights()[0]
     scores = {}
