@@ -41,7 +41,8 @@ MODELS = {
                                                        "recipes/attention_study_joint_functionals.yaml"),
     "fitted functionals with mean pooling": ("train_attention_lstm.py", "recipes/attention_study_fitted_mean.yaml"),
     "region attention": ("train_attention_lstm.py", "recipes/attention_study_region.yaml"),
-    "evidence attention (localizing preset)": ("train_attention_lstm.py", "recipes/attention_study_evidence.yaml"),
+    "evidence attention": ("train_attention_lstm.py", "recipes/attention_study_evidence.yaml"),
+    "guided evidence attention (localizing preset)": ("train_attention_lstm.py", "recipes/attention_study_guided.yaml"),
 }
 
 

@@ -47,9 +47,11 @@ PRESETS = {
     "recommended": {"pooling": "attention+functionals", "learning_rate": 0.01, "weight_decay": 1.0,
                     "recurrent_dropout": 0.0, "functionals_norm": "auto", "functionals_fit": "auto"},
     # Attention built to look at the cue (docs/ATTENTION_STUDY.md): one attention per class over regions of a
-    # small convolution of the input frames and the LSTM outputs, each class's logit its own attended evidence;
-    # the recommended optimizer. (Until issue 29's last round it was region-attention.)
-    "localizing": {"pooling": "evidence-attention", "learning_rate": 0.01, "weight_decay": 1.0,
+    # small convolution of the input frames and the LSTM outputs, each class's logit its own attended evidence,
+    # the attention also steered by a classifier of the regions alone that names every frame as its utterance's
+    # class; the recommended optimizer. (It was region-attention, then evidence-attention, before issue 29's
+    # seventh round.)
+    "localizing": {"pooling": "guided-evidence-attention", "learning_rate": 0.01, "weight_decay": 1.0,
                    "recurrent_dropout": 0.0},
 }
 # --epochs auto: the epochs are chosen by INNER_EPOCH_FOLDS speaker folds of the training speakers, each

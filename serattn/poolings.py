@@ -83,6 +83,8 @@ register(Pooling("class-attention", ATTENTION_LSTM, "MultiHeadPooling", weights=
                  output="ClasswiseOutput"))
 register(Pooling("evidence-attention", ATTENTION_LSTM, "MultiHeadPooling", pool_inputs=False, weights="class_attention",
                  scores="frames", per_class=True, output="EvidenceOutput"))
+register(Pooling("guided-evidence-attention", ATTENTION_LSTM, "MultiHeadPooling", pool_inputs=False,
+                 weights="class_attention", scores="frames", per_class=True, output="EvidenceOutput"))
 # Basic LSTM: no attention layer; its analysis model reports uniform weights.
 register(Pooling("mean", BASIC_LSTM, "MaskedPooling", pool_inputs=False, weights=None, published=True,
                  default=True))

@@ -51,6 +51,14 @@ scoring layers and names, and differ in what they pool:
   sharpness (McFee, Salamon, Bello, "Adaptive pooling operators for weakly labeled sound
   event detection", IEEE/ACM TASLP 2018, arXiv 1804.10070). What it finds:
   docs/ATTENTION_STUDY.md.
+* ``guided-evidence-attention`` (``--preset localizing``): ``evidence-attention`` whose
+  class attention is also steered by a classifier of each region alone
+  (:class:`FrameGuide`), trained by a loss that names every frame as its utterance's class
+  (:mod:`serattn.training.frame_loss`) and by nothing else. Evidence attention lets a class
+  that the others' absence recognizes (neutral, on the demo corpus) look anywhere; a frame
+  classifier cannot learn absence, since a frame without any cue is as often in one class's
+  utterances as in another's, so its scores are highest on the class's own cue. What it
+  finds: docs/ATTENTION_STUDY.md.
 
 Each variant (and each of the basic LSTM's poolings) is one entry of
 :data:`serattn.poolings.POOLINGS`, with its constraints, and one head here, registered
@@ -394,18 +402,33 @@ def _class_attention(outputs, values, mask, heads=1, attention_units=50, attenti
     return MultiHeadPooling(name="attention_representation")(values, class_weights)  # (batch, classes * V)
 
 
-@head("evidence-attention")
-def _evidence_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
-                        frames=None, classes=2):
+def _evidence_head(outputs, mask, frames, classes, attention_activation, guided):
+    """The head of ``evidence-attention``, with ``guided`` that of ``guided-evidence-attention``."""
     local = layers.Conv1D(outputs.shape[-1], LOCAL_VALUE_WIDTH, padding="same", activation=attention_activation,
                           name="local_values")(MaskedFrames(name="masked_frames")(frames, mask))  # (batch, frames, units)
     region = MaskedMovingAverage(EVIDENCE_REGION_WIDTH, name="region_values")(local, mask)
     context = layers.Concatenate(name="region_and_outputs")([region, outputs])  # (batch, frames, 2 * units)
     evidence = layers.Dense(classes, name="class_evidence")(context)  # (batch, frames, classes)
-    class_weights = MaskedHeadSoftmax(name="class_attention")(ClassSharpness(name="class_sharpness")(evidence), mask)
+    scores = ClassSharpness(name="class_sharpness")(evidence)
+    if guided:  # a classifier of each region alone, trained by the frame loss only, steers the attention too
+        frame_evidence = layers.Dense(classes, name=FRAME_EVIDENCE)(region)  # (batch, frames, classes)
+        scores = layers.Add(name="guided_scores")([scores, FrameGuide(name="frame_guide")(frame_evidence)])
+    class_weights = MaskedHeadSoftmax(name="class_attention")(scores, mask)
     # Block k: the region, the LSTM output and every class's evidence, pooled with class k's attention.
     return MultiHeadPooling(name="attention_representation")(
         layers.Concatenate(name="pooled_values")([context, evidence]), class_weights)  # (batch, classes * (2 * units + classes))
+
+
+@head("evidence-attention")
+def _evidence_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh", masked=True,
+                        frames=None, classes=2):
+    return _evidence_head(outputs, mask, frames, classes, attention_activation, guided=False)
+
+
+@head("guided-evidence-attention")
+def _guided_evidence_attention(outputs, values, mask, heads=1, attention_units=50, attention_activation="tanh",
+                               masked=True, frames=None, classes=2):
+    return _evidence_head(outputs, mask, frames, classes, attention_activation, guided=True)
 
 
 @keras.saving.register_keras_serializable(package="serattn")
@@ -432,6 +455,42 @@ class ClassSharpness(ClassGain):
     picks its best stretch, from a mean (factor near 0) to a maximum."""
 
     weight_name = "log_sharpness"
+
+
+FRAME_EVIDENCE = "frame_evidence"  # guided-evidence-attention's frame classifier (trained by serattn.training.frame_loss)
+FRAME_GUIDE_SHARPNESS = 8.0  # its scores' starting factor in the attention (chosen on the demo corpora, ATTENTION_STUDY)
+
+
+@keras.saving.register_keras_serializable(package="serattn")
+class FrameGuide(layers.Layer):
+    """A frame classifier's (batch, frames, classes) scores as a part of each class's attention scores: times a
+    learned factor per class, starting at ``initial_sharpness``, and without a gradient back into the
+    classifier.
+
+    The classifier learns from the frame loss alone (each frame named as its utterance's class,
+    :mod:`serattn.training.frame_loss`), so the utterance's loss cannot teach it to look where no other
+    class's cue is, which is how the attention of a class recognized by the absence of the others drifts
+    off its own cue. Its factor is exempt from weight decay (:data:`NO_WEIGHT_DECAY`): the decay would pull
+    it to 1 whatever the data say.
+    """
+
+    def __init__(self, initial_sharpness=FRAME_GUIDE_SHARPNESS, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_sharpness = initial_sharpness
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.log_factor = self.add_weight(shape=(input_shape[-1],), name=NO_WEIGHT_DECAY[0],
+                                          initializer=keras.initializers.Constant(np.log(self.initial_sharpness)))
+
+    def call(self, scores):
+        return ops.stop_gradient(scores) * ops.exp(self.log_factor)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_sharpness": self.initial_sharpness}
+
+
+NO_WEIGHT_DECAY = ("log_guide_sharpness",)  # weights that AdamW leaves alone (serattn.training.trainer.compile_model)
 
 
 @keras.saving.register_keras_serializable(package="serattn")

@@ -32,6 +32,7 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
     from serattn.training.batches import EpochBatches, evaluation_dataset
     from serattn.models.attention_lstm import has_fitted_functionals
     from serattn.training.functionals_fit import FITTED_INPUT, fit_functionals_classifier, fitted_logits
+    from serattn.training.frame_loss import FRAME_TARGETS, frame_targets, has_frame_evidence
 
     model_config, train_config, output = experiment.model, experiment.training, experiment.output
 
@@ -102,6 +103,12 @@ def train_one_run(experiment: Experiment, train: FeatureSet, test: FeatureSet, c
                     **({FITTED_INPUT: fitted_logits(model, val_set.sequences(), extra_inputs["val"])}
                        if len(val_set) else {})}}
             targets, sample_weights = fit_targets(fit_set)
+            if has_frame_evidence(model):  # guided-evidence-attention: every frame is trained on its utterance's class
+                val_classes = np.array([class_index[c] for c in val_set.labels], dtype=np.int64)
+                extra_inputs = {
+                    "fit": {**extra_inputs["fit"], FRAME_TARGETS: frame_targets(targets, sample_weights, len(classes))},
+                    "val": {**extra_inputs["val"], **({FRAME_TARGETS: frame_targets(
+                        val_classes, class_weights_of(fit_set)[val_classes], len(classes))} if len(val_set) else {})}}
             batches = EpochBatches(fit_set.sequences(), targets, sample_weights, train_config.batch_size,
                                    train_config.seed, bucketing=not train_config.pad_to_max, pad_to=pad_to,
                                    padding=padding, pad_multiple=train_config.pad_multiple,

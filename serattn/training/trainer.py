@@ -21,13 +21,14 @@ from keras import ops
 from serattn.training.batches import inference_batches, input_signature
 from serattn.training.distribute import build_from_local_batch, get_strategy, split_across_workers
 from serattn.training.functionals_fit import FITTED_INPUT, cross_fitted_view
+from serattn.training.frame_loss import FRAME_TARGETS, frame_loss_view
 from serattn import silence_onednn_bool_note
 from serattn.errors import InputError
 from serattn.models.attention_lstm import build_analysis_model
 from serattn.models.targets import TargetLoss, target_metrics
 from serattn.runs.folder import CHECKPOINT_BEST_FILE, CHECKPOINT_STATE_FILE
 from serattn.models.fused_lstm import fused_lstm_view
-from serattn.models.pooling import unmasked_lstm_view
+from serattn.models.pooling import NO_WEIGHT_DECAY, FrameGuide, unmasked_lstm_view
 from serattn.poolings import POOLINGS
 from serattn.targets import EMOTION, dimensions, parse_loss_weights, selection_score
 
@@ -148,6 +149,8 @@ def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=No
         optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay,
                                            clipnorm=clipnorm)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+    if weight_decay and any(isinstance(layer, FrameGuide) for layer in model.layers):
+        optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     if loss is None:
         loss = (SmoothedSparseCategoricalCrossentropy(label_smoothing) if label_smoothing
                 else keras.losses.SparseCategoricalCrossentropy())
@@ -347,6 +350,11 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
     with model.distribute_strategy.scope():
         if FITTED_INPUT in train_batches.utterance_inputs:  # --functionals-fit logreg: on cross-fitted logits
             view = cross_fitted_view(model)
+            compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
+                          jit_compile=model.jit_compile)
+            model = view
+        if FRAME_TARGETS in train_batches.utterance_inputs:  # guided-evidence-attention: the frame loss joins in
+            view = frame_loss_view(model)
             compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
                           jit_compile=model.jit_compile)
             model = view

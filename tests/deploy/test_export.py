@@ -131,6 +131,7 @@ VARIANTS = {
     "attention+functionals": dict(pooling="attention+functionals", recurrent_dropout=0.0),
     "class-attention": dict(pooling="class-attention"),  # the predicted class's head, without argmax
     "evidence-attention": dict(pooling="evidence-attention", recurrent_dropout=0.0),  # its learned sharpness
+    "guided-evidence-attention": dict(pooling="guided-evidence-attention", recurrent_dropout=0.0),  # a stop-gradient
     "basic-lstm-mean+functionals": dict(model="basic-lstm", pooling="mean+functionals"),
     "basic-lstm-last": dict(model="basic-lstm", pooling="last"),  # uniform attention over the frames
     "basic-lstm-mean": dict(model="basic-lstm", pooling="mean"),

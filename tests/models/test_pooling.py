@@ -340,7 +340,7 @@ def test_class_attention_reads_each_class_from_its_own_head():
                                + np.asarray(output.bias) - logit0[0][:, None], atol=1e-4)
 
 
-@pytest.mark.parametrize("pooling", ["class-attention", "evidence-attention"])
+@pytest.mark.parametrize("pooling", ["class-attention", "evidence-attention", "guided-evidence-attention"])
 def test_attention_per_class_refuses_numeric_targets(pooling):
     with pytest.raises(InputError, match=f"--pooling {pooling} has one attention per class and needs --target "
                                          "emotion alone, got --target emotion,arousal"):
@@ -350,8 +350,8 @@ def test_attention_per_class_refuses_numeric_targets(pooling):
 
 
 def test_evidence_attention_refuses_pooled_dropout_which_would_zero_its_logits():
-    with pytest.raises(InputError, match="--pooled-dropout does not apply to --pooling evidence-attention: its logits "
-                                         "are its pooled evidence"):
+    with pytest.raises(InputError, match="--pooled-dropout does not apply to --pooling guided-evidence-attention: "
+                                         "its logits are its pooled evidence"):
         train_attention_lstm.parse_args(["--data", "x.npz", "--preset", "localizing", "--pooled-dropout", "0.2"])
     with pytest.raises(InputError, match="--pooled-dropout does not apply"):
         build_attention_lstm(6, 4, pooling="evidence-attention", pooled_dropout=0.2)
@@ -379,3 +379,56 @@ def test_evidence_attention_logits_are_each_class_own_attended_evidence():
     softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(probabilities, softmax / softmax.sum(axis=1, keepdims=True), atol=1e-5)
     assert not model.get_layer("output").weights
+
+
+def test_guided_evidence_attention_adds_a_frame_classifier_that_only_the_frame_loss_trains():
+    import tensorflow as tf
+    from serattn.models.pooling import FRAME_GUIDE_SHARPNESS
+    from serattn.training.frame_loss import FRAME_TARGETS, frame_loss_view, frame_targets
+
+    rng = np.random.default_rng(4)
+    model = build_attention_lstm(6, 3, units=10, attention_units=5, pooling="guided-evidence-attention")
+    sequences = [rng.normal(size=(n, 6)).astype(np.float32) for n in (9, 21, 30)]
+    padding_changes_nothing(model, sequences)
+    batch, mask = pad_batch(sequences, 45)
+    inputs = {"features": batch, "mask": mask}
+    # Class k's attention scores: its evidence times its sharpness plus the frame classifier's scores times
+    # the guide's factor (8 at the start).
+    evidence, frame_scores, heads = [np.asarray(t) for t in keras.Model(model.inputs, [
+        model.get_layer(name).output for name in ("class_evidence", "frame_evidence", "class_attention")])(inputs)]
+    scores = np.where(mask[..., None], evidence + FRAME_GUIDE_SHARPNESS * frame_scores, -np.inf)
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(heads, expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
+
+    def gradients(net, feed, loss_of):
+        with tf.GradientTape() as tape:
+            probabilities = net(feed, training=True)
+            loss = loss_of(probabilities) + sum(net.losses)
+        variables = [model.get_layer(name).kernel for name in ("frame_evidence", "class_evidence")]
+        return [0.0 if g is None else np.abs(np.asarray(g)).max() for g in tape.gradient(loss, variables)]  # None: no path
+
+    labels = np.array([0, 1, 2])
+    utterance_loss = keras.losses.SparseCategoricalCrossentropy()
+    # The utterance's loss cannot move the frame classifier...
+    frame_part, class_part = gradients(model, inputs, lambda p: utterance_loss(labels, p))
+    assert frame_part == 0 and class_part > 0
+    # ...the frame loss does, and it alone does not move the class evidence.
+    view = frame_loss_view(model)
+    feed = {**inputs, FRAME_TARGETS: frame_targets(labels, np.ones(3), 3)}
+    frame_part, class_part = gradients(view, feed, lambda p: 0.0)
+    assert frame_part > 0 and class_part == 0
+    np.testing.assert_allclose(np.asarray(view(feed)), np.asarray(model(inputs)), atol=1e-6)  # same output
+
+
+def test_the_guides_factor_is_exempt_from_weight_decay():
+    from serattn.training.trainer import compile_model
+
+    model = build_attention_lstm(6, 3, units=10, attention_units=5, pooling="guided-evidence-attention")
+    compile_model(model, 3, 0.1, weight_decay=1.0)
+    guide, sharpness = model.get_layer("frame_guide").log_factor, model.get_layer("class_sharpness").log_factor
+    sharpness.assign(np.ones(3, np.float32))
+    before = np.asarray(guide).copy()
+    variables = model.trainable_variables
+    model.optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in variables])  # weight decay alone
+    np.testing.assert_array_equal(np.asarray(guide), before)
+    assert np.all(np.asarray(sharpness) < 1.0)

@@ -67,7 +67,8 @@ def test_constraints_come_from_the_registry():
 def test_unregistered_pooling_is_refused_with_the_existing_messages():
     with pytest.raises(InputError, match="--pooling max does not apply to --model attention-lstm; expected one of: "
                                          "attention, attentive-stats, multihead, attention[+]mean, attention[+]stats, "
-                                         "attention[+]functionals, region-attention, class-attention, evidence-attention$"):
+                                         "attention[+]functionals, region-attention, class-attention, evidence-attention, "
+                                         "guided-evidence-attention$"):
         ModelConfig(pooling="max").check()
     with pytest.raises(InputError, match="--pool-inputs does not apply to --pooling region-attention"):
         ModelConfig(pooling="region-attention", pool_inputs=True).check()
@@ -93,3 +94,32 @@ def test_a_new_variant_is_one_registration_and_one_head(monkeypatch):
     assert "attention_weights" in [layer.name for layer in model.layers]
     with pytest.raises(InputError, match="--pooling attention-again needs the padding mask"):
         ModelConfig(pooling="attention-again", mask=False).check()
+
+
+def test_preset_localizing_trains_its_frame_classifier_with_the_frame_loss(demo_corpus, tmp_path, monkeypatch):
+    from serattn.runs.reading import open_run
+    from serattn.training import frame_loss
+    from serattn.training.trainer import build_model
+
+    def frame_classifier_after_training(out):
+        assert train_attention_lstm.main(["--data", str(demo_corpus["features"]), "--preset", "localizing",
+                                          "--units", "8", "--epochs", "2", "--val-speakers", "1", "--seed", "3",
+                                          "--quiet", "--out", str(out)]) == 0
+        run = open_run(out)
+        assert run.record.values["pooling"] == "guided-evidence-attention"
+        trained = run.load_keras_model()
+        initial = build_model(ModelConfig(pooling="guided-evidence-attention", units=8), TrainConfig(seed=3),
+                              trained.input["features"].shape[-1], trained.output.shape[-1])
+        return np.asarray(trained.get_layer("frame_evidence").kernel).ravel(), \
+            np.asarray(initial.get_layer("frame_evidence").kernel).ravel()
+
+    def off_its_start(trained, initial):
+        """How far the trained kernel is from its initial one scaled (0: a multiple of it), relative."""
+        scaled = initial * (trained @ initial / (initial @ initial))
+        return np.linalg.norm(trained - scaled) / np.linalg.norm(trained)
+
+    assert off_its_start(*frame_classifier_after_training(tmp_path / "localizing")) > 0.01  # the frame loss moved it
+    # Without the frame loss nothing but AdamW's weight decay moves it (the utterance's loss does not reach it):
+    # it stays its initial kernel, scaled.
+    monkeypatch.setattr(frame_loss, "FRAME_LOSS_WEIGHT", 0.0)
+    assert off_its_start(*frame_classifier_after_training(tmp_path / "no-frame-loss")) < 1e-5
