@@ -459,6 +459,7 @@ class ClassSharpness(ClassGain):
 
 FRAME_EVIDENCE = "frame_evidence"  # guided-evidence-attention's frame classifier (trained by serattn.training.frame_loss)
 FRAME_GUIDE_SHARPNESS = 8.0  # its scores' starting factor in the attention (chosen on the demo corpora, ATTENTION_STUDY)
+NO_WEIGHT_DECAY = ("log_guide_sharpness",)  # weights that AdamW leaves alone (serattn.training.trainer.compile_model)
 
 
 @keras.saving.register_keras_serializable(package="serattn")
@@ -488,9 +489,6 @@ class FrameGuide(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "initial_sharpness": self.initial_sharpness}
-
-
-NO_WEIGHT_DECAY = ("log_guide_sharpness",)  # weights that AdamW leaves alone (serattn.training.trainer.compile_model)
 
 
 @keras.saving.register_keras_serializable(package="serattn")

@@ -67,6 +67,6 @@ def frame_loss_view(model):
     """A model sharing ``model``'s layers that also takes :data:`FRAME_TARGETS` and adds the frame loss (the
     fused or unmasked view of :func:`~serattn.training.trainer.trainer_for` is then taken of it)."""
     targets = keras.Input(shape=(model.output.shape[-1],), name=FRAME_TARGETS)
-    output = FrameLoss(FRAME_LOSS_WEIGHT, name="frame_loss")(model.output, model.get_layer(FRAME_EVIDENCE).output,
-                                          model.input["mask"], targets)
+    output = FrameLoss(FRAME_LOSS_WEIGHT, name="frame_loss")(
+        model.output, model.get_layer(FRAME_EVIDENCE).output, model.input["mask"], targets)
     return keras.Model({**model.input, FRAME_TARGETS: targets}, output, name=model.name)
