@@ -1,4 +1,4 @@
-"""The cue ratio a detector reaches when it is taught where the cue is: a reference for attention.
+"""The cue ratio a frame detector reaches when taught where the cue is, or only the utterances' classes.
 
     python benchmarks/cue_detector.py data/demo/features.npz
 
@@ -6,8 +6,9 @@ An attention model learns where to look from utterance labels alone. How much of
 could it find at best from the same frames? This script answers with supervision the
 models never get: a gradient-boosted classifier of "this frame lies on the cue", trained on
 the frames of the training (and validation) speakers, each frame described by the mean of
-the per-speaker normalized frames around it (the width of evidence-attention's regions)
-and that mean's deviation from its utterance's mean. Its logits, turned into an attention
+the per-speaker normalized frames around it (the width of evidence-attention's regions) and
+by nothing of the rest of its utterance (which would tell every frame its utterance's class
+where only the class is taught). Its logits, turned into an attention
 by a softmax over each test utterance's frames (times each ``--factors`` value), give a cue
 ratio per class as ``attention_visualize.py`` measures it; "peak" is the share of test
 utterances whose highest logit lies on the cue over the cue's mean share, the limit of an
@@ -15,7 +16,10 @@ ever sharper softmax.
 
 Two detectors: one for every class ("any class"), and one per class, trained on that
 class's utterances and applied to them ("told the class"), the analogue of a model
-attention per class read at the true class. The feature file must carry the corpus
+attention per class read at the true class. A third is taught only what the attention
+models are taught, each utterance's class ("utterance labels only"): per class, a classifier
+of "this frame belongs to an utterance of the class", fitted on every training frame and
+applied to the class's test utterances. The feature file must carry the corpus
 manifest's cue columns (``cue_start_s``, ``cue_end_s``, ``duration_s``, as the demo
 corpus's do).
 """
@@ -71,18 +75,21 @@ def frame_table(data, width):
     rows, on_cue = [], []
     for i, frames in enumerate(data.sequences()):
         frames = np.asarray(frames, dtype=np.float64)
-        means = centred_means(frames, width)
-        rows.append(np.hstack([means, means - frames.mean(axis=0)]))
+        rows.append(centred_means(frames, width))  # what the frame's stretch says, nothing of the rest
         centre = (np.arange(len(frames)) + 0.5) / len(frames)
         on_cue.append((centre >= start[i]) & (centre < stop[i]))
     return np.vstack(rows), np.concatenate(on_cue), np.repeat(np.arange(len(data)), data.lengths), (start, stop)
 
 
-def detector_logits(X, on_cue, fit_rows, apply_rows, seed):
-    """Logits of "on the cue" for ``apply_rows``, from a classifier fitted on ``fit_rows``."""
+DETECTORS = ("any class", "told the class", "utterance labels only")
+
+
+def detector_logits(X, target, fit_rows, apply_rows, seed):
+    """Logits of the frames' boolean ``target`` (on the cue, or of a class's utterance) for ``apply_rows``,
+    from a classifier fitted on ``fit_rows``."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    model = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(X[fit_rows], on_cue[fit_rows])
+    model = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(X[fit_rows], target[fit_rows])
     return model.decision_function(X[apply_rows])
 
 
@@ -103,13 +110,14 @@ def cue_ratios(data, width=EVIDENCE_REGION_WIDTH, factors=(1.0, 4.0), seed=0):
     X, on_cue, utterance, (start, stop) = frame_table(data, width)
     testing = data.split[utterance] == "test"
     classes = sorted(set(data.labels[data.split == "test"]))
-    logits = {"any class": np.full(len(X), np.nan), "told the class": np.full(len(X), np.nan)}
+    logits = {detector: np.full(len(X), np.nan) for detector in DETECTORS}
     logits["any class"][testing] = detector_logits(X, on_cue, ~testing, testing, seed)
     for label in classes:
         own = data.labels[utterance] == label
         if not np.any(own & ~testing):
             raise InputError(f"class {label} has no utterances outside the test split to train its detector on")
         logits["told the class"][own & testing] = detector_logits(X, on_cue, own & ~testing, own & testing, seed)
+        logits["utterance labels only"][own & testing] = detector_logits(X, own, ~testing, own & testing, seed)
 
     test = np.flatnonzero(data.split == "test")
     lengths = data.lengths[test]
@@ -130,7 +138,7 @@ def main(argv=None):
     args = parse_args(argv)
     results = cue_ratios(load_feature_set(args.features), args.window, args.factors, args.seed)
     groups = list(next(iter(next(iter(results.values())).values())))
-    print("test cue ratio of a detector taught where the cue is (1.0: uniform)")
+    print("test cue ratio of frame detectors (1.0: uniform)")
     print("| detector | attention | " + " | ".join(groups) + " |")
     print("|---|---|" + "---:|" * len(groups))
     for detector, rows in results.items():
