@@ -65,8 +65,9 @@ def centred_means(frames, width):
 
 
 def frame_table(data, width):
-    """``(X, on_cue, utterance)`` over every frame of ``data``: its description, whether its centre lies on
-    the cue, and its utterance's index."""
+    """``(X, on_cue, utterance, (cue_start, cue_stop))``: over every frame of ``data``, its description,
+    whether its centre lies on the cue and its utterance's index; then each utterance's cue as fractions
+    of its duration."""
     missing = [column for column in CUE_COLUMNS if column not in data.columns]
     if missing:
         raise InputError(f"the feature file has no {', '.join(missing)} column: this benchmark needs a corpus "
@@ -122,13 +123,13 @@ def cue_ratios(data, width=EVIDENCE_REGION_WIDTH, factors=(1.0, 4.0), seed=0):
     test = np.flatnonzero(data.split == "test")
     lengths = data.lengths[test]
     groups = {label: data.labels[test] == label for label in classes} | {"all": np.ones(len(test), bool)}
+    _, share = cue_attention(np.ones(int(lengths.sum())), lengths, start[test], stop[test])  # (test utterances,)
     results = {}
     for detector, values in logits.items():
         results[detector] = {}
         for factor in factors:
-            mass, share = cue_attention(attention_from(values[testing], lengths, factor), lengths, start[test], stop[test])
+            mass, _ = cue_attention(attention_from(values[testing], lengths, factor), lengths, start[test], stop[test])
             results[detector][f"softmax x{factor:g}"] = {g: mass[s].mean() / share[s].mean() for g, s in groups.items()}
-        _, share = cue_attention(np.ones(int(lengths.sum())), lengths, start[test], stop[test])
         peak = peak_in_cue(values[testing], lengths, start[test], stop[test])
         results[detector]["peak"] = {g: peak[s].mean() / share[s].mean() for g, s in groups.items()}
     return results
