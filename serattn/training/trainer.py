@@ -162,6 +162,14 @@ def compile_model(model, num_classes, learning_rate, clipnorm=None, optimizer=No
     )
 
 
+def compiled_like(view, model):
+    """``view``, a model sharing ``model``'s layers, compiled as ``model`` is: its optimizer (whose state the
+    two then share), loss and XLA setting."""
+    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
+                  jit_compile=model.jit_compile)
+    return view
+
+
 def lstm_kernel_for(model_config, train_config):
     """``"fused"`` or ``"keras"``: the LSTM kernel that ``--lstm-kernel`` resolves to.
 
@@ -195,17 +203,11 @@ def trainer_for(model, padding, lstm_kernel="keras"):
     """
     lstm = model.get_layer("lstm1")
     if lstm_kernel == "fused":
-        view = fused_lstm_view(model, keep_mask=padding != "post" and _lstm_is_masked(model))
-        compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
-                      jit_compile=model.jit_compile)
-        return view
+        return compiled_like(fused_lstm_view(model, keep_mask=padding != "post" and _lstm_is_masked(model)), model)
     if padding != "post" or not _lstm_is_masked(model):
         return model
     if not _is_published_head(model):  # pooling variants, augmentation, pooled dropout
-        view = unmasked_lstm_view(model)
-        compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
-                      jit_compile=model.jit_compile)
-        return view
+        return compiled_like(unmasked_lstm_view(model), model)
     features = keras.Input(shape=model.input["features"].shape[1:], name="features")
     mask = keras.Input(shape=model.input["mask"].shape[1:], dtype="bool", name="mask")
     outputs = lstm(features)  # (batch, frames, units), exact on valid frames for post-padding
@@ -218,9 +220,7 @@ def trainer_for(model, padding, lstm_kernel="keras"):
         representation = model.get_layer("attention_representation")(outputs, mask)  # (batch, units)
     view = keras.Model({"features": features, "mask": mask}, model.get_layer("output")(representation),
                        name=model.name)
-    compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
-                  jit_compile=model.jit_compile)
-    return view
+    return compiled_like(view, model)
 
 
 def _is_published_head(model):
@@ -349,15 +349,9 @@ def fit(model, train_batches, validation, epochs, patience, checkpoint_dir, hist
     """
     with model.distribute_strategy.scope():
         if FITTED_INPUT in train_batches.utterance_inputs:  # --functionals-fit logreg: on cross-fitted logits
-            view = cross_fitted_view(model)
-            compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
-                          jit_compile=model.jit_compile)
-            model = view
+            model = compiled_like(cross_fitted_view(model), model)
         if FRAME_TARGETS in train_batches.utterance_inputs:  # guided-evidence-attention: the frame loss joins in
-            view = frame_loss_view(model)
-            compile_model(view, model.output.shape[-1], None, optimizer=model.optimizer, loss=model.loss,
-                          jit_compile=model.jit_compile)
-            model = view
+            model = compiled_like(frame_loss_view(model), model)
         model = trainer_for(model, train_batches.padding, lstm_kernel)  # shares the weights of the model passed in
     stopper = ResumableEarlyStopping(checkpoint_dir, patience if validation is not None else None, selection)
     stopper.set_model(model)
